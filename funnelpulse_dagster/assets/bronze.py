@@ -1,0 +1,118 @@
+"""bronze_events and bronze_quarantine: every input line, typed or quarantined with a reason."""
+
+
+import time
+
+from dagster import (
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetSpec,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
+from pyspark import StorageLevel
+from pyspark.sql import functions as F
+
+from funnelpulse_dagster.checks.quality import BRONZE_RECONCILES, input_reconciliation
+from funnelpulse_dagster.partitions import daily_partitions, partition_days, single_run_backfill
+from funnelpulse_dagster.resources import LakeResource, RawDataResource, SparkResource
+from funnelpulse_dagster.settings import load_settings
+from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_QUARANTINE
+from funnelpulse_dagster.transforms.bronze import (
+    REASON,
+    ROW_DATE,
+    bronze_rows,
+    drop_non_records,
+    first_date_in_text,
+    parse_raw_lines,
+    prefilter_lines_for_dates,
+    quarantine_rows,
+    restrict_to_dates,
+)
+
+
+@multi_asset(
+    specs=[
+        AssetSpec(
+            BRONZE_EVENTS.name,
+            description="One typed row per parsed input line (UTC event_time, 64-bit ids, exact prices).",
+            group_name="bronze",
+            kinds={"spark", "parquet"},
+        ),
+        AssetSpec(
+            BRONZE_QUARANTINE.name,
+            description="One row per input line that could not be parsed, with the raw text and the reason.",
+            group_name="bronze",
+            kinds={"spark", "parquet"},
+        ),
+    ],
+    check_specs=[
+        AssetCheckSpec(
+            BRONZE_RECONCILES,
+            asset=BRONZE_EVENTS.name,
+            blocking=True,
+            description="Every input row of the day is in bronze or in quarantine, exactly once.",
+        )
+    ],
+    partitions_def=daily_partitions,
+    backfill_policy=single_run_backfill,
+)
+def bronze(context: AssetExecutionContext, spark: SparkResource, lake: LakeResource, raw_data: RawDataResource):
+    started = time.perf_counter()
+    session = spark.spark_session
+    days = partition_days(context)
+    files = lake.list_files(session, raw_data.uri, ".csv")
+    if not files:
+        raise FileNotFoundError(
+            f"no *.csv files under {raw_data.uri}; put the shop's exports there "
+            "or create sample data with `funnelpulse generate`"
+        )
+    # a line with no date of its own belongs to the first dated line of its file (see docs)
+    fallback = load_settings().start_date
+    file_first_dates = {f: first_date_in_text(lake.read_head(session, f)) or fallback for f in files}
+
+    lines = session.read.text(files).select("value", F.col("_metadata.file_path").alias("source_file"))
+    parsed = (
+        lines.transform(drop_non_records)
+        .transform(prefilter_lines_for_dates, days)
+        .transform(parse_raw_lines, file_first_dates)
+        .transform(restrict_to_dates, days)
+        # parsed once, written twice (bronze and quarantine) and counted: keep it
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    try:
+        lake.replace_partitions(bronze_rows(parsed), BRONZE_EVENTS, days)
+        lake.replace_partitions(quarantine_rows(parsed), BRONZE_QUARANTINE, days)
+        input_rows = {r[0]: r[1] for r in parsed.groupBy(ROW_DATE).count().collect()}
+        reasons = {r[0]: r[1] for r in parsed.filter(F.col(REASON).isNotNull()).groupBy(REASON).count().collect()}
+    finally:
+        parsed.unpersist()
+
+    stored_bronze = lake.partition_counts(session, BRONZE_EVENTS, days)
+    stored_quarantine = lake.partition_counts(session, BRONZE_QUARANTINE, days)
+    elapsed = time.perf_counter() - started
+    context.log.info(
+        f"bronze: {sum(input_rows.values())} input rows over {len(days)} day(s) -> "
+        f"{sum(stored_bronze.values())} bronze, {sum(stored_quarantine.values())} quarantined in {elapsed:.1f}s"
+    )
+    yield MaterializeResult(
+        asset_key=BRONZE_EVENTS.name,
+        metadata={
+            "rows_in": sum(input_rows.values()),
+            "rows_out": sum(stored_bronze.values()),
+            "days": len(days),
+            "input_files": MetadataValue.json(files),
+            "path": MetadataValue.path(lake.table_uri(BRONZE_EVENTS)),
+            "seconds": MetadataValue.float(round(elapsed, 2)),
+        },
+    )
+    yield MaterializeResult(
+        asset_key=BRONZE_QUARANTINE.name,
+        metadata={
+            "rows_out": sum(stored_quarantine.values()),
+            "reasons": MetadataValue.json(dict(sorted(reasons.items()))),
+            "path": MetadataValue.path(lake.table_uri(BRONZE_QUARANTINE)),
+        },
+    )
+    yield input_reconciliation(input_rows, stored_bronze, stored_quarantine)

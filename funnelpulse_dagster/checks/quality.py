@@ -1,0 +1,158 @@
+"""The data-quality rules as asset-check results.
+
+Each function reads what actually landed (not what the asset meant to write) and returns an
+AssetCheckResult whose metadata says why it failed: counts per day and sample keys. They are
+ERROR-severity and blocking, so a failed check stops the downstream assets of the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+
+from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from funnelpulse_dagster.tables import EVENT_KEY, EVENT_TYPES
+
+SAMPLE_LIMIT = 5
+
+BRONZE_RECONCILES = "input_rows_reconcile"
+SILVER_NO_NULL_REQUIRED = "no_null_required_fields"
+SILVER_POSITIVE_PRICE = "no_non_positive_price"
+SILVER_KNOWN_EVENT_TYPES = "no_unknown_event_type"
+SILVER_UNIQUE_KEY = "no_duplicate_event_key"
+GOLD_MATCHES_SILVER = "daily_totals_match_silver"
+
+SILVER_REQUIRED_COLUMNS = ("event_time", "event_type", "price", "event_date")
+
+
+def _result(name: str, passed: bool, description: str, metadata: dict) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name=name,
+        passed=passed,
+        severity=AssetCheckSeverity.ERROR,
+        description=description,
+        metadata=metadata,
+    )
+
+
+def input_reconciliation(
+    input_rows: Mapping[date, int], bronze_rows: Mapping[date, int], quarantine_rows: Mapping[date, int]
+) -> AssetCheckResult:
+    """Every input row landed in exactly one of bronze and quarantine, day by day."""
+    mismatched = {
+        day.isoformat(): {
+            "input": input_rows.get(day, 0),
+            "bronze": bronze_rows.get(day, 0),
+            "quarantine": quarantine_rows.get(day, 0),
+        }
+        for day in sorted(set(input_rows) | set(bronze_rows) | set(quarantine_rows))
+        if input_rows.get(day, 0) != bronze_rows.get(day, 0) + quarantine_rows.get(day, 0)
+    }
+    total_in = sum(input_rows.values())
+    total_out = sum(bronze_rows.values()) + sum(quarantine_rows.values())
+    return _result(
+        BRONZE_RECONCILES,
+        not mismatched,
+        "input rows = bronze rows + quarantine rows, for every day"
+        + ("" if not mismatched else f"; {len(mismatched)} day(s) do not reconcile"),
+        {
+            "input_rows": total_in,
+            "bronze_plus_quarantine_rows": total_out,
+            "mismatched_days": MetadataValue.json(mismatched),
+        },
+    )
+
+
+def silver_quality(silver: DataFrame) -> list[AssetCheckResult]:
+    """The hard silver rules, evaluated on the stored partitions in two Spark jobs."""
+    violations = silver.select(
+        *[F.count(F.when(F.col(c).isNull(), True)).alias(f"null_{c}") for c in SILVER_REQUIRED_COLUMNS],
+        F.count(F.when(F.col("price") <= 0, True)).alias("non_positive_price"),
+        F.count(F.when(~F.col("event_type").isin(*EVENT_TYPES), True)).alias("unknown_event_type"),
+        F.count(F.lit(1)).alias("rows"),
+    ).first()
+    duplicates = (
+        silver.groupBy(*EVENT_KEY).count().filter(F.col("count") > 1).orderBy(F.desc("count"), *EVENT_KEY)
+    )
+    duplicate_sample = [r.asDict() for r in duplicates.limit(SAMPLE_LIMIT).collect()]
+    duplicate_keys = duplicates.count() if duplicate_sample else 0
+
+    def sample(condition) -> list[dict]:
+        rows = silver.filter(condition).select(*EVENT_KEY, "price").limit(SAMPLE_LIMIT).collect()
+        return [{k: str(v) for k, v in r.asDict().items()} for r in rows]
+
+    nulls = {c: violations[f"null_{c}"] for c in SILVER_REQUIRED_COLUMNS}
+    null_condition = None
+    for c in SILVER_REQUIRED_COLUMNS:
+        cond = F.col(c).isNull()
+        null_condition = cond if null_condition is None else null_condition | cond
+    return [
+        _result(
+            SILVER_NO_NULL_REQUIRED,
+            sum(nulls.values()) == 0,
+            f"no NULL in {', '.join(SILVER_REQUIRED_COLUMNS)}",
+            {"null_counts": MetadataValue.json(nulls), "rows_checked": violations["rows"],
+             "sample": MetadataValue.json(sample(null_condition) if sum(nulls.values()) else [])},
+        ),
+        _result(
+            SILVER_POSITIVE_PRICE,
+            violations["non_positive_price"] == 0,
+            "every price is > 0",
+            {"violations": violations["non_positive_price"],
+             "sample": MetadataValue.json(sample(F.col("price") <= 0) if violations["non_positive_price"] else [])},
+        ),
+        _result(
+            SILVER_KNOWN_EVENT_TYPES,
+            violations["unknown_event_type"] == 0,
+            f"event_type in {', '.join(EVENT_TYPES)}",
+            {"violations": violations["unknown_event_type"]},
+        ),
+        _result(
+            SILVER_UNIQUE_KEY,
+            duplicate_keys == 0,
+            f"one row per ({', '.join(EVENT_KEY)})",
+            {"duplicate_keys": duplicate_keys,
+             "sample": MetadataValue.json([{k: str(v) for k, v in d.items()} for d in duplicate_sample])},
+        ),
+    ]
+
+
+def daily_totals(events_or_metrics: DataFrame, day_column: str, from_events: bool) -> dict[date, dict]:
+    """views / carts / purchases / revenue per day, from silver events or from a gold table."""
+    if from_events:
+        aggregations = [
+            F.count(F.when(F.col("event_type") == t, True)).alias(name)
+            for t, name in (("view", "views"), ("cart", "carts"), ("purchase", "purchases"))
+        ] + [F.coalesce(F.sum(F.when(F.col("event_type") == "purchase", F.col("price"))), F.lit(0)).alias("revenue")]
+    else:
+        aggregations = [F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in ("views", "carts", "purchases", "revenue")]
+    rows = events_or_metrics.groupBy(F.col(day_column).alias("day")).agg(*aggregations).collect()
+    return {r["day"]: {k: r[k] for k in ("views", "carts", "purchases", "revenue")} for r in rows}
+
+
+def totals_match(
+    name: str, gold: Mapping[date, dict], silver: Mapping[date, dict], what: str
+) -> AssetCheckResult:
+    """Gold's daily totals equal silver's exactly (revenue is DECIMAL: to the cent)."""
+    empty = {"views": 0, "carts": 0, "purchases": 0, "revenue": 0}
+    mismatched = {}
+    for day in sorted(set(gold) | set(silver)):
+        g, s = gold.get(day, empty), silver.get(day, empty)
+        diff = {k: {"gold": str(g[k]), "silver": str(s[k])} for k in empty if g[k] != s[k]}
+        if diff:
+            mismatched[day.isoformat()] = diff
+    return _result(
+        name,
+        not mismatched,
+        f"{what}: daily views, carts, purchases and revenue equal silver's"
+        + ("" if not mismatched else f"; {len(mismatched)} day(s) differ"),
+        {
+            "days_checked": len(set(gold) | set(silver)),
+            "silver_purchases": sum(s["purchases"] for s in silver.values()),
+            "silver_revenue": MetadataValue.float(float(sum(s["revenue"] for s in silver.values()))),
+            "mismatched_days": MetadataValue.json(mismatched),
+        },
+    )

@@ -1,0 +1,78 @@
+"""Deployment settings: the environment variables of the configuration contract.
+
+Every variable has a working default so that a laptop with nothing but Python runs the platform;
+a cluster deployment sets them instead of editing code (see docs/configuration.md).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+ENV_HOME = "FUNNELPULSE_HOME"
+ENV_LAKE = "FUNNELPULSE_LAKE"
+ENV_START_DATE = "FUNNELPULSE_START_DATE"
+ENV_KAFKA_BOOTSTRAP = "FUNNELPULSE_KAFKA_BOOTSTRAP"
+ENV_KAFKA_TOPIC = "FUNNELPULSE_KAFKA_TOPIC"
+ENV_SPARK_MASTER = "FUNNELPULSE_SPARK_MASTER"
+
+DEFAULT_START_DATE = "2019-10-01"
+DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_KAFKA_TOPIC = "funnelpulse_events"
+DEFAULT_SPARK_MASTER = "local[*]"
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved configuration, read from the environment at call time."""
+
+    home: Path
+    lake: str
+    start_date: date
+    kafka_bootstrap: str
+    kafka_topic: str
+    spark_master: str
+
+    @property
+    def data_raw(self) -> Path:
+        return self.home / "data_raw"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.home / "checkpoints"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def ground_truth(self) -> Path:
+        return self.home / "ground_truth"
+
+
+def home_dir() -> Path:
+    return Path(_env(ENV_HOME) or Path.home() / "funnelpulse").expanduser()
+
+
+def load_settings() -> Settings:
+    home = home_dir()
+    start = _env(ENV_START_DATE) or DEFAULT_START_DATE
+    try:
+        start_date = date.fromisoformat(start)
+    except ValueError as exc:
+        raise ValueError(f"{ENV_START_DATE}={start!r} is not a date in YYYY-MM-DD form") from exc
+    return Settings(
+        home=home,
+        lake=_env(ENV_LAKE) or str(home / "tables"),
+        start_date=start_date,
+        kafka_bootstrap=_env(ENV_KAFKA_BOOTSTRAP) or DEFAULT_KAFKA_BOOTSTRAP,
+        kafka_topic=_env(ENV_KAFKA_TOPIC) or DEFAULT_KAFKA_TOPIC,
+        spark_master=_env(ENV_SPARK_MASTER) or DEFAULT_SPARK_MASTER,
+    )

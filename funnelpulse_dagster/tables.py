@@ -1,0 +1,127 @@
+"""The one place that owns table names, partition columns and schemas.
+
+Every asset, check, test and benchmark takes names and schemas from here, so a table can never
+be written with one layout and read with another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql.types import (
+    BooleanType,
+    DateType,
+    DecimalType,
+    DoubleType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+# Money is exact: prices are DECIMAL(12,2) and revenue DECIMAL(18,2), so totals agree to the cent.
+PRICE_TYPE = DecimalType(12, 2)
+REVENUE_TYPE = DecimalType(18, 2)
+
+RAW_COLUMNS = (
+    "event_time",
+    "event_type",
+    "product_id",
+    "category_id",
+    "category_code",
+    "brand",
+    "price",
+    "user_id",
+    "user_session",
+)
+EVENT_TYPES = ("view", "cart", "remove_from_cart", "purchase")
+# silver de-duplicates on this key (contracts.md)
+EVENT_KEY = ("event_time", "user_id", "user_session", "product_id", "event_type")
+PRICE_BANDS = ("<10", "10-30", "30-60", "60+")
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    partition_column: str
+    schema: StructType  # data columns followed by the partition column
+
+    @property
+    def data_columns(self) -> list[str]:
+        return [f.name for f in self.schema.fields if f.name != self.partition_column]
+
+
+def _fields(*pairs: tuple[str, object]) -> StructType:
+    return StructType([StructField(name, dtype, True) for name, dtype in pairs])
+
+
+_EVENT_FIELDS = (
+    ("event_time", TimestampType()),
+    ("event_type", StringType()),
+    ("product_id", LongType()),
+    ("category_id", LongType()),
+    ("category_code", StringType()),
+    ("brand", StringType()),
+    ("price", PRICE_TYPE),
+    ("user_id", LongType()),
+    ("user_session", StringType()),
+)
+
+BRONZE_EVENTS = Table(
+    "bronze_events",
+    "event_date",
+    _fields(*_EVENT_FIELDS, ("source_file", StringType()), ("event_date", DateType())),
+)
+
+BRONZE_QUARANTINE = Table(
+    "bronze_quarantine",
+    "ingest_date",
+    _fields(
+        ("source_file", StringType()),
+        ("raw_line", StringType()),
+        ("reason", StringType()),
+        ("ingest_date", DateType()),
+    ),
+)
+
+SILVER_EVENTS = Table(
+    "silver_events",
+    "event_date",
+    _fields(
+        *_EVENT_FIELDS,
+        ("brand_norm", StringType()),
+        ("category_code_norm", StringType()),
+        ("category_root", StringType()),
+        ("price_band", StringType()),
+        ("is_missing_brand", BooleanType()),
+        ("is_missing_category", BooleanType()),
+        ("is_missing_session", BooleanType()),
+        ("event_date", DateType()),
+    ),
+)
+
+FUNNEL_METRIC_FIELDS = (
+    ("views", LongType()),
+    ("carts", LongType()),
+    ("remove_from_carts", LongType()),
+    ("purchases", LongType()),
+    ("revenue", REVENUE_TYPE),
+    ("view_to_cart_rate", DoubleType()),
+    ("cart_to_purchase_rate", DoubleType()),
+    ("conversion_rate", DoubleType()),
+)
+
+GOLD_FUNNEL_HOURLY_BRAND = Table(
+    "gold_funnel_hourly_brand",
+    "window_date",
+    _fields(
+        ("window_start", TimestampType()),
+        ("window_end", TimestampType()),
+        ("brand", StringType()),
+        *FUNNEL_METRIC_FIELDS,
+        ("window_date", DateType()),
+    ),
+)
+
+ALL_TABLES = {t.name: t for t in (BRONZE_EVENTS, BRONZE_QUARANTINE, SILVER_EVENTS, GOLD_FUNNEL_HOURLY_BRAND)}

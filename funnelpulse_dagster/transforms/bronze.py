@@ -1,0 +1,176 @@
+"""Raw export lines → typed bronze rows, or quarantine rows with a reason.
+
+Parsing is done on text lines, not with Spark's CSV reader, so that every input line is seen
+exactly once, keeps its raw text for the quarantine, and gets a precise reason when it fails.
+Spark 4 runs in ANSI mode, where a plain cast raises on bad text and one garbage line would kill
+the job, so every conversion is a `try_*` function whose NULL we turn into a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_QUARANTINE, PRICE_TYPE, RAW_COLUMNS
+
+HEADER_LINE = ",".join(RAW_COLUMNS)
+CSV_TIME_FORMAT = "yyyy-MM-dd HH:mm:ss 'UTC'"
+# Kafka producers may send ISO-8601 with a zone designator instead of the export's format.
+ISO_TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss[.SSSSSS][.SSS]XXX"
+# One CSV field: a quoted field (with "" escapes) or a run of non-commas; used only for lines
+# that contain a quote, since the export itself never quotes.
+_QUOTED_FIELD_PATTERN = r'(?:^|,)("(?:[^"]|"")*"|[^,]*)'
+
+# internal columns of the parsed frame
+REASON = "_reason"
+ROW_DATE = "_row_date"
+RAW_LINE = "raw_line"
+SOURCE_FILE = "source_file"
+
+
+def parse_event_time(text: Column) -> Column:
+    """Timestamp from the export's `YYYY-MM-DD HH:MM:SS UTC`, or ISO-8601; NULL if neither."""
+    text = F.trim(text)
+    return F.coalesce(
+        F.try_to_timestamp(text, F.lit(CSV_TIME_FORMAT)),
+        F.try_to_timestamp(text, F.lit(ISO_TIME_FORMAT)),
+    )
+
+
+def _blank_to_null(text: Column) -> Column:
+    return F.when(F.trim(text) == "", None).otherwise(text)
+
+
+def _split_fields(line: Column) -> Column:
+    """The line's fields as an array; quoted fields only take the slow path when quotes occur."""
+    quoted = F.transform(
+        F.regexp_extract_all(line, F.lit(_QUOTED_FIELD_PATTERN), 1),
+        lambda f: F.when(
+            f.startswith('"'), F.regexp_replace(F.substring(f, F.lit(2), F.length(f) - 2), '""', '"')
+        ).otherwise(f),
+    )
+    return F.when(line.contains('"'), quoted).otherwise(F.split(line, ",", -1))
+
+
+def drop_non_records(lines: DataFrame) -> DataFrame:
+    """Remove blank lines and repeated header lines: they are not input rows."""
+    value = F.trim(F.col("value"))
+    return lines.filter((value != "") & (value != HEADER_LINE))
+
+
+def parse_raw_lines(lines: DataFrame, file_first_dates: Mapping[str, date] | None = None) -> DataFrame:
+    """Parse `value` (one raw line) and `source_file` into the bronze columns plus `_reason`.
+
+    `_reason` is NULL for a row that belongs in bronze and says what is wrong otherwise.
+    `_row_date` is the day that owns the row: its event date, else the date its text starts
+    with, else the date of the first dated line of its file (`file_first_dates`), so that every
+    line, garbage included, belongs to exactly one daily partition.
+    """
+    fields = F.col("_fields")
+    field_count = F.size(fields)
+
+    def field(i: int) -> Column:
+        return _blank_to_null(F.get(fields, i))
+
+    def long_or_null(i: int) -> Column:
+        return F.expr(f"try_cast(trim(get(_fields, {i})) AS BIGINT)")
+
+    def bad_number(i: int, parsed: Column) -> Column:
+        return field(i).isNotNull() & parsed.isNull()
+
+    event_time = parse_event_time(F.get(fields, 0))
+    price = F.expr(f"try_cast(trim(get(_fields, 6)) AS {PRICE_TYPE.simpleString()})")
+    parsed = (
+        lines.withColumn("_fields", _split_fields(F.col("value")))
+        .select(
+            F.col("value").alias(RAW_LINE),
+            F.col(SOURCE_FILE),
+            field_count.alias("_field_count"),
+            event_time.alias("event_time"),
+            field(0).alias("_event_time_text"),
+            F.trim(field(1)).alias("event_type"),
+            long_or_null(2).alias("product_id"),
+            bad_number(2, long_or_null(2)).alias("_bad_product_id"),
+            long_or_null(3).alias("category_id"),
+            bad_number(3, long_or_null(3)).alias("_bad_category_id"),
+            field(4).alias("category_code"),
+            field(5).alias("brand"),
+            price.alias("price"),
+            bad_number(6, price).alias("_bad_price"),
+            long_or_null(7).alias("user_id"),
+            bad_number(7, long_or_null(7)).alias("_bad_user_id"),
+            field(8).alias("user_session"),
+        )
+    )
+    n = len(RAW_COLUMNS)
+    reason = (
+        F.when(
+            F.col("_field_count") != n,
+            F.concat(F.lit(f"expected {n} fields, found "), F.col("_field_count").cast("string")),
+        )
+        .when(F.col("_event_time_text").isNull(), F.lit("missing event_time"))
+        .when(F.col("event_time").isNull(), F.lit("unparseable event_time"))
+        .when(F.col("_bad_product_id"), F.lit("non-integer product_id"))
+        .when(F.col("_bad_category_id"), F.lit("non-integer category_id"))
+        .when(F.col("_bad_price"), F.lit("non-numeric price"))
+        .when(F.col("_bad_user_id"), F.lit("non-integer user_id"))
+    )
+    first_dates = file_first_dates or {}
+    file_date = (
+        F.create_map(*[x for k, v in first_dates.items() for x in (F.lit(k), F.lit(v))])[F.col(SOURCE_FILE)]
+        if first_dates
+        else F.lit(None).cast("date")
+    )
+    prefix_date = F.try_to_date(F.substring(F.col(RAW_LINE), 1, 10), "yyyy-MM-dd")
+    return parsed.select(
+        *[c for c in parsed.columns if not c.startswith("_")],
+        reason.alias(REASON),
+        F.coalesce(F.to_date("event_time"), prefix_date, file_date).alias(ROW_DATE),
+    )
+
+
+def restrict_to_dates(parsed: DataFrame, dates: Iterable[date]) -> DataFrame:
+    """Keep the rows owned by the given days (a run materializes exactly its partitions)."""
+    return parsed.filter(F.col(ROW_DATE).isin(sorted(set(dates))))
+
+
+def prefilter_lines_for_dates(lines: DataFrame, dates: Iterable[date]) -> DataFrame:
+    """Cheap pre-filter before parsing: drop lines that start with a date far from the range.
+
+    A line is kept when its first ten characters are not a date (it may be garbage that an owner
+    rule assigns to one of our days) or are a date within a day of the range (a timestamp with a
+    zone offset can fall on a neighbouring UTC day). The exact owner test runs after parsing.
+    """
+    wanted = sorted(set(dates))
+    lo, hi = wanted[0], wanted[-1]
+    prefix_date = F.try_to_date(F.substring(F.col("value"), 1, 10), "yyyy-MM-dd")
+    near = prefix_date.between(F.date_sub(F.lit(lo), 1), F.date_add(F.lit(hi), 1))
+    return lines.filter(prefix_date.isNull() | near)
+
+
+def bronze_rows(parsed: DataFrame) -> DataFrame:
+    return parsed.filter(F.col(REASON).isNull()).select(
+        *BRONZE_EVENTS.data_columns, F.col(ROW_DATE).alias(BRONZE_EVENTS.partition_column)
+    )
+
+
+def quarantine_rows(parsed: DataFrame) -> DataFrame:
+    return parsed.filter(F.col(REASON).isNotNull()).select(
+        F.col(SOURCE_FILE),
+        F.col(RAW_LINE),
+        F.col(REASON).alias("reason"),
+        F.col(ROW_DATE).alias(BRONZE_QUARANTINE.partition_column),
+    )
+
+
+def first_date_in_text(head: bytes) -> date | None:
+    """The date of the first line in `head` that starts with one (the file's first dated line)."""
+    for raw in head.decode("utf-8", errors="replace").splitlines():
+        try:
+            return date.fromisoformat(raw[:10])
+        except ValueError:
+            continue
+    return None

@@ -1,0 +1,110 @@
+"""Bronze events → clean, normalised, de-duplicated silver events.
+
+These functions are the one implementation of the silver rules; the batch asset and the
+streaming job both import them, so the two paths cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from funnelpulse_dagster.tables import EVENT_KEY, EVENT_TYPES, SILVER_EVENTS
+
+# The silver rules in the order they are applied; a dropped row is counted under the first
+# rule it breaks, so the per-rule counts add up to the rows removed.
+SILVER_RULE_NAMES = ("null_event_time", "null_event_type", "unknown_event_type", "null_price", "non_positive_price")
+
+
+def silver_rules() -> list[tuple[str, Column]]:
+    """(rule name, condition that breaks it); built on call because Columns need a session."""
+    conditions = (
+        F.col("event_time").isNull(),
+        F.col("event_type").isNull(),
+        ~F.col("event_type").isin(*EVENT_TYPES),
+        F.col("price").isNull(),
+        F.col("price") <= 0,
+    )
+    return list(zip(SILVER_RULE_NAMES, conditions, strict=True))
+
+
+def violated_rule() -> Column:
+    """Name of the first silver rule a row breaks, NULL for a row that passes them all."""
+    expr = None
+    for name, broken in silver_rules():
+        expr = F.when(broken, F.lit(name)) if expr is None else expr.when(broken, F.lit(name))
+    return expr
+
+
+def _normalise_text(col: Column) -> Column:
+    trimmed = F.lower(F.trim(col))
+    return F.when(trimmed == "", None).otherwise(trimmed)
+
+
+def price_band(price: Column) -> Column:
+    """[0,10) → '<10', [10,30) → '10-30', [30,60) → '30-60', [60,∞) → '60+'."""
+    return (
+        F.when(price < 10, F.lit("<10"))
+        .when(price < 30, F.lit("10-30"))
+        .when(price < 60, F.lit("30-60"))
+        .otherwise(F.lit("60+"))
+    )
+
+
+def apply_silver_rules(events: DataFrame) -> DataFrame:
+    """Keep the rows that pass every silver rule."""
+    return events.filter(violated_rule().isNull())
+
+
+def normalise_events(events: DataFrame) -> DataFrame:
+    """Add normalised brand / category, category root, price band and data-quality flags."""
+    category_code_norm = _normalise_text(F.col("category_code"))
+    brand_norm = _normalise_text(F.col("brand"))
+    return (
+        events.withColumn("brand_norm", brand_norm)
+        .withColumn("category_code_norm", category_code_norm)
+        # first dot-separated segment; NULL (not '') where there is no category
+        .withColumn(
+            "category_root",
+            F.when(F.col("category_code_norm").isNull(), None).otherwise(
+                F.split_part(F.col("category_code_norm"), F.lit("."), F.lit(1))
+            ),
+        )
+        .withColumn("price_band", price_band(F.col("price")))
+        .withColumn("is_missing_brand", F.col("brand_norm").isNull())
+        .withColumn("is_missing_category", F.col("category_code_norm").isNull())
+        .withColumn("is_missing_session", F.col("user_session").isNull() | (F.trim("user_session") == ""))
+        .withColumn("event_date", F.to_date("event_time"))
+    )
+
+
+def deduplicate_events(events: DataFrame) -> DataFrame:
+    """One row per event key (contracts.md), chosen deterministically.
+
+    Duplicates in the export are usually identical rows; where the non-key columns differ, the
+    smallest of them wins, so re-running a day always keeps the same row. `event_date` joins the
+    grouping key (it is a function of `event_time`) so that a frame already partitioned by day
+    needs no further shuffle.
+    """
+    key = ["event_date", *EVENT_KEY]
+    rest = [c for c in events.columns if c not in key]
+    return (
+        events.groupBy(*key)
+        .agg(F.min(F.struct(*rest)).alias("_row"))
+        .select(*key, "_row.*")
+    )
+
+
+def to_silver(bronze: DataFrame) -> DataFrame:
+    """The whole silver transform: rules, normalisation, de-duplication, silver column order."""
+    return (
+        bronze.transform(apply_silver_rules)
+        .transform(normalise_events)
+        .transform(deduplicate_events)
+        .select(*SILVER_EVENTS.schema.fieldNames())
+    )
+
+
+def silver_rule_counts(bronze: DataFrame) -> DataFrame:
+    """Rows removed per rule, and rows kept (`passed`), one row per rule name."""
+    return bronze.groupBy(F.coalesce(violated_rule(), F.lit("passed")).alias("rule")).count()
