@@ -69,14 +69,13 @@ def bronze(context: AssetExecutionContext, spark: SparkResource, lake: LakeResou
             "or create sample data with `funnelpulse generate`"
         )
     # a line with no date of its own belongs to the first dated line of its file (see docs)
-    fallback = load_settings().start_date
-    file_first_dates = {f: first_date_in_text(lake.read_head(session, f)) or fallback for f in files}
+    file_first_dates = {f: first_date_in_text(lake.read_head(session, f)) for f in files}
 
     lines = session.read.text(files).select("value", F.col("_metadata.file_path").alias("source_file"))
     parsed = (
         lines.transform(drop_non_records)
         .transform(prefilter_lines_for_dates, days)
-        .transform(parse_raw_lines, file_first_dates)
+        .transform(parse_raw_lines, file_first_dates, load_settings().start_date)
         .transform(restrict_to_dates, days)
         # parsed once, written twice (bronze and quarantine) and counted: keep it
         .persist(StorageLevel.MEMORY_AND_DISK)

@@ -8,6 +8,7 @@ the job, so every conversion is a `try_*` function whose NULL we turn into a rea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import date
 
@@ -61,13 +62,25 @@ def drop_non_records(lines: DataFrame) -> DataFrame:
     return lines.filter((value != "") & (value != HEADER_LINE))
 
 
-def parse_raw_lines(lines: DataFrame, file_first_dates: Mapping[str, date] | None = None) -> DataFrame:
+def normalise_file_uri(uri: str) -> str:
+    """One spelling per local file: Hadoop says `file:/x`, Spark's metadata `file:///x`."""
+    return re.sub(r"^file:/+", "/", uri)
+
+
+def _normalised_file_column(col: Column) -> Column:
+    return F.regexp_replace(col, r"^file:/+", "/")
+
+
+def parse_raw_lines(
+    lines: DataFrame, file_first_dates: Mapping[str, date] | None = None, default_date: date | None = None
+) -> DataFrame:
     """Parse `value` (one raw line) and `source_file` into the bronze columns plus `_reason`.
 
     `_reason` is NULL for a row that belongs in bronze and says what is wrong otherwise.
     `_row_date` is the day that owns the row: its event date, else the date its text starts
     with, else the date of the first dated line of its file (`file_first_dates`), so that every
-    line, garbage included, belongs to exactly one daily partition.
+    line, garbage included, belongs to exactly one daily partition. A file without a single
+    dated line gives its lines to `default_date` (the first partition).
     """
     fields = F.col("_fields")
     field_count = F.size(fields)
@@ -118,17 +131,20 @@ def parse_raw_lines(lines: DataFrame, file_first_dates: Mapping[str, date] | Non
         .when(F.col("_bad_price"), F.lit("non-numeric price"))
         .when(F.col("_bad_user_id"), F.lit("non-integer user_id"))
     )
-    first_dates = file_first_dates or {}
+    first_dates = {normalise_file_uri(k): v for k, v in (file_first_dates or {}).items() if v is not None}
     file_date = (
-        F.create_map(*[x for k, v in first_dates.items() for x in (F.lit(k), F.lit(v))])[F.col(SOURCE_FILE)]
+        F.create_map(*[x for k, v in first_dates.items() for x in (F.lit(k), F.lit(v))])[
+            _normalised_file_column(F.col(SOURCE_FILE))
+        ]
         if first_dates
         else F.lit(None).cast("date")
     )
+    fallback_date = F.lit(default_date) if default_date is not None else F.lit(None).cast("date")
     prefix_date = F.try_to_date(F.substring(F.col(RAW_LINE), 1, 10), "yyyy-MM-dd")
     return parsed.select(
         *[c for c in parsed.columns if not c.startswith("_")],
         reason.alias(REASON),
-        F.coalesce(F.to_date("event_time"), prefix_date, file_date).alias(ROW_DATE),
+        F.coalesce(F.to_date("event_time"), prefix_date, file_date, fallback_date).alias(ROW_DATE),
     )
 
 

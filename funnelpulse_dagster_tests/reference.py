@@ -1,0 +1,191 @@
+"""An independent implementation of the contracts' rules in plain Python and pandas.
+
+Tests compare the Spark pipeline with this, never with its own output. It is written from
+contracts.md, shares no code with funnelpulse_dagster, and is only meant for small data.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from pathlib import Path
+
+import pandas as pd
+
+HEADER = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
+TYPES = {"view", "cart", "remove_from_cart", "purchase"}
+
+
+def _time(text: str) -> datetime | None:
+    text = text.strip()
+    for fmt in ("%Y-%m-%d %H:%M:%S UTC",):
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            pass
+    if text.endswith("Z"):
+        try:
+            return datetime.fromisoformat(text[:-1] + "+00:00").astimezone(timezone.utc).replace(tzinfo=None)
+        except ValueError:
+            return None
+    return None
+
+
+def _int(text: str) -> tuple[bool, int | None]:
+    text = text.strip()
+    if text == "":
+        return True, None
+    try:
+        return True, int(text)
+    except ValueError:
+        return False, None
+
+
+def _price(text: str) -> tuple[bool, Decimal | None]:
+    text = text.strip()
+    if text == "":
+        return True, None
+    try:
+        return True, Decimal(text).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    except InvalidOperation:
+        return False, None
+
+
+def _blank(text: str) -> str | None:
+    return None if text.strip() == "" else text
+
+
+def parse_files(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(bronze rows, quarantined lines) the contracts call for, from raw CSV files."""
+    good, bad = [], []
+    for path in paths:
+        raw_lines = Path(path).read_text(encoding="utf-8").split("\n")
+        first_date = None
+        for line in raw_lines:
+            try:
+                first_date = date.fromisoformat(line[:10])
+                break
+            except ValueError:
+                continue
+        for line in raw_lines:
+            if line.strip() in ("", HEADER):
+                continue
+            fields = next(csv.reader([line]))
+            prefix = None
+            try:
+                prefix = date.fromisoformat(line[:10])
+            except ValueError:
+                pass
+            reason = None
+            ts = None
+            if len(fields) != 9:
+                reason = f"expected 9 fields, found {len(fields)}"
+            else:
+                ts = _time(fields[0])
+                ok_pid, pid = _int(fields[2])
+                ok_cid, cid = _int(fields[3])
+                ok_price, price = _price(fields[6])
+                ok_uid, uid = _int(fields[7])
+                if fields[0].strip() == "":
+                    reason = "missing event_time"
+                elif ts is None:
+                    reason = "unparseable event_time"
+                elif not ok_pid:
+                    reason = "non-integer product_id"
+                elif not ok_cid:
+                    reason = "non-integer category_id"
+                elif not ok_price:
+                    reason = "non-numeric price"
+                elif not ok_uid:
+                    reason = "non-integer user_id"
+            owner = ts.date() if ts is not None and reason is None else (prefix or first_date)
+            if reason is None:
+                good.append(
+                    {
+                        "event_time": ts,
+                        "event_type": _blank(fields[1].strip()),
+                        "product_id": pid,
+                        "category_id": cid,
+                        "category_code": _blank(fields[4]),
+                        "brand": _blank(fields[5]),
+                        "price": price,
+                        "user_id": uid,
+                        "user_session": _blank(fields[8]),
+                        "event_date": owner,
+                    }
+                )
+            else:
+                bad.append({"raw_line": line, "reason": reason, "ingest_date": owner})
+    return pd.DataFrame(good), pd.DataFrame(bad, columns=["raw_line", "reason", "ingest_date"])
+
+
+def _norm(value):
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    value = str(value).strip().lower()
+    return value or None
+
+
+def _band(price: Decimal) -> str:
+    if price < 10:
+        return "<10"
+    if price < 30:
+        return "10-30"
+    if price < 60:
+        return "30-60"
+    return "60+"
+
+
+def silver(bronze: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    seen = set()
+    for r in bronze.sort_values(["event_time", "price"]).to_dict("records"):
+        if r["event_time"] is None or r["event_type"] not in TYPES:
+            continue
+        if r["price"] is None or pd.isna(r["price"]) or r["price"] <= 0:
+            continue
+        key = (r["event_time"], r["user_id"], r["user_session"], r["product_id"], r["event_type"])
+        if key in seen:
+            continue
+        seen.add(key)
+        code = _norm(r["category_code"])
+        rows.append(
+            {
+                **r,
+                "brand_norm": _norm(r["brand"]),
+                "category_code_norm": code,
+                "category_root": code.split(".")[0] if code else None,
+                "price_band": _band(r["price"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def hourly_brand(silver_events: pd.DataFrame) -> pd.DataFrame:
+    groups: dict[tuple, dict] = {}
+    for r in silver_events.to_dict("records"):
+        start = r["event_time"].replace(minute=0, second=0, microsecond=0)
+        g = groups.setdefault(
+            (start, r["brand_norm"]),
+            {"views": 0, "carts": 0, "remove_from_carts": 0, "purchases": 0, "revenue": Decimal("0.00")},
+        )
+        name = {"view": "views", "cart": "carts", "remove_from_cart": "remove_from_carts", "purchase": "purchases"}
+        g[name[r["event_type"]]] += 1
+        if r["event_type"] == "purchase":
+            g["revenue"] += r["price"]
+    out = []
+    for (start, brand), g in groups.items():
+        out.append(
+            {
+                "window_start": start,
+                "window_end": start + timedelta(hours=1),
+                "brand": brand,
+                **g,
+                "view_to_cart_rate": g["carts"] / g["views"] if g["views"] else None,
+                "cart_to_purchase_rate": g["purchases"] / g["carts"] if g["carts"] else None,
+                "conversion_rate": g["purchases"] / g["views"] if g["views"] else None,
+                "window_date": start.date(),
+            }
+        )
+    return pd.DataFrame(out)

@@ -1,0 +1,149 @@
+"""Each transform against the independent reference implementation (reference.py)."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pyspark.sql import functions as F
+from pyspark.sql.types import DateType, LongType, StructType, TimestampType
+from pyspark.testing import assertDataFrameEqual
+
+from funnelpulse_dagster.tables import BRONZE_EVENTS, GOLD_FUNNEL_HOURLY_BRAND, SILVER_EVENTS
+from funnelpulse_dagster.transforms.bronze import (
+    bronze_rows,
+    drop_non_records,
+    first_date_in_text,
+    parse_raw_lines,
+    quarantine_rows,
+    restrict_to_dates,
+)
+from funnelpulse_dagster.transforms.gold import hourly_brand_funnel
+from funnelpulse_dagster.transforms.silver import silver_rule_counts, to_silver
+from funnelpulse_dagster_tests import reference
+from funnelpulse_dagster_tests.conftest import TEST_DATA
+
+
+def _parse(spark, files: list[Path], days=None):
+    paths = [str(f) for f in files]
+    first_dates = {Path(f).resolve().as_uri(): first_date_in_text(Path(f).read_bytes()[:65536]) for f in paths}
+    lines = spark.read.text(paths).select("value", F.col("_metadata.file_path").alias("source_file"))
+    parsed = lines.transform(drop_non_records).transform(parse_raw_lines, first_dates)
+    return parsed.transform(restrict_to_dates, days) if days else parsed
+
+
+def _plain(value, dtype):
+    """A pandas cell as the plain Python value Spark's createDataFrame expects."""
+    if value is None or (not isinstance(value, (str, bytes)) and pd.isna(value)):
+        return None
+    if isinstance(dtype, LongType):
+        return int(value)
+    if isinstance(dtype, TimestampType):
+        return pd.Timestamp(value).to_pydatetime()
+    if isinstance(dtype, DateType):
+        return pd.Timestamp(value).date()
+    return value
+
+
+def _spark_frame(spark, pdf: pd.DataFrame, table_schema, columns):
+    """The reference's pandas result as a Spark frame with the table's declared types."""
+    schema = StructType([f for f in table_schema.fields if f.name in columns])
+    rows = [
+        tuple(_plain(record[f.name], f.dataType) for f in schema.fields) for record in pdf.to_dict("records")
+    ]
+    return spark.createDataFrame(rows, schema)
+
+
+def test_dirty_file_bronze_and_quarantine_match_reference(spark):
+    path = TEST_DATA / "dirty_events.csv"
+    parsed = _parse(spark, [path])
+    expected_good, expected_bad = reference.parse_files([path])
+
+    columns = [c for c in BRONZE_EVENTS.schema.fieldNames() if c != "source_file"]
+    actual_bronze = bronze_rows(parsed).drop("source_file")
+    assertDataFrameEqual(actual_bronze, _spark_frame(spark, expected_good, BRONZE_EVENTS.schema, columns))
+
+    actual_q = quarantine_rows(parsed).drop("source_file")
+    expected_q = spark.createDataFrame(
+        expected_bad[["raw_line", "reason", "ingest_date"]].itertuples(index=False),
+        "raw_line string, reason string, ingest_date date",
+    )
+    assertDataFrameEqual(actual_q, expected_q)
+    # every kind of damage got its own reason
+    reasons = {r.reason for r in actual_q.select("reason").collect()}
+    assert reasons == {
+        "unparseable event_time",
+        "missing event_time",
+        "non-integer product_id",
+        "non-numeric price",
+        "non-integer user_id",
+        "expected 9 fields, found 3",
+        "expected 9 fields, found 10",
+        "expected 9 fields, found 1",
+    }
+
+
+def test_every_input_line_lands_exactly_once(spark, sample_raw_dir):
+    files = sorted(sample_raw_dir.glob("*.csv"))
+    parsed = _parse(spark, files)
+    data_lines = sum(
+        1
+        for f in files
+        for line in f.read_text().split("\n")
+        if line.strip() and line.strip() != reference.HEADER
+    )
+    assert bronze_rows(parsed).count() + quarantine_rows(parsed).count() == data_lines
+    # the generator's four kinds of unparseable line are all quarantined
+    assert quarantine_rows(parsed).count() == 4
+
+
+def test_restricting_to_days_partitions_lines_without_loss(spark, sample_raw_dir):
+    files = sorted(sample_raw_dir.glob("*.csv"))
+    whole = _parse(spark, files).count()
+    per_day = sum(_parse(spark, files, [date(2019, 10, d)]).count() for d in (1, 2, 3))
+    assert per_day == whole
+
+
+def test_real_export_fixture_parses_without_quarantine(spark):
+    fixture = next(Path(__file__).resolve().parents[2].glob("shared/fixtures/*.csv"), None)
+    if fixture is None:
+        pytest.skip("shared/fixtures is not beside this checkout")
+    parsed = _parse(spark, [fixture])
+    assert quarantine_rows(parsed).count() == 0
+    lines = [l for l in fixture.read_text().split("\n") if l.strip()][1:]
+    assert bronze_rows(parsed).count() == len(lines) == 5019
+    # 19-digit category ids survive as 64-bit integers
+    expected_max = max(int(l.split(",")[3]) for l in lines)
+    assert bronze_rows(parsed).agg(F.max("category_id")).first()[0] == expected_max
+
+
+def test_silver_and_gold_match_reference(spark, sample_raw_dir):
+    files = sorted(sample_raw_dir.glob("*.csv")) + [TEST_DATA / "dirty_events.csv"]
+    bronze = bronze_rows(_parse(spark, files)).drop("source_file")
+    good, _ = reference.parse_files(files)
+    expected_silver = reference.silver(good)
+
+    silver = to_silver(bronze)
+    compare = ["event_time", "event_type", "product_id", "price", "user_id", "user_session", "brand_norm",
+               "category_code_norm", "category_root", "price_band", "event_date"]
+    assertDataFrameEqual(
+        silver.select(*compare), _spark_frame(spark, expected_silver, SILVER_EVENTS.schema, compare)
+    )
+
+    gold = hourly_brand_funnel(silver)
+    expected_gold = reference.hourly_brand(expected_silver)
+    assertDataFrameEqual(
+        gold,
+        _spark_frame(spark, expected_gold, GOLD_FUNNEL_HOURLY_BRAND.schema, GOLD_FUNNEL_HOURLY_BRAND.schema.fieldNames()),
+        rtol=1e-9,
+    )
+
+
+def test_silver_rule_counts_explain_every_removed_row(spark):
+    bronze = bronze_rows(_parse(spark, [TEST_DATA / "dirty_events.csv"])).drop("source_file")
+    counts = {r["rule"]: r["count"] for r in silver_rule_counts(bronze).collect()}
+    assert counts == {"passed": 12, "non_positive_price": 2, "null_price": 1, "unknown_event_type": 1}
+    # two exact duplicates (a view and a cart) go in de-duplication
+    assert to_silver(bronze).count() == counts["passed"] - 2
