@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--events-per-day", type=int, default=DEFAULT_EVENTS_PER_DAY)
     gen.add_argument("--anomalies", type=int, default=0, help="funnel anomalies to inject")
     gen.add_argument("--out", help="output folder (default: $FUNNELPULSE_HOME/data_raw)")
-    gen.add_argument("--ground-truth", help="CSV of injected anomalies (default: $FUNNELPULSE_HOME/ground_truth/)")
+    gen.add_argument(
+        "--ground-truth", help="CSV of injected anomalies (default: $FUNNELPULSE_HOME/ground_truth/)"
+    )
     gen.set_defaults(func=_generate)
 
     cfg = sub.add_parser("config", help="print the resolved configuration")

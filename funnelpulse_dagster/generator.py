@@ -69,16 +69,58 @@ _HOUR_ANCHORS = {0: 1.3, 1: 1.0, 4: 1.3, 7: 2.6, 10: 4.2, 13: 5.4, 16: 6.6, 19: 
 _WEEKDAY_FACTOR = (1.00, 1.03, 1.06, 1.14, 0.98, 0.82, 0.93)
 
 _REAL_BRANDS = (
-    "runail", "irisk", "masura", "grattol", "bpw.style", "ingarden", "estel", "kapous",
-    "jessnail", "uno", "concept", "freedecor", "max", "italwax", "shik", "lianail", "de.lux",
-    "cnd", "polarus", "yoko", "staleks", "kinetics", "haruyama", "smart", "zinger", "bluesky",
-    "domix", "artex", "beautix", "entity", "severina", "marathon", "roubloff", "lovely",
-    "metzger", "airnails", "milv", "benovy", "nagaraku", "ecolab",
+    "runail",
+    "irisk",
+    "masura",
+    "grattol",
+    "bpw.style",
+    "ingarden",
+    "estel",
+    "kapous",
+    "jessnail",
+    "uno",
+    "concept",
+    "freedecor",
+    "max",
+    "italwax",
+    "shik",
+    "lianail",
+    "de.lux",
+    "cnd",
+    "polarus",
+    "yoko",
+    "staleks",
+    "kinetics",
+    "haruyama",
+    "smart",
+    "zinger",
+    "bluesky",
+    "domix",
+    "artex",
+    "beautix",
+    "entity",
+    "severina",
+    "marathon",
+    "roubloff",
+    "lovely",
+    "metzger",
+    "airnails",
+    "milv",
+    "benovy",
+    "nagaraku",
+    "ecolab",
 )
 _CATEGORY_CODES = (
-    "appliances.environment.vacuum", "furniture.living_room.cabinet", "accessories.bag",
-    "stationery.cartrige", "apparel.glove", "accessories.cosmetic_bag", "furniture.bathroom.bath",
-    "appliances.personal.hair_cutter", "furniture.living_room.chair", "sport.diving",
+    "appliances.environment.vacuum",
+    "furniture.living_room.cabinet",
+    "accessories.bag",
+    "stationery.cartrige",
+    "apparel.glove",
+    "accessories.cosmetic_bag",
+    "furniture.bathroom.bath",
+    "appliances.personal.hair_cutter",
+    "furniture.living_room.chair",
+    "sport.diving",
     "appliances.environment.air_conditioner",
 )
 # Kinds of malformed line the pipeline must quarantine or reject, with where each should end up.
@@ -207,8 +249,17 @@ def _session_uuids(rng: np.random.Generator, n: int) -> np.ndarray:
     nibbles[:, 16] = 8 + (nibbles[:, 16] & 3)  # variant
     hex_digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)[nibbles]
     dash = np.full((n, 1), ord("-"), dtype=np.uint8)
-    parts = [hex_digits[:, :8], dash, hex_digits[:, 8:12], dash, hex_digits[:, 12:16], dash,
-             hex_digits[:, 16:20], dash, hex_digits[:, 20:]]
+    parts = [
+        hex_digits[:, :8],
+        dash,
+        hex_digits[:, 8:12],
+        dash,
+        hex_digits[:, 12:16],
+        dash,
+        hex_digits[:, 16:20],
+        dash,
+        hex_digits[:, 20:],
+    ]
     return np.ascontiguousarray(np.hstack(parts)).view("S36").ravel().astype(str).astype(object)
 
 
@@ -318,7 +369,9 @@ def _inject_anomalies(
             event_type[views & (rng.random(len(keep)) < p)] = PURCHASE
             kind = "spike"
         window_start = datetime.fromtimestamp(start_hour * 3600, tz=timezone.utc)
-        injected.append(InjectedAnomaly(brand, window_start.strftime("%Y-%m-%dT%H:00:00Z"), hours, kind, magnitude))
+        injected.append(
+            InjectedAnomaly(brand, window_start.strftime("%Y-%m-%dT%H:00:00Z"), hours, kind, magnitude)
+        )
     events = {k: v[keep] for k, v in events.items()}
     events["event_type"] = event_type[keep]
     return events, injected
@@ -424,7 +477,9 @@ def generate(
             position = lo
             for kind, cut in zip(kinds, cut_points, strict=True):
                 _write_rows(fh, table.slice(position, int(cut) - position))
-                when = datetime.fromtimestamp(int(events["event_time"][min(int(cut), hi - 1)]), tz=timezone.utc)
+                when = datetime.fromtimestamp(
+                    int(events["event_time"][min(int(cut), hi - 1)]), tz=timezone.utc
+                )
                 fh.write((_malformed_lines(rng, kind, when) + "\n").encode())
                 malformed[kind] += 1
                 position = int(cut)

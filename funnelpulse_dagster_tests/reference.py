@@ -170,7 +170,12 @@ def hourly_brand(silver_events: pd.DataFrame) -> pd.DataFrame:
             (start, r["brand_norm"]),
             {"views": 0, "carts": 0, "remove_from_carts": 0, "purchases": 0, "revenue": Decimal("0.00")},
         )
-        name = {"view": "views", "cart": "carts", "remove_from_cart": "remove_from_carts", "purchase": "purchases"}
+        name = {
+            "view": "views",
+            "cart": "carts",
+            "remove_from_cart": "remove_from_carts",
+            "purchase": "purchases",
+        }
         g[name[r["event_type"]]] += 1
         if r["event_type"] == "purchase":
             g["revenue"] += r["price"]

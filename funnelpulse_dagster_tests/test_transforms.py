@@ -28,7 +28,9 @@ from funnelpulse_dagster_tests.conftest import TEST_DATA
 
 def _parse(spark, files: list[Path], days=None):
     paths = [str(f) for f in files]
-    first_dates = {Path(f).resolve().as_uri(): first_date_in_text(Path(f).read_bytes()[:65536]) for f in paths}
+    first_dates = {
+        Path(f).resolve().as_uri(): first_date_in_text(Path(f).read_bytes()[:65536]) for f in paths
+    }
     lines = spark.read.text(paths).select("value", F.col("_metadata.file_path").alias("source_file"))
     parsed = lines.transform(drop_non_records).transform(parse_raw_lines, first_dates)
     return parsed.transform(restrict_to_dates, days) if days else parsed
@@ -126,8 +128,19 @@ def test_silver_and_gold_match_reference(spark, sample_raw_dir):
     expected_silver = reference.silver(good)
 
     silver = to_silver(bronze)
-    compare = ["event_time", "event_type", "product_id", "price", "user_id", "user_session", "brand_norm",
-               "category_code_norm", "category_root", "price_band", "event_date"]
+    compare = [
+        "event_time",
+        "event_type",
+        "product_id",
+        "price",
+        "user_id",
+        "user_session",
+        "brand_norm",
+        "category_code_norm",
+        "category_root",
+        "price_band",
+        "event_date",
+    ]
     assertDataFrameEqual(
         silver.select(*compare), _spark_frame(spark, expected_silver, SILVER_EVENTS.schema, compare)
     )
@@ -136,7 +149,12 @@ def test_silver_and_gold_match_reference(spark, sample_raw_dir):
     expected_gold = reference.hourly_brand(expected_silver)
     assertDataFrameEqual(
         gold,
-        _spark_frame(spark, expected_gold, GOLD_FUNNEL_HOURLY_BRAND.schema, GOLD_FUNNEL_HOURLY_BRAND.schema.fieldNames()),
+        _spark_frame(
+            spark,
+            expected_gold,
+            GOLD_FUNNEL_HOURLY_BRAND.schema,
+            GOLD_FUNNEL_HOURLY_BRAND.schema.fieldNames(),
+        ),
         rtol=1e-9,
     )
 

@@ -1,6 +1,5 @@
 """Gold funnel tables built from silver."""
 
-
 import time
 
 from dagster import AssetCheckSpec, AssetExecutionContext, MaterializeResult, MetadataValue, asset

@@ -1,6 +1,5 @@
 """silver_events: clean, normalised, de-duplicated events."""
 
-
 import time
 
 from dagster import AssetCheckSpec, AssetExecutionContext, MaterializeResult, MetadataValue, asset

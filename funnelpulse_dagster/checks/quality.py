@@ -94,15 +94,22 @@ def silver_quality(silver: DataFrame) -> list[AssetCheckResult]:
             SILVER_NO_NULL_REQUIRED,
             sum(nulls.values()) == 0,
             f"no NULL in {', '.join(SILVER_REQUIRED_COLUMNS)}",
-            {"null_counts": MetadataValue.json(nulls), "rows_checked": violations["rows"],
-             "sample": MetadataValue.json(sample(null_condition) if sum(nulls.values()) else [])},
+            {
+                "null_counts": MetadataValue.json(nulls),
+                "rows_checked": violations["rows"],
+                "sample": MetadataValue.json(sample(null_condition) if sum(nulls.values()) else []),
+            },
         ),
         _result(
             SILVER_POSITIVE_PRICE,
             violations["non_positive_price"] == 0,
             "every price is > 0",
-            {"violations": violations["non_positive_price"],
-             "sample": MetadataValue.json(sample(F.col("price") <= 0) if violations["non_positive_price"] else [])},
+            {
+                "violations": violations["non_positive_price"],
+                "sample": MetadataValue.json(
+                    sample(F.col("price") <= 0) if violations["non_positive_price"] else []
+                ),
+            },
         ),
         _result(
             SILVER_KNOWN_EVENT_TYPES,
@@ -114,8 +121,10 @@ def silver_quality(silver: DataFrame) -> list[AssetCheckResult]:
             SILVER_UNIQUE_KEY,
             duplicate_keys == 0,
             f"one row per ({', '.join(EVENT_KEY)})",
-            {"duplicate_keys": duplicate_keys,
-             "sample": MetadataValue.json([{k: str(v) for k, v in d.items()} for d in duplicate_sample])},
+            {
+                "duplicate_keys": duplicate_keys,
+                "sample": MetadataValue.json([{k: str(v) for k, v in d.items()} for d in duplicate_sample]),
+            },
         ),
     ]
 
@@ -126,9 +135,15 @@ def daily_totals(events_or_metrics: DataFrame, day_column: str, from_events: boo
         aggregations = [
             F.count(F.when(F.col("event_type") == t, True)).alias(name)
             for t, name in (("view", "views"), ("cart", "carts"), ("purchase", "purchases"))
-        ] + [F.coalesce(F.sum(F.when(F.col("event_type") == "purchase", F.col("price"))), F.lit(0)).alias("revenue")]
+        ] + [
+            F.coalesce(F.sum(F.when(F.col("event_type") == "purchase", F.col("price"))), F.lit(0)).alias(
+                "revenue"
+            )
+        ]
     else:
-        aggregations = [F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in ("views", "carts", "purchases", "revenue")]
+        aggregations = [
+            F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in ("views", "carts", "purchases", "revenue")
+        ]
     rows = events_or_metrics.groupBy(F.col(day_column).alias("day")).agg(*aggregations).collect()
     return {r["day"]: {k: r[k] for k in ("views", "carts", "purchases", "revenue")} for r in rows}
 

@@ -51,7 +51,9 @@ def ensure_java_home(shim_root: Path | None = None) -> str:
     return str(root)
 
 
-def spark_conf(master: str, driver_memory: str, shuffle_partitions: int, extra: dict[str, Any]) -> dict[str, Any]:
+def spark_conf(
+    master: str, driver_memory: str, shuffle_partitions: int, extra: dict[str, Any]
+) -> dict[str, Any]:
     """The settings every FunnelPulse session runs with; `extra` overrides any of them."""
     conf: dict[str, Any] = {
         "spark.master": master,

@@ -96,27 +96,24 @@ def parse_raw_lines(
 
     event_time = parse_event_time(F.get(fields, 0))
     price = F.expr(f"try_cast(trim(get(_fields, 6)) AS {PRICE_TYPE.simpleString()})")
-    parsed = (
-        lines.withColumn("_fields", _split_fields(F.col("value")))
-        .select(
-            F.col("value").alias(RAW_LINE),
-            F.col(SOURCE_FILE),
-            field_count.alias("_field_count"),
-            event_time.alias("event_time"),
-            field(0).alias("_event_time_text"),
-            F.trim(field(1)).alias("event_type"),
-            long_or_null(2).alias("product_id"),
-            bad_number(2, long_or_null(2)).alias("_bad_product_id"),
-            long_or_null(3).alias("category_id"),
-            bad_number(3, long_or_null(3)).alias("_bad_category_id"),
-            field(4).alias("category_code"),
-            field(5).alias("brand"),
-            price.alias("price"),
-            bad_number(6, price).alias("_bad_price"),
-            long_or_null(7).alias("user_id"),
-            bad_number(7, long_or_null(7)).alias("_bad_user_id"),
-            field(8).alias("user_session"),
-        )
+    parsed = lines.withColumn("_fields", _split_fields(F.col("value"))).select(
+        F.col("value").alias(RAW_LINE),
+        F.col(SOURCE_FILE),
+        field_count.alias("_field_count"),
+        event_time.alias("event_time"),
+        field(0).alias("_event_time_text"),
+        F.trim(field(1)).alias("event_type"),
+        long_or_null(2).alias("product_id"),
+        bad_number(2, long_or_null(2)).alias("_bad_product_id"),
+        long_or_null(3).alias("category_id"),
+        bad_number(3, long_or_null(3)).alias("_bad_category_id"),
+        field(4).alias("category_code"),
+        field(5).alias("brand"),
+        price.alias("price"),
+        bad_number(6, price).alias("_bad_price"),
+        long_or_null(7).alias("user_id"),
+        bad_number(7, long_or_null(7)).alias("_bad_user_id"),
+        field(8).alias("user_session"),
     )
     n = len(RAW_COLUMNS)
     reason = (

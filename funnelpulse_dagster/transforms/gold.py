@@ -26,9 +26,9 @@ def funnel_aggregations() -> list[Column]:
         _count_of("cart").alias("carts"),
         _count_of("remove_from_cart").alias("remove_from_carts"),
         _count_of("purchase").alias("purchases"),
-        F.coalesce(
-            F.sum(F.when(F.col("event_type") == "purchase", F.col("price"))), F.lit(0)
-        ).cast(REVENUE_TYPE).alias("revenue"),
+        F.coalesce(F.sum(F.when(F.col("event_type") == "purchase", F.col("price"))), F.lit(0))
+        .cast(REVENUE_TYPE)
+        .alias("revenue"),
     ]
 
 

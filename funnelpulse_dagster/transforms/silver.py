@@ -13,7 +13,13 @@ from funnelpulse_dagster.tables import EVENT_KEY, EVENT_TYPES, SILVER_EVENTS
 
 # The silver rules in the order they are applied; a dropped row is counted under the first
 # rule it breaks, so the per-rule counts add up to the rows removed.
-SILVER_RULE_NAMES = ("null_event_time", "null_event_type", "unknown_event_type", "null_price", "non_positive_price")
+SILVER_RULE_NAMES = (
+    "null_event_time",
+    "null_event_type",
+    "unknown_event_type",
+    "null_price",
+    "non_positive_price",
+)
 
 
 def silver_rules() -> list[tuple[str, Column]]:
@@ -88,11 +94,7 @@ def deduplicate_events(events: DataFrame) -> DataFrame:
     """
     key = ["event_date", *EVENT_KEY]
     rest = [c for c in events.columns if c not in key]
-    return (
-        events.groupBy(*key)
-        .agg(F.min(F.struct(*rest)).alias("_row"))
-        .select(*key, "_row.*")
-    )
+    return events.groupBy(*key).agg(F.min(F.struct(*rest)).alias("_row")).select(*key, "_row.*")
 
 
 def to_silver(bronze: DataFrame) -> DataFrame:

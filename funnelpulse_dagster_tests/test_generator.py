@@ -1,0 +1,77 @@
+"""The generator stays calibrated to dataset-facts.md and is deterministic."""
+
+from __future__ import annotations
+
+import csv
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from funnelpulse_dagster.generator import TARGET_EVENT_MIX, generate
+
+
+@pytest.fixture(scope="module")
+def week(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen")
+    summary = generate(
+        out,
+        date(2019, 10, 1),
+        7,
+        seed=3,
+        events_per_day=40_000,
+        anomalies=2,
+        ground_truth_path=out / "truth.csv",
+    )
+    frame = pd.read_csv(out / "2019-Oct.csv", dtype=str, keep_default_na=False, on_bad_lines="skip")
+    # the well-formed rows only (the generator also writes malformed lines on purpose)
+    valid_time = pd.to_datetime(frame.event_time, format="%Y-%m-%d %H:%M:%S UTC", errors="coerce").notna()
+    frame = frame[frame.event_type.isin(TARGET_EVENT_MIX.keys()) & valid_time]
+    return out, summary, frame
+
+
+def test_event_mix_within_three_points(week):
+    _, _, frame = week
+    mix = frame.event_type.value_counts(normalize=True)
+    for event_type, share in TARGET_EVENT_MIX.items():
+        assert abs(mix[event_type] - share) <= 0.03, (event_type, mix[event_type])
+
+
+def test_null_shares_price_and_dirty_values(week):
+    _, _, frame = week
+    assert abs((frame.brand == "").mean() - 0.42) <= 0.03
+    assert abs((frame.category_code == "").mean() - 0.98) <= 0.01
+    assert (frame.user_session == "").mean() < 0.002
+    price = pd.to_numeric(frame.price, errors="coerce")
+    assert 3.6 <= price.median() <= 4.5
+    assert (price < 0).sum() >= 2 and ((price < 0) & (frame.brand != "")).sum() == 0
+    assert 0.002 <= (price == 0).mean() <= 0.01
+    # duplicated remove_from_cart rows: ≈ 25 % of them
+    removes = frame[frame.event_type == "remove_from_cart"]
+    dup = removes.duplicated(["user_session", "event_time", "product_id", "event_type"]).mean()
+    assert 0.20 <= dup <= 0.30
+
+
+def test_daily_rhythm_and_brand_concentration(week):
+    _, _, frame = week
+    hours = frame.event_time.str[11:13].astype(int).value_counts()
+    assert hours.idxmax() in (18, 19, 20) and hours.idxmin() in (0, 1, 2)
+    assert 5 <= hours.max() / hours.min() <= 11
+    top_brand_share = frame[frame.brand != ""].brand.value_counts().iloc[0] / len(frame)
+    assert 0.05 <= top_brand_share <= 0.09
+
+
+def test_malformed_lines_and_ground_truth(week):
+    out, summary, _ = week
+    assert all(n == 1 for n in summary.malformed.values())
+    with open(out / "truth.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 and {r["anomaly_type"] for r in rows} <= {"drop", "spike"}
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    a = generate(tmp_path / "a", date(2019, 11, 30), 2, seed=11, events_per_day=500)
+    b = generate(tmp_path / "b", date(2019, 11, 30), 2, seed=11, events_per_day=500)
+    assert [p.split("/")[-1] for p in a.files] == ["2019-Nov.csv", "2019-Dec.csv"]
+    for fa, fb in zip(a.files, b.files, strict=True):
+        assert open(fa, "rb").read() == open(fb, "rb").read()
