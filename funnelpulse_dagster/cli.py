@@ -45,6 +45,29 @@ def _config(_: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(_: argparse.Namespace) -> int:
+    """Rows and day partitions of every table on a local lake (no Spark needed)."""
+    import pyarrow.dataset as ds
+
+    from funnelpulse_dagster.tables import ALL_TABLES
+
+    lake = load_settings().lake
+    if "://" in lake and not lake.startswith("file://"):
+        print(f"summary reads local lakes only; {lake} is remote (use the Dagster UI)")
+        return 0
+    root = Path(lake.removeprefix("file://"))
+    print(f"{'table':32} {'rows':>12} {'days':>6}  first..last")
+    for name, table in ALL_TABLES.items():
+        path = root / name
+        days = sorted(p.name.split("=", 1)[1] for p in path.glob(f"{table.partition_column}=*"))
+        if not days:
+            print(f"{name:32} {'-':>12} {0:>6}")
+            continue
+        rows = ds.dataset(path, format="parquet", partitioning="hive").count_rows()
+        print(f"{name:32} {rows:>12,} {len(days):>6}  {days[0]}..{days[-1]}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="funnelpulse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = sub.add_parser("config", help="print the resolved configuration")
     cfg.set_defaults(func=_config)
+
+    summary = sub.add_parser("summary", help="rows and days of every table on the local lake")
+    summary.set_defaults(func=_summary)
 
     args = parser.parse_args(argv)
     return args.func(args)
