@@ -11,7 +11,11 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, LongType, StructType, TimestampType
 from pyspark.testing import assertDataFrameEqual
 
-from funnelpulse_dagster.tables import BRONZE_EVENTS, GOLD_FUNNEL_HOURLY_BRAND, SILVER_EVENTS
+from funnelpulse_dagster.tables import (
+    BRONZE_EVENTS,
+    GOLD_FUNNEL_HOURLY_BRAND,
+    SILVER_EVENTS,
+)
 from funnelpulse_dagster.transforms.bronze import (
     bronze_rows,
     drop_non_records,

@@ -10,23 +10,31 @@ from dagster import (
     MetadataValue,
     multi_asset,
 )
-from pyspark import StorageLevel
+from pyspark.sql import Observation
 from pyspark.sql import functions as F
 
 from funnelpulse_dagster.checks.quality import BRONZE_RECONCILES, input_reconciliation
-from funnelpulse_dagster.partitions import daily_partitions, partition_days, single_run_backfill
+from funnelpulse_dagster.partitions import (
+    daily_partitions,
+    partition_days,
+    single_run_backfill,
+)
 from funnelpulse_dagster.resources import LakeResource, RawDataResource, SparkResource
 from funnelpulse_dagster.settings import load_settings
 from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_QUARANTINE
 from funnelpulse_dagster.transforms.bronze import (
-    REASON,
+    QUARANTINE_REASONS,
     ROW_DATE,
     bronze_rows,
+    count_per_day,
+    count_per_reason,
+    day_metric,
     drop_non_records,
     first_date_in_text,
     parse_raw_lines,
     prefilter_lines_for_dates,
     quarantine_rows,
+    reason_metric,
     restrict_to_dates,
 )
 
@@ -82,18 +90,18 @@ def bronze(
         .transform(prefilter_lines_for_dates, days)
         .transform(parse_raw_lines, file_first_dates, load_settings().start_date)
         .transform(restrict_to_dates, days)
-        # parsed once, written twice (bronze and quarantine) and counted: keep it
-        .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    try:
-        lake.replace_partitions(bronze_rows(parsed), BRONZE_EVENTS, days)
-        lake.replace_partitions(quarantine_rows(parsed), BRONZE_QUARANTINE, days)
-        input_rows = {r[0]: r[1] for r in parsed.groupBy(ROW_DATE).count().collect()}
-        reasons = {
-            r[0]: r[1] for r in parsed.filter(F.col(REASON).isNotNull()).groupBy(REASON).count().collect()
-        }
-    finally:
-        parsed.unpersist()
+    # Two passes over the text, no cache: re-parsing costs less than caching a month of rows.
+    # The quarantine pass also counts every input row per day (before its filter), which is
+    # what the reconciliation check compares the stored tables with.
+    lake.replace_partitions(bronze_rows(parsed), BRONZE_EVENTS, days)
+    input_counter = Observation("bronze_input_rows")
+    counted = parsed.observe(input_counter, *count_per_day(F.col(ROW_DATE), days), *count_per_reason())
+    lake.replace_partitions(quarantine_rows(counted), BRONZE_QUARANTINE, days)
+    observed = input_counter.get
+    input_rows = {day: observed[day_metric(day)] for day in days}
+    reasons = {reason: observed[reason_metric(reason)] for reason in QUARANTINE_REASONS}
+    reasons = {r: n for r, n in reasons.items() if n}
 
     stored_bronze = lake.partition_counts(session, BRONZE_EVENTS, days)
     stored_quarantine = lake.partition_counts(session, BRONZE_QUARANTINE, days)

@@ -2,10 +2,24 @@
 
 import time
 
-from dagster import AssetCheckSpec, AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetCheckSpec,
+    AssetExecutionContext,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
-from funnelpulse_dagster.checks.quality import GOLD_MATCHES_SILVER, daily_totals, totals_match
-from funnelpulse_dagster.partitions import daily_partitions, partition_days, single_run_backfill
+from funnelpulse_dagster.checks.quality import (
+    GOLD_MATCHES_SILVER,
+    daily_totals,
+    totals_match,
+)
+from funnelpulse_dagster.partitions import (
+    daily_partitions,
+    partition_days,
+    single_run_backfill,
+)
 from funnelpulse_dagster.resources import LakeResource, SparkResource
 from funnelpulse_dagster.tables import GOLD_FUNNEL_HOURLY_BRAND, SILVER_EVENTS
 from funnelpulse_dagster.transforms.gold import hourly_brand_funnel

@@ -2,7 +2,14 @@
 
 import time
 
-from dagster import AssetCheckSpec, AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetCheckSpec,
+    AssetExecutionContext,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pyspark.sql import Observation
 
 from funnelpulse_dagster.checks.quality import (
     SILVER_KNOWN_EVENT_TYPES,
@@ -10,11 +17,20 @@ from funnelpulse_dagster.checks.quality import (
     SILVER_POSITIVE_PRICE,
     SILVER_UNIQUE_KEY,
     silver_quality,
+    silver_violation_metrics,
 )
-from funnelpulse_dagster.partitions import daily_partitions, partition_days, single_run_backfill
+from funnelpulse_dagster.partitions import (
+    daily_partitions,
+    partition_days,
+    single_run_backfill,
+)
 from funnelpulse_dagster.resources import LakeResource, SparkResource
 from funnelpulse_dagster.tables import BRONZE_EVENTS, SILVER_EVENTS
-from funnelpulse_dagster.transforms.silver import SILVER_RULE_NAMES, silver_rule_counts, to_silver
+from funnelpulse_dagster.transforms.silver import (
+    SILVER_RULE_NAMES,
+    silver_rule_metrics,
+    to_silver,
+)
 
 _CHECKS = {
     SILVER_NO_NULL_REQUIRED: "No NULL event_time, event_type, price or event_date.",
@@ -44,15 +60,17 @@ def silver_events(context: AssetExecutionContext, spark: SparkResource, lake: La
     days = partition_days(context)
     bronze = lake.read(session, BRONZE_EVENTS, days)
 
-    rule_counts = {r["rule"]: r["count"] for r in silver_rule_counts(bronze).collect()}
-    lake.replace_partitions(to_silver(bronze), SILVER_EVENTS, days)
+    # rule counts and violation counts are gathered during the one write, not by re-reading
+    rule_counter, quality_counter = Observation("silver_rules"), Observation("silver_quality")
+    silver = to_silver(bronze.observe(rule_counter, *silver_rule_metrics()))
+    lake.replace_partitions(silver.observe(quality_counter, *silver_violation_metrics()), SILVER_EVENTS, days)
+    rule_counts, quality = rule_counter.get, quality_counter.get
 
     stored = lake.partition_counts(session, SILVER_EVENTS, days)
     rows_in = sum(rule_counts.values())
-    passed = rule_counts.get("passed", 0)
     rows_out = sum(stored.values())
-    removed = {name: rule_counts.get(name, 0) for name in SILVER_RULE_NAMES}
-    removed["duplicate_event_key"] = passed - rows_out
+    removed = {name: rule_counts[name] for name in SILVER_RULE_NAMES}
+    removed["duplicate_event_key"] = rule_counts["passed"] - rows_out
     elapsed = time.perf_counter() - started
     context.log.info(f"silver: {rows_in} bronze rows -> {rows_out} silver rows; removed {removed}")
     yield MaterializeResult(
@@ -65,4 +83,4 @@ def silver_events(context: AssetExecutionContext, spark: SparkResource, lake: La
             "seconds": MetadataValue.float(round(elapsed, 2)),
         }
     )
-    yield from silver_quality(lake.read(session, SILVER_EVENTS, days))
+    yield from silver_quality(quality, lake.read(session, SILVER_EVENTS, days))

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import date
 
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from funnelpulse_dagster.tables import EVENT_KEY, EVENT_TYPES
@@ -66,67 +66,71 @@ def input_reconciliation(
     )
 
 
-def silver_quality(silver: DataFrame) -> list[AssetCheckResult]:
-    """The hard silver rules, evaluated on the stored partitions in two Spark jobs."""
-    violations = silver.select(
-        *[F.count(F.when(F.col(c).isNull(), True)).alias(f"null_{c}") for c in SILVER_REQUIRED_COLUMNS],
-        F.count(F.when(F.col("price") <= 0, True)).alias("non_positive_price"),
-        F.count(F.when(~F.col("event_type").isin(*EVENT_TYPES), True)).alias("unknown_event_type"),
-        F.count(F.lit(1)).alias("rows"),
-    ).first()
-    duplicates = (
-        silver.groupBy(*EVENT_KEY).count().filter(F.col("count") > 1).orderBy(F.desc("count"), *EVENT_KEY)
-    )
-    duplicate_sample = [r.asDict() for r in duplicates.limit(SAMPLE_LIMIT).collect()]
-    duplicate_keys = duplicates.count() if duplicate_sample else 0
+def _any_of(conditions: list[Column]) -> Column:
+    combined = conditions[0]
+    for condition in conditions[1:]:
+        combined = combined | condition
+    return combined
 
-    def sample(condition) -> list[dict]:
-        rows = silver.filter(condition).select(*EVENT_KEY, "price").limit(SAMPLE_LIMIT).collect()
+
+def silver_violation_conditions() -> dict[str, Column]:
+    """What breaks each hard silver rule, row by row."""
+    return {
+        SILVER_NO_NULL_REQUIRED: _any_of([F.col(c).isNull() for c in SILVER_REQUIRED_COLUMNS]),
+        SILVER_POSITIVE_PRICE: F.col("price") <= 0,
+        SILVER_KNOWN_EVENT_TYPES: ~F.col("event_type").isin(*EVENT_TYPES),
+    }
+
+
+def silver_violation_metrics() -> list[Column]:
+    """Violation counts for `DataFrame.observe`: gathered while silver is written, no re-read."""
+    return [
+        F.count(F.when(cond, True)).alias(name) for name, cond in silver_violation_conditions().items()
+    ] + [F.count(F.lit(1)).alias("rows_written")]
+
+
+def silver_quality(observed: Mapping[str, int], stored_silver: DataFrame) -> list[AssetCheckResult]:
+    """The hard silver rules: counts observed on the rows as they were written, duplicate keys
+    and samples of any violation from the stored partitions."""
+
+    def sample(condition: Column) -> list[dict]:
+        rows = stored_silver.filter(condition).select(*EVENT_KEY, "price").limit(SAMPLE_LIMIT).collect()
         return [{k: str(v) for k, v in r.asDict().items()} for r in rows]
 
-    nulls = {c: violations[f"null_{c}"] for c in SILVER_REQUIRED_COLUMNS}
-    null_condition = None
-    for c in SILVER_REQUIRED_COLUMNS:
-        cond = F.col(c).isNull()
-        null_condition = cond if null_condition is None else null_condition | cond
-    return [
-        _result(
-            SILVER_NO_NULL_REQUIRED,
-            sum(nulls.values()) == 0,
-            f"no NULL in {', '.join(SILVER_REQUIRED_COLUMNS)}",
-            {
-                "null_counts": MetadataValue.json(nulls),
-                "rows_checked": violations["rows"],
-                "sample": MetadataValue.json(sample(null_condition) if sum(nulls.values()) else []),
-            },
-        ),
-        _result(
-            SILVER_POSITIVE_PRICE,
-            violations["non_positive_price"] == 0,
-            "every price is > 0",
-            {
-                "violations": violations["non_positive_price"],
-                "sample": MetadataValue.json(
-                    sample(F.col("price") <= 0) if violations["non_positive_price"] else []
-                ),
-            },
-        ),
-        _result(
-            SILVER_KNOWN_EVENT_TYPES,
-            violations["unknown_event_type"] == 0,
-            f"event_type in {', '.join(EVENT_TYPES)}",
-            {"violations": violations["unknown_event_type"]},
-        ),
+    results = []
+    for name, condition in silver_violation_conditions().items():
+        violations = observed[name]
+        results.append(
+            _result(
+                name,
+                violations == 0,
+                {
+                    SILVER_NO_NULL_REQUIRED: f"no NULL in {', '.join(SILVER_REQUIRED_COLUMNS)}",
+                    SILVER_POSITIVE_PRICE: "every price is > 0",
+                    SILVER_KNOWN_EVENT_TYPES: f"event_type in {', '.join(EVENT_TYPES)}",
+                }[name],
+                {
+                    "violations": violations,
+                    "rows_checked": observed["rows_written"],
+                    "sample": MetadataValue.json(sample(condition) if violations else []),
+                },
+            )
+        )
+    # one job: group the stored rows by key; only a failing check pays for a second one
+    duplicates = stored_silver.groupBy(*EVENT_KEY).count().filter(F.col("count") > 1)
+    duplicate_sample = [
+        {k: str(v) for k, v in r.asDict().items()} for r in duplicates.limit(SAMPLE_LIMIT).collect()
+    ]
+    duplicate_keys = duplicates.count() if duplicate_sample else 0
+    results.append(
         _result(
             SILVER_UNIQUE_KEY,
             duplicate_keys == 0,
             f"one row per ({', '.join(EVENT_KEY)})",
-            {
-                "duplicate_keys": duplicate_keys,
-                "sample": MetadataValue.json([{k: str(v) for k, v in d.items()} for d in duplicate_sample]),
-            },
-        ),
-    ]
+            {"duplicate_keys": duplicate_keys, "sample": MetadataValue.json(duplicate_sample)},
+        )
+    )
+    return results
 
 
 def daily_totals(events_or_metrics: DataFrame, day_column: str, from_events: bool) -> dict[date, dict]:

@@ -70,6 +70,8 @@ class LakeResource(ConfigurableResource):
             frame.select(*table.schema.fieldNames())
             .write.mode("overwrite")
             .option("partitionOverwriteMode", "dynamic")
+            # zstd: a third smaller than snappy for the same write time (measured, docs/performance.md)
+            .option("compression", "zstd")
             .partitionBy(table.partition_column)
             .parquet(self.table_uri(table))
         )

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from datetime import date
+from datetime import date, timedelta
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_QUARANTINE, PRICE_TYPE, RAW_COLUMNS
+from funnelpulse_dagster.tables import (
+    BRONZE_EVENTS,
+    BRONZE_QUARANTINE,
+    PRICE_TYPE,
+    RAW_COLUMNS,
+)
 
 HEADER_LINE = ",".join(RAW_COLUMNS)
 CSV_TIME_FORMAT = "yyyy-MM-dd HH:mm:ss 'UTC'"
@@ -33,11 +38,18 @@ SOURCE_FILE = "source_file"
 
 
 def parse_event_time(text: Column) -> Column:
-    """Timestamp from the export's `YYYY-MM-DD HH:MM:SS UTC`, or ISO-8601; NULL if neither."""
+    """Timestamp from the export's `YYYY-MM-DD HH:MM:SS UTC`, or ISO-8601; NULL if neither.
+
+    The export's own shape takes a fast path (a cast of the first 19 characters is about twice
+    as fast as a pattern parse); anything else goes through the explicit patterns.
+    """
     text = F.trim(text)
-    return F.coalesce(
-        F.try_to_timestamp(text, F.lit(CSV_TIME_FORMAT)),
-        F.try_to_timestamp(text, F.lit(ISO_TIME_FORMAT)),
+    export_shape = (F.length(text) == 23) & text.endswith(" UTC") & (F.substring(text, 11, 1) == " ")
+    return F.when(export_shape, F.substring(text, 1, 19).try_cast("timestamp")).otherwise(
+        F.coalesce(
+            F.try_to_timestamp(text, F.lit(CSV_TIME_FORMAT)),
+            F.try_to_timestamp(text, F.lit(ISO_TIME_FORMAT)),
+        )
     )
 
 
@@ -138,9 +150,14 @@ def parse_raw_lines(
     )
     fallback_date = F.lit(default_date) if default_date is not None else F.lit(None).cast("date")
     prefix_date = F.try_to_date(F.substring(F.col(RAW_LINE), 1, 10), "yyyy-MM-dd")
-    return parsed.select(
-        *[c for c in parsed.columns if not c.startswith("_")],
-        reason.alias(REASON),
+    return parsed.withColumn(REASON, reason).select(
+        # the raw text is only needed where the line goes to quarantine
+        *[
+            F.when(F.col(REASON).isNotNull(), F.col(c)).alias(c) if c == RAW_LINE else c
+            for c in parsed.columns
+            if not c.startswith("_")
+        ],
+        F.col(REASON),
         F.coalesce(F.to_date("event_time"), prefix_date, file_date, fallback_date).alias(ROW_DATE),
     )
 
@@ -153,15 +170,58 @@ def restrict_to_dates(parsed: DataFrame, dates: Iterable[date]) -> DataFrame:
 def prefilter_lines_for_dates(lines: DataFrame, dates: Iterable[date]) -> DataFrame:
     """Cheap pre-filter before parsing: drop lines that start with a date far from the range.
 
-    A line is kept when its first ten characters are not a date (it may be garbage that an owner
-    rule assigns to one of our days) or are a date within a day of the range (a timestamp with a
-    zone offset can fall on a neighbouring UTC day). The exact owner test runs after parsing.
+    A line is kept when its first ten characters are not a valid date (it may be garbage that
+    the owner rule gives to one of our days) or are a date within a day of the range (a timestamp
+    with a zone offset can fall on a neighbouring UTC day). The exact owner test runs after
+    parsing. ISO dates compare as strings, so the common case costs a string comparison; only
+    lines outside the window pay for a date parse.
     """
     wanted = sorted(set(dates))
-    lo, hi = wanted[0], wanted[-1]
-    prefix_date = F.try_to_date(F.substring(F.col("value"), 1, 10), "yyyy-MM-dd")
-    near = prefix_date.between(F.date_sub(F.lit(lo), 1), F.date_add(F.lit(hi), 1))
-    return lines.filter(prefix_date.isNull() | near)
+    lo = (wanted[0] - timedelta(days=1)).isoformat()
+    hi = (wanted[-1] + timedelta(days=1)).isoformat()
+    prefix = F.substring(F.col("value"), 1, 10)
+    return lines.filter(
+        F.when(prefix.between(lo, hi), True).otherwise(F.try_to_date(prefix, "yyyy-MM-dd").isNull())
+    )
+
+
+# every reason parse_raw_lines can give, for per-reason counts ("expected 9 fields, found N"
+# is counted as one reason whatever N is)
+QUARANTINE_REASONS = (
+    "wrong field count",
+    "missing event_time",
+    "unparseable event_time",
+    "non-integer product_id",
+    "non-integer category_id",
+    "non-numeric price",
+    "non-integer user_id",
+)
+
+
+def day_metric(day: date) -> str:
+    return f"rows_{day.isoformat()}"
+
+
+def reason_metric(reason: str) -> str:
+    return "reason_" + reason.replace(" ", "_").replace("-", "_")
+
+
+def count_per_day(day_column: Column, days: Iterable[date]) -> list[Column]:
+    """One count per day, for `DataFrame.observe` (metrics gathered while a write runs)."""
+    return [
+        F.count(F.when(day_column == F.lit(day), True)).alias(day_metric(day)) for day in sorted(set(days))
+    ]
+
+
+def count_per_reason() -> list[Column]:
+    reason = F.col(REASON)
+    wrong_count = reason.startswith("expected ")
+    return [
+        F.count(F.when(wrong_count if r == "wrong field count" else reason == r, True)).alias(
+            reason_metric(r)
+        )
+        for r in QUARANTINE_REASONS
+    ]
 
 
 def bronze_rows(parsed: DataFrame) -> DataFrame:

@@ -1,0 +1,211 @@
+"""Batch benchmark: a month of events through bronze → silver → gold, Dagster + Spark vs DuckDB.
+
+    .venv/bin/python benchmarks/batch.py                 # 30 days × 135 k events ≈ 4 M rows
+    .venv/bin/python benchmarks/batch.py --days 7        # quicker
+    .venv/bin/python benchmarks/batch.py --per-day 2019-10-05   # also one day's chain from the CLI
+
+1. generates the month with the sample generator (timed separately, not part of the ratio);
+2. runs `dagster asset materialize --select '*' --partition-range A...B` in a fresh process,
+   exactly as a user would, and times it (wall time includes starting Python, Dagster and the
+   Spark JVM; the per-step times printed beside it are the Spark work);
+3. runs the same work in DuckDB in another fresh process: CSV → bronze Parquet (bad lines to a
+   quarantine), silver (rules, normalisation, de-duplication), hourly-brand gold, all written
+   as day-partitioned Parquet;
+4. prints events/s, wall time and peak memory (RSS of the whole process tree) of both, and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _tree_rss_bytes(root_pid: int) -> int:
+    """Sum of RSS over a process and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            ppid, pages = int(fields[1]), int(fields[21])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+        rss[int(entry)] = pages * os.sysconf("SC_PAGE_SIZE")
+    total, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """Run a command; return (wall seconds, peak tree RSS bytes, combined output)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _tree_rss_bytes(proc.pid))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output = proc.communicate()[0]
+    done.set()
+    sampler.join()
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        sys.stderr.write(output[-5000:])
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
+    return wall, peak, output
+
+
+DUCKDB_SQL = """
+SET threads = {threads};
+CREATE TEMP TABLE raw AS
+  SELECT *, try_strptime(event_time, '%Y-%m-%d %H:%M:%S UTC') AS ts
+  FROM read_csv('{raw}/*.csv', header = true, all_varchar = true, null_padding = true,
+                ignore_errors = true, store_rejects = true, filename = true);
+CREATE TEMP TABLE typed AS
+  SELECT ts AS event_time, event_type,
+         try_cast(product_id AS BIGINT) AS product_id, try_cast(category_id AS BIGINT) AS category_id,
+         category_code, brand, try_cast(price AS DECIMAL(12,2)) AS price,
+         try_cast(user_id AS BIGINT) AS user_id, user_session, filename AS source_file,
+         CAST(ts AS DATE) AS event_date,
+         CASE WHEN ts IS NULL THEN 'unparseable event_time'
+              WHEN price IS NOT NULL AND try_cast(price AS DECIMAL(12,2)) IS NULL THEN 'non-numeric price'
+         END AS reason
+  FROM raw;
+COPY (SELECT * EXCLUDE (reason) FROM typed WHERE reason IS NULL)
+  TO '{out}/bronze_events' (FORMAT parquet, PARTITION_BY (event_date));
+COPY (SELECT source_file, reason, coalesce(event_date, DATE '{start}') AS ingest_date FROM typed WHERE reason IS NOT NULL
+      UNION ALL SELECT file_id::VARCHAR, error_message, DATE '{start}' FROM reject_errors)
+  TO '{out}/bronze_quarantine' (FORMAT parquet, PARTITION_BY (ingest_date));
+COPY (
+  SELECT * EXCLUDE (rn) FROM (
+    SELECT *, lower(trim(brand)) AS brand_norm, nullif(lower(trim(category_code)), '') AS category_code_norm,
+           split_part(nullif(lower(trim(category_code)), ''), '.', 1) AS category_root,
+           CASE WHEN price < 10 THEN '<10' WHEN price < 30 THEN '10-30' WHEN price < 60 THEN '30-60' ELSE '60+' END AS price_band,
+           row_number() OVER (PARTITION BY event_time, user_id, user_session, product_id, event_type ORDER BY price) AS rn
+    FROM read_parquet('{out}/bronze_events/*/*.parquet', hive_partitioning = true)
+    WHERE event_time IS NOT NULL AND event_type IN ('view', 'cart', 'remove_from_cart', 'purchase') AND price > 0)
+  WHERE rn = 1) TO '{out}/silver_events' (FORMAT parquet, PARTITION_BY (event_date));
+COPY (
+  SELECT date_trunc('hour', event_time) AS window_start, date_trunc('hour', event_time) + INTERVAL 1 HOUR AS window_end,
+         brand_norm AS brand,
+         count(*) FILTER (WHERE event_type = 'view') AS views, count(*) FILTER (WHERE event_type = 'cart') AS carts,
+         count(*) FILTER (WHERE event_type = 'remove_from_cart') AS remove_from_carts,
+         count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
+         coalesce(sum(price) FILTER (WHERE event_type = 'purchase'), 0) AS revenue,
+         CAST(date_trunc('hour', event_time) AS DATE) AS window_date
+  FROM read_parquet('{out}/silver_events/*/*.parquet', hive_partitioning = true) GROUP BY ALL
+) TO '{out}/gold_funnel_hourly_brand' (FORMAT parquet, PARTITION_BY (window_date));
+"""
+
+
+def duckdb_reference(raw: str, out: str, start: str, threads: int) -> None:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(DUCKDB_SQL.format(raw=raw, out=out, start=start, threads=threads))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--start", default="2019-10-01")
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--events-per-day", type=int, default=135_000)
+    parser.add_argument("--home", help="FUNNELPULSE_HOME to use (default: a temporary folder)")
+    parser.add_argument("--per-day", help="also time one day's chain from the CLI, e.g. 2019-10-05")
+    parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--duckdb-only", nargs=3, metavar=("RAW", "OUT", "START"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    threads = os.cpu_count() or 2
+    if args.duckdb_only:
+        duckdb_reference(*args.duckdb_only, threads=threads)
+        return 0
+
+    home = Path(args.home or tempfile.mkdtemp(prefix="funnelpulse-bench-"))
+    raw = home / "data_raw"
+    env = {**os.environ, "FUNNELPULSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    env.pop("FUNNELPULSE_LAKE", None)
+    (home / "dagster").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "dagster.yaml", home / "dagster" / "dagster.yaml")
+    start = date.fromisoformat(args.start)
+    end = start + timedelta(days=args.days - 1)
+
+    sys.path.insert(0, str(REPO))
+    from funnelpulse_dagster.generator import generate
+
+    shutil.rmtree(raw, ignore_errors=True)
+    t = time.perf_counter()
+    summary = generate(raw, start, args.days, events_per_day=args.events_per_day, anomalies=4)
+    gen_seconds = time.perf_counter() - t
+    rows = summary.rows
+    csv_mb = sum(Path(f).stat().st_size for f in summary.files) / 1e6
+    print(f"generated {rows:,} rows ({csv_mb:,.0f} MB of CSV) in {gen_seconds:.1f}s", flush=True)
+
+    shutil.rmtree(home / "tables", ignore_errors=True)
+    dagster_cmd = [str(BIN / "dagster"), "asset", "materialize", "-m", "funnelpulse_dagster.definitions",
+                   "--select", "*", "--partition-range", f"{start}...{end}"]
+    spark_wall, spark_peak, output = run_measured(dagster_cmd, env)
+    steps = {m[0]: float(m[1]) for m in re.findall(r'Finished execution of step "(\w+)" in ([\d.]+)(?:s)', output)}
+    spark_work = sum(steps.values())
+
+    duck_out = home / "duckdb_tables"
+    shutil.rmtree(duck_out, ignore_errors=True)
+    duck_out.mkdir()
+    duck_cmd = [sys.executable, str(Path(__file__).resolve()), "--duckdb-only", str(raw), str(duck_out), str(start)]
+    duck_wall, duck_peak, _ = run_measured(duck_cmd, env)
+
+    results = {
+        "rows": rows, "days": args.days, "csv_mb": round(csv_mb, 1), "cores": threads,
+        "dagster_spark_wall_s": round(spark_wall, 1), "dagster_spark_steps_s": steps,
+        "dagster_spark_step_total_s": round(spark_work, 1), "dagster_spark_peak_rss_gb": round(spark_peak / 1e9, 2),
+        "duckdb_wall_s": round(duck_wall, 1), "duckdb_peak_rss_gb": round(duck_peak / 1e9, 2),
+        "ratio_wall": round(spark_wall / duck_wall, 2), "ratio_steps": round(spark_work / duck_wall, 2),
+    }
+    if args.per_day:
+        day_cmd = [str(BIN / "dagster"), "asset", "materialize", "-m", "funnelpulse_dagster.definitions",
+                   "--select", "*", "--partition", args.per_day]
+        day_wall, day_peak, _ = run_measured(day_cmd, env)
+        results.update({"one_day_cli_wall_s": round(day_wall, 1), "one_day_peak_rss_gb": round(day_peak / 1e9, 2)})
+
+    print()
+    print(f"{'':34}{'wall s':>9}{'events/s':>12}{'peak RSS GB':>13}")
+    print(f"{'Dagster + Spark (CLI, whole run)':34}{spark_wall:>9.1f}{rows / spark_wall:>12,.0f}{spark_peak / 1e9:>13.2f}")
+    print(f"{'  of which Spark steps':34}{spark_work:>9.1f}{rows / spark_work:>12,.0f}")
+    for step, seconds in steps.items():
+        print(f"{'    ' + step:34}{seconds:>9.1f}")
+    print(f"{'DuckDB reference':34}{duck_wall:>9.1f}{rows / duck_wall:>12,.0f}{duck_peak / 1e9:>13.2f}")
+    print(f"ratio Spark/DuckDB: {results['ratio_wall']}x whole run, {results['ratio_steps']}x Spark steps only")
+    if args.per_day:
+        print(f"one day's chain from the CLI ({args.per_day}): {results['one_day_cli_wall_s']}s wall")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
