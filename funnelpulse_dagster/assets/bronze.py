@@ -1,7 +1,5 @@
 """bronze_events and bronze_quarantine: every input line, typed or quarantined with a reason."""
 
-import time
-
 from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
@@ -22,10 +20,13 @@ from funnelpulse_dagster.partitions import (
 from funnelpulse_dagster.resources import LakeResource, RawDataResource, SparkResource
 from funnelpulse_dagster.settings import load_settings
 from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_QUARANTINE
+from funnelpulse_dagster.timing import PhaseTimer
 from funnelpulse_dagster.transforms.bronze import (
     QUARANTINE_REASONS,
+    QUARANTINED_ROWS,
     ROW_DATE,
     bronze_rows,
+    collect_quarantined,
     count_per_day,
     count_per_reason,
     day_metric,
@@ -33,7 +34,6 @@ from funnelpulse_dagster.transforms.bronze import (
     first_date_in_text,
     parse_raw_lines,
     prefilter_lines_for_dates,
-    quarantine_rows,
     reason_metric,
     restrict_to_dates,
 )
@@ -72,10 +72,12 @@ from funnelpulse_dagster.transforms.bronze import (
 def bronze(
     context: AssetExecutionContext, spark: SparkResource, lake: LakeResource, raw_data: RawDataResource
 ):
-    started = time.perf_counter()
-    session = spark.spark_session
+    timer = PhaseTimer()
+    with timer.phase("spark_session"):
+        session = spark.spark_session
     days = partition_days(context)
-    files = lake.list_files(session, raw_data.uri, ".csv")
+    with timer.phase("list_files"):
+        files = lake.list_files(session, raw_data.uri, ".csv")
     if not files:
         raise FileNotFoundError(
             f"no *.csv files under {raw_data.uri}; put the shop's exports there "
@@ -91,21 +93,28 @@ def bronze(
         .transform(parse_raw_lines, file_first_dates, load_settings().start_date)
         .transform(restrict_to_dates, days)
     )
-    # Two passes over the text, no cache: re-parsing costs less than caching a month of rows.
-    # The quarantine pass also counts every input row per day (before its filter), which is
-    # what the reconciliation check compares the stored tables with.
-    lake.replace_partitions(bronze_rows(parsed), BRONZE_EVENTS, days)
-    input_counter = Observation("bronze_input_rows")
-    counted = parsed.observe(input_counter, *count_per_day(F.col(ROW_DATE), days), *count_per_reason())
-    lake.replace_partitions(quarantine_rows(counted), BRONZE_QUARANTINE, days)
-    observed = input_counter.get
-    input_rows = {day: observed[day_metric(day)] for day in days}
-    reasons = {reason: observed[reason_metric(reason)] for reason in QUARANTINE_REASONS}
-    reasons = {r: n for r, n in reasons.items() if n}
+    # One pass: the bronze write also counts every input row per day and carries the few
+    # quarantined rows back in its metrics (caching the parse or parsing twice cost more).
+    counter = Observation("bronze_input")
+    observed_parse = parsed.observe(
+        counter, *count_per_day(F.col(ROW_DATE), days), *count_per_reason(), collect_quarantined()
+    )
+    with timer.phase("parse_and_write_bronze"):
+        lake.replace_partitions(bronze_rows(observed_parse), BRONZE_EVENTS, days)
+    metrics = counter.get
+    with timer.phase("write_quarantine"):
+        quarantined = [tuple(row) for row in metrics[QUARANTINED_ROWS]]
+        lake.replace_partitions(
+            session.createDataFrame(quarantined, BRONZE_QUARANTINE.schema), BRONZE_QUARANTINE, days
+        )
+    input_rows = {day: metrics[day_metric(day)] for day in days}
+    reasons = {r: metrics[reason_metric(r)] for r in QUARANTINE_REASONS if metrics[reason_metric(r)]}
 
-    stored_bronze = lake.partition_counts(session, BRONZE_EVENTS, days)
-    stored_quarantine = lake.partition_counts(session, BRONZE_QUARANTINE, days)
-    elapsed = time.perf_counter() - started
+    with timer.phase("read_back_counts"):
+        stored_bronze = lake.partition_counts(session, BRONZE_EVENTS, days)
+        stored_quarantine = lake.partition_counts(session, BRONZE_QUARANTINE, days)
+    elapsed = timer.total
+    context.log.info(f"bronze phases (s): {timer.phases}")
     context.log.info(
         f"bronze: {sum(input_rows.values())} input rows over {len(days)} day(s) -> "
         f"{sum(stored_bronze.values())} bronze, {sum(stored_quarantine.values())} quarantined in {elapsed:.1f}s"
@@ -121,7 +130,8 @@ def bronze(
                 "days": len(days),
                 "input_files": MetadataValue.json(files),
                 "path": MetadataValue.path(lake.table_uri(BRONZE_EVENTS)),
-                "seconds": MetadataValue.float(round(elapsed, 2)),
+                "seconds": MetadataValue.float(elapsed),
+                "seconds_by_phase": MetadataValue.json(timer.phases),
             },
         )
     if BRONZE_QUARANTINE.name in selected:

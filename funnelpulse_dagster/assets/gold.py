@@ -1,7 +1,5 @@
 """Gold funnel tables built from silver."""
 
-import time
-
 from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
@@ -22,6 +20,7 @@ from funnelpulse_dagster.partitions import (
 )
 from funnelpulse_dagster.resources import LakeResource, SparkResource
 from funnelpulse_dagster.tables import GOLD_FUNNEL_HOURLY_BRAND, SILVER_EVENTS
+from funnelpulse_dagster.timing import PhaseTimer
 from funnelpulse_dagster.transforms.gold import hourly_brand_funnel
 
 
@@ -44,24 +43,29 @@ from funnelpulse_dagster.transforms.gold import hourly_brand_funnel
     ],
 )
 def gold_funnel_hourly_brand(context: AssetExecutionContext, spark: SparkResource, lake: LakeResource):
-    started = time.perf_counter()
-    session = spark.spark_session
+    timer = PhaseTimer()
+    with timer.phase("spark_session"):
+        session = spark.spark_session
     days = partition_days(context)
     silver = lake.read(session, SILVER_EVENTS, days)
-    lake.replace_partitions(hourly_brand_funnel(silver), GOLD_FUNNEL_HOURLY_BRAND, days)
-
-    gold = lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, days)
-    gold_totals = daily_totals(gold, GOLD_FUNNEL_HOURLY_BRAND.partition_column, from_events=False)
-    silver_totals = daily_totals(silver, SILVER_EVENTS.partition_column, from_events=True)
-    elapsed = time.perf_counter() - started
+    with timer.phase("transform_and_write"):
+        lake.replace_partitions(hourly_brand_funnel(silver), GOLD_FUNNEL_HOURLY_BRAND, days)
+    with timer.phase("checks"):
+        gold = lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, days)
+        gold_totals = daily_totals(gold, GOLD_FUNNEL_HOURLY_BRAND.partition_column, from_events=False)
+        silver_totals = daily_totals(silver, SILVER_EVENTS.partition_column, from_events=True)
+        gold_rows = gold.count()
+    elapsed = timer.total
+    context.log.info(f"gold phases (s): {timer.phases}")
     yield MaterializeResult(
         metadata={
-            "rows_out": gold.count(),
+            "rows_out": gold_rows,
             "days": len(days),
             "purchases": sum(t["purchases"] for t in gold_totals.values()),
             "revenue": MetadataValue.float(float(sum(t["revenue"] for t in gold_totals.values()))),
             "path": MetadataValue.path(lake.table_uri(GOLD_FUNNEL_HOURLY_BRAND)),
-            "seconds": MetadataValue.float(round(elapsed, 2)),
+            "seconds": MetadataValue.float(elapsed),
+            "seconds_by_phase": MetadataValue.json(timer.phases),
         }
     )
     yield totals_match(GOLD_MATCHES_SILVER, gold_totals, silver_totals, GOLD_FUNNEL_HOURLY_BRAND.name)

@@ -1,7 +1,5 @@
 """silver_events: clean, normalised, de-duplicated events."""
 
-import time
-
 from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
@@ -26,6 +24,7 @@ from funnelpulse_dagster.partitions import (
 )
 from funnelpulse_dagster.resources import LakeResource, SparkResource
 from funnelpulse_dagster.tables import BRONZE_EVENTS, SILVER_EVENTS
+from funnelpulse_dagster.timing import PhaseTimer
 from funnelpulse_dagster.transforms.silver import (
     SILVER_RULE_NAMES,
     silver_rule_metrics,
@@ -55,23 +54,31 @@ _CHECKS = {
     ],
 )
 def silver_events(context: AssetExecutionContext, spark: SparkResource, lake: LakeResource):
-    started = time.perf_counter()
-    session = spark.spark_session
+    timer = PhaseTimer()
+    with timer.phase("spark_session"):
+        session = spark.spark_session
     days = partition_days(context)
     bronze = lake.read(session, BRONZE_EVENTS, days)
 
     # rule counts and violation counts are gathered during the one write, not by re-reading
     rule_counter, quality_counter = Observation("silver_rules"), Observation("silver_quality")
     silver = to_silver(bronze.observe(rule_counter, *silver_rule_metrics()))
-    lake.replace_partitions(silver.observe(quality_counter, *silver_violation_metrics()), SILVER_EVENTS, days)
+    with timer.phase("transform_and_write"):
+        lake.replace_partitions(
+            silver.observe(quality_counter, *silver_violation_metrics()), SILVER_EVENTS, days
+        )
     rule_counts, quality = rule_counter.get, quality_counter.get
 
-    stored = lake.partition_counts(session, SILVER_EVENTS, days)
+    with timer.phase("read_back_counts"):
+        stored = lake.partition_counts(session, SILVER_EVENTS, days)
     rows_in = sum(rule_counts.values())
     rows_out = sum(stored.values())
     removed = {name: rule_counts[name] for name in SILVER_RULE_NAMES}
     removed["duplicate_event_key"] = rule_counts["passed"] - rows_out
-    elapsed = time.perf_counter() - started
+    with timer.phase("checks"):
+        check_results = silver_quality(quality, lake.read(session, SILVER_EVENTS, days))
+    elapsed = timer.total
+    context.log.info(f"silver phases (s): {timer.phases}")
     context.log.info(f"silver: {rows_in} bronze rows -> {rows_out} silver rows; removed {removed}")
     yield MaterializeResult(
         metadata={
@@ -80,7 +87,8 @@ def silver_events(context: AssetExecutionContext, spark: SparkResource, lake: La
             "rows_removed_by_rule": MetadataValue.json(removed),
             "days": len(days),
             "path": MetadataValue.path(lake.table_uri(SILVER_EVENTS)),
-            "seconds": MetadataValue.float(round(elapsed, 2)),
+            "seconds": MetadataValue.float(elapsed),
+            "seconds_by_phase": MetadataValue.json(timer.phases),
         }
     )
-    yield from silver_quality(quality, lake.read(session, SILVER_EVENTS, days))
+    yield from check_results

@@ -224,6 +224,26 @@ def count_per_reason() -> list[Column]:
     ]
 
 
+QUARANTINED_ROWS = "quarantined_rows"
+
+
+def collect_quarantined() -> Column:
+    """The quarantine rows themselves, for `DataFrame.observe`: they travel with the bronze
+    write's metrics, so one pass over the input writes both tables. Their memory on the driver
+    is the size of the bad lines' text (a handful per file in practice)."""
+    return F.collect_list(
+        F.when(
+            F.col(REASON).isNotNull(),
+            F.struct(
+                F.col(SOURCE_FILE),
+                F.col(RAW_LINE),
+                F.col(REASON).alias("reason"),
+                F.col(ROW_DATE).alias(BRONZE_QUARANTINE.partition_column),
+            ),
+        )
+    ).alias(QUARANTINED_ROWS)
+
+
 def bronze_rows(parsed: DataFrame) -> DataFrame:
     return parsed.filter(F.col(REASON).isNull()).select(
         *BRONZE_EVENTS.data_columns, F.col(ROW_DATE).alias(BRONZE_EVENTS.partition_column)
