@@ -59,7 +59,9 @@ def _tree_rss_bytes(root_pid: int) -> int:
 def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     """Run a command; return (wall seconds, peak tree RSS bytes, combined output)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     peak = 0
     done = threading.Event()
 
@@ -132,7 +134,9 @@ def duckdb_reference(raw: str, out: str, start: str, threads: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--start", default="2019-10-01")
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--events-per-day", type=int, default=135_000)
@@ -167,39 +171,79 @@ def main() -> int:
     print(f"generated {rows:,} rows ({csv_mb:,.0f} MB of CSV) in {gen_seconds:.1f}s", flush=True)
 
     shutil.rmtree(home / "tables", ignore_errors=True)
-    dagster_cmd = [str(BIN / "dagster"), "asset", "materialize", "-m", "funnelpulse_dagster.definitions",
-                   "--select", "*", "--partition-range", f"{start}...{end}"]
+    dagster_cmd = [
+        str(BIN / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "funnelpulse_dagster.definitions",
+        "--select",
+        "*",
+        "--partition-range",
+        f"{start}...{end}",
+    ]
     spark_wall, spark_peak, output = run_measured(dagster_cmd, env)
-    steps = {m[0]: float(m[1]) for m in re.findall(r'Finished execution of step "(\w+)" in ([\d.]+)(?:s)', output)}
+    steps = {
+        m[0]: float(m[1]) for m in re.findall(r'Finished execution of step "(\w+)" in ([\d.]+)(?:s)', output)
+    }
     spark_work = sum(steps.values())
 
     duck_out = home / "duckdb_tables"
     shutil.rmtree(duck_out, ignore_errors=True)
     duck_out.mkdir()
-    duck_cmd = [sys.executable, str(Path(__file__).resolve()), "--duckdb-only", str(raw), str(duck_out), str(start)]
+    duck_cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--duckdb-only",
+        str(raw),
+        str(duck_out),
+        str(start),
+    ]
     duck_wall, duck_peak, _ = run_measured(duck_cmd, env)
 
     results = {
-        "rows": rows, "days": args.days, "csv_mb": round(csv_mb, 1), "cores": threads,
-        "dagster_spark_wall_s": round(spark_wall, 1), "dagster_spark_steps_s": steps,
-        "dagster_spark_step_total_s": round(spark_work, 1), "dagster_spark_peak_rss_gb": round(spark_peak / 1e9, 2),
-        "duckdb_wall_s": round(duck_wall, 1), "duckdb_peak_rss_gb": round(duck_peak / 1e9, 2),
-        "ratio_wall": round(spark_wall / duck_wall, 2), "ratio_steps": round(spark_work / duck_wall, 2),
+        "rows": rows,
+        "days": args.days,
+        "csv_mb": round(csv_mb, 1),
+        "cores": threads,
+        "dagster_spark_wall_s": round(spark_wall, 1),
+        "dagster_spark_steps_s": steps,
+        "dagster_spark_step_total_s": round(spark_work, 1),
+        "dagster_spark_peak_rss_gb": round(spark_peak / 1e9, 2),
+        "duckdb_wall_s": round(duck_wall, 1),
+        "duckdb_peak_rss_gb": round(duck_peak / 1e9, 2),
+        "ratio_wall": round(spark_wall / duck_wall, 2),
+        "ratio_steps": round(spark_work / duck_wall, 2),
     }
     if args.per_day:
-        day_cmd = [str(BIN / "dagster"), "asset", "materialize", "-m", "funnelpulse_dagster.definitions",
-                   "--select", "*", "--partition", args.per_day]
+        day_cmd = [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "funnelpulse_dagster.definitions",
+            "--select",
+            "*",
+            "--partition",
+            args.per_day,
+        ]
         day_wall, day_peak, _ = run_measured(day_cmd, env)
-        results.update({"one_day_cli_wall_s": round(day_wall, 1), "one_day_peak_rss_gb": round(day_peak / 1e9, 2)})
+        results.update(
+            {"one_day_cli_wall_s": round(day_wall, 1), "one_day_peak_rss_gb": round(day_peak / 1e9, 2)}
+        )
 
     print()
     print(f"{'':34}{'wall s':>9}{'events/s':>12}{'peak RSS GB':>13}")
-    print(f"{'Dagster + Spark (CLI, whole run)':34}{spark_wall:>9.1f}{rows / spark_wall:>12,.0f}{spark_peak / 1e9:>13.2f}")
+    print(
+        f"{'Dagster + Spark (CLI, whole run)':34}{spark_wall:>9.1f}{rows / spark_wall:>12,.0f}{spark_peak / 1e9:>13.2f}"
+    )
     print(f"{'  of which Spark steps':34}{spark_work:>9.1f}{rows / spark_work:>12,.0f}")
     for step, seconds in steps.items():
         print(f"{'    ' + step:34}{seconds:>9.1f}")
     print(f"{'DuckDB reference':34}{duck_wall:>9.1f}{rows / duck_wall:>12,.0f}{duck_peak / 1e9:>13.2f}")
-    print(f"ratio Spark/DuckDB: {results['ratio_wall']}x whole run, {results['ratio_steps']}x Spark steps only")
+    print(
+        f"ratio Spark/DuckDB: {results['ratio_wall']}x whole run, {results['ratio_steps']}x Spark steps only"
+    )
     if args.per_day:
         print(f"one day's chain from the CLI ({args.per_day}): {results['one_day_cli_wall_s']}s wall")
     if args.json:

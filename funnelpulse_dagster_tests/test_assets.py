@@ -133,3 +133,39 @@ def test_definitions_load():
         GOLD_FUNNEL_HOURLY_BRAND.name,
     }
     assert defs.resolve_job_def("batch_lakehouse_job") is not None
+
+
+def test_failed_blocking_check_stops_downstream(
+    spark_resource, sample_raw_dir, funnelpulse_home, monkeypatch
+):
+    """A silver that breaks a hard rule (here: duplicates kept) fails its ERROR check, and the
+    blocking check keeps gold from being built on it."""
+    import funnelpulse_dagster.assets.silver as silver_module
+    from funnelpulse_dagster.transforms.silver import apply_silver_rules, normalise_events
+
+    def silver_without_dedup(bronze):
+        from pyspark.sql import functions as F
+
+        events = bronze.transform(apply_silver_rules).withColumn("event_date", F.to_date("event_time"))
+        return events.transform(normalise_events).select(*SILVER_EVENTS.schema.fieldNames())
+
+    monkeypatch.setattr(silver_module, "to_silver", silver_without_dedup)
+    for f in sample_raw_dir.glob("*.csv"):
+        shutil.copy(f, funnelpulse_home / "data_raw" / f.name)
+    result = materialize(
+        ASSETS,
+        instance=DagsterInstance.ephemeral(),
+        partition_key="2019-10-01",
+        raise_on_error=False,
+        resources={
+            "spark": spark_resource,
+            "lake": LakeResource(root=str(funnelpulse_home / "tables")),
+            "raw_data": RawDataResource(uri=str(funnelpulse_home / "data_raw")),
+        },
+    )
+    assert not result.success
+    failed = {c.check_name for c in result.get_asset_check_evaluations() if not c.passed}
+    assert failed == {"no_duplicate_event_key"}
+    materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
+    assert GOLD_FUNNEL_HOURLY_BRAND.name not in materialized
+    assert not (funnelpulse_home / "tables" / GOLD_FUNNEL_HOURLY_BRAND.name).exists()
