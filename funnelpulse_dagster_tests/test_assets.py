@@ -169,3 +169,10 @@ def test_failed_blocking_check_stops_downstream(
     materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
     assert GOLD_FUNNEL_HOURLY_BRAND.name not in materialized
     assert not (funnelpulse_home / "tables" / GOLD_FUNNEL_HOURLY_BRAND.name).exists()
+
+
+def test_local_instance_queue_runs_one_spark_run_at_a_time(tmp_path):
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 1
+        assert not instance.telemetry_enabled
