@@ -133,6 +133,20 @@ def duckdb_reference(raw: str, out: str, start: str, threads: int) -> None:
     con.execute(DUCKDB_SQL.format(raw=raw, out=out, start=start, threads=threads))
 
 
+def materialize_cmd(*partition_args: str) -> list[str]:
+    """The user's command for every table over some partitions."""
+    return [
+        str(BIN / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "funnelpulse_dagster.definitions",
+        "--select",
+        "*",
+        *partition_args,
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -171,17 +185,7 @@ def main() -> int:
     print(f"generated {rows:,} rows ({csv_mb:,.0f} MB of CSV) in {gen_seconds:.1f}s", flush=True)
 
     shutil.rmtree(home / "tables", ignore_errors=True)
-    dagster_cmd = [
-        str(BIN / "dagster"),
-        "asset",
-        "materialize",
-        "-m",
-        "funnelpulse_dagster.definitions",
-        "--select",
-        "*",
-        "--partition-range",
-        f"{start}...{end}",
-    ]
+    dagster_cmd = materialize_cmd("--partition-range", f"{start}...{end}")
     spark_wall, spark_peak, output = run_measured(dagster_cmd, env)
     steps = {
         m[0]: float(m[1]) for m in re.findall(r'Finished execution of step "(\w+)" in ([\d.]+)(?:s)', output)
@@ -216,17 +220,7 @@ def main() -> int:
         "ratio_steps": round(spark_work / duck_wall, 2),
     }
     if args.per_day:
-        day_cmd = [
-            str(BIN / "dagster"),
-            "asset",
-            "materialize",
-            "-m",
-            "funnelpulse_dagster.definitions",
-            "--select",
-            "*",
-            "--partition",
-            args.per_day,
-        ]
+        day_cmd = materialize_cmd("--partition", args.per_day)
         day_wall, day_peak, _ = run_measured(day_cmd, env)
         results.update(
             {"one_day_cli_wall_s": round(day_wall, 1), "one_day_peak_rss_gb": round(day_peak / 1e9, 2)}

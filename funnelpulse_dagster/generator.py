@@ -25,18 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-RAW_HEADER = (
-    "event_time",
-    "event_type",
-    "product_id",
-    "category_id",
-    "category_code",
-    "brand",
-    "price",
-    "user_id",
-    "user_session",
-)
-EVENT_TYPES = ("view", "cart", "remove_from_cart", "purchase")
+from funnelpulse_dagster.tables import EVENT_TYPES, RAW_COLUMNS
+
+RAW_HEADER = RAW_COLUMNS
 VIEW, CART, REMOVE, PURCHASE = range(4)
 
 # Target shares measured on the real data set (dataset-facts.md); tests hold the generator to them.
