@@ -196,21 +196,22 @@ def reason_kind(reason: str) -> str:
 QUARANTINED_ROWS = "quarantined_rows"
 
 
+def _quarantine_columns() -> list[Column]:
+    return [
+        F.col(SOURCE_FILE),
+        F.col(RAW_LINE),
+        F.col(REASON).alias("reason"),
+        F.col(ROW_DATE).alias(BRONZE_QUARANTINE.partition_column),
+    ]
+
+
 def collect_quarantined() -> Column:
     """The quarantine rows themselves, for `DataFrame.observe`: they travel with the bronze
     write's metrics, so one pass over the input writes both tables. Their memory on the driver
     is the size of the bad lines' text (a handful per file in practice)."""
-    return F.collect_list(
-        F.when(
-            F.col(REASON).isNotNull(),
-            F.struct(
-                F.col(SOURCE_FILE),
-                F.col(RAW_LINE),
-                F.col(REASON).alias("reason"),
-                F.col(ROW_DATE).alias(BRONZE_QUARANTINE.partition_column),
-            ),
-        )
-    ).alias(QUARANTINED_ROWS)
+    return F.collect_list(F.when(F.col(REASON).isNotNull(), F.struct(*_quarantine_columns()))).alias(
+        QUARANTINED_ROWS
+    )
 
 
 def bronze_rows(parsed: DataFrame) -> DataFrame:
@@ -220,12 +221,8 @@ def bronze_rows(parsed: DataFrame) -> DataFrame:
 
 
 def quarantine_rows(parsed: DataFrame) -> DataFrame:
-    return parsed.filter(F.col(REASON).isNotNull()).select(
-        F.col(SOURCE_FILE),
-        F.col(RAW_LINE),
-        F.col(REASON).alias("reason"),
-        F.col(ROW_DATE).alias(BRONZE_QUARANTINE.partition_column),
-    )
+    """The quarantine rows as a frame (the asset collects the same columns via observe())."""
+    return parsed.filter(F.col(REASON).isNotNull()).select(*_quarantine_columns())
 
 
 def first_date_in_text(head: bytes) -> date | None:
