@@ -107,10 +107,26 @@ FUNNEL_METRIC_FIELDS = (
     ("remove_from_carts", LongType()),
     ("purchases", LongType()),
     ("revenue", REVENUE_TYPE),
+    # distinct sessions / users with at least one event of the step in the grain: event counts
+    # over-weight sessions that add and remove the same item many times
+    ("view_sessions", LongType()),
+    ("cart_sessions", LongType()),
+    ("purchase_sessions", LongType()),
+    ("view_users", LongType()),
+    ("cart_users", LongType()),
+    ("purchase_users", LongType()),
     ("view_to_cart_rate", DoubleType()),
     ("cart_to_purchase_rate", DoubleType()),
     ("conversion_rate", DoubleType()),
+    ("session_conversion_rate", DoubleType()),
 )
+# rate column -> (numerator, denominator)
+FUNNEL_RATES = {
+    "view_to_cart_rate": ("carts", "views"),
+    "cart_to_purchase_rate": ("purchases", "carts"),
+    "conversion_rate": ("purchases", "views"),
+    "session_conversion_rate": ("purchase_sessions", "view_sessions"),
+}
 
 GOLD_FUNNEL_HOURLY_BRAND = Table(
     "gold_funnel_hourly_brand",
@@ -124,4 +140,35 @@ GOLD_FUNNEL_HOURLY_BRAND = Table(
     ),
 )
 
-ALL_TABLES = {t.name: t for t in (BRONZE_EVENTS, BRONZE_QUARANTINE, SILVER_EVENTS, GOLD_FUNNEL_HOURLY_BRAND)}
+GOLD_FUNNEL_DAILY_BRAND = Table(
+    "gold_funnel_daily_brand",
+    "date",
+    _fields(("brand", StringType()), *FUNNEL_METRIC_FIELDS, ("date", DateType())),
+)
+
+GOLD_FUNNEL_DAILY_CATEGORY = Table(
+    "gold_funnel_daily_category",
+    "date",
+    _fields(("category_root", StringType()), *FUNNEL_METRIC_FIELDS, ("date", DateType())),
+)
+
+GOLD_FUNNEL_HOURLY_PRICE_BAND = Table(
+    "gold_funnel_hourly_price_band",
+    "window_date",
+    _fields(
+        ("window_start", TimestampType()),
+        ("window_end", TimestampType()),
+        ("price_band", StringType()),
+        *FUNNEL_METRIC_FIELDS,
+        ("window_date", DateType()),
+    ),
+)
+
+GOLD_TABLES = (
+    GOLD_FUNNEL_HOURLY_BRAND,
+    GOLD_FUNNEL_DAILY_BRAND,
+    GOLD_FUNNEL_DAILY_CATEGORY,
+    GOLD_FUNNEL_HOURLY_PRICE_BAND,
+)
+
+ALL_TABLES = {t.name: t for t in (BRONZE_EVENTS, BRONZE_QUARANTINE, SILVER_EVENTS, *GOLD_TABLES)}

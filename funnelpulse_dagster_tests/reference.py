@@ -162,35 +162,71 @@ def silver(bronze: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def hourly_brand(silver_events: pd.DataFrame) -> pd.DataFrame:
+def _funnel(silver_events: pd.DataFrame, grain_of) -> pd.DataFrame:
+    """Metrics per grain; `grain_of(row)` returns the grain as a dict of column -> value."""
+    names = {
+        "view": "views",
+        "cart": "carts",
+        "remove_from_cart": "remove_from_carts",
+        "purchase": "purchases",
+    }
     groups: dict[tuple, dict] = {}
     for r in silver_events.to_dict("records"):
-        start = r["event_time"].replace(minute=0, second=0, microsecond=0)
+        grain = grain_of(r)
+        key = tuple(grain.values())
         g = groups.setdefault(
-            (start, r["brand_norm"]),
-            {"views": 0, "carts": 0, "remove_from_carts": 0, "purchases": 0, "revenue": Decimal("0.00")},
+            key,
+            {
+                **grain,
+                "views": 0,
+                "carts": 0,
+                "remove_from_carts": 0,
+                "purchases": 0,
+                "revenue": Decimal("0.00"),
+                "_sessions": {},
+                "_users": {},
+            },
         )
-        name = {
-            "view": "views",
-            "cart": "carts",
-            "remove_from_cart": "remove_from_carts",
-            "purchase": "purchases",
-        }
-        g[name[r["event_type"]]] += 1
+        g[names[r["event_type"]]] += 1
         if r["event_type"] == "purchase":
             g["revenue"] += r["price"]
+        for actor, bucket in (("user_session", "_sessions"), ("user_id", "_users")):
+            if r[actor] is not None and not (isinstance(r[actor], float) and pd.isna(r[actor])):
+                g[bucket].setdefault(r[actor], set()).add(r["event_type"])
     out = []
-    for (start, brand), g in groups.items():
-        out.append(
-            {
-                "window_start": start,
-                "window_end": start + timedelta(hours=1),
-                "brand": brand,
-                **g,
-                "view_to_cart_rate": g["carts"] / g["views"] if g["views"] else None,
-                "cart_to_purchase_rate": g["purchases"] / g["carts"] if g["carts"] else None,
-                "conversion_rate": g["purchases"] / g["views"] if g["views"] else None,
-                "window_date": start.date(),
-            }
+    for g in groups.values():
+        sessions, users = g.pop("_sessions"), g.pop("_users")
+        for step in ("view", "cart", "purchase"):
+            g[f"{step}_sessions"] = sum(step in types for types in sessions.values())
+            g[f"{step}_users"] = sum(step in types for types in users.values())
+        g["view_to_cart_rate"] = g["carts"] / g["views"] if g["views"] else None
+        g["cart_to_purchase_rate"] = g["purchases"] / g["carts"] if g["carts"] else None
+        g["conversion_rate"] = g["purchases"] / g["views"] if g["views"] else None
+        g["session_conversion_rate"] = (
+            g["purchase_sessions"] / g["view_sessions"] if g["view_sessions"] else None
         )
+        out.append(g)
     return pd.DataFrame(out)
+
+
+def _hour(r) -> dict:
+    start = r["event_time"].replace(minute=0, second=0, microsecond=0)
+    return {"window_start": start, "window_end": start + timedelta(hours=1), "window_date": start.date()}
+
+
+def hourly_brand(silver_events: pd.DataFrame) -> pd.DataFrame:
+    return _funnel(silver_events, lambda r: {**_hour(r), "brand": r["brand_norm"]})
+
+
+def daily_brand(silver_events: pd.DataFrame) -> pd.DataFrame:
+    return _funnel(silver_events, lambda r: {"date": r["event_time"].date(), "brand": r["brand_norm"]})
+
+
+def daily_category(silver_events: pd.DataFrame) -> pd.DataFrame:
+    return _funnel(
+        silver_events, lambda r: {"date": r["event_time"].date(), "category_root": r["category_root"]}
+    )
+
+
+def hourly_price_band(silver_events: pd.DataFrame) -> pd.DataFrame:
+    return _funnel(silver_events, lambda r: {**_hour(r), "price_band": r["price_band"]})

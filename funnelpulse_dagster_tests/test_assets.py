@@ -12,19 +12,21 @@ import pandas as pd
 from dagster import AssetKey, DagsterInstance, materialize
 from pyspark.testing import assertDataFrameEqual
 
-from funnelpulse_dagster.assets.bronze import bronze
-from funnelpulse_dagster.assets.gold import gold_funnel_hourly_brand
-from funnelpulse_dagster.assets.silver import silver_events
+from funnelpulse_dagster.jobs import batch_assets
 from funnelpulse_dagster.resources import LakeResource, RawDataResource
 from funnelpulse_dagster.tables import (
+    ALL_TABLES,
     BRONZE_EVENTS,
     BRONZE_QUARANTINE,
+    GOLD_FUNNEL_DAILY_BRAND,
+    GOLD_FUNNEL_DAILY_CATEGORY,
     GOLD_FUNNEL_HOURLY_BRAND,
+    GOLD_FUNNEL_HOURLY_PRICE_BAND,
     SILVER_EVENTS,
 )
 from funnelpulse_dagster_tests import reference
 
-ASSETS = [bronze, silver_events, gold_funnel_hourly_brand]
+ASSETS = batch_assets
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -58,7 +60,9 @@ def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample
     result = _run(spark_resource, funnelpulse_home, ("2019-10-01", "2019-10-02"), instance)
     assert result.success
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 6 and all(c.passed for c in checks), [(c.check_name, c.passed) for c in checks]
+    expected_checks = {key for a in ASSETS for key in a.check_keys}
+    assert {c.asset_check_key for c in checks} == expected_checks and len(expected_checks) == 13
+    assert all(c.passed for c in checks), [(c.check_name, c.passed) for c in checks if not c.passed]
 
     lake = LakeResource(root=str(funnelpulse_home / "tables"))
     files = sorted((funnelpulse_home / "data_raw").glob("*.csv"))
@@ -73,11 +77,24 @@ def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample
         (r.raw_line, r.reason, r.ingest_date) for r in lake.read(spark, BRONZE_QUARANTINE).collect()
     )
     assert stored_bad == sorted(bad[["raw_line", "reason", "ingest_date"]].itertuples(index=False, name=None))
-    expected_gold = reference.hourly_brand(reference.silver(good))
-    gold = lake.read(spark, GOLD_FUNNEL_HOURLY_BRAND).toPandas()
-    assert len(gold) == len(expected_gold)
-    assert gold.purchases.sum() == expected_gold.purchases.sum()
-    assert gold.revenue.sum() == expected_gold.revenue.sum()  # Decimal: to the cent
+    expected_silver = reference.silver(good)
+    for table, expected_of in (
+        (GOLD_FUNNEL_HOURLY_BRAND, reference.hourly_brand),
+        (GOLD_FUNNEL_DAILY_BRAND, reference.daily_brand),
+        (GOLD_FUNNEL_DAILY_CATEGORY, reference.daily_category),
+        (GOLD_FUNNEL_HOURLY_PRICE_BAND, reference.hourly_price_band),
+    ):
+        gold, expected = lake.read(spark, table).toPandas(), expected_of(expected_silver)
+        assert len(gold) == len(expected), table.name
+        for column in (
+            "views",
+            "purchases",
+            "revenue",
+            "view_sessions",
+            "purchase_sessions",
+            "purchase_users",
+        ):
+            assert gold[column].sum() == expected[column].sum(), (table.name, column)  # Decimal: to the cent
 
     # metadata tells rows in/out and what each silver rule removed
     silver_mat = [
@@ -88,12 +105,9 @@ def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample
     assert silver_mat.metadata["rows_out"].value == lake.read(spark, SILVER_EVENTS).count()
 
     # idempotent: re-materializing day 2 alone leaves every table identical
-    before = {
-        t.name: lake.read(spark, t).toPandas()
-        for t in (BRONZE_EVENTS, SILVER_EVENTS, GOLD_FUNNEL_HOURLY_BRAND)
-    }
+    before = {t.name: lake.read(spark, t).toPandas() for t in ALL_TABLES.values()}
     assert _run(spark_resource, funnelpulse_home, ("2019-10-02", "2019-10-02"), instance).success
-    for table in (BRONZE_EVENTS, SILVER_EVENTS, GOLD_FUNNEL_HOURLY_BRAND):
+    for table in ALL_TABLES.values():
         after = lake.read(spark, table)
         assertDataFrameEqual(after, spark.createDataFrame(before[table.name], table.schema))
 
@@ -129,12 +143,7 @@ def test_definitions_load():
     from funnelpulse_dagster.definitions import defs
 
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {
-        BRONZE_EVENTS.name,
-        BRONZE_QUARANTINE.name,
-        SILVER_EVENTS.name,
-        GOLD_FUNNEL_HOURLY_BRAND.name,
-    }
+    assert keys == set(ALL_TABLES)
     assert defs.resolve_job_def("batch_lakehouse_job") is not None
 
 

@@ -96,3 +96,50 @@ def test_gold_totals_must_match_to_the_cent(spark):
     assert result.metadata["mismatched_days"].value == {
         "2019-10-01": {"revenue": {"gold": "10.00", "silver": "10.01"}}
     }
+
+
+def test_rates_check_catches_wrong_and_missing_rates(spark):
+    from funnelpulse_dagster.checks.quality import rates_valid
+    from funnelpulse_dagster.tables import GOLD_FUNNEL_DAILY_BRAND
+
+    def row(views, carts, rate):
+        values = {f.name: 0 for f in GOLD_FUNNEL_DAILY_BRAND.schema.fields}
+        values.update(date=D1, brand="b", views=views, carts=carts, revenue=Decimal("0"))
+        for r in ("view_to_cart_rate", "cart_to_purchase_rate", "conversion_rate", "session_conversion_rate"):
+            values[r] = None
+        values["view_to_cart_rate"] = rate
+        values["cart_to_purchase_rate"] = 0.0 if carts else None
+        values["conversion_rate"] = 0.0 if views else None
+        return tuple(values[f.name] for f in GOLD_FUNNEL_DAILY_BRAND.schema.fields)
+
+    good = spark.createDataFrame([row(4, 2, 0.5), row(0, 0, None)], GOLD_FUNNEL_DAILY_BRAND.schema)
+    assert rates_valid(good).passed
+    bad = spark.createDataFrame(
+        [row(4, 2, None), row(0, 0, 1.0), row(4, 2, -0.5)], GOLD_FUNNEL_DAILY_BRAND.schema
+    )
+    result = rates_valid(bad)
+    assert not result.passed and result.metadata["invalid_rates"].value == {"view_to_cart_rate": 3}
+
+
+def test_daily_brand_must_equal_sum_of_hours(spark):
+    from funnelpulse_dagster.checks.quality import daily_matches_hourly
+
+    hourly = spark.createDataFrame(
+        [
+            (D1, None, 2, 1, 0, 1, Decimal("3.00")),
+            (D1, None, 1, 0, 0, 0, Decimal("0.00")),
+            (D1, "b", 5, 1, 1, 0, Decimal("0.00")),
+        ],
+        "window_date date, brand string, views long, carts long, remove_from_carts long, purchases long, revenue decimal(18,2)",
+    )
+    schema = "date date, brand string, views long, carts long, remove_from_carts long, purchases long, revenue decimal(18,2)"
+    daily = spark.createDataFrame(
+        [(D1, None, 3, 1, 0, 1, Decimal("3.00")), (D1, "b", 5, 1, 1, 0, Decimal("0.00"))], schema
+    )
+    assert daily_matches_hourly(daily, hourly).passed  # the NULL-brand group is compared too
+    missing_brand = spark.createDataFrame([(D1, None, 3, 1, 0, 1, Decimal("3.00"))], schema)
+    wrong_revenue = spark.createDataFrame(
+        [(D1, None, 3, 1, 0, 1, Decimal("3.01")), (D1, "b", 5, 1, 1, 0, Decimal("0.00"))], schema
+    )
+    assert daily_matches_hourly(missing_brand, hourly).metadata["mismatched_day_brands"].value == 1
+    assert not daily_matches_hourly(wrong_revenue, hourly).passed

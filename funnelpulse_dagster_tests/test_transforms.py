@@ -13,7 +13,10 @@ from pyspark.testing import assertDataFrameEqual
 
 from funnelpulse_dagster.tables import (
     BRONZE_EVENTS,
+    GOLD_FUNNEL_DAILY_BRAND,
+    GOLD_FUNNEL_DAILY_CATEGORY,
     GOLD_FUNNEL_HOURLY_BRAND,
+    GOLD_FUNNEL_HOURLY_PRICE_BAND,
     SILVER_EVENTS,
 )
 from funnelpulse_dagster.transforms.bronze import (
@@ -24,7 +27,12 @@ from funnelpulse_dagster.transforms.bronze import (
     quarantine_rows,
     restrict_to_dates,
 )
-from funnelpulse_dagster.transforms.gold import hourly_brand_funnel
+from funnelpulse_dagster.transforms.gold import (
+    daily_brand_funnel,
+    daily_category_funnel,
+    hourly_brand_funnel,
+    hourly_price_band_funnel,
+)
 from funnelpulse_dagster.transforms.silver import silver_rule_counts, to_silver
 from funnelpulse_dagster_tests import reference
 from funnelpulse_dagster_tests.conftest import TEST_DATA
@@ -149,18 +157,14 @@ def test_silver_and_gold_match_reference(spark, sample_raw_dir):
         silver.select(*compare), _spark_frame(spark, expected_silver, SILVER_EVENTS.schema, compare)
     )
 
-    gold = hourly_brand_funnel(silver)
-    expected_gold = reference.hourly_brand(expected_silver)
-    assertDataFrameEqual(
-        gold,
-        _spark_frame(
-            spark,
-            expected_gold,
-            GOLD_FUNNEL_HOURLY_BRAND.schema,
-            GOLD_FUNNEL_HOURLY_BRAND.schema.fieldNames(),
-        ),
-        rtol=1e-9,
-    )
+    for build, expected_of, table in (
+        (hourly_brand_funnel, reference.hourly_brand, GOLD_FUNNEL_HOURLY_BRAND),
+        (daily_brand_funnel, reference.daily_brand, GOLD_FUNNEL_DAILY_BRAND),
+        (daily_category_funnel, reference.daily_category, GOLD_FUNNEL_DAILY_CATEGORY),
+        (hourly_price_band_funnel, reference.hourly_price_band, GOLD_FUNNEL_HOURLY_PRICE_BAND),
+    ):
+        expected = _spark_frame(spark, expected_of(expected_silver), table.schema, table.schema.fieldNames())
+        assertDataFrameEqual(build(silver), expected, rtol=1e-9)
 
 
 def test_silver_rule_counts_explain_every_removed_row(spark):

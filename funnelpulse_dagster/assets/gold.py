@@ -10,7 +10,9 @@ from dagster import (
 
 from funnelpulse_dagster.checks.quality import (
     GOLD_MATCHES_SILVER,
+    GOLD_RATES_VALID,
     daily_totals,
+    rates_valid,
     totals_match,
 )
 from funnelpulse_dagster.partitions import (
@@ -39,7 +41,13 @@ from funnelpulse_dagster.transforms.gold import hourly_brand_funnel
             asset=GOLD_FUNNEL_HOURLY_BRAND.name,
             blocking=True,
             description="Per day, views, carts, purchases and revenue (to the cent) equal silver's.",
-        )
+        ),
+        AssetCheckSpec(
+            GOLD_RATES_VALID,
+            asset=GOLD_FUNNEL_HOURLY_BRAND.name,
+            blocking=True,
+            description="Every rate ≥ 0 and NULL only where its denominator is 0.",
+        ),
     ],
 )
 def gold_funnel_hourly_brand(context: AssetExecutionContext, spark: SparkResource, lake: LakeResource):
@@ -55,6 +63,7 @@ def gold_funnel_hourly_brand(context: AssetExecutionContext, spark: SparkResourc
         gold_totals = daily_totals(gold, GOLD_FUNNEL_HOURLY_BRAND.partition_column, from_events=False)
         silver_totals = daily_totals(silver, SILVER_EVENTS.partition_column, from_events=True)
         gold_rows = gold.count()
+        validity = rates_valid(gold)
     elapsed = timer.total
     context.log.info(f"gold phases (s): {timer.phases}")
     yield MaterializeResult(
@@ -69,3 +78,4 @@ def gold_funnel_hourly_brand(context: AssetExecutionContext, spark: SparkResourc
         }
     )
     yield totals_match(GOLD_MATCHES_SILVER, gold_totals, silver_totals, GOLD_FUNNEL_HOURLY_BRAND.name)
+    yield validity

@@ -38,6 +38,19 @@ def _result(name: str, passed: bool, description: str, metadata: dict) -> AssetC
     )
 
 
+def for_asset(result: AssetCheckResult, asset_name: str) -> AssetCheckResult:
+    """The same result addressed to `asset_name` (a multi-asset whose tables share check names
+    must say which table a result is for)."""
+    return AssetCheckResult(
+        asset_key=asset_name,
+        check_name=result.check_name,
+        passed=result.passed,
+        severity=result.severity,
+        description=result.description,
+        metadata=result.metadata,
+    )
+
+
 def input_reconciliation(
     input_rows: int, bronze_rows: Mapping[date, int], quarantine_rows: Mapping[date, int]
 ) -> AssetCheckResult:
@@ -177,4 +190,66 @@ def totals_match(
             "silver_revenue": MetadataValue.float(float(sum(s["revenue"] for s in silver.values()))),
             "mismatched_days": MetadataValue.json(mismatched),
         },
+    )
+
+
+GOLD_RATES_VALID = "rates_valid"
+GOLD_DAILY_MATCHES_HOURLY = "matches_hourly_brand"
+
+
+def rates_valid(gold: DataFrame) -> AssetCheckResult:
+    """Every rate is ≥ 0, and NULL exactly where its denominator is 0."""
+    from funnelpulse_dagster.tables import FUNNEL_RATES
+
+    problems = {}
+    for rate, (_, denominator) in FUNNEL_RATES.items():
+        problems[rate] = (
+            (F.col(rate) < 0)
+            | (F.col(rate).isNull() & (F.col(denominator) > 0))
+            | (F.col(rate).isNotNull() & (F.col(denominator) == 0))
+        )
+    counts = gold.select(
+        *[F.count(F.when(bad, True)).alias(rate) for rate, bad in problems.items()],
+        F.count(F.lit(1)).alias("rows"),
+    ).first()
+    bad = {rate: counts[rate] for rate in problems if counts[rate]}
+    return _result(
+        GOLD_RATES_VALID,
+        not bad,
+        "every rate within [0, ∞) and NULL only where its denominator is 0",
+        {"rows_checked": counts["rows"], "invalid_rates": MetadataValue.json(bad)},
+    )
+
+
+def daily_matches_hourly(daily: DataFrame, hourly: DataFrame) -> AssetCheckResult:
+    """Daily brand event metrics equal the sum of the day's hourly brand rows, brand by brand.
+    (Session and user counts are not additive over hours, so they are not compared.)"""
+    metrics = ["views", "carts", "remove_from_carts", "purchases", "revenue"]
+    rolled = hourly.groupBy(F.col("window_date").alias("date"), "brand").agg(
+        *[F.sum(m).alias(m) for m in metrics]
+    )
+    joined = rolled.alias("h").join(
+        daily.select("date", "brand", *metrics).alias("d"),
+        (F.col("h.date").eqNullSafe(F.col("d.date"))) & (F.col("h.brand").eqNullSafe(F.col("d.brand"))),
+        "full_outer",
+    )
+    differs = _any_of([~F.col(f"h.{m}").eqNullSafe(F.col(f"d.{m}")) for m in metrics])
+    mismatched = joined.filter(differs)
+    sample = [
+        {k: str(v) for k, v in r.asDict().items()}
+        for r in mismatched.select(
+            F.coalesce("h.date", "d.date").alias("date"),
+            F.coalesce("h.brand", "d.brand").alias("brand"),
+            *[F.col(f"h.{m}").alias(f"hourly_{m}") for m in metrics],
+            *[F.col(f"d.{m}").alias(f"daily_{m}") for m in metrics],
+        )
+        .limit(SAMPLE_LIMIT)
+        .collect()
+    ]
+    count = mismatched.count() if sample else 0
+    return _result(
+        GOLD_DAILY_MATCHES_HOURLY,
+        count == 0,
+        "daily brand views, carts, removes, purchases and revenue = sum of the day's hourly brand rows",
+        {"mismatched_day_brands": count, "sample": MetadataValue.json(sample)},
     )

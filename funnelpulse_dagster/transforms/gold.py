@@ -1,6 +1,6 @@
-"""Silver events → funnel metrics at a grain (hour × brand, day × brand, ...).
+"""Silver events → funnel metrics at a grain (hour × brand, day × brand, day × category, ...).
 
-One metric definition serves every gold table and the streaming job.
+One metric definition serves every gold table (and the streaming job's event metrics).
 """
 
 from __future__ import annotations
@@ -8,19 +8,27 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from funnelpulse_dagster.tables import GOLD_FUNNEL_HOURLY_BRAND, REVENUE_TYPE
+from funnelpulse_dagster.tables import (
+    FUNNEL_RATES,
+    GOLD_FUNNEL_DAILY_BRAND,
+    GOLD_FUNNEL_DAILY_CATEGORY,
+    GOLD_FUNNEL_HOURLY_BRAND,
+    GOLD_FUNNEL_HOURLY_PRICE_BAND,
+    REVENUE_TYPE,
+    Table,
+)
+
+FUNNEL_STEPS = ("view", "cart", "purchase")
+# who is counted distinctly per step: column of silver → suffix of the metric
+ACTORS = {"user_session": "sessions", "user_id": "users"}
 
 
 def _count_of(event_type: str) -> Column:
     return F.count(F.when(F.col("event_type") == event_type, True))
 
 
-def _rate(numerator: str, denominator: str) -> Column:
-    """numerator / denominator as a double, NULL where the denominator is 0."""
-    return F.when(F.col(denominator) > 0, F.col(numerator) / F.col(denominator)).cast("double")
-
-
 def funnel_aggregations() -> list[Column]:
+    """Event counts per type and purchase revenue (exact decimal)."""
     return [
         _count_of("view").alias("views"),
         _count_of("cart").alias("carts"),
@@ -33,11 +41,45 @@ def funnel_aggregations() -> list[Column]:
 
 
 def add_funnel_rates(metrics: DataFrame) -> DataFrame:
-    return (
-        metrics.withColumn("view_to_cart_rate", _rate("carts", "views"))
-        .withColumn("cart_to_purchase_rate", _rate("purchases", "carts"))
-        .withColumn("conversion_rate", _rate("purchases", "views"))
+    """Each rate = numerator / denominator as a double, NULL where the denominator is 0."""
+    for rate, (numerator, denominator) in FUNNEL_RATES.items():
+        if numerator in metrics.columns and denominator in metrics.columns:
+            metrics = metrics.withColumn(
+                rate,
+                F.when(F.col(denominator) > 0, F.col(numerator) / F.col(denominator)).cast("double"),
+            )
+    return metrics
+
+
+def actors_per_step(events: DataFrame, grain: list[str], actor: str) -> DataFrame:
+    """Per grain, the number of distinct `actor`s (sessions or users) that viewed, carted and
+    purchased. Two hash aggregations (actor flags, then sums) instead of six COUNT(DISTINCT)s,
+    which Spark would expand into seven copies of every row (measured 31 s against 18 s)."""
+    suffix = ACTORS[actor]
+    flags = (
+        events.filter(F.col(actor).isNotNull())
+        .groupBy(*grain, actor)
+        .agg(*[F.max((F.col("event_type") == step).cast("int")).alias(step) for step in FUNNEL_STEPS])
     )
+    return flags.groupBy(*grain).agg(
+        *[F.sum(step).cast("long").alias(f"{step}_{suffix}") for step in FUNNEL_STEPS]
+    )
+
+
+def _left_join_on_grain(left: DataFrame, right: DataFrame, grain: list[str]) -> DataFrame:
+    """Join on the grain treating NULL = NULL (the no-brand / no-category group is a group)."""
+    joined = left.join(right, [left[c].eqNullSafe(right[c]) for c in grain], "left")
+    return joined.select(left["*"], *[right[c] for c in right.columns if c not in grain])
+
+
+def funnel_metrics(events: DataFrame, grain: list[str]) -> DataFrame:
+    """Event counts, revenue, session and user funnels and rates per grain."""
+    metrics = events.groupBy(*grain).agg(*funnel_aggregations())
+    for actor, suffix in ACTORS.items():
+        metrics = _left_join_on_grain(metrics, actors_per_step(events, grain, actor), grain)
+    actor_columns = [f"{step}_{suffix}" for suffix in ACTORS.values() for step in FUNNEL_STEPS]
+    # a grain whose events all lack a session has no row on the right: zero sessions
+    return metrics.fillna(0, subset=actor_columns).transform(add_funnel_rates)
 
 
 def with_hour_window(events: DataFrame) -> DataFrame:
@@ -50,12 +92,31 @@ def with_hour_window(events: DataFrame) -> DataFrame:
     )
 
 
+def _gold(events: DataFrame, table: Table, grain: list[str]) -> DataFrame:
+    return funnel_metrics(events, grain).select(*table.schema.fieldNames())
+
+
 def hourly_brand_funnel(silver: DataFrame) -> DataFrame:
     """gold_funnel_hourly_brand: one row per UTC hour × brand; no brand is a NULL group."""
-    return (
-        silver.transform(with_hour_window)
-        .groupBy("window_date", "window_start", "window_end", F.col("brand_norm").alias("brand"))
-        .agg(*funnel_aggregations())
-        .transform(add_funnel_rates)
-        .select(*GOLD_FUNNEL_HOURLY_BRAND.schema.fieldNames())
+    events = silver.transform(with_hour_window).withColumn("brand", F.col("brand_norm"))
+    return _gold(events, GOLD_FUNNEL_HOURLY_BRAND, ["window_date", "window_start", "window_end", "brand"])
+
+
+def daily_brand_funnel(silver: DataFrame) -> DataFrame:
+    """gold_funnel_daily_brand: one row per UTC day × brand."""
+    events = silver.withColumn("date", F.col("event_date")).withColumn("brand", F.col("brand_norm"))
+    return _gold(events, GOLD_FUNNEL_DAILY_BRAND, ["date", "brand"])
+
+
+def daily_category_funnel(silver: DataFrame) -> DataFrame:
+    """gold_funnel_daily_category: one row per UTC day × category_root (NULL: no category)."""
+    events = silver.withColumn("date", F.col("event_date"))
+    return _gold(events, GOLD_FUNNEL_DAILY_CATEGORY, ["date", "category_root"])
+
+
+def hourly_price_band_funnel(silver: DataFrame) -> DataFrame:
+    """gold_funnel_hourly_price_band: one row per UTC hour × price band."""
+    events = silver.transform(with_hour_window)
+    return _gold(
+        events, GOLD_FUNNEL_HOURLY_PRICE_BAND, ["window_date", "window_start", "window_end", "price_band"]
     )

@@ -1,0 +1,153 @@
+"""The daily and price-band gold tables, built from one read of silver."""
+
+from dagster import (
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetSpec,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
+from pyspark import StorageLevel
+
+from funnelpulse_dagster.checks.quality import (
+    GOLD_DAILY_MATCHES_HOURLY,
+    GOLD_MATCHES_SILVER,
+    GOLD_RATES_VALID,
+    daily_matches_hourly,
+    daily_totals,
+    for_asset,
+    rates_valid,
+    totals_match,
+)
+from funnelpulse_dagster.partitions import daily_partitions, partition_days, single_run_backfill
+from funnelpulse_dagster.resources import LakeResource, SparkResource
+from funnelpulse_dagster.tables import (
+    GOLD_FUNNEL_DAILY_BRAND,
+    GOLD_FUNNEL_DAILY_CATEGORY,
+    GOLD_FUNNEL_HOURLY_BRAND,
+    GOLD_FUNNEL_HOURLY_PRICE_BAND,
+    SILVER_EVENTS,
+)
+from funnelpulse_dagster.timing import PhaseTimer
+from funnelpulse_dagster.transforms.gold import (
+    daily_brand_funnel,
+    daily_category_funnel,
+    hourly_price_band_funnel,
+)
+
+_BUILDERS = {
+    GOLD_FUNNEL_DAILY_BRAND.name: (GOLD_FUNNEL_DAILY_BRAND, daily_brand_funnel),
+    GOLD_FUNNEL_DAILY_CATEGORY.name: (GOLD_FUNNEL_DAILY_CATEGORY, daily_category_funnel),
+    GOLD_FUNNEL_HOURLY_PRICE_BAND.name: (GOLD_FUNNEL_HOURLY_PRICE_BAND, hourly_price_band_funnel),
+}
+# the silver columns these tables need (the cached projection)
+_SILVER_COLUMNS = [
+    "event_time",
+    "event_type",
+    "price",
+    "user_id",
+    "user_session",
+    "brand_norm",
+    "category_root",
+    "price_band",
+    "event_date",
+]
+
+
+def _check(name: str, table: str, text: str) -> AssetCheckSpec:
+    return AssetCheckSpec(name, asset=table, blocking=True, description=text)
+
+
+@multi_asset(
+    specs=[
+        AssetSpec(
+            GOLD_FUNNEL_DAILY_BRAND.name,
+            deps=[SILVER_EVENTS.name, GOLD_FUNNEL_HOURLY_BRAND.name],
+            description="Funnel per UTC day × brand, with session and user funnels.",
+            group_name="gold",
+            kinds={"spark", "parquet"},
+        ),
+        AssetSpec(
+            GOLD_FUNNEL_DAILY_CATEGORY.name,
+            deps=[SILVER_EVENTS.name],
+            description="Funnel per UTC day × category_root (NULL: no category, charts say 'unknown').",
+            group_name="gold",
+            kinds={"spark", "parquet"},
+        ),
+        AssetSpec(
+            GOLD_FUNNEL_HOURLY_PRICE_BAND.name,
+            deps=[SILVER_EVENTS.name],
+            description="Funnel per UTC hour × price band (<10, 10-30, 30-60, 60+).",
+            group_name="gold",
+            kinds={"spark", "parquet"},
+        ),
+    ],
+    check_specs=[
+        _check(
+            GOLD_DAILY_MATCHES_HOURLY,
+            GOLD_FUNNEL_DAILY_BRAND.name,
+            "Daily brand event metrics equal the sum of the day's hourly brand rows.",
+        ),
+        _check(
+            GOLD_MATCHES_SILVER,
+            GOLD_FUNNEL_DAILY_CATEGORY.name,
+            "Per day, views, carts, purchases and revenue equal silver's.",
+        ),
+        _check(
+            GOLD_MATCHES_SILVER,
+            GOLD_FUNNEL_HOURLY_PRICE_BAND.name,
+            "Per day, views, carts, purchases and revenue equal silver's.",
+        ),
+        *[
+            _check(GOLD_RATES_VALID, name, "Every rate ≥ 0 and NULL only where its denominator is 0.")
+            for name in _BUILDERS
+        ],
+    ],
+    partitions_def=daily_partitions,
+    backfill_policy=single_run_backfill,
+    can_subset=True,
+)
+def gold_daily_tables(context: AssetExecutionContext, spark: SparkResource, lake: LakeResource):
+    timer = PhaseTimer()
+    session = spark.spark_session
+    days = partition_days(context)
+    selected_keys = {key.to_user_string() for key in context.selected_asset_keys}
+    selected = [name for name in _BUILDERS if name in selected_keys]  # this multi-asset's own, in order
+    # one read of silver serves every selected table; cached only when more than one uses it
+    silver = lake.read(session, SILVER_EVENTS, days).select(*_SILVER_COLUMNS)
+    if len(selected) > 1:
+        silver = silver.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        silver_totals = None
+        for name in selected:
+            table, build = _BUILDERS[name]
+            with timer.phase(f"{name}_write"):
+                lake.replace_partitions(build(silver), table, days)
+            with timer.phase(f"{name}_checks"):
+                stored = lake.read(session, table, days)
+                rows = stored.count()
+                if table is GOLD_FUNNEL_DAILY_BRAND:
+                    check = daily_matches_hourly(stored, lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, days))
+                else:
+                    if silver_totals is None:
+                        silver_totals = daily_totals(silver, SILVER_EVENTS.partition_column, from_events=True)
+                    totals = daily_totals(stored, table.partition_column, from_events=False)
+                    check = totals_match(GOLD_MATCHES_SILVER, totals, silver_totals, table.name)
+                validity = rates_valid(stored)
+            yield MaterializeResult(
+                asset_key=name,
+                metadata={
+                    "rows_out": rows,
+                    "days": len(days),
+                    "path": MetadataValue.path(lake.table_uri(table)),
+                    "seconds_by_phase": MetadataValue.json(
+                        {k: v for k, v in timer.phases.items() if k.startswith(name)}
+                    ),
+                },
+            )
+            yield for_asset(check, name)
+            yield for_asset(validity, name)
+    finally:
+        silver.unpersist()
+    context.log.info(f"gold daily tables phases (s): {timer.phases}")
