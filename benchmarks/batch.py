@@ -1,4 +1,4 @@
-"""Batch benchmark: a month of events through bronze → silver → gold, Dagster + Spark vs DuckDB.
+"""Batch benchmark: a month through bronze → silver → four gold tables, Dagster + Spark vs DuckDB.
 
     .venv/bin/python benchmarks/batch.py                 # 30 days × 135 k events ≈ 4 M rows
     .venv/bin/python benchmarks/batch.py --days 7        # quicker
@@ -9,8 +9,8 @@
    exactly as a user would, and times it (wall time includes starting Python, Dagster and the
    Spark JVM; the per-step times printed beside it are the Spark work);
 3. runs the same work in DuckDB in another fresh process: CSV → bronze Parquet (bad lines to a
-   quarantine), silver (rules, normalisation, de-duplication), hourly-brand gold, all written
-   as day-partitioned Parquet;
+   quarantine), silver (rules, normalisation, de-duplication), the four gold tables with event,
+   session and user funnels, all written as day-partitioned Parquet;
 4. prints events/s, wall time and peak memory (RSS of the whole process tree) of both, and the ratio.
 """
 
@@ -113,16 +113,34 @@ COPY (
     FROM read_parquet('{out}/bronze_events/*/*.parquet', hive_partitioning = true)
     WHERE event_time IS NOT NULL AND event_type IN ('view', 'cart', 'remove_from_cart', 'purchase') AND price > 0)
   WHERE rn = 1) TO '{out}/silver_events' (FORMAT parquet, PARTITION_BY (event_date));
+CREATE TEMP VIEW silver AS
+  SELECT *, date_trunc('hour', event_time) AS window_start, date_trunc('hour', event_time) + INTERVAL 1 HOUR AS window_end,
+         CAST(date_trunc('hour', event_time) AS DATE) AS window_date, event_date AS date, brand_norm AS brand
+  FROM read_parquet('{out}/silver_events/*/*.parquet', hive_partitioning = true);
+"""
+
+# the gold tables: grain columns, partition column
+GOLD_GRAINS = {
+    "gold_funnel_hourly_brand": ("window_start, window_end, brand, window_date", "window_date"),
+    "gold_funnel_daily_brand": ("brand, date", "date"),
+    "gold_funnel_daily_category": ("category_root, date", "date"),
+    "gold_funnel_hourly_price_band": ("window_start, window_end, price_band, window_date", "window_date"),
+}
+GOLD_SQL = """
 COPY (
-  SELECT date_trunc('hour', event_time) AS window_start, date_trunc('hour', event_time) + INTERVAL 1 HOUR AS window_end,
-         brand_norm AS brand,
+  SELECT {grain},
          count(*) FILTER (WHERE event_type = 'view') AS views, count(*) FILTER (WHERE event_type = 'cart') AS carts,
          count(*) FILTER (WHERE event_type = 'remove_from_cart') AS remove_from_carts,
          count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
          coalesce(sum(price) FILTER (WHERE event_type = 'purchase'), 0) AS revenue,
-         CAST(date_trunc('hour', event_time) AS DATE) AS window_date
-  FROM read_parquet('{out}/silver_events/*/*.parquet', hive_partitioning = true) GROUP BY ALL
-) TO '{out}/gold_funnel_hourly_brand' (FORMAT parquet, PARTITION_BY (window_date));
+         count(DISTINCT user_session) FILTER (WHERE event_type = 'view') AS view_sessions,
+         count(DISTINCT user_session) FILTER (WHERE event_type = 'cart') AS cart_sessions,
+         count(DISTINCT user_session) FILTER (WHERE event_type = 'purchase') AS purchase_sessions,
+         count(DISTINCT user_id) FILTER (WHERE event_type = 'view') AS view_users,
+         count(DISTINCT user_id) FILTER (WHERE event_type = 'cart') AS cart_users,
+         count(DISTINCT user_id) FILTER (WHERE event_type = 'purchase') AS purchase_users
+  FROM silver GROUP BY {grain}
+) TO '{out}/{table}' (FORMAT parquet, PARTITION_BY ({partition}));
 """
 
 
@@ -131,6 +149,8 @@ def duckdb_reference(raw: str, out: str, start: str, threads: int) -> None:
 
     con = duckdb.connect()
     con.execute(DUCKDB_SQL.format(raw=raw, out=out, start=start, threads=threads))
+    for table, (grain, partition) in GOLD_GRAINS.items():
+        con.execute(GOLD_SQL.format(grain=grain, out=out, table=table, partition=partition))
 
 
 def materialize_cmd(*partition_args: str) -> list[str]:
