@@ -28,6 +28,7 @@ from funnelpulse_dagster.tables import (
     GOLD_FUNNEL_HOURLY_BRAND,
     GOLD_FUNNEL_HOURLY_PRICE_BAND,
     SILVER_EVENTS,
+    Table,
 )
 from funnelpulse_dagster.timing import PhaseTimer
 from funnelpulse_dagster.transforms.gold import (
@@ -55,33 +56,32 @@ _SILVER_COLUMNS = [
 ]
 
 
+def _spec(table: Table, description: str, extra_deps: list[str] | None = None) -> AssetSpec:
+    return AssetSpec(
+        table.name,
+        deps=[SILVER_EVENTS.name, *(extra_deps or [])],
+        description=description,
+        group_name="gold",
+        kinds={"spark", "parquet"},
+    )
+
+
 def _check(name: str, table: str, text: str) -> AssetCheckSpec:
     return AssetCheckSpec(name, asset=table, blocking=True, description=text)
 
 
 @multi_asset(
     specs=[
-        AssetSpec(
-            GOLD_FUNNEL_DAILY_BRAND.name,
-            deps=[SILVER_EVENTS.name, GOLD_FUNNEL_HOURLY_BRAND.name],
-            description="Funnel per UTC day × brand, with session and user funnels.",
-            group_name="gold",
-            kinds={"spark", "parquet"},
+        _spec(
+            GOLD_FUNNEL_DAILY_BRAND,
+            "Funnel per UTC day × brand, with session and user funnels.",
+            extra_deps=[GOLD_FUNNEL_HOURLY_BRAND.name],  # its reconciliation check reads the hourly table
         ),
-        AssetSpec(
-            GOLD_FUNNEL_DAILY_CATEGORY.name,
-            deps=[SILVER_EVENTS.name],
-            description="Funnel per UTC day × category_root (NULL: no category, charts say 'unknown').",
-            group_name="gold",
-            kinds={"spark", "parquet"},
+        _spec(
+            GOLD_FUNNEL_DAILY_CATEGORY,
+            "Funnel per UTC day × category_root (NULL: no category, charts say 'unknown').",
         ),
-        AssetSpec(
-            GOLD_FUNNEL_HOURLY_PRICE_BAND.name,
-            deps=[SILVER_EVENTS.name],
-            description="Funnel per UTC hour × price band (<10, 10-30, 30-60, 60+).",
-            group_name="gold",
-            kinds={"spark", "parquet"},
-        ),
+        _spec(GOLD_FUNNEL_HOURLY_PRICE_BAND, "Funnel per UTC hour × price band (<10, 10-30, 30-60, 60+)."),
     ],
     check_specs=[
         _check(
