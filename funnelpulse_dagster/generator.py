@@ -27,7 +27,6 @@ import pyarrow.csv as pacsv
 
 from funnelpulse_dagster.tables import EVENT_TYPES, RAW_COLUMNS
 
-RAW_HEADER = RAW_COLUMNS
 VIEW, CART, REMOVE, PURCHASE = range(4)
 
 # Target shares measured on the real data set (dataset-facts.md); tests hold the generator to them.
@@ -464,7 +463,7 @@ def generate(
         kinds = [k for k in MALFORMED_KINDS for _ in range(malformed_per_kind)]
         cut_points = np.sort(rng.integers(lo, hi, size=len(kinds)))
         with open(path, "wb") as fh:
-            fh.write((",".join(RAW_HEADER) + "\n").encode())
+            fh.write((",".join(RAW_COLUMNS) + "\n").encode())
             position = lo
             for kind, cut in zip(kinds, cut_points, strict=True):
                 _write_rows(fh, table.slice(position, int(cut) - position))
