@@ -1,18 +1,20 @@
-"""Keeping the lakehouse fresh without anyone pressing a button: a daily schedule and a sensor
-on the input folder."""
+"""Keeping the lakehouse fresh without anyone pressing a button: a daily schedule, a sensor on
+the input folder, and a sensor on the Kafka topic's offsets that drives the streaming job."""
 
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from dagster import (
+    DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     ScheduleEvaluationContext,
     SensorEvaluationContext,
     SensorResult,
@@ -21,8 +23,11 @@ from dagster import (
     sensor,
 )
 
-from funnelpulse_dagster.jobs import batch_lakehouse_job
+from funnelpulse_dagster.jobs import batch_lakehouse_job, live_funnel_job
+from funnelpulse_dagster.resources import KafkaResource, StreamingResource
 from funnelpulse_dagster.settings import load_settings
+from funnelpulse_dagster.streaming.offsets import KafkaUnavailable, backlog, committed_checkpoint_offsets
+from funnelpulse_dagster.tables import STREAM_GOLD_QUERY
 
 _LINE_DATE = re.compile(rb"^(\d{4}-\d{2}-\d{2})", re.MULTILINE)
 _CHUNK = 16 * 1024 * 1024
@@ -123,8 +128,61 @@ def raw_files_sensor(context: SensorEvaluationContext):
         return SkipReason(f"{raw_dir} does not exist yet")
     seen = json.loads(context.cursor) if context.cursor else {}
     # partitions run from the configured start to today (the partitions' end offset is one day)
-    last_day = datetime.now(timezone.utc).date()
+    last_day = datetime.now(UTC).date()
     requests, now_seen = runs_for_new_files(raw_dir, seen, settings.start_date, last_day)
     if not requests and now_seen == seen:
         return SkipReason(f"no new or changed *.csv in {raw_dir}")
     return SensorResult(run_requests=requests, cursor=json.dumps(now_seen, sort_keys=True))
+
+
+UNFINISHED_RUN_STATUSES = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+
+
+def stream_run_request(
+    ends: dict[int, int], committed: dict[int, int] | None, topic: str
+) -> RunRequest | SkipReason:
+    """A run when the topic holds messages the checkpoint has not processed. The run key is the
+    target offsets, so a tick that sees the same offsets again asks for nothing new."""
+    behind = {p: o for p, o in (committed or {}).items() if o > ends.get(p, 0)}
+    if behind:
+        return SkipReason(
+            f"topic {topic} ends before the checkpoint at partitions {sorted(behind)} (the topic was "
+            "recreated?); delete the streaming checkpoints to start over"
+        )
+    new = backlog(ends, committed)
+    if new == 0:
+        return SkipReason(f"no new messages on {topic} (offsets {json.dumps(ends, sort_keys=True)})")
+    target = json.dumps({str(p): o for p, o in sorted(ends.items())})
+    return RunRequest(
+        run_key=f"{topic}:{target}",
+        tags={"funnelpulse/target_offsets": target, "funnelpulse/new_messages": str(new)},
+    )
+
+
+@sensor(
+    job=live_funnel_job,
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.STOPPED,
+    description="Compares the Kafka topic's end offsets with the streaming checkpoint and starts "
+    "the streaming job when there is new data; one streaming run at a time.",
+)
+def kafka_offsets_sensor(
+    context: SensorEvaluationContext, kafka: KafkaResource, streaming: StreamingResource
+):
+    unfinished = context.instance.get_runs(
+        filters=RunsFilter(job_name=live_funnel_job.name, statuses=UNFINISHED_RUN_STATUSES), limit=1
+    )
+    if unfinished:
+        return SkipReason(f"streaming run {unfinished[0].run_id} is still in progress")
+    try:
+        ends = kafka.end_offsets_now(timeout=5)
+    except KafkaUnavailable as exc:
+        return SkipReason(f"Kafka is not reachable at {kafka.bootstrap_servers}: {exc}")
+    committed = committed_checkpoint_offsets(streaming.checkpoint(STREAM_GOLD_QUERY), kafka.topic)
+    return stream_run_request(ends, committed, kafka.topic)

@@ -1,8 +1,10 @@
-"""`funnelpulse` command line: sample data and configuration at a glance."""
+"""`funnelpulse` command line: sample data, the embedded Kafka broker, the streaming job outside
+Dagster, and the configuration and tables at a glance."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import date
 from pathlib import Path
@@ -39,6 +41,7 @@ def _config(_: argparse.Namespace) -> int:
         ("FUNNELPULSE_KAFKA_BOOTSTRAP", s.kafka_bootstrap),
         ("FUNNELPULSE_KAFKA_TOPIC", s.kafka_topic),
         ("FUNNELPULSE_SPARK_MASTER", s.spark_master),
+        ("checkpoints", s.checkpoints),
         ("data_raw", s.data_raw),
     ):
         print(f"{name:28} {value}")
@@ -68,6 +71,74 @@ def _summary(_: argparse.Namespace) -> int:
     return 0
 
 
+def _broker(args: argparse.Namespace) -> int:
+    from funnelpulse_dagster.resources import kafka_resource
+    from funnelpulse_dagster.streaming import broker
+    from funnelpulse_dagster.streaming.offsets import KafkaUnavailable, committed_checkpoint_offsets
+    from funnelpulse_dagster.tables import STREAM_GOLD_QUERY
+
+    settings = load_settings()
+    kafka = kafka_resource(resolved=True)
+    if args.partitions:
+        kafka = kafka.model_copy(update={"topic_partitions": args.partitions})
+    try:
+        if args.action == "start":
+            pid = broker.start(settings.home, settings.kafka_bootstrap)
+            created = kafka.ensure_topic()
+            print(
+                f"broker running (pid {pid}) on {settings.kafka_bootstrap}; log {broker.broker_files(settings.home).log_file}"
+            )
+            print(
+                f"topic {kafka.topic}: {'created with ' + str(kafka.topic_partitions) + ' partitions' if created else 'exists'}"
+            )
+            return 0
+        if args.action == "stop":
+            print("broker stopped" if broker.stop(settings.home) else "no broker was running")
+            return 0
+    except broker.BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    pid = broker.running_pid(settings.home)
+    print(f"embedded broker: {'running, pid ' + str(pid) if pid else 'not running'}")
+    try:
+        ends = kafka.end_offsets_now(timeout=5)
+    except KafkaUnavailable as exc:
+        print(f"{kafka.bootstrap_servers}: {exc}")
+        return 1 if pid else 3
+    committed = committed_checkpoint_offsets(f"{settings.checkpoints}/{STREAM_GOLD_QUERY}", kafka.topic) or {}
+    print(f"topic {kafka.topic} on {kafka.bootstrap_servers}")
+    print(f"{'partition':>9} {'end offset':>12} {'processed':>12} {'backlog':>10}")
+    for p, end in sorted(ends.items()):
+        done = committed.get(p, 0)
+        print(f"{p:>9} {end:>12,} {done:>12,} {end - done:>10,}")
+    return 0
+
+
+def _stream(args: argparse.Namespace) -> int:
+    """The streaming job without Dagster, for always-on deployments and for operators."""
+    from funnelpulse_dagster.resources import build_resources
+    from funnelpulse_dagster.streaming.job import run_stream
+
+    resources = build_resources(resolved=True)
+    kafka, lake, streaming = resources["kafka"], resources["lake"], resources["streaming"]
+    source_format, options = kafka.spark_stream_source(
+        args.max_events_per_trigger or streaming.max_events_per_trigger
+    )
+    totals = run_stream(
+        resources["spark"].spark_session,
+        source_format,
+        options,
+        lake.table_uri,
+        streaming.checkpoint_root,
+        available_now=not args.continuous,
+        processing_time_seconds=streaming.processing_time_seconds,
+        max_runtime_seconds=args.max_runtime,
+    )
+    for name, total in totals.items():
+        print(name, json.dumps(total.as_metadata(), sort_keys=True))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="funnelpulse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +160,19 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = sub.add_parser("summary", help="rows and days of every table on the local lake")
     summary.set_defaults(func=_summary)
+
+    brk = sub.add_parser("broker", help="the embedded Kafka-compatible broker (start | stop | status)")
+    brk.add_argument("action", choices=("start", "stop", "status"))
+    brk.add_argument(
+        "--partitions", type=int, help="partitions of the topic when start creates it (default 4)"
+    )
+    brk.set_defaults(func=_broker)
+
+    stream = sub.add_parser("stream", help="run the streaming job outside Dagster")
+    stream.add_argument("--continuous", action="store_true", help="keep running (processing-time trigger)")
+    stream.add_argument("--max-runtime", type=float, help="stop a continuous run after this many seconds")
+    stream.add_argument("--max-events-per-trigger", type=int)
+    stream.set_defaults(func=_stream)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -17,7 +17,7 @@ import csv
 import io
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -277,7 +277,7 @@ def _generate_events(
         day = start + timedelta(days=d)
         volume = events_per_day * _WEEKDAY_FACTOR[day.weekday()] * rng.lognormal(0, 0.05)
         day_sessions.append(int(volume * sessions_per_event))
-        day_starts.append(int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()))
+        day_starts.append(int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()))
     n_sessions = int(sum(day_sessions))
     session_day_start = np.repeat(np.array(day_starts, dtype=np.int64), day_sessions)
 
@@ -330,7 +330,7 @@ def _inject_anomalies(
     brand_of_event = catalog.brand[events["product"]]
     # candidates: the 25 busiest brands, so that an anomaly has enough traffic to be detectable
     candidates = catalog.brands_by_volume[:25]
-    first_hour = int(datetime(start.year, start.month, start.day, tzinfo=timezone.utc).timestamp()) // 3600
+    first_hour = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp()) // 3600
     # leave the first days as clean history for baselines
     earliest = first_hour + min(days - 1, 7) * 24
     latest = first_hour + days * 24 - 6
@@ -358,7 +358,7 @@ def _inject_anomalies(
             p = min(1.0, max(purchases, 3) * magnitude / max(1, int(views.sum())))
             event_type[views & (rng.random(len(keep)) < p)] = PURCHASE
             kind = "spike"
-        window_start = datetime.fromtimestamp(start_hour * 3600, tz=timezone.utc)
+        window_start = datetime.fromtimestamp(start_hour * 3600, tz=UTC)
         injected.append(
             InjectedAnomaly(brand, window_start.strftime("%Y-%m-%dT%H:00:00Z"), hours, kind, magnitude)
         )
@@ -379,7 +379,7 @@ def _add_duplicates(rng: np.random.Generator, events: dict[str, np.ndarray]) -> 
 
 def _malformed_lines(rng: np.random.Generator, kind: str, when: datetime) -> str:
     ts = when.strftime("%Y-%m-%d %H:%M:%S UTC")
-    session = "0badf00d-0000-4000-8000-%012x" % int(rng.integers(0, 2**40))
+    session = f"0badf00d-0000-4000-8000-{int(rng.integers(0, 2**40)):012x}"
     return {
         "garbage_line": "<<<garbled export line \x7f>>>",
         "short_row": f"{ts},view,5809910,1602943681873052386",
@@ -413,7 +413,7 @@ def generate(
     events = _add_duplicates(rng, events)
 
     # keep only the requested days (sessions may run past midnight of the last day)
-    first_ts = int(datetime(start.year, start.month, start.day, tzinfo=timezone.utc).timestamp())
+    first_ts = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp())
     in_range = events["event_time"] < first_ts + days * 86_400
     events = {k: v[in_range] for k, v in events.items()}
     order = np.argsort(events["event_time"], kind="stable")
@@ -424,7 +424,7 @@ def generate(
     price_cents = catalog.price_cents[product].copy()
     brand = catalog.brand[product]
     # dirty values seen in the real export: a handful of negative prices, on purchases without brand
-    candidates = np.flatnonzero((events["event_type"] == PURCHASE) & (brand == None))  # noqa: E711
+    candidates = np.flatnonzero((events["event_type"] == PURCHASE) & (brand == None))
     n_negative = min(len(candidates), max(2, round(n * NEGATIVE_PRICE_RATE)))
     negative = rng.choice(candidates, size=n_negative, replace=False) if n_negative else []
     price_cents[negative] = -np.maximum(price_cents[negative], 100)
@@ -467,9 +467,7 @@ def generate(
             position = lo
             for kind, cut in zip(kinds, cut_points, strict=True):
                 _write_rows(fh, table.slice(position, int(cut) - position))
-                when = datetime.fromtimestamp(
-                    int(events["event_time"][min(int(cut), hi - 1)]), tz=timezone.utc
-                )
+                when = datetime.fromtimestamp(int(events["event_time"][min(int(cut), hi - 1)]), tz=UTC)
                 fh.write((_malformed_lines(rng, kind, when) + "\n").encode())
                 malformed[kind] += 1
                 position = int(cut)

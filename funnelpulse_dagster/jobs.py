@@ -8,6 +8,8 @@ from funnelpulse_dagster.assets.bronze import bronze
 from funnelpulse_dagster.assets.gold import gold_funnel_hourly_brand
 from funnelpulse_dagster.assets.gold_daily import gold_daily_tables
 from funnelpulse_dagster.assets.silver import silver_events
+from funnelpulse_dagster.assets.streaming import STREAM_RUN_TAG, kafka_events_topic, live_funnel
+from funnelpulse_dagster.ops.replay import kafka_replay_job
 
 batch_assets = [bronze, silver_events, gold_funnel_hourly_brand, gold_daily_tables]
 
@@ -17,3 +19,22 @@ batch_lakehouse_job = define_asset_job(
     selection=AssetSelection.assets(*batch_assets),
     description="Build bronze, silver and every gold table for the selected days.",
 )
+
+streaming_assets = [kafka_events_topic, live_funnel]
+
+# one micro-batch run of the streaming queries (or a continuous run, by config); the tag lets the
+# instance's run queue hold a second one back (dagster.yaml)
+live_funnel_job = define_asset_job(
+    "live_funnel_job",
+    selection=AssetSelection.assets(live_funnel),
+    tags={STREAM_RUN_TAG: "true"},
+    description="Bring gold_stream_funnel_hourly_brand and the dead letters up to the topic's end.",
+)
+
+__all__ = [
+    "batch_assets",
+    "batch_lakehouse_job",
+    "kafka_replay_job",
+    "live_funnel_job",
+    "streaming_assets",
+]

@@ -17,6 +17,15 @@ ENV_START_DATE = "FUNNELPULSE_START_DATE"
 ENV_KAFKA_BOOTSTRAP = "FUNNELPULSE_KAFKA_BOOTSTRAP"
 ENV_KAFKA_TOPIC = "FUNNELPULSE_KAFKA_TOPIC"
 ENV_SPARK_MASTER = "FUNNELPULSE_SPARK_MASTER"
+# Beyond the contract: what differs between the embedded broker and a real Kafka.
+ENV_KAFKA_SECURITY_PROTOCOL = "FUNNELPULSE_KAFKA_SECURITY_PROTOCOL"
+ENV_KAFKA_SASL_MECHANISM = "FUNNELPULSE_KAFKA_SASL_MECHANISM"
+ENV_KAFKA_SASL_USERNAME = "FUNNELPULSE_KAFKA_SASL_USERNAME"
+ENV_KAFKA_SASL_PASSWORD = "FUNNELPULSE_KAFKA_SASL_PASSWORD"
+ENV_KAFKA_SSL_CA_LOCATION = "FUNNELPULSE_KAFKA_SSL_CA_LOCATION"
+ENV_KAFKA_END_OFFSETS = "FUNNELPULSE_KAFKA_END_OFFSETS"  # fetch (embedded broker) | list
+ENV_KAFKA_SPARK_SOURCE = "FUNNELPULSE_KAFKA_SPARK_SOURCE"  # python | kafka (JVM connector)
+ENV_CHECKPOINTS = "FUNNELPULSE_CHECKPOINTS"  # streaming checkpoints; default $FUNNELPULSE_HOME/checkpoints
 # Extra Spark settings, `key=value` pairs separated by whitespace or commas (beyond the contract:
 # executor memory on a cluster, the GCS connector's settings, JVM options).
 ENV_SPARK_CONF = "FUNNELPULSE_SPARK_CONF"
@@ -42,14 +51,11 @@ class Settings:
     kafka_bootstrap: str
     kafka_topic: str
     spark_master: str
+    checkpoints: str  # a path or URI; the streaming queries' state and progress
 
     @property
     def data_raw(self) -> Path:
         return self.home / "data_raw"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.home / "checkpoints"
 
     @property
     def reports(self) -> Path:
@@ -90,4 +96,5 @@ def load_settings() -> Settings:
         kafka_bootstrap=_env(ENV_KAFKA_BOOTSTRAP) or DEFAULT_KAFKA_BOOTSTRAP,
         kafka_topic=_env(ENV_KAFKA_TOPIC) or DEFAULT_KAFKA_TOPIC,
         spark_master=_env(ENV_SPARK_MASTER) or DEFAULT_SPARK_MASTER,
+        checkpoints=_env(ENV_CHECKPOINTS) or str(home / "checkpoints"),
     )

@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyspark.sql.types import (
+    BinaryType,
     BooleanType,
     DateType,
     DecimalType,
     DoubleType,
+    IntegerType,
     LongType,
     StringType,
     StructField,
@@ -171,4 +173,47 @@ GOLD_TABLES = (
     GOLD_FUNNEL_HOURLY_PRICE_BAND,
 )
 
-ALL_TABLES = {t.name: t for t in (BRONZE_EVENTS, BRONZE_QUARANTINE, SILVER_EVENTS, *GOLD_TABLES)}
+BATCH_TABLES = {t.name: t for t in (BRONZE_EVENTS, BRONZE_QUARANTINE, SILVER_EVENTS, *GOLD_TABLES)}
+
+# The live path. Its gold has the batch table's exact schema: for every hour closed by the
+# watermark the two must be equal (an asset check compares them).
+GOLD_STREAM_FUNNEL_HOURLY_BRAND = Table(
+    "gold_stream_funnel_hourly_brand", "window_date", GOLD_FUNNEL_HOURLY_BRAND.schema
+)
+
+# What Kafka hands the streaming job: the columns of Spark's own `kafka` source, which our
+# Python source reproduces, so either can feed the same job.
+KAFKA_MESSAGE_SCHEMA = StructType(
+    [
+        StructField("key", BinaryType(), True),
+        StructField("value", BinaryType(), True),
+        StructField("topic", StringType(), True),
+        StructField("partition", IntegerType(), True),
+        StructField("offset", LongType(), True),
+        StructField("timestamp", TimestampType(), True),
+        StructField("timestampType", IntegerType(), True),
+    ]
+)
+
+# Messages that are not valid events: the raw bytes, where they came from, and why.
+STREAM_DEAD_LETTERS = Table(
+    "stream_dead_letters",
+    "ingest_date",
+    _fields(
+        ("topic", StringType()),
+        ("partition", IntegerType()),
+        ("offset", LongType()),
+        ("kafka_timestamp", TimestampType()),
+        ("key", BinaryType()),
+        ("value", BinaryType()),
+        ("reason", StringType()),
+        ("ingest_date", DateType()),
+    ),
+)
+
+STREAM_TABLES = {t.name: t for t in (GOLD_STREAM_FUNNEL_HOURLY_BRAND, STREAM_DEAD_LETTERS)}
+ALL_TABLES = {**BATCH_TABLES, **STREAM_TABLES}
+
+# Streaming checkpoints live under FUNNELPULSE_HOME/checkpoints/<query name>.
+STREAM_GOLD_QUERY = GOLD_STREAM_FUNNEL_HOURLY_BRAND.name
+STREAM_DEAD_LETTER_QUERY = STREAM_DEAD_LETTERS.name

@@ -7,11 +7,12 @@ contracts.md, shares no code with funnelpulse_dagster, and is only meant for sma
 from __future__ import annotations
 
 import csv
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 
 import pandas as pd
+from pyspark.sql.types import DateType, LongType, StructType, TimestampType
 
 HEADER = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
 TYPES = {"view", "cart", "remove_from_cart", "purchase"}
@@ -26,7 +27,7 @@ def _time(text: str) -> datetime | None:
             pass
     if text.endswith("Z"):
         try:
-            return datetime.fromisoformat(text[:-1] + "+00:00").astimezone(timezone.utc).replace(tzinfo=None)
+            return datetime.fromisoformat(text[:-1] + "+00:00").astimezone(UTC).replace(tzinfo=None)
         except ValueError:
             return None
     return None
@@ -230,3 +231,26 @@ def daily_category(silver_events: pd.DataFrame) -> pd.DataFrame:
 
 def hourly_price_band(silver_events: pd.DataFrame) -> pd.DataFrame:
     return _funnel(silver_events, lambda r: {**_hour(r), "price_band": r["price_band"]})
+
+
+# -- handing results to Spark tests ---------------------------------------------------------
+def _plain(value, dtype):
+    """A pandas cell as the plain Python value Spark's createDataFrame expects."""
+    if value is None or (not isinstance(value, (str, bytes)) and pd.isna(value)):
+        return None
+    if isinstance(dtype, LongType):
+        return int(value)
+    if isinstance(dtype, TimestampType):
+        return pd.Timestamp(value).to_pydatetime()
+    if isinstance(dtype, DateType):
+        return pd.Timestamp(value).date()
+    return value
+
+
+def as_spark_frame(spark, pdf: pd.DataFrame, table_schema, columns):
+    """The reference's pandas result as a Spark frame with the table's declared types."""
+    schema = StructType([f for f in table_schema.fields if f.name in columns])
+    rows = [
+        tuple(_plain(record[f.name], f.dataType) for f in schema.fields) for record in pdf.to_dict("records")
+    ]
+    return spark.createDataFrame(rows, schema)

@@ -15,7 +15,7 @@ from pyspark.testing import assertDataFrameEqual
 from funnelpulse_dagster.jobs import batch_assets
 from funnelpulse_dagster.resources import LakeResource, RawDataResource
 from funnelpulse_dagster.tables import (
-    ALL_TABLES,
+    BATCH_TABLES,
     BRONZE_EVENTS,
     BRONZE_QUARANTINE,
     GOLD_FUNNEL_DAILY_BRAND,
@@ -105,9 +105,9 @@ def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample
     assert silver_mat.metadata["rows_out"].value == lake.read(spark, SILVER_EVENTS).count()
 
     # idempotent: re-materializing day 2 alone leaves every table identical
-    before = {t.name: lake.read(spark, t).toPandas() for t in ALL_TABLES.values()}
+    before = {t.name: lake.read(spark, t).toPandas() for t in BATCH_TABLES.values()}
     assert _run(spark_resource, funnelpulse_home, ("2019-10-02", "2019-10-02"), instance).success
-    for table in ALL_TABLES.values():
+    for table in BATCH_TABLES.values():
         after = lake.read(spark, table)
         assertDataFrameEqual(after, spark.createDataFrame(before[table.name], table.schema))
 
@@ -143,7 +143,7 @@ def test_definitions_load():
     from funnelpulse_dagster.definitions import defs
 
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == set(ALL_TABLES)
+    assert keys == set(BATCH_TABLES)
     assert defs.resolve_job_def("batch_lakehouse_job") is not None
 
 

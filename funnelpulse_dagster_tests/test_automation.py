@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from dagster import DagsterInstance, SkipReason, build_schedule_context, build_sensor_context
 
@@ -21,9 +21,7 @@ START, END = "dagster/asset_partition_range_start", "dagster/asset_partition_ran
 
 
 def test_schedule_builds_yesterday():
-    context = build_schedule_context(
-        scheduled_execution_time=datetime(2019, 10, 6, 1, 15, tzinfo=timezone.utc)
-    )
+    context = build_schedule_context(scheduled_execution_time=datetime(2019, 10, 6, 1, 15, tzinfo=UTC))
     request = daily_lakehouse_schedule(context)
     assert request.partition_key == "2019-10-05"
     assert request.run_key == "daily:2019-10-05"

@@ -104,7 +104,7 @@ def test_rates_check_catches_wrong_and_missing_rates(spark):
 
     def row(views, carts, rate):
         values = {f.name: 0 for f in GOLD_FUNNEL_DAILY_BRAND.schema.fields}
-        values.update(date=D1, brand="b", views=views, carts=carts, revenue=Decimal("0"))
+        values.update(date=D1, brand="b", views=views, carts=carts, revenue=Decimal(0))
         for r in ("view_to_cart_rate", "cart_to_purchase_rate", "conversion_rate", "session_conversion_rate"):
             values[r] = None
         values["view_to_cart_rate"] = rate

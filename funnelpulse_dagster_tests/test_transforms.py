@@ -5,10 +5,8 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from pyspark.sql import functions as F
-from pyspark.sql.types import DateType, LongType, StructType, TimestampType
 from pyspark.testing import assertDataFrameEqual
 
 from funnelpulse_dagster.tables import (
@@ -48,28 +46,6 @@ def _parse(spark, files: list[Path], days=None):
     return parsed.transform(restrict_to_dates, days) if days else parsed
 
 
-def _plain(value, dtype):
-    """A pandas cell as the plain Python value Spark's createDataFrame expects."""
-    if value is None or (not isinstance(value, (str, bytes)) and pd.isna(value)):
-        return None
-    if isinstance(dtype, LongType):
-        return int(value)
-    if isinstance(dtype, TimestampType):
-        return pd.Timestamp(value).to_pydatetime()
-    if isinstance(dtype, DateType):
-        return pd.Timestamp(value).date()
-    return value
-
-
-def _spark_frame(spark, pdf: pd.DataFrame, table_schema, columns):
-    """The reference's pandas result as a Spark frame with the table's declared types."""
-    schema = StructType([f for f in table_schema.fields if f.name in columns])
-    rows = [
-        tuple(_plain(record[f.name], f.dataType) for f in schema.fields) for record in pdf.to_dict("records")
-    ]
-    return spark.createDataFrame(rows, schema)
-
-
 def test_dirty_file_bronze_and_quarantine_match_reference(spark):
     path = TEST_DATA / "dirty_events.csv"
     parsed = _parse(spark, [path])
@@ -77,7 +53,9 @@ def test_dirty_file_bronze_and_quarantine_match_reference(spark):
 
     columns = [c for c in BRONZE_EVENTS.schema.fieldNames() if c != "source_file"]
     actual_bronze = bronze_rows(parsed).drop("source_file")
-    assertDataFrameEqual(actual_bronze, _spark_frame(spark, expected_good, BRONZE_EVENTS.schema, columns))
+    assertDataFrameEqual(
+        actual_bronze, reference.as_spark_frame(spark, expected_good, BRONZE_EVENTS.schema, columns)
+    )
 
     actual_q = quarantine_rows(parsed).drop("source_file")
     expected_q = spark.createDataFrame(
@@ -154,7 +132,8 @@ def test_silver_and_gold_match_reference(spark, sample_raw_dir):
         "event_date",
     ]
     assertDataFrameEqual(
-        silver.select(*compare), _spark_frame(spark, expected_silver, SILVER_EVENTS.schema, compare)
+        silver.select(*compare),
+        reference.as_spark_frame(spark, expected_silver, SILVER_EVENTS.schema, compare),
     )
 
     for build, expected_of, table in (
@@ -163,7 +142,9 @@ def test_silver_and_gold_match_reference(spark, sample_raw_dir):
         (daily_category_funnel, reference.daily_category, GOLD_FUNNEL_DAILY_CATEGORY),
         (hourly_price_band_funnel, reference.hourly_price_band, GOLD_FUNNEL_HOURLY_PRICE_BAND),
     ):
-        expected = _spark_frame(spark, expected_of(expected_silver), table.schema, table.schema.fieldNames())
+        expected = reference.as_spark_frame(
+            spark, expected_of(expected_silver), table.schema, table.schema.fieldNames()
+        )
         assertDataFrameEqual(build(silver), expected, rtol=1e-9)
 
 

@@ -253,3 +253,72 @@ def daily_matches_hourly(daily: DataFrame, hourly: DataFrame) -> AssetCheckResul
         "daily brand views, carts, removes, purchases and revenue = sum of the day's hourly brand rows",
         {"mismatched_day_brands": count, "sample": MetadataValue.json(sample)},
     )
+
+
+STREAM_MATCHES_BATCH = "closed_hours_match_batch"
+
+
+def _rows_as_text(frame: DataFrame, columns: list[str]) -> list[dict]:
+    return [
+        {k: str(v) for k, v in r.asDict().items()}
+        for r in frame.select(*columns).limit(SAMPLE_LIMIT).collect()
+    ]
+
+
+def stream_matches_batch(stream: DataFrame, batch: DataFrame) -> AssetCheckResult:
+    """The live table equals batch gold for every hour it has closed, on the days batch has.
+
+    The stream only holds hours its watermark closed, from the first hour it saw; within that
+    span, an hour × brand that one side has and the other lacks, or any metric that differs,
+    is a mismatch. Days batch has not built yet are counted, not judged.
+    """
+    lo, hi = stream.agg(F.min("window_start"), F.max("window_end")).first()
+    if lo is None:
+        return AssetCheckResult(
+            check_name=STREAM_MATCHES_BATCH,
+            passed=True,
+            severity=AssetCheckSeverity.ERROR,
+            description="the stream has closed no hour yet: nothing to compare",
+            metadata={"compared_rows": 0},
+        )
+    stream_days = {r[0] for r in stream.select("window_date").distinct().collect()}
+    batch_days = {
+        r[0]
+        for r in batch.filter(F.col("window_date").isin(sorted(stream_days)))
+        .select("window_date")
+        .distinct()
+        .collect()
+    }
+    days = sorted(stream_days & batch_days)
+    span = (F.col("window_start") >= F.lit(lo)) & (F.col("window_end") <= F.lit(hi))
+    live = stream.filter(F.col("window_date").isin(days))
+    reference = batch.filter(F.col("window_date").isin(days) & span)
+    only_stream = live.exceptAll(reference).cache()
+    only_batch = reference.exceptAll(live).cache()
+    key = ["window_start", "brand", "views", "purchases", "revenue"]
+    mismatch_stream, mismatch_batch = only_stream.count(), only_batch.count()
+    metadata = {
+        "compared_days": len(days),
+        "compared_rows": live.count(),
+        "stream_days_without_batch": len(stream_days - batch_days),
+        "first_hour": str(lo),
+        "end_of_last_closed_hour": str(hi),
+        "rows_only_in_stream": mismatch_stream,
+        "rows_only_in_batch": mismatch_batch,
+        "sample_only_in_stream": MetadataValue.json(_rows_as_text(only_stream, key)),
+        "sample_only_in_batch": MetadataValue.json(_rows_as_text(only_batch, key)),
+    }
+    only_stream.unpersist()
+    only_batch.unpersist()
+    passed = mismatch_stream == 0 and mismatch_batch == 0
+    return AssetCheckResult(
+        check_name=STREAM_MATCHES_BATCH,
+        passed=passed,
+        severity=AssetCheckSeverity.ERROR,
+        description=(
+            f"closed hours of {len(days)} day(s) equal batch gold"
+            if passed
+            else f"{mismatch_stream} stream rows and {mismatch_batch} batch rows have no equal on the other side"
+        ),
+        metadata=metadata,
+    )

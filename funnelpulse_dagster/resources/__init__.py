@@ -11,26 +11,77 @@ import os
 
 from dagster import EnvVar
 
+from funnelpulse_dagster.resources.kafka import KafkaResource
 from funnelpulse_dagster.resources.lake import LakeResource
 from funnelpulse_dagster.resources.raw_data import RawDataResource
 from funnelpulse_dagster.resources.spark import SparkResource
+from funnelpulse_dagster.resources.streaming import StreamingResource
 from funnelpulse_dagster.settings import (
+    ENV_CHECKPOINTS,
+    ENV_KAFKA_BOOTSTRAP,
+    ENV_KAFKA_END_OFFSETS,
+    ENV_KAFKA_SASL_MECHANISM,
+    ENV_KAFKA_SASL_PASSWORD,
+    ENV_KAFKA_SASL_USERNAME,
+    ENV_KAFKA_SECURITY_PROTOCOL,
+    ENV_KAFKA_SPARK_SOURCE,
+    ENV_KAFKA_SSL_CA_LOCATION,
+    ENV_KAFKA_TOPIC,
     ENV_LAKE,
     ENV_SPARK_MASTER,
     load_settings,
     spark_conf_overrides,
 )
 
-__all__ = ["LakeResource", "RawDataResource", "SparkResource", "build_resources"]
+__all__ = [
+    "KafkaResource",
+    "LakeResource",
+    "RawDataResource",
+    "SparkResource",
+    "StreamingResource",
+    "build_resources",
+    "kafka_resource",
+]
 
 
-def _from_env(name: str, default: str):
-    return EnvVar(name) if os.environ.get(name, "").strip() else default
+def _value(name: str, default: str, resolved: bool = False):
+    """EnvVar(name) where the variable is set (resolved to its value for use outside Dagster,
+    by the CLI), else the default."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    return value if resolved else EnvVar(name)
 
 
-def build_resources() -> dict[str, object]:
+def kafka_resource(resolved: bool = False) -> KafkaResource:
     settings = load_settings()
+
+    def _from_env(name: str, default: str):
+        return _value(name, default, resolved)
+
+    return KafkaResource(
+        bootstrap_servers=_from_env(ENV_KAFKA_BOOTSTRAP, settings.kafka_bootstrap),
+        topic=_from_env(ENV_KAFKA_TOPIC, settings.kafka_topic),
+        security_protocol=_from_env(ENV_KAFKA_SECURITY_PROTOCOL, "PLAINTEXT"),
+        sasl_mechanism=_from_env(ENV_KAFKA_SASL_MECHANISM, ""),
+        sasl_username=_from_env(ENV_KAFKA_SASL_USERNAME, ""),
+        sasl_password=_from_env(ENV_KAFKA_SASL_PASSWORD, ""),
+        ssl_ca_location=_from_env(ENV_KAFKA_SSL_CA_LOCATION, ""),
+        end_offsets=_from_env(ENV_KAFKA_END_OFFSETS, "fetch"),
+        spark_source=_from_env(ENV_KAFKA_SPARK_SOURCE, "python"),
+    )
+
+
+def build_resources(resolved: bool = False) -> dict[str, object]:
+    """The deployment's resources; `resolved=True` gives plain values for use outside Dagster."""
+    settings = load_settings()
+
+    def _from_env(name: str, default: str):
+        return _value(name, default, resolved)
+
     return {
+        "kafka": kafka_resource(resolved),
+        "streaming": StreamingResource(checkpoint_root=_from_env(ENV_CHECKPOINTS, settings.checkpoints)),
         "spark": SparkResource(
             master=_from_env(ENV_SPARK_MASTER, settings.spark_master), spark_config=spark_conf_overrides()
         ),

@@ -83,6 +83,53 @@ def _normalised_file_column(col: Column) -> Column:
     return F.regexp_replace(col, r"^file:/+", "/")
 
 
+def typed_event_columns(fields: Column) -> list[Column]:
+    """The nine raw fields (an array of strings in RAW_COLUMNS order) as typed bronze columns,
+    plus `_event_time_text` and `_bad_*` flags for `conversion_reason()`.
+
+    One implementation for CSV lines and Kafka messages: both end as the same array of texts.
+    """
+
+    def text(i: int) -> Column:
+        return _blank_to_null(F.get(fields, i))
+
+    def typed(i: int, type_name: str) -> Column:
+        return F.trim(F.get(fields, i)).try_cast(type_name)
+
+    def bad(i: int, name: str, type_name: str) -> Column:
+        return (text(i).isNotNull() & typed(i, type_name).isNull()).alias(f"_bad_{name}")
+
+    price_type = PRICE_TYPE.simpleString()
+    return [
+        parse_event_time(F.get(fields, 0)).alias("event_time"),
+        text(0).alias("_event_time_text"),
+        F.trim(text(1)).alias("event_type"),
+        typed(2, "bigint").alias("product_id"),
+        bad(2, "product_id", "bigint"),
+        typed(3, "bigint").alias("category_id"),
+        bad(3, "category_id", "bigint"),
+        text(4).alias("category_code"),
+        text(5).alias("brand"),
+        typed(6, price_type).alias("price"),
+        bad(6, "price", price_type),
+        typed(7, "bigint").alias("user_id"),
+        bad(7, "user_id", "bigint"),
+        text(8).alias("user_session"),
+    ]
+
+
+def conversion_reason() -> Column:
+    """Why the typed columns of `typed_event_columns` are unusable, NULL when they are fine."""
+    return (
+        F.when(F.col("_event_time_text").isNull(), F.lit("missing event_time"))
+        .when(F.col("event_time").isNull(), F.lit("unparseable event_time"))
+        .when(F.col("_bad_product_id"), F.lit("non-integer product_id"))
+        .when(F.col("_bad_category_id"), F.lit("non-integer category_id"))
+        .when(F.col("_bad_price"), F.lit("non-numeric price"))
+        .when(F.col("_bad_user_id"), F.lit("non-integer user_id"))
+    )
+
+
 def parse_raw_lines(
     lines: DataFrame, file_first_dates: Mapping[str, date] | None = None, default_date: date | None = None
 ) -> DataFrame:
@@ -94,52 +141,17 @@ def parse_raw_lines(
     line, garbage included, belongs to exactly one daily partition. A file without a single
     dated line gives its lines to `default_date` (the first partition).
     """
-    fields = F.col("_fields")
-    field_count = F.size(fields)
-
-    def field(i: int) -> Column:
-        return _blank_to_null(F.get(fields, i))
-
-    def long_or_null(i: int) -> Column:
-        return F.expr(f"try_cast(trim(get(_fields, {i})) AS BIGINT)")
-
-    def bad_number(i: int, parsed: Column) -> Column:
-        return field(i).isNotNull() & parsed.isNull()
-
-    event_time = parse_event_time(F.get(fields, 0))
-    price = F.expr(f"try_cast(trim(get(_fields, 6)) AS {PRICE_TYPE.simpleString()})")
+    n = len(RAW_COLUMNS)
     parsed = lines.withColumn("_fields", _split_fields(F.col("value"))).select(
         F.col("value").alias(RAW_LINE),
         F.col(SOURCE_FILE),
-        field_count.alias("_field_count"),
-        event_time.alias("event_time"),
-        field(0).alias("_event_time_text"),
-        F.trim(field(1)).alias("event_type"),
-        long_or_null(2).alias("product_id"),
-        bad_number(2, long_or_null(2)).alias("_bad_product_id"),
-        long_or_null(3).alias("category_id"),
-        bad_number(3, long_or_null(3)).alias("_bad_category_id"),
-        field(4).alias("category_code"),
-        field(5).alias("brand"),
-        price.alias("price"),
-        bad_number(6, price).alias("_bad_price"),
-        long_or_null(7).alias("user_id"),
-        bad_number(7, long_or_null(7)).alias("_bad_user_id"),
-        field(8).alias("user_session"),
+        F.size("_fields").alias("_field_count"),
+        *typed_event_columns(F.col("_fields")),
     )
-    n = len(RAW_COLUMNS)
-    reason = (
-        F.when(
-            F.col("_field_count") != n,
-            F.concat(F.lit(f"expected {n} fields, found "), F.col("_field_count").cast("string")),
-        )
-        .when(F.col("_event_time_text").isNull(), F.lit("missing event_time"))
-        .when(F.col("event_time").isNull(), F.lit("unparseable event_time"))
-        .when(F.col("_bad_product_id"), F.lit("non-integer product_id"))
-        .when(F.col("_bad_category_id"), F.lit("non-integer category_id"))
-        .when(F.col("_bad_price"), F.lit("non-numeric price"))
-        .when(F.col("_bad_user_id"), F.lit("non-integer user_id"))
-    )
+    reason = F.when(
+        F.col("_field_count") != n,
+        F.concat(F.lit(f"expected {n} fields, found "), F.col("_field_count").cast("string")),
+    ).otherwise(conversion_reason())
     first_dates = {normalise_file_uri(k): v for k, v in (file_first_dates or {}).items() if v is not None}
     file_date = (
         F.create_map(*[x for k, v in first_dates.items() for x in (F.lit(k), F.lit(v))])[

@@ -1,0 +1,343 @@
+"""The live path on the real parts: the embedded broker, a real SparkSession, real Dagster runs.
+
+Replay → stream → the live table equals the independent pandas computation (and batch gold) for
+every hour the watermark closed; a SIGKILL in the middle of a stream run and a restart lose and
+duplicate nothing; malformed messages end in the dead-letter table with their reason; the
+sensor asks for a run exactly when there is new data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context, materialize
+from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from funnelpulse_dagster.assets.streaming import live_funnel
+from funnelpulse_dagster.automation import kafka_offsets_sensor
+from funnelpulse_dagster.checks.quality import STREAM_MATCHES_BATCH
+from funnelpulse_dagster.jobs import batch_assets, kafka_replay_job, live_funnel_job
+from funnelpulse_dagster.resources import KafkaResource, LakeResource, RawDataResource, StreamingResource
+from funnelpulse_dagster.streaming import broker
+from funnelpulse_dagster.streaming.job import run_stream
+from funnelpulse_dagster.streaming.kafka_source import apportion
+from funnelpulse_dagster.tables import (
+    BRONZE_EVENTS,
+    GOLD_FUNNEL_HOURLY_BRAND,
+    GOLD_STREAM_FUNNEL_HOURLY_BRAND,
+    KAFKA_MESSAGE_SCHEMA,
+    STREAM_DEAD_LETTERS,
+    STREAM_GOLD_QUERY,
+)
+from funnelpulse_dagster.transforms.stream import parse_messages
+from funnelpulse_dagster_tests import reference
+
+DAYS = ("2019-10-01", "2019-10-03")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def bootstrap(tmp_path_factory):
+    """The embedded broker, started the way `funnelpulse broker start` starts it."""
+    home = tmp_path_factory.mktemp("broker_home")
+    servers = f"127.0.0.1:{_free_port()}"
+    broker.start(home, servers)
+    yield servers
+    broker.stop(home)
+
+
+def _kafka(bootstrap: str, topic: str) -> KafkaResource:
+    return KafkaResource(bootstrap_servers=bootstrap, topic=topic, topic_partitions=3)
+
+
+@pytest.fixture(scope="module")
+def batch_lake(tmp_path_factory, spark_resource, sample_raw_dir) -> LakeResource:
+    """Bronze … batch gold for the sample's three days, built by a real materialization."""
+    root = tmp_path_factory.mktemp("batch_lake")
+    lake = LakeResource(root=str(root / "tables"))
+    result = materialize(
+        batch_assets,
+        instance=DagsterInstance.ephemeral(),
+        tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[1]},
+        resources={
+            "spark": spark_resource,
+            "lake": lake,
+            "raw_data": RawDataResource(uri=str(sample_raw_dir)),
+        },
+    )
+    assert result.success
+    return lake
+
+
+def _replay(spark_resource, lake, kafka, **pace):
+    result = kafka_replay_job.execute_in_process(
+        run_config={
+            "ops": {
+                "replay_bronze_to_kafka": {"config": {"start_date": DAYS[0], "end_date": DAYS[1], **pace}}
+            }
+        },
+        resources={"spark": spark_resource, "lake": lake, "kafka": kafka},
+    )
+    assert result.success
+    return result
+
+
+def _reference_hourly_brand(sample_raw_dir) -> pd.DataFrame:
+    good, _ = reference.parse_files(sorted(sample_raw_dir.glob("*.csv")))
+    first, last = (date.fromisoformat(d) for d in DAYS)
+    in_days = good[good["event_time"].dt.date.between(first, last)]
+    return reference.hourly_brand(reference.silver(in_days))
+
+
+def _closed_span(stream_gold):
+    return stream_gold.agg(F.min("window_start"), F.max("window_end")).first()
+
+
+def _assert_equals_reference(spark, stream_gold, sample_raw_dir):
+    lo, hi = _closed_span(stream_gold)
+    expected = _reference_hourly_brand(sample_raw_dir)
+    expected = expected[(expected["window_start"] >= lo) & (expected["window_end"] <= hi)]
+    table = GOLD_FUNNEL_HOURLY_BRAND
+    assert len(expected) > 0
+    assertDataFrameEqual(
+        stream_gold,
+        reference.as_spark_frame(spark, expected, table.schema, table.schema.fieldNames()),
+        rtol=1e-9,
+    )
+
+
+@pytest.fixture(scope="module")
+def streamed(tmp_path_factory, spark_resource, batch_lake, bootstrap):
+    """Replay the three days, then one sensor-style streaming run through Dagster."""
+    kafka = _kafka(bootstrap, f"events-{uuid.uuid4().hex[:8]}")
+    streaming = StreamingResource(
+        checkpoint_root=str(tmp_path_factory.mktemp("checkpoints")), max_events_per_trigger=4_000
+    )
+    replay_result = _replay(spark_resource, batch_lake, kafka)
+    resources = {"spark": spark_resource, "lake": batch_lake, "kafka": kafka, "streaming": streaming}
+    run = materialize([live_funnel], resources=resources, instance=DagsterInstance.ephemeral())
+    assert run.success
+    return kafka, streaming, resources, replay_result, run
+
+
+def test_replay_sends_every_bronze_event_in_event_time_order(spark, batch_lake, streamed):
+    kafka, _, _, replay_result, _ = streamed
+    produced = replay_result.output_for_node("replay_bronze_to_kafka")
+    bronze_rows = batch_lake.read(spark, BRONZE_EVENTS).count()
+    assert produced == bronze_rows
+    assert sum(kafka.end_offsets_now().values()) == bronze_rows
+    # every partition is in event-time order (a key always maps to the same partition)
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": kafka.bootstrap_servers, "group.id": "t", "enable.partition.eof": True}
+    )
+    for partition, end in kafka.end_offsets_now().items():
+        consumer.assign([TopicPartition(kafka.topic, partition, 0)])
+        times, keys_ok = [], True
+        while len(times) < end:
+            for message in consumer.consume(1000, 1.0):
+                if message.error():
+                    continue
+                value = json.loads(message.value())
+                times.append(value["event_time"])
+                keys_ok &= message.key().decode() == (value["user_session"] or str(value["user_id"]))
+        assert times == sorted(times) and keys_ok
+    consumer.close()
+
+
+def test_stream_gold_equals_reference_and_batch_for_closed_hours(spark, sample_raw_dir, batch_lake, streamed):
+    _, _, _, replay_result, run = streamed
+    stream_gold = batch_lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
+    _assert_equals_reference(spark, stream_gold, sample_raw_dir)
+    # the last two hours stay open: the watermark has not passed them
+    lo, hi = _closed_span(stream_gold)
+    last_event = batch_lake.read(spark, BRONZE_EVENTS).agg(F.max("event_time")).first()[0]
+    assert pd.Timestamp(hi) <= pd.Timestamp(last_event) - pd.Timedelta(hours=1)
+    # the asset check compared the same hours with batch gold and found them equal
+    (check,) = run.get_asset_check_evaluations()
+    assert check.check_name == STREAM_MATCHES_BATCH and check.passed
+    assert check.metadata["compared_rows"].value == stream_gold.count() > 0
+    (metadata,) = [
+        e.materialization.metadata
+        for e in run.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == GOLD_STREAM_FUNNEL_HOURLY_BRAND.name
+    ]
+    assert metadata["input_rows"].value == replay_result.output_for_node("replay_bronze_to_kafka")
+    assert metadata["dead_letters"].value == 0 and metadata["micro_batches"].value > 1
+
+
+def test_stream_check_fails_when_the_live_table_disagrees(spark, batch_lake, streamed):
+    from funnelpulse_dagster.checks.quality import stream_matches_batch
+
+    stream_gold = batch_lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
+    tampered = stream_gold.withColumn(
+        "views", F.when(F.col("brand").isNull(), F.col("views") + 1).otherwise(F.col("views"))
+    )
+    result = stream_matches_batch(tampered, batch_lake.read(spark, GOLD_FUNNEL_HOURLY_BRAND))
+    assert not result.passed and result.metadata["rows_only_in_stream"].value > 0
+
+
+def test_sensor_requests_runs_only_for_new_data(tmp_path, bootstrap, streamed):
+    kafka, streaming, _, _, _ = streamed
+    instance = DagsterInstance.ephemeral()
+
+    def evaluate(kafka_resource, streaming_resource=streaming):
+        context = build_sensor_context(
+            instance=instance, resources={"kafka": kafka_resource, "streaming": streaming_resource}
+        )
+        return kafka_offsets_sensor(context)
+
+    # everything on the topic is processed: nothing to do
+    result = evaluate(kafka)
+    assert isinstance(result, SkipReason) and "no new messages" in result.skip_message
+    # a fresh checkpoint (nothing processed) sees the whole topic, keyed by its end offsets
+    request = evaluate(kafka, StreamingResource(checkpoint_root=str(tmp_path / "cp")))
+    assert isinstance(request, RunRequest)
+    ends = kafka.end_offsets_now()
+    assert request.run_key == f"{kafka.topic}:" + json.dumps({str(p): o for p, o in sorted(ends.items())})
+    # new messages after the last run: a run up to the new end
+    producer = kafka.producer()
+    producer.produce(kafka.topic, value=b'{"event_time": "2019-10-04 00:00:00 UTC"}', key=b"k")
+    assert producer.flush(10) == 0
+    assert isinstance(evaluate(kafka), RunRequest)
+    # one streaming run at a time
+    instance.add_run(
+        DagsterRun(job_name=live_funnel_job.name, run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED)
+    )
+    assert "still in progress" in evaluate(kafka).skip_message
+    # the broker is down: skip with the reason
+    down = _kafka(f"127.0.0.1:{_free_port()}", kafka.topic)
+    assert (
+        "not reachable"
+        in kafka_offsets_sensor(
+            build_sensor_context(
+                instance=DagsterInstance.ephemeral(), resources={"kafka": down, "streaming": streaming}
+            )
+        ).skip_message
+    )
+
+
+def test_malformed_messages_go_to_dead_letters(spark, tmp_path, bootstrap):
+    kafka = _kafka(bootstrap, f"dirty-{uuid.uuid4().hex[:8]}")
+    kafka.ensure_topic()
+    valid = {
+        "event_time": "2019-10-01T10:00:00Z",
+        "event_type": "view",
+        "product_id": 1,
+        "category_id": 2,
+        "category_code": None,
+        "brand": "acme",
+        "price": 4.13,
+        "user_id": 7,
+        "user_session": "s",
+    }
+    bad = {
+        b"not json at all": "not a JSON object",
+        b"[1, 2, 3]": "not a JSON object",
+        b"": "empty message",
+        b"\xff\xfe\x00": "not a JSON object",
+        json.dumps({**valid, "event_type": None}).encode(): "missing event_type",
+        json.dumps({k: v for k, v in valid.items() if k != "price"}).encode(): "missing price",
+        json.dumps({**valid, "event_time": "yesterday"}).encode(): "unparseable event_time",
+        json.dumps({**valid, "price": "4,13"}).encode(): "non-numeric price",
+        json.dumps({**valid, "user_id": "u7"}).encode(): "non-integer user_id",
+    }
+    producer = kafka.producer()
+    for value in bad:
+        producer.produce(kafka.topic, value=value, key=b"k")  # one key: one partition, known order
+    producer.produce(kafka.topic, value=json.dumps(valid).encode(), key=b"k")
+    assert producer.flush(10) == 0
+    lake = LakeResource(root=str(tmp_path / "tables"))
+    source_format, options = kafka.spark_stream_source()
+    totals = run_stream(
+        spark, source_format, options, lake.table_uri, str(tmp_path / "cp"), log=lambda _: None
+    )
+    dead = lake.read(spark, STREAM_DEAD_LETTERS).orderBy("offset").collect()
+    assert [(bytes(r["value"]), r["reason"]) for r in dead] == list(bad.items())
+    assert {r["topic"] for r in dead} == {kafka.topic} and len({r["offset"] for r in dead}) == len(bad)
+    gold_totals = totals[STREAM_GOLD_QUERY].observed
+    assert gold_totals["messages"] == len(bad) + 1 and gold_totals["dead_letters"] == len(bad)
+
+
+def test_parse_messages_reads_both_time_formats(spark):
+    rows = [
+        (None, b'{"event_time":"2019-10-01 10:00:00 UTC","event_type":"cart","price":1}', "t", 0, 0, None, 0),
+        (
+            None,
+            b'{"event_time":"2019-10-01T12:00:00+02:00","event_type":"cart","price":"10.50"}',
+            "t",
+            0,
+            1,
+            None,
+            0,
+        ),
+    ]
+    parsed = spark.createDataFrame(rows, KAFKA_MESSAGE_SCHEMA).transform(parse_messages).collect()
+    assert [r["reason"] for r in parsed] == [None, None]
+    assert [str(r["event_time"]) for r in parsed] == ["2019-10-01 10:00:00", "2019-10-01 10:00:00"]
+    assert [str(r["price"]) for r in parsed] == ["1.00", "10.50"]
+
+
+def test_admission_control_shares_the_limit_by_backlog():
+    assert apportion({0: 0, 1: 0}, {0: 300, 1: 100}, 200) == {0: 150, 1: 50}
+    assert apportion({0: 10}, {0: 50}, 1_000) == {0: 50}
+    # a tiny limit still moves every partition that has a backlog
+    assert apportion({0: 0, 1: 0, 2: 5}, {0: 1_000, 1: 3, 2: 5}, 1) == {0: 1, 1: 1, 2: 5}
+
+
+def test_kill_and_restart_lose_and_duplicate_nothing(
+    spark, spark_resource, tmp_path, sample_raw_dir, batch_lake, bootstrap
+):
+    kafka = _kafka(bootstrap, f"kill-{uuid.uuid4().hex[:8]}")
+    _replay(spark_resource, batch_lake, kafka)
+    checkpoints, lake = tmp_path / "cp", LakeResource(root=str(tmp_path / "tables"))
+    env = {
+        **os.environ,
+        "FUNNELPULSE_HOME": str(tmp_path / "home"),
+        "FUNNELPULSE_LAKE": lake.root,
+        "FUNNELPULSE_CHECKPOINTS": str(checkpoints),
+        "FUNNELPULSE_KAFKA_BOOTSTRAP": bootstrap,
+        "FUNNELPULSE_KAFKA_TOPIC": kafka.topic,
+        "FUNNELPULSE_SPARK_MASTER": "local[2]",
+    }
+    cli = [sys.executable, "-m", "funnelpulse_dagster.cli", "stream", "--max-events-per-trigger", "800"]
+    process = subprocess.Popen(
+        cli, env=env, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    commits = checkpoints / STREAM_GOLD_QUERY / "commits"
+    deadline = time.monotonic() + 240
+    while len(list(commits.glob("[0-9]*"))) < 3 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, "the stream finished before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)  # the driver and its JVM, mid-run
+    process.wait()
+    committed_at_kill = len(list(commits.glob("[0-9]*")))
+    assert 3 <= committed_at_kill
+
+    source_format, options = kafka.spark_stream_source(800)
+    totals = run_stream(spark, source_format, options, lake.table_uri, str(checkpoints), log=lambda _: None)
+    assert totals[STREAM_GOLD_QUERY].batches > 0  # the restart had work left
+    stream_gold = lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
+    keys = stream_gold.groupBy("window_start", "brand").count()
+    assert keys.filter(F.col("count") > 1).count() == 0
+    _assert_equals_reference(spark, stream_gold, sample_raw_dir)
