@@ -15,6 +15,7 @@ from pyspark.testing import assertDataFrameEqual
 from funnelpulse_dagster.jobs import batch_assets
 from funnelpulse_dagster.resources import LakeResource, RawDataResource
 from funnelpulse_dagster.tables import (
+    ALL_TABLES,
     BATCH_TABLES,
     BRONZE_EVENTS,
     BRONZE_QUARANTINE,
@@ -143,8 +144,11 @@ def test_definitions_load():
     from funnelpulse_dagster.definitions import defs
 
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == set(BATCH_TABLES)
-    assert defs.resolve_job_def("batch_lakehouse_job") is not None
+    # every table of the contracts is an asset, plus the Kafka topic the live tables read
+    assert keys == set(ALL_TABLES) | {"kafka_events_topic"}
+    for job in ("batch_lakehouse_job", "live_funnel_job", "kafka_replay_job"):
+        assert defs.resolve_job_def(job) is not None
+    assert {s.name for s in defs.sensors} == {"raw_files_sensor", "kafka_offsets_sensor"}
 
 
 def test_failed_blocking_check_stops_downstream(

@@ -1,0 +1,143 @@
+"""Streaming benchmark: replay throughput and topic → table throughput on ≈ 1 M events.
+
+    .venv/bin/python benchmarks/stream.py                    # 7 days × 150 k ≈ 1 M events
+    .venv/bin/python benchmarks/stream.py --days 2 --json    # quicker, machine-readable
+
+1. generates the days and builds bronze with the real asset (not timed);
+2. starts the embedded broker on a free loopback port;
+3. replay, unthrottled: every bronze event to a fresh topic through the replay job's code
+   (Spark prepares day N+1 while day N is produced) → events/s;
+4. replay, throttled: the first day again at `--rate` events/s to another topic → achieved
+   rate and its error against the setting;
+5. streaming: the streaming job over the unthrottled topic with Trigger.AvailableNow and the
+   default admission limit → events/s from topic to table (wall time of the whole run, and
+   the sum of micro-batch times), and micro-batch latency (median, p95).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from dagster import DagsterInstance, materialize
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from funnelpulse_dagster.assets.bronze import bronze  # noqa: E402
+from funnelpulse_dagster.generator import generate  # noqa: E402
+from funnelpulse_dagster.resources import KafkaResource, LakeResource, RawDataResource  # noqa: E402
+from funnelpulse_dagster.resources.spark import SparkResource  # noqa: E402
+from funnelpulse_dagster.streaming import broker  # noqa: E402
+from funnelpulse_dagster.streaming.job import run_stream  # noqa: E402
+from funnelpulse_dagster.streaming.replay import Pacer, replay, to_messages  # noqa: E402
+from funnelpulse_dagster.tables import BRONZE_EVENTS, GOLD_STREAM_FUNNEL_HOURLY_BRAND, STREAM_GOLD_QUERY  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--start", default="2019-10-01")
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--events-per-day", type=int, default=150_000)
+    parser.add_argument("--rate", type=float, default=50_000, help="throttled replay rate, events/s")
+    parser.add_argument("--max-events-per-trigger", type=int, default=250_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="funnelpulse-stream-bench-"))
+    first = date.fromisoformat(args.start)
+    days = [first + timedelta(days=i) for i in range(args.days)]
+    spark_resource = SparkResource(master="local[2]")
+    lake = LakeResource(root=str(work / "tables"))
+    results: dict[str, object] = {"days": args.days}
+    bootstrap = f"127.0.0.1:{_free_port()}"
+    try:
+        generate(work / "data_raw", first, args.days, seed=11, events_per_day=args.events_per_day)
+        built = materialize(
+            [bronze],
+            instance=DagsterInstance.ephemeral(),
+            tags={
+                "dagster/asset_partition_range_start": days[0].isoformat(),
+                "dagster/asset_partition_range_end": days[-1].isoformat(),
+            },
+            resources={
+                "spark": spark_resource,
+                "lake": lake,
+                "raw_data": RawDataResource(uri=str(work / "data_raw")),
+            },
+            raise_on_error=True,
+        )
+        assert built.success
+        spark = spark_resource.spark_session
+        events = lake.read(spark, BRONZE_EVENTS).count()
+        results["bronze_events"] = events
+        broker.start(work, bootstrap)
+
+        def load_day(day):
+            return to_messages(lake.read(spark, BRONZE_EVENTS, [day])).toArrow()
+
+        # warm the JVM's code paths once so neither replay pays for the first query
+        load_day(days[0])
+
+        fast = KafkaResource(bootstrap_servers=bootstrap, topic="bench-fast", topic_partitions=args.partitions)
+        fast.ensure_topic()
+        totals = replay(fast.producer(), fast.topic, days, load_day, Pacer(), log=lambda _: None)
+        assert totals.failed == 0 and totals.delivered == events, totals
+        results["replay_unthrottled_events_per_s"] = round(totals.events_per_second)
+        results["replay_unthrottled_seconds"] = round(totals.seconds, 2)
+
+        slow = KafkaResource(bootstrap_servers=bootstrap, topic="bench-rate", topic_partitions=args.partitions)
+        slow.ensure_topic()
+        paced = replay(slow.producer(), slow.topic, days[:1], load_day, Pacer(events_per_second=args.rate), log=lambda _: None)
+        achieved = paced.events_per_second
+        results["replay_throttled_set_rate"] = args.rate
+        results["replay_throttled_events"] = paced.produced
+        results["replay_throttled_achieved_rate"] = round(achieved)
+        results["replay_throttled_error_pct"] = round(100 * (achieved - args.rate) / args.rate, 2)
+
+        source_format, options = fast.spark_stream_source(args.max_events_per_trigger)
+        started = time.perf_counter()
+        stream = run_stream(spark, source_format, options, lake.table_uri, str(work / "checkpoints"), log=lambda _: None)
+        wall = time.perf_counter() - started
+        gold = stream[STREAM_GOLD_QUERY]
+        assert gold.input_rows == events, (gold.input_rows, events)
+        latencies = sorted(gold.batch_seconds)
+        results["stream_events"] = gold.input_rows
+        results["stream_micro_batches"] = gold.batches
+        results["stream_wall_seconds"] = round(wall, 2)
+        results["stream_events_per_s_wall"] = round(gold.input_rows / wall)
+        results["stream_events_per_s_batches"] = round(gold.input_rows / gold.seconds)
+        results["stream_batch_seconds_median"] = round(latencies[len(latencies) // 2], 2)
+        results["stream_batch_seconds_p95"] = round(latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))], 2)
+        results["stream_gold_rows"] = lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND).count()
+        results["late_rows_dropped_by_watermark"] = gold.late_rows_dropped
+    finally:
+        broker.stop(work)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for key, value in results.items():
+            print(f"{key:36} {value:>14,}" if isinstance(value, (int, float)) else f"{key:36} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
