@@ -27,7 +27,7 @@ from funnelpulse_dagster.jobs import batch_lakehouse_job, live_funnel_job
 from funnelpulse_dagster.resources import KafkaResource, StreamingResource
 from funnelpulse_dagster.settings import load_settings
 from funnelpulse_dagster.streaming.offsets import KafkaUnavailable, backlog, committed_checkpoint_offsets
-from funnelpulse_dagster.tables import STREAM_GOLD_QUERY
+from funnelpulse_dagster.tables import STREAM_INGEST_QUERY
 
 _LINE_DATE = re.compile(rb"^(\d{4}-\d{2}-\d{2})", re.MULTILINE)
 _CHUNK = 16 * 1024 * 1024
@@ -184,5 +184,5 @@ def kafka_offsets_sensor(
         ends = kafka.end_offsets_now(timeout=5)
     except KafkaUnavailable as exc:
         return SkipReason(f"Kafka is not reachable at {kafka.bootstrap_servers}: {exc}")
-    committed = committed_checkpoint_offsets(streaming.checkpoint(STREAM_GOLD_QUERY), kafka.topic)
+    committed = committed_checkpoint_offsets(streaming.checkpoint(STREAM_INGEST_QUERY), kafka.topic)
     return stream_run_request(ends, committed, kafka.topic)

@@ -59,7 +59,7 @@ def _summary(_: argparse.Namespace) -> int:
         print(f"summary reads local lakes only; {lake} is remote (use the Dagster UI)")
         return 0
     root = Path(lake.removeprefix("file://"))
-    print(f"{'table':32} {'rows':>12} {'days':>6}  first..last")
+    print(f"{'table':32} {'rows':>12} {'parts':>6}  first..last")
     for name, table in ALL_TABLES.items():
         path = root / name
         days = sorted(p.name.split("=", 1)[1] for p in path.glob(f"{table.partition_column}=*"))
@@ -75,7 +75,7 @@ def _broker(args: argparse.Namespace) -> int:
     from funnelpulse_dagster.resources import kafka_resource
     from funnelpulse_dagster.streaming import broker
     from funnelpulse_dagster.streaming.offsets import KafkaUnavailable, committed_checkpoint_offsets
-    from funnelpulse_dagster.tables import STREAM_GOLD_QUERY
+    from funnelpulse_dagster.tables import STREAM_INGEST_QUERY
 
     settings = load_settings()
     kafka = kafka_resource(resolved=True)
@@ -105,7 +105,9 @@ def _broker(args: argparse.Namespace) -> int:
     except KafkaUnavailable as exc:
         print(f"{kafka.bootstrap_servers}: {exc}")
         return 1 if pid else 3
-    committed = committed_checkpoint_offsets(f"{settings.checkpoints}/{STREAM_GOLD_QUERY}", kafka.topic) or {}
+    committed = (
+        committed_checkpoint_offsets(f"{settings.checkpoints}/{STREAM_INGEST_QUERY}", kafka.topic) or {}
+    )
     print(f"topic {kafka.topic} on {kafka.bootstrap_servers}")
     print(f"{'partition':>9} {'end offset':>12} {'processed':>12} {'backlog':>10}")
     for p, end in sorted(ends.items()):
@@ -128,7 +130,7 @@ def _stream(args: argparse.Namespace) -> int:
         resources["spark"].spark_session,
         source_format,
         options,
-        lake.table_uri,
+        lake,
         streaming.checkpoint_root,
         available_now=not args.continuous,
         processing_time_seconds=streaming.processing_time_seconds,

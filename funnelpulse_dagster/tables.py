@@ -195,10 +195,25 @@ KAFKA_MESSAGE_SCHEMA = StructType(
     ]
 )
 
+# Every valid event the stream has read, one partition per ingest micro-batch (published
+# atomically, so the stateful gold query reads whole batches only). Also an audit trail of what
+# arrived on Kafka, with its coordinates.
+STREAM_EVENTS = Table(
+    "stream_events",
+    "batch_id",
+    _fields(
+        *_EVENT_FIELDS,
+        ("kafka_partition", IntegerType()),
+        ("kafka_offset", LongType()),
+        ("kafka_timestamp", TimestampType()),
+        ("batch_id", LongType()),
+    ),
+)
+
 # Messages that are not valid events: the raw bytes, where they came from, and why.
 STREAM_DEAD_LETTERS = Table(
     "stream_dead_letters",
-    "ingest_date",
+    "batch_id",
     _fields(
         ("topic", StringType()),
         ("partition", IntegerType()),
@@ -207,13 +222,14 @@ STREAM_DEAD_LETTERS = Table(
         ("key", BinaryType()),
         ("value", BinaryType()),
         ("reason", StringType()),
-        ("ingest_date", DateType()),
+        ("batch_id", LongType()),
     ),
 )
 
-STREAM_TABLES = {t.name: t for t in (GOLD_STREAM_FUNNEL_HOURLY_BRAND, STREAM_DEAD_LETTERS)}
+STREAM_TABLES = {t.name: t for t in (STREAM_EVENTS, STREAM_DEAD_LETTERS, GOLD_STREAM_FUNNEL_HOURLY_BRAND)}
 ALL_TABLES = {**BATCH_TABLES, **STREAM_TABLES}
 
-# Streaming checkpoints live under FUNNELPULSE_HOME/checkpoints/<query name>.
+# Streaming checkpoints live under FUNNELPULSE_CHECKPOINTS/<query name>: the ingest query owns
+# the Kafka offsets, the gold query its state.
+STREAM_INGEST_QUERY = "stream_ingest"
 STREAM_GOLD_QUERY = GOLD_STREAM_FUNNEL_HOURLY_BRAND.name
-STREAM_DEAD_LETTER_QUERY = STREAM_DEAD_LETTERS.name

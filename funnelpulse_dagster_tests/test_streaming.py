@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -40,7 +41,8 @@ from funnelpulse_dagster.tables import (
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
     KAFKA_MESSAGE_SCHEMA,
     STREAM_DEAD_LETTERS,
-    STREAM_GOLD_QUERY,
+    STREAM_EVENTS,
+    STREAM_INGEST_QUERY,
 )
 from funnelpulse_dagster.transforms.stream import parse_messages
 from funnelpulse_dagster_tests import reference
@@ -177,13 +179,15 @@ def test_stream_gold_equals_reference_and_batch_for_closed_hours(spark, sample_r
     (check,) = run.get_asset_check_evaluations()
     assert check.check_name == STREAM_MATCHES_BATCH and check.passed
     assert check.metadata["compared_rows"].value == stream_gold.count() > 0
-    (metadata,) = [
-        e.materialization.metadata
+    metadata = {
+        e.asset_key.to_user_string(): e.materialization.metadata
         for e in run.get_asset_materialization_events()
-        if e.asset_key.to_user_string() == GOLD_STREAM_FUNNEL_HOURLY_BRAND.name
-    ]
-    assert metadata["input_rows"].value == replay_result.output_for_node("replay_bronze_to_kafka")
-    assert metadata["dead_letters"].value == 0 and metadata["micro_batches"].value > 1
+    }
+    produced = replay_result.output_for_node("replay_bronze_to_kafka")
+    ingest = metadata[STREAM_EVENTS.name]
+    assert ingest["input_rows"].value == ingest["table_rows"].value == produced
+    assert ingest["dead_letters"].value == 0 and ingest["micro_batches"].value > 1
+    assert metadata[GOLD_STREAM_FUNNEL_HOURLY_BRAND.name]["table_rows"].value == stream_gold.count()
 
 
 def test_stream_check_fails_when_the_live_table_disagrees(spark, batch_lake, streamed):
@@ -269,14 +273,15 @@ def test_malformed_messages_go_to_dead_letters(spark, tmp_path, bootstrap):
     assert producer.flush(10) == 0
     lake = LakeResource(root=str(tmp_path / "tables"))
     source_format, options = kafka.spark_stream_source()
-    totals = run_stream(
-        spark, source_format, options, lake.table_uri, str(tmp_path / "cp"), log=lambda _: None
-    )
+    totals = run_stream(spark, source_format, options, lake, str(tmp_path / "cp"), log=lambda _: None)
     dead = lake.read(spark, STREAM_DEAD_LETTERS).orderBy("offset").collect()
     assert [(bytes(r["value"]), r["reason"]) for r in dead] == list(bad.items())
     assert {r["topic"] for r in dead} == {kafka.topic} and len({r["offset"] for r in dead}) == len(bad)
-    gold_totals = totals[STREAM_GOLD_QUERY].observed
-    assert gold_totals["messages"] == len(bad) + 1 and gold_totals["dead_letters"] == len(bad)
+    observed = totals[STREAM_INGEST_QUERY].observed
+    assert observed["messages"] == len(bad) + 1 and observed["dead_letters"] == len(bad)
+    # the valid message is stored with its coordinates; it is not a dead letter
+    (event,) = lake.read(spark, STREAM_EVENTS).collect()
+    assert (event["brand"], event["price"], event["kafka_offset"]) == ("acme", Decimal("4.13"), len(bad))
 
 
 def test_parse_messages_reads_both_time_formats(spark):
@@ -324,7 +329,7 @@ def test_kill_and_restart_lose_and_duplicate_nothing(
     process = subprocess.Popen(
         cli, env=env, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    commits = checkpoints / STREAM_GOLD_QUERY / "commits"
+    commits = checkpoints / STREAM_INGEST_QUERY / "commits"
     deadline = time.monotonic() + 240
     while len(list(commits.glob("[0-9]*"))) < 3 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -335,8 +340,12 @@ def test_kill_and_restart_lose_and_duplicate_nothing(
     assert 3 <= committed_at_kill
 
     source_format, options = kafka.spark_stream_source(800)
-    totals = run_stream(spark, source_format, options, lake.table_uri, str(checkpoints), log=lambda _: None)
-    assert totals[STREAM_GOLD_QUERY].batches > 0  # the restart had work left
+    totals = run_stream(spark, source_format, options, lake, str(checkpoints), log=lambda _: None)
+    assert totals[STREAM_INGEST_QUERY].batches > 0  # the restart had work left
+    # every message stored exactly once, and nothing else
+    events = lake.read(spark, STREAM_EVENTS)
+    assert events.count() == events.select("kafka_partition", "kafka_offset").distinct().count()
+    assert events.count() == sum(kafka.end_offsets_now().values())
     stream_gold = lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
     keys = stream_gold.groupBy("window_start", "brand").count()
     assert keys.filter(F.col("count") > 1).count() == 0

@@ -20,6 +20,9 @@ from funnelpulse_dagster.tables import (
     GOLD_FUNNEL_HOURLY_BRAND,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
     STREAM_DEAD_LETTERS,
+    STREAM_EVENTS,
+    STREAM_GOLD_QUERY,
+    STREAM_INGEST_QUERY,
 )
 from funnelpulse_dagster.timing import PhaseTimer
 
@@ -56,8 +59,16 @@ class StreamRunConfig(Config):
 @multi_asset(
     specs=[
         AssetSpec(
-            GOLD_STREAM_FUNNEL_HOURLY_BRAND.name,
+            STREAM_EVENTS.name,
             deps=[KAFKA_TOPIC_ASSET],
+            description="Every valid event read from Kafka (bronze's typed columns plus partition, "
+            "offset and timestamp), one partition per ingest micro-batch.",
+            group_name="streaming",
+            kinds={"spark", "kafka", "parquet"},
+        ),
+        AssetSpec(
+            GOLD_STREAM_FUNNEL_HOURLY_BRAND.name,
+            deps=[STREAM_EVENTS.name],
             description="Funnel per UTC hour × brand from the Kafka stream: the batch table's "
             "columns, appended when the 2-hour watermark closes an hour.",
             group_name="streaming",
@@ -101,23 +112,44 @@ def live_funnel(
             session,
             source_format,
             options,
-            lake.table_uri,
+            lake,
             streaming.checkpoint_root,
             available_now=not config.continuous,
             processing_time_seconds=streaming.processing_time_seconds,
             max_runtime_seconds=config.max_runtime_seconds,
             log=context.log.info,
         )
-    gold_totals = totals[GOLD_STREAM_FUNNEL_HOURLY_BRAND.name]
-    dead_totals = totals[STREAM_DEAD_LETTERS.name]
+    ingest_totals = totals[STREAM_INGEST_QUERY]
+    gold_totals = totals[STREAM_GOLD_QUERY]
     with timer.phase("table_stats"):
         gold = lake.read(session, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
         gold_stats = gold.agg(F.count(F.lit(1)), F.max("window_end"), F.sum("views")).first()
         dead = lake.read(session, STREAM_DEAD_LETTERS)
         reasons = {r["reason"]: r["count"] for r in dead.groupBy("reason").count().collect()}
+        events_stored = lake.read(session, STREAM_EVENTS).count()
     with timer.phase("check"):
         check = stream_matches_batch(gold, lake.read(session, GOLD_FUNNEL_HOURLY_BRAND))
     context.log.info(f"streaming phases (s): {timer.phases}")
+    yield MaterializeResult(
+        asset_key=STREAM_EVENTS.name,
+        metadata={
+            **ingest_totals.as_metadata(),
+            "table_rows": events_stored,
+            "source": source_format,
+            "path": MetadataValue.path(lake.table_uri(STREAM_EVENTS)),
+            "checkpoint": streaming.checkpoint(STREAM_INGEST_QUERY),
+            "seconds_by_phase": MetadataValue.json(timer.phases),
+        },
+    )
+    yield MaterializeResult(
+        asset_key=STREAM_DEAD_LETTERS.name,
+        metadata={
+            "dead_letters_this_run": int(ingest_totals.observed.get("dead_letters", 0)),
+            "table_rows": sum(reasons.values()),
+            "rows_by_reason": MetadataValue.json(reasons),
+            "path": MetadataValue.path(lake.table_uri(STREAM_DEAD_LETTERS)),
+        },
+    )
     yield MaterializeResult(
         asset_key=GOLD_STREAM_FUNNEL_HOURLY_BRAND.name,
         metadata={
@@ -125,21 +157,8 @@ def live_funnel(
             "table_rows": gold_stats[0],
             "last_closed_hour_end": str(gold_stats[1]) if gold_stats[1] else "",
             "table_views": int(gold_stats[2] or 0),
-            "source": source_format,
             "path": MetadataValue.path(lake.table_uri(GOLD_STREAM_FUNNEL_HOURLY_BRAND)),
-            "checkpoint": streaming.checkpoint(GOLD_STREAM_FUNNEL_HOURLY_BRAND.name),
-            "seconds_by_phase": MetadataValue.json(timer.phases),
-        },
-    )
-    yield MaterializeResult(
-        asset_key=STREAM_DEAD_LETTERS.name,
-        metadata={
-            "micro_batches": dead_totals.batches,
-            "messages_read": dead_totals.input_rows,
-            "dead_letters_written": int(dead_totals.observed.get("dead_letters_written", 0)),
-            "table_rows": sum(reasons.values()),
-            "rows_by_reason": MetadataValue.json(reasons),
-            "path": MetadataValue.path(lake.table_uri(STREAM_DEAD_LETTERS)),
+            "checkpoint": streaming.checkpoint(STREAM_GOLD_QUERY),
         },
     )
     yield check

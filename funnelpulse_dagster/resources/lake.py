@@ -82,6 +82,44 @@ class LakeResource(ConfigurableResource):
             if before and self._file_names(spark, self.partition_uri(table, day)) == before:
                 self.delete(spark, self.partition_uri(table, day))
 
+    def batch_uri(self, table: Table, batch_id: int, staged: bool = False) -> str:
+        # names starting with "_" are invisible to Spark's readers and file-stream sources
+        where = f"{self.table_uri(table)}/_staging" if staged else self.table_uri(table)
+        return f"{where}/{table.partition_column}={batch_id}"
+
+    def stage_batch(self, frame: DataFrame, table: Table, batch_id: int) -> None:
+        """Write `frame` to the hidden staging directory of batch `batch_id` (replacing what a
+        crashed attempt left there); `commit_batch` makes it visible."""
+        (
+            frame.select(*table.data_columns)
+            .write.mode("overwrite")
+            .option("compression", "zstd")
+            .parquet(self.batch_uri(table, batch_id, staged=True))
+        )
+
+    def commit_batch(self, spark: SparkSession, table: Table, batch_id: int) -> None:
+        """Rename a staged batch into place as the partition `<partition_column>=<batch_id>`:
+        readers and streaming sources see all of it or none of it (the rename is atomic on a
+        local disk and HDFS)."""
+        fs, source = self._fs_path(spark, self.batch_uri(table, batch_id, staged=True))
+        _, target = self._fs_path(spark, self.batch_uri(table, batch_id))
+        if not fs.rename(source, target):
+            raise RuntimeError(f"could not move {source} to {target}")
+
+    def batch_published(self, spark: SparkSession, table: Table, batch_id: int) -> bool:
+        return self.exists(spark, self.batch_uri(table, batch_id))
+
+    def publish_batch(self, frame: DataFrame, table: Table, batch_id: int) -> bool:
+        """Stage and commit `frame` as batch `batch_id`, unless that batch is already published
+        (a streaming micro-batch re-run after a crash carries the same rows), so a retry never
+        duplicates. False when it was there."""
+        spark = frame.sparkSession
+        if self.batch_published(spark, table, batch_id):
+            return False
+        self.stage_batch(frame, table, batch_id)
+        self.commit_batch(spark, table, batch_id)
+        return True
+
     # -- counting --------------------------------------------------------------------------
     def partition_counts(self, spark: SparkSession, table: Table, days: Iterable[date]) -> dict[date, int]:
         """Rows per day as stored (Parquet footers make this cheap)."""

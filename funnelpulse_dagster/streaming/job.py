@@ -1,15 +1,22 @@
-"""The streaming job: Kafka → live hourly-brand gold (and dead letters), as Spark queries.
+"""The streaming job: Kafka → live hourly-brand gold (and dead letters), as two Spark queries.
 
-Two queries read the topic, each with its own checkpoint: the gold query (parse, silver rules,
-de-duplication within the watermark, hourly windows by brand, append to Parquet) and the
-dead-letter query (messages that are not valid events, with their raw bytes and reason). Both
-use Spark's file sink, whose `_spark_metadata` log makes each micro-batch's output visible
-exactly once even when a run is killed mid-batch; read the tables through Spark.
+1. The ingest query reads the topic once per micro-batch, parses every message (bronze's typed
+   columns, a reason for what is not a valid event) and publishes the batch's valid events to
+   `stream_events` and its dead letters to `stream_dead_letters`, each as one partition per
+   batch id renamed into place (LakeResource.publish_batch). A batch re-run after a crash finds
+   its partitions there and adds nothing, so the tables are exactly-once.
+2. The gold query streams `stream_events` (whole batches only: staging is invisible) through
+   the silver rules, de-duplication within the 2-hour watermark and hourly windows by brand,
+   into `gold_stream_funnel_hourly_brand` with Spark's file sink (exactly-once through its
+   `_spark_metadata` log; read the table through Spark).
+
+Kafka is read once: a second query for dead letters would read and parse every message again.
 
 `run_stream` serves the Dagster asset, the CLI and the tests alike:
-- `available_now=True`: process what the topic holds now (fixed when the run starts), then stop;
-- `available_now=False`: a micro-batch every `processing_time_seconds`, until stopped or until
-  `max_runtime_seconds` (for always-on deployments).
+- `available_now=True`: ingest what the topic holds now (fixed when the run starts), then build
+  gold from it, then stop;
+- `available_now=False`: both queries trigger every `processing_time_seconds`, until stopped or
+  until `max_runtime_seconds` (for always-on deployments).
 """
 
 from __future__ import annotations
@@ -20,23 +27,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.types import StructType
 
+from funnelpulse_dagster.resources.lake import LakeResource
 from funnelpulse_dagster.streaming.kafka_source import register
 from funnelpulse_dagster.tables import (
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
-    STREAM_DEAD_LETTER_QUERY,
     STREAM_DEAD_LETTERS,
+    STREAM_EVENTS,
     STREAM_GOLD_QUERY,
-    Table,
+    STREAM_INGEST_QUERY,
 )
 from funnelpulse_dagster.transforms.silver import SILVER_RULE_NAMES, violated_rule
 from funnelpulse_dagster.transforms.stream import (
+    DEAD_LETTER_ROWS,
     REASON,
     clean_stream_events,
-    dead_letters,
+    collect_dead_letters,
     parse_messages,
     stream_hourly_brand_funnel,
     valid_events,
@@ -60,6 +70,7 @@ class QueryTotals:
     end_offsets: dict[str, Any] = field(default_factory=dict)
     observed: dict[str, int] = field(default_factory=dict)
     batch_seconds: list[float] = field(default_factory=list)
+    batch_rows: list[int] = field(default_factory=list)
 
     def add(self, progress: dict[str, Any]) -> None:
         if progress.get("numInputRows", 0) == 0 and not progress.get("stateOperators"):
@@ -71,6 +82,7 @@ class QueryTotals:
         batch_seconds = (progress.get("durationMs") or {}).get("triggerExecution", 0) / 1000
         self.seconds += batch_seconds
         self.batch_seconds.append(batch_seconds)
+        self.batch_rows.append(int(progress.get("numInputRows", 0)))
         for operator in progress.get("stateOperators") or []:
             self.late_rows_dropped += int(operator.get("numRowsDroppedByWatermark", 0))
         self.watermark = (progress.get("eventTime") or {}).get("watermark", self.watermark)
@@ -103,16 +115,20 @@ def read_messages(spark: SparkSession, source_format: str, options: dict[str, st
     return spark.readStream.format(source_format).options(**options).load()
 
 
-def gold_stream(messages: DataFrame) -> DataFrame:
-    """Messages → gold rows, observing what happens to every message on the way."""
-    parsed = messages.transform(parse_messages).observe(
+def parsed_stream(messages: DataFrame) -> DataFrame:
+    """Messages → parsed rows, observing how many there were and how many were not events."""
+    return messages.transform(parse_messages).observe(
         INPUT_METRICS,
         F.count(F.lit(1)).alias("messages"),
         F.count(F.when(F.col(REASON).isNotNull(), True)).alias("dead_letters"),
     )
-    events = parsed.transform(valid_events)
+
+
+def gold_from_events(events: DataFrame) -> DataFrame:
+    """Stream events → gold rows, observing what each silver rule and the de-duplication removed."""
     counted = events.observe(
         "stream_rules",
+        F.count(F.lit(1)).alias("events_in"),
         *[
             F.count(F.when(violated_rule() == name, True)).alias(f"removed_{name}")
             for name in SILVER_RULE_NAMES
@@ -124,119 +140,146 @@ def gold_stream(messages: DataFrame) -> DataFrame:
     return clean.transform(stream_hourly_brand_funnel)
 
 
-def _file_sink(frame: DataFrame, table: Table, path: str, checkpoint: str, name: str, trigger: dict):
-    return (
-        frame.writeStream.queryName(name)
-        .format("parquet")
-        .option("checkpointLocation", checkpoint)
-        .option("compression", "zstd")
-        .partitionBy(table.partition_column)
-        .outputMode("append")
-        .trigger(**trigger)
-        .start(path)
-    )
+def publish_micro_batch(lake: LakeResource) -> Callable[[DataFrame, int], None]:
+    """The ingest query's sink: one pass over the micro-batch writes its valid events and
+    collects its dead letters (rare; they ride back in the write's observed metrics, as bronze's
+    quarantine does), so Kafka is read and parsed once.
+
+    Order makes a crash at any point safe: events are staged, dead letters published, and the
+    events' rename comes last. A re-run of the batch that finds the events published stops; one
+    that does not redoes both, and publishing dead letters that are already there is a no-op.
+    """
+
+    def publish(parsed: DataFrame, batch_id: int) -> None:
+        spark = parsed.sparkSession
+        if lake.batch_published(spark, STREAM_EVENTS, batch_id):
+            return
+        observation = Observation(f"dead_letters_{batch_id}")
+        observed = parsed.observe(observation, collect_dead_letters())
+        lake.stage_batch(observed.transform(valid_events), STREAM_EVENTS, batch_id)
+        rows = observation.get[DEAD_LETTER_ROWS]
+        if rows:
+            frame = spark.createDataFrame(
+                rows, StructType([STREAM_DEAD_LETTERS.schema[c] for c in STREAM_DEAD_LETTERS.data_columns])
+            )
+            lake.publish_batch(frame, STREAM_DEAD_LETTERS, batch_id)
+        lake.commit_batch(spark, STREAM_EVENTS, batch_id)
+
+    return publish
 
 
-def start_queries(
+def start_ingest(
     spark: SparkSession,
     source_format: str,
     source_options: dict[str, str],
-    table_uri: Callable[[Table], str],
-    checkpoint_root: str,
-    available_now: bool = True,
-    processing_time_seconds: int = 30,
-) -> dict[str, StreamingQuery]:
-    trigger = (
-        {"availableNow": True} if available_now else {"processingTime": f"{processing_time_seconds} seconds"}
-    )
-    root = checkpoint_root.rstrip("/")
-    gold = gold_stream(read_messages(spark, source_format, source_options))
-    dead = (
+    lake: LakeResource,
+    checkpoint: str,
+    trigger: dict,
+) -> StreamingQuery:
+    return (
         read_messages(spark, source_format, source_options)
-        .transform(parse_messages)
-        .transform(dead_letters)
-        .observe("dead_letter_output", F.count(F.lit(1)).alias("dead_letters_written"))
+        .transform(parsed_stream)
+        .writeStream.queryName(STREAM_INGEST_QUERY)
+        .option("checkpointLocation", checkpoint)
+        .foreachBatch(publish_micro_batch(lake))
+        .trigger(**trigger)
+        .start()
     )
-    return {
-        STREAM_GOLD_QUERY: _file_sink(
-            gold,
-            GOLD_STREAM_FUNNEL_HOURLY_BRAND,
-            table_uri(GOLD_STREAM_FUNNEL_HOURLY_BRAND),
-            f"{root}/{STREAM_GOLD_QUERY}",
-            STREAM_GOLD_QUERY,
-            trigger,
-        ),
-        STREAM_DEAD_LETTER_QUERY: _file_sink(
-            dead,
-            STREAM_DEAD_LETTERS,
-            table_uri(STREAM_DEAD_LETTERS),
-            f"{root}/{STREAM_DEAD_LETTER_QUERY}",
-            STREAM_DEAD_LETTER_QUERY,
-            trigger,
-        ),
-    }
+
+
+def start_gold(spark: SparkSession, lake: LakeResource, checkpoint: str, trigger: dict) -> StreamingQuery:
+    events = spark.readStream.schema(STREAM_EVENTS.schema).parquet(lake.table_uri(STREAM_EVENTS))
+    return (
+        events.transform(gold_from_events)
+        .writeStream.queryName(STREAM_GOLD_QUERY)
+        .format("parquet")
+        .option("checkpointLocation", checkpoint)
+        .option("compression", "zstd")
+        .partitionBy(GOLD_STREAM_FUNNEL_HOURLY_BRAND.partition_column)
+        .outputMode("append")
+        .trigger(**trigger)
+        .start(lake.table_uri(GOLD_STREAM_FUNNEL_HOURLY_BRAND))
+    )
+
+
+class _Progress:
+    """Totals per query, fed by polling `recentProgress` (well inside its 100-entry history)."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.totals: dict[str, QueryTotals] = {}
+        self.seen: dict[str, set[int]] = {}
+        self.log = log
+
+    def collect(self, query: StreamingQuery) -> None:
+        totals = self.totals.setdefault(query.name, QueryTotals(query.name))
+        seen = self.seen.setdefault(query.name, set())
+        for progress in query.recentProgress:
+            entry = json.loads(progress.json)
+            if entry["batchId"] in seen:
+                continue
+            seen.add(entry["batchId"])
+            totals.add(entry)
+            if entry.get("numInputRows"):
+                self.log(
+                    f"{query.name}: batch {entry['batchId']} read {entry['numInputRows']:,} rows in "
+                    f"{entry['durationMs'].get('triggerExecution', 0) / 1000:.1f}s; watermark "
+                    f"{entry.get('eventTime', {}).get('watermark', '-')}"
+                )
+
+
+def _raise_if_failed(query: StreamingQuery) -> None:
+    if query.exception() is not None:
+        raise RuntimeError(f"streaming query {query.name} failed: {query.exception()}")
+
+
+def _await(queries: list[StreamingQuery], progress: _Progress, deadline: float | None, log) -> None:
+    """Wait until every query has stopped (or the deadline passes), collecting progress."""
+    try:
+        while any(q.isActive for q in queries):
+            for query in queries:
+                _raise_if_failed(query)
+            if deadline is not None and time.monotonic() > deadline:
+                log("stopping: max_runtime_seconds reached")
+                break
+            for query in queries:
+                progress.collect(query)
+            queries[0].awaitTermination(1)
+        for query in queries:
+            _raise_if_failed(query)
+            progress.collect(query)
+    finally:
+        for query in queries:
+            if query.isActive:
+                query.stop()
 
 
 def run_stream(
     spark: SparkSession,
     source_format: str,
     source_options: dict[str, str],
-    table_uri: Callable[[Table], str],
+    lake: LakeResource,
     checkpoint_root: str,
     available_now: bool = True,
     processing_time_seconds: int = 30,
     max_runtime_seconds: float | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, QueryTotals]:
-    """Run both queries to completion (or for `max_runtime_seconds`) and total their progress.
-
-    A failed query raises its exception; the other is stopped first, so a run never leaves a
-    query behind. Progress is polled every second, well inside Spark's 100-entry history.
-    """
-    queries = start_queries(
-        spark,
-        source_format,
-        source_options,
-        table_uri,
-        checkpoint_root,
-        available_now,
-        processing_time_seconds,
-    )
-    totals = {name: QueryTotals(name) for name in queries}
-    seen: dict[str, set[int]] = {name: set() for name in queries}
-    started = time.monotonic()
-
-    def collect() -> None:
-        for name, query in queries.items():
-            for progress in query.recentProgress:
-                entry = json.loads(progress.json)
-                if entry["batchId"] in seen[name]:
-                    continue
-                seen[name].add(entry["batchId"])
-                totals[name].add(entry)
-                if entry.get("numInputRows"):
-                    log(
-                        f"{name}: batch {entry['batchId']} read {entry['numInputRows']:,} messages in "
-                        f"{entry['durationMs'].get('triggerExecution', 0) / 1000:.1f}s; watermark "
-                        f"{entry.get('eventTime', {}).get('watermark', '-')}"
-                    )
-
-    try:
-        while any(q.isActive for q in queries.values()):
-            for query in queries.values():
-                if query.exception() is not None:
-                    raise RuntimeError(f"streaming query {query.name} failed: {query.exception()}")
-            if max_runtime_seconds is not None and time.monotonic() - started > max_runtime_seconds:
-                log(f"stopping after {max_runtime_seconds}s (max_runtime_seconds)")
-                break
-            collect()
-            next(iter(queries.values())).awaitTermination(1)
-        for query in queries.values():
-            if query.exception() is not None:
-                raise RuntimeError(f"streaming query {query.name} failed: {query.exception()}")
-        collect()
-    finally:
-        for query in queries.values():
-            if query.isActive:
-                query.stop()
-    return totals
+    """Run the ingest and gold queries and total their progress per query name. A failed query
+    raises its exception after the other one is stopped, so a run never leaves a query behind."""
+    root = checkpoint_root.rstrip("/")
+    ingest_checkpoint, gold_checkpoint = f"{root}/{STREAM_INGEST_QUERY}", f"{root}/{STREAM_GOLD_QUERY}"
+    progress = _Progress(log)
+    deadline = time.monotonic() + max_runtime_seconds if max_runtime_seconds is not None else None
+    if available_now:
+        trigger = {"availableNow": True}
+        ingest = start_ingest(spark, source_format, source_options, lake, ingest_checkpoint, trigger)
+        _await([ingest], progress, deadline, log)
+        _await([start_gold(spark, lake, gold_checkpoint, trigger)], progress, deadline, log)
+    else:
+        trigger = {"processingTime": f"{processing_time_seconds} seconds"}
+        queries = [start_ingest(spark, source_format, source_options, lake, ingest_checkpoint, trigger)]
+        queries.append(start_gold(spark, lake, gold_checkpoint, trigger))
+        _await(queries, progress, deadline, log)
+    for name in (STREAM_INGEST_QUERY, STREAM_GOLD_QUERY):
+        progress.totals.setdefault(name, QueryTotals(name))
+    return progress.totals

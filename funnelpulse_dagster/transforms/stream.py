@@ -65,24 +65,36 @@ def parse_messages(messages: DataFrame) -> DataFrame:
 
 def dead_letters(parsed: DataFrame) -> DataFrame:
     """Messages that are not valid events, with their raw bytes and the reason."""
-    return parsed.filter(F.col(REASON).isNotNull()).select(
-        *[c for c in STREAM_DEAD_LETTERS.data_columns],
-        F.coalesce(F.to_date("kafka_timestamp"), F.current_date()).alias(
-            STREAM_DEAD_LETTERS.partition_column
-        ),
-    )
+    return parsed.filter(F.col(REASON).isNotNull()).select(*STREAM_DEAD_LETTERS.data_columns)
+
+
+DEAD_LETTER_ROWS = "dead_letter_rows"
+
+
+def collect_dead_letters() -> Column:
+    """The dead letters themselves, for `DataFrame.observe`: collected while the valid events
+    are written, so one pass over a micro-batch serves both tables."""
+    return F.collect_list(
+        F.when(F.col(REASON).isNotNull(), F.struct(*STREAM_DEAD_LETTERS.data_columns))
+    ).alias(DEAD_LETTER_ROWS)
 
 
 def valid_events(parsed: DataFrame) -> DataFrame:
-    """The valid messages as raw event columns (bronze's typed columns)."""
-    return parsed.filter(F.col(REASON).isNull()).select(*RAW_COLUMNS)
+    """The valid messages: bronze's typed event columns and the Kafka coordinates."""
+    return parsed.filter(F.col(REASON).isNull()).select(
+        *RAW_COLUMNS,
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        "kafka_timestamp",
+    )
 
 
 def clean_stream_events(events: DataFrame, watermark_delay: str = WATERMARK_DELAY) -> DataFrame:
     """Silver for a stream: the batch rules and normalisation, and de-duplication on the event
     key for duplicates that arrive within the watermark (state is kept that long, no longer)."""
     return (
-        events.transform(apply_silver_rules)
+        events.select(*RAW_COLUMNS)
+        .transform(apply_silver_rules)
         .withWatermark("event_time", watermark_delay)
         .dropDuplicatesWithinWatermark(list(EVENT_KEY))
         .transform(normalise_events)
