@@ -62,7 +62,9 @@ def _summary(_: argparse.Namespace) -> int:
     print(f"{'table':32} {'rows':>12} {'parts':>6}  first..last")
     for name, table in ALL_TABLES.items():
         path = root / name
-        days = sorted(p.name.split("=", 1)[1] for p in path.glob(f"{table.partition_column}=*"))
+        values = [p.name.split("=", 1)[1] for p in path.glob(f"{table.partition_column}=*")]
+        # batch ids sort as numbers, dates as text
+        days = sorted(values, key=lambda v: (len(v), v) if v.isdigit() else (0, v))
         if not days:
             print(f"{name:32} {'-':>12} {0:>6}")
             continue

@@ -155,15 +155,23 @@ def publish_micro_batch(lake: LakeResource) -> Callable[[DataFrame, int], None]:
         if lake.batch_published(spark, STREAM_EVENTS, batch_id):
             return
         observation = Observation(f"dead_letters_{batch_id}")
-        observed = parsed.observe(observation, collect_dead_letters())
+        observed = parsed.observe(
+            observation,
+            F.count(F.when(F.col(REASON).isNull(), True)).alias("valid_events"),
+            collect_dead_letters(),
+        )
         lake.stage_batch(observed.transform(valid_events), STREAM_EVENTS, batch_id)
-        rows = observation.get[DEAD_LETTER_ROWS]
+        metrics = observation.get
+        rows = metrics[DEAD_LETTER_ROWS]
         if rows:
             frame = spark.createDataFrame(
                 rows, StructType([STREAM_DEAD_LETTERS.schema[c] for c in STREAM_DEAD_LETTERS.data_columns])
             )
             lake.publish_batch(frame, STREAM_DEAD_LETTERS, batch_id)
-        lake.commit_batch(spark, STREAM_EVENTS, batch_id)
+        if metrics["valid_events"]:
+            lake.commit_batch(spark, STREAM_EVENTS, batch_id)
+        else:  # nothing to publish: no empty partition per idle trigger
+            lake.delete(spark, lake.batch_uri(STREAM_EVENTS, batch_id, staged=True))
 
     return publish
 
