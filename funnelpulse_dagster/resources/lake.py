@@ -145,6 +145,10 @@ class LakeResource(ConfigurableResource):
         fs, path = self._fs_path(spark, uri)
         return bool(fs.exists(path))
 
+    def make_dirs(self, spark: SparkSession, uri: str) -> None:
+        fs, path = self._fs_path(spark, uri)
+        fs.mkdirs(path)
+
     def delete(self, spark: SparkSession, uri: str) -> None:
         fs, path = self._fs_path(spark, uri)
         if fs.exists(path):

@@ -196,6 +196,8 @@ def start_ingest(
 
 
 def start_gold(spark: SparkSession, lake: LakeResource, checkpoint: str, trigger: dict) -> StreamingQuery:
+    # a file-stream source needs its directory; there is none before the first published batch
+    lake.make_dirs(spark, lake.table_uri(STREAM_EVENTS))
     events = spark.readStream.schema(STREAM_EVENTS.schema).parquet(lake.table_uri(STREAM_EVENTS))
     return (
         events.transform(gold_from_events)
