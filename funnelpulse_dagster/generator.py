@@ -324,12 +324,13 @@ def _inject_anomalies(
     start: date,
     days: int,
     count: int,
+    top_brands: int = 25,
 ) -> tuple[dict[str, np.ndarray], list[InjectedAnomaly]]:
     if count <= 0:
         return events, []
     brand_of_event = catalog.brand[events["product"]]
-    # candidates: the 25 busiest brands, so that an anomaly has enough traffic to be detectable
-    candidates = catalog.brands_by_volume[:25]
+    # candidates: the busiest brands, so that an anomaly has enough traffic to be detectable
+    candidates = catalog.brands_by_volume[:top_brands]
     first_hour = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp()) // 3600
     # leave the first days as clean history for baselines
     earliest = first_hour + min(days - 1, 7) * 24
@@ -397,10 +398,14 @@ def generate(
     seed: int = 42,
     events_per_day: int = DEFAULT_EVENTS_PER_DAY,
     anomalies: int = 0,
+    anomaly_top_brands: int = 25,
     malformed_per_kind: int = 1,
     ground_truth_path: Path | str | None = None,
 ) -> GenerationSummary:
-    """Write Kaggle-format monthly CSVs for `days` days from `start` into `out_dir`."""
+    """Write Kaggle-format monthly CSVs for `days` days from `start` into `out_dir`.
+
+    Anomalies go to brands among the `anomaly_top_brands` busiest (the same seed with the
+    default gives the same data as before the option existed)."""
     if days < 1:
         raise ValueError("days must be at least 1")
     if events_per_day < 10:
@@ -409,7 +414,7 @@ def generate(
     n_products = int(np.clip(events_per_day * days / 200, 500, 25_000))
     catalog = _build_catalog(rng, n_products, n_brands=240)
     events = _generate_events(rng, catalog, start, days, events_per_day)
-    events, injected = _inject_anomalies(rng, events, catalog, start, days, anomalies)
+    events, injected = _inject_anomalies(rng, events, catalog, start, days, anomalies, anomaly_top_brands)
     events = _add_duplicates(rng, events)
 
     # keep only the requested days (sessions may run past midnight of the last day)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job
 
+from funnelpulse_dagster.assets.anomalies import gold_anomalies_hourly_brand
 from funnelpulse_dagster.assets.bronze import bronze
 from funnelpulse_dagster.assets.gold import gold_funnel_hourly_brand
 from funnelpulse_dagster.assets.gold_daily import gold_daily_tables
@@ -11,7 +12,13 @@ from funnelpulse_dagster.assets.silver import silver_events
 from funnelpulse_dagster.assets.streaming import STREAM_RUN_TAG, kafka_events_topic, live_funnel
 from funnelpulse_dagster.ops.replay import kafka_replay_job
 
-batch_assets = [bronze, silver_events, gold_funnel_hourly_brand, gold_daily_tables]
+batch_assets = [
+    bronze,
+    silver_events,
+    gold_funnel_hourly_brand,
+    gold_daily_tables,
+    gold_anomalies_hourly_brand,
+]
 
 # bronze → silver → every gold table for the selected days, as one run
 batch_lakehouse_job = define_asset_job(

@@ -30,3 +30,8 @@ def partition_days(context: AssetExecutionContext) -> list[date]:
     fails on a range, the time window works for both)."""
     window = context.partition_time_window
     return days_in_window(window.start, window.end)
+
+
+def day_range(first: date, last: date) -> list[date]:
+    """Every day from `first` to `last`, both included."""
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]

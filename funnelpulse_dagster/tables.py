@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyspark.sql.types import (
+    ArrayType,
     BinaryType,
     BooleanType,
     DateType,
@@ -173,7 +174,58 @@ GOLD_TABLES = (
     GOLD_FUNNEL_HOURLY_PRICE_BAND,
 )
 
-BATCH_TABLES = {t.name: t for t in (BRONZE_EVENTS, BRONZE_QUARANTINE, SILVER_EVENTS, *GOLD_TABLES)}
+# One root-cause hint: a segment of the brand's hour and how far its purchases are from what
+# the segment's own history predicts (contribution = purchases − expected_purchases).
+ROOT_CAUSE_HINT_TYPE = StructType(
+    [
+        StructField("dimension", StringType(), True),  # category_root | price_band | product_id
+        StructField("value", StringType(), True),  # the segment ("unknown" for NULL)
+        StructField("views", LongType(), True),
+        StructField("purchases", LongType(), True),
+        StructField("expected_purchases", DoubleType(), True),
+        StructField("contribution", DoubleType(), True),
+    ]
+)
+
+GOLD_ANOMALIES_HOURLY_BRAND = Table(
+    "gold_anomalies_hourly_brand",
+    "window_date",
+    _fields(
+        ("window_start", TimestampType()),
+        ("window_end", TimestampType()),
+        ("brand", StringType()),
+        ("anomaly_type", StringType()),  # drop | spike
+        ("severity", StringType()),  # low | medium | high
+        ("score", DoubleType()),  # accumulated evidence, in standard deviations
+        ("evidence_hours", IntegerType()),  # consecutive hours that gave the score
+        ("views", LongType()),
+        ("purchases", LongType()),
+        ("conversion_rate", DoubleType()),
+        ("expected_conversion_rate", DoubleType()),  # the hour's usual purchases / views
+        ("expected_purchases", DoubleType()),
+        # what the test judges: purchasing sessions among viewing sessions, and its baseline
+        ("view_sessions", LongType()),
+        ("purchase_sessions", LongType()),
+        ("session_conversion_rate", DoubleType()),
+        ("expected_session_conversion_rate", DoubleType()),
+        ("expected_purchase_sessions", DoubleType()),
+        ("z_hour", DoubleType()),  # this hour's own evidence
+        # the seed's statistics, kept for comparison (computed on the look-back history only)
+        ("z_brand", DoubleType()),
+        ("z_brand_hour", DoubleType()),
+        ("is_drop_anomaly", BooleanType()),
+        ("is_spike_anomaly", BooleanType()),
+        ("root_cause_hints", ArrayType(ROOT_CAUSE_HINT_TYPE)),
+        ("top_hint", StringType()),
+        ("source", StringType()),  # batch | stream
+        ("window_date", DateType()),
+    ),
+)
+
+BATCH_TABLES = {
+    t.name: t
+    for t in (BRONZE_EVENTS, BRONZE_QUARANTINE, SILVER_EVENTS, *GOLD_TABLES, GOLD_ANOMALIES_HOURLY_BRAND)
+}
 
 # The live path. Its gold has the batch table's exact schema: for every hour closed by the
 # watermark the two must be equal (an asset check compares them).

@@ -1,4 +1,10 @@
-"""The live path as assets: the Kafka topic, and the tables the streaming job keeps fresh."""
+"""The live path as assets: the Kafka topic, and the tables the streaming job keeps fresh.
+
+After each run the hours it closed are judged by the same anomaly detector as batch and added to
+gold_anomalies_hourly_brand with `source = stream` (a later batch run of the day replaces the
+whole day with its own verdicts)."""
+
+from datetime import timedelta
 
 from dagster import (
     AssetCheckSpec,
@@ -13,18 +19,23 @@ from pydantic import Field
 from pyspark.sql import functions as F
 
 from funnelpulse_dagster.checks.quality import STREAM_MATCHES_BATCH, stream_matches_batch
+from funnelpulse_dagster.partitions import day_range
 from funnelpulse_dagster.resources import KafkaResource, LakeResource, SparkResource, StreamingResource
 from funnelpulse_dagster.streaming.job import run_stream
 from funnelpulse_dagster.tables import (
     BRONZE_EVENTS,
+    GOLD_ANOMALIES_HOURLY_BRAND,
     GOLD_FUNNEL_HOURLY_BRAND,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
+    SILVER_EVENTS,
     STREAM_DEAD_LETTERS,
     STREAM_EVENTS,
     STREAM_GOLD_QUERY,
     STREAM_INGEST_QUERY,
 )
 from funnelpulse_dagster.timing import PhaseTimer
+from funnelpulse_dagster.transforms.anomalies import LOOKBACK_DAYS, anomaly_rows, live_gold
+from funnelpulse_dagster.transforms.silver import apply_silver_rules, normalise_events
 
 KAFKA_TOPIC_ASSET = "kafka_events_topic"
 STREAM_RUN_TAG = "funnelpulse/streaming"
@@ -54,6 +65,45 @@ class StreamRunConfig(Config):
     max_events_per_trigger: int | None = Field(
         default=None, description="Override the resource's admission limit for this run."
     )
+
+
+def last_closed_hour(session, lake: LakeResource):
+    """End of the last hour the live table holds (None when it is empty)."""
+    return lake.read(session, GOLD_STREAM_FUNNEL_HOURLY_BRAND).agg(F.max("window_end")).first()[0]
+
+
+def judge_closed_hours(session, lake: LakeResource, closed_before, log) -> int:
+    """Judge the hours this run closed with the batch detector and upsert them, marked
+    `source = stream`, into gold_anomalies_hourly_brand. Idempotent: a re-judged hour replaces
+    its earlier live verdict. Returns the number of live anomalies written."""
+    closed_after = last_closed_hour(session, lake)
+    if closed_after is None or (closed_before is not None and closed_after <= closed_before):
+        return 0
+    stream_gold = lake.read(session, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
+    lo = closed_before or stream_gold.agg(F.min("window_start")).first()[0]
+    new_hours = (F.col("window_end") > F.lit(lo)) & (F.col("window_end") <= F.lit(closed_after))
+    days = sorted(r[0] for r in stream_gold.filter(new_hours).select("window_date").distinct().collect())
+    history = day_range(days[0] - timedelta(days=LOOKBACK_DAYS + 1), days[-1])
+    gold = live_gold(stream_gold, lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, history))
+    live_events = (
+        lake.read(session, STREAM_EVENTS)
+        .transform(apply_silver_rules)
+        .transform(normalise_events)
+        .withColumn("event_date", F.to_date("event_time"))
+    )
+    silver = lake.read(session, SILVER_EVENTS, history).unionByName(
+        live_events.select(*SILVER_EVENTS.schema.fieldNames())
+    )
+    verdicts = anomaly_rows(gold, silver, days, source="stream").filter(new_hours).localCheckpoint()
+    earlier = lake.read(session, GOLD_ANOMALIES_HOURLY_BRAND, days).filter(
+        ~((F.col("source") == "stream") & new_hours)
+    )
+    # the files being replaced are read first: cut the lineage before overwriting them
+    merged = earlier.localCheckpoint().unionByName(verdicts)
+    lake.replace_partitions(merged, GOLD_ANOMALIES_HOURLY_BRAND, days)
+    count = verdicts.count()
+    log(f"judged live hours up to {closed_after}: {count} anomalies")
+    return count
 
 
 @multi_asset(
@@ -107,6 +157,7 @@ def live_funnel(
     source_format, options = kafka.spark_stream_source(
         config.max_events_per_trigger or streaming.max_events_per_trigger
     )
+    closed_before = last_closed_hour(session, lake)
     with timer.phase("stream"):
         totals = run_stream(
             session,
@@ -121,6 +172,8 @@ def live_funnel(
         )
     ingest_totals = totals[STREAM_INGEST_QUERY]
     gold_totals = totals[STREAM_GOLD_QUERY]
+    with timer.phase("anomalies"):
+        judged = judge_closed_hours(session, lake, closed_before, context.log.info)
     with timer.phase("table_stats"):
         gold = lake.read(session, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
         gold_stats = gold.agg(F.count(F.lit(1)), F.max("window_end"), F.sum("views")).first()
@@ -159,6 +212,7 @@ def live_funnel(
             "table_views": int(gold_stats[2] or 0),
             "path": MetadataValue.path(lake.table_uri(GOLD_STREAM_FUNNEL_HOURLY_BRAND)),
             "checkpoint": streaming.checkpoint(STREAM_GOLD_QUERY),
+            "anomalies_in_new_hours": judged,
         },
     )
     yield check

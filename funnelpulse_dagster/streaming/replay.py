@@ -35,11 +35,15 @@ def to_messages(bronze: DataFrame) -> DataFrame:
         F.date_format("event_time", EXPORT_TIME_FORMAT).alias("event_time") if c == "event_time" else F.col(c)
         for c in RAW_COLUMNS
     ]
-    return bronze.select(
-        F.coalesce(F.col("user_session"), F.col("user_id").cast("string")).alias("key"),
-        F.to_json(F.struct(*fields), {"ignoreNullFields": "false"}).alias("value"),
-        F.unix_micros("event_time").alias("event_us"),
-    ).coalesce(1).sortWithinPartitions("event_us")
+    return (
+        bronze.select(
+            F.coalesce(F.col("user_session"), F.col("user_id").cast("string")).alias("key"),
+            F.to_json(F.struct(*fields), {"ignoreNullFields": "false"}).alias("value"),
+            F.unix_micros("event_time").alias("event_us"),
+        )
+        .coalesce(1)
+        .sortWithinPartitions("event_us")
+    )
 
 
 @dataclass

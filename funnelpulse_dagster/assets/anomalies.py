@@ -1,0 +1,144 @@
+"""Anomalies of hourly brand conversion, judged against earlier days only."""
+
+from datetime import timedelta
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetDep,
+    AssetExecutionContext,
+    MaterializeResult,
+    MetadataValue,
+    TimeWindowPartitionMapping,
+    asset,
+)
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from funnelpulse_dagster.partitions import daily_partitions, day_range, partition_days, single_run_backfill
+from funnelpulse_dagster.resources import LakeResource, SparkResource
+from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND, GOLD_FUNNEL_HOURLY_BRAND, SILVER_EVENTS
+from funnelpulse_dagster.timing import PhaseTimer
+from funnelpulse_dagster.transforms.anomalies import LOOKBACK_DAYS, anomaly_rows
+
+NEW_DROPS = "new_drops"
+EVERY_ANOMALY_EXPLAINED = "every_anomaly_explained"
+INCIDENT_LIMIT = 25
+
+# a day's verdicts read that day and the LOOKBACK_DAYS (+1 for the previous evening's evidence)
+# before it, never a later day
+_TRAILING_WINDOW = TimeWindowPartitionMapping(
+    start_offset=-(LOOKBACK_DAYS + 1), end_offset=0, allow_nonexistent_upstream_partitions=True
+)
+
+
+def incident_list(anomalies: DataFrame) -> AssetCheckResult:
+    """WARN: the run's drops, biggest first, as a table in the check's metadata."""
+    drops = anomalies.filter(F.col("anomaly_type") == "drop").orderBy(F.desc("score"))
+    count = drops.count()
+    rows = drops.limit(INCIDENT_LIMIT).collect()
+    lines = [
+        "| brand | hour (UTC) | views | conversion | expected | session conversion | expected | score | top hint |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        *[
+            f"| {r['brand']} | {r['window_start']:%Y-%m-%d %H:00} | {r['views']} | "
+            f"{r['conversion_rate']:.3f} | {r['expected_conversion_rate']:.3f} | "
+            f"{r['session_conversion_rate'] or 0:.3f} | {r['expected_session_conversion_rate']:.3f} | "
+            f"{r['score']:.1f} | {r['top_hint']} |"
+            for r in rows
+        ],
+    ]
+    return AssetCheckResult(
+        check_name=NEW_DROPS,
+        asset_key=GOLD_ANOMALIES_HOURLY_BRAND.name,
+        passed=count == 0,
+        severity=AssetCheckSeverity.WARN,
+        description=f"{count} conversion drop(s) in the run's days" if count else "no conversion drops",
+        metadata={
+            "drops": count,
+            "incidents": MetadataValue.md("\n".join(lines) if rows else "no drops"),
+        },
+    )
+
+
+def explained(anomalies: DataFrame) -> AssetCheckResult:
+    """ERROR: every anomaly carries the baseline it was compared with and at least one hint."""
+    unexplained = anomalies.filter(
+        F.col("expected_conversion_rate").isNull()
+        | F.col("root_cause_hints").isNull()
+        | (F.size("root_cause_hints") == 0)
+    )
+    count = unexplained.count()
+    sample = [f"{r['brand']} {r['window_start']}" for r in unexplained.limit(5).collect()]
+    return AssetCheckResult(
+        check_name=EVERY_ANOMALY_EXPLAINED,
+        asset_key=GOLD_ANOMALIES_HOURLY_BRAND.name,
+        passed=count == 0,
+        severity=AssetCheckSeverity.ERROR,
+        description="every anomaly has its baseline and a root-cause hint"
+        if count == 0
+        else f"{count} anomalies lack a baseline or a hint",
+        metadata={"unexplained": count, "sample": MetadataValue.json(sample)},
+    )
+
+
+@asset(
+    name=GOLD_ANOMALIES_HOURLY_BRAND.name,
+    deps=[
+        AssetDep(GOLD_FUNNEL_HOURLY_BRAND.name, partition_mapping=_TRAILING_WINDOW),
+        AssetDep(SILVER_EVENTS.name, partition_mapping=_TRAILING_WINDOW),
+    ],
+    description="Brand-hours whose conversion broke from the brand's own history (earlier days "
+    "only): drop or spike, score, expected vs observed, severity, root-cause hints, and the "
+    "seed's z columns for comparison.",
+    group_name="gold",
+    kinds={"spark", "parquet"},
+    partitions_def=daily_partitions,
+    backfill_policy=single_run_backfill,
+    check_specs=[
+        AssetCheckSpec(
+            NEW_DROPS,
+            asset=GOLD_ANOMALIES_HOURLY_BRAND.name,
+            description="The incident list: the run's conversion drops with expected vs observed "
+            "and the top root-cause hint (WARN when there are any).",
+        ),
+        AssetCheckSpec(
+            EVERY_ANOMALY_EXPLAINED,
+            asset=GOLD_ANOMALIES_HOURLY_BRAND.name,
+            blocking=True,
+            description="Every anomaly row has its baseline and at least one root-cause hint.",
+        ),
+    ],
+)
+def gold_anomalies_hourly_brand(context: AssetExecutionContext, spark: SparkResource, lake: LakeResource):
+    timer = PhaseTimer()
+    with timer.phase("spark_session"):
+        session = spark.spark_session
+    days = partition_days(context)
+    history = day_range(min(days) - timedelta(days=LOOKBACK_DAYS + 1), max(days))
+    gold = lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, history)
+    silver = lake.read(session, SILVER_EVENTS, history)
+    with timer.phase("detect_and_write"):
+        lake.replace_partitions(
+            anomaly_rows(gold, silver, days, source="batch"), GOLD_ANOMALIES_HOURLY_BRAND, days
+        )
+    with timer.phase("checks"):
+        stored = lake.read(session, GOLD_ANOMALIES_HOURLY_BRAND, days).cache()
+        by_type = {r["anomaly_type"]: r["count"] for r in stored.groupBy("anomaly_type").count().collect()}
+        checks = [incident_list(stored), explained(stored)]
+        stored.unpersist()
+    context.log.info(f"anomaly phases (s): {timer.phases}")
+    yield MaterializeResult(
+        metadata={
+            "rows_out": sum(by_type.values()),
+            "drops": by_type.get("drop", 0),
+            "spikes": by_type.get("spike", 0),
+            "days": len(days),
+            "history_days_read": len(history),
+            "path": MetadataValue.path(lake.table_uri(GOLD_ANOMALIES_HOURLY_BRAND)),
+            "seconds": MetadataValue.float(timer.total),
+            "seconds_by_phase": MetadataValue.json(timer.phases),
+        }
+    )
+    yield from checks
