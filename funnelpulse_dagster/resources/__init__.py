@@ -8,6 +8,7 @@ and a deployment changes it without touching code; where it is not, the laptop d
 from __future__ import annotations
 
 import os
+from functools import partial
 
 from dagster import EnvVar
 
@@ -55,10 +56,7 @@ def _value(name: str, default: str, resolved: bool = False):
 
 def kafka_resource(resolved: bool = False) -> KafkaResource:
     settings = load_settings()
-
-    def _from_env(name: str, default: str):
-        return _value(name, default, resolved)
-
+    _from_env = partial(_value, resolved=resolved)
     return KafkaResource(
         bootstrap_servers=_from_env(ENV_KAFKA_BOOTSTRAP, settings.kafka_bootstrap),
         topic=_from_env(ENV_KAFKA_TOPIC, settings.kafka_topic),
@@ -75,10 +73,7 @@ def kafka_resource(resolved: bool = False) -> KafkaResource:
 def build_resources(resolved: bool = False) -> dict[str, object]:
     """The deployment's resources; `resolved=True` gives plain values for use outside Dagster."""
     settings = load_settings()
-
-    def _from_env(name: str, default: str):
-        return _value(name, default, resolved)
-
+    _from_env = partial(_value, resolved=resolved)
     return {
         "kafka": kafka_resource(resolved),
         "streaming": StreamingResource(checkpoint_root=_from_env(ENV_CHECKPOINTS, settings.checkpoints)),

@@ -63,26 +63,21 @@ class QueryTotals:
     name: str
     batches: int = 0
     input_rows: int = 0
-    output_rows: int = 0  # rows written, where the sink reports them
     seconds: float = 0.0
     late_rows_dropped: int = 0
     watermark: str | None = None
     end_offsets: dict[str, Any] = field(default_factory=dict)
     observed: dict[str, int] = field(default_factory=dict)
     batch_seconds: list[float] = field(default_factory=list)
-    batch_rows: list[int] = field(default_factory=list)
 
     def add(self, progress: dict[str, Any]) -> None:
         if progress.get("numInputRows", 0) == 0 and not progress.get("stateOperators"):
             return
         self.batches += 1
         self.input_rows += int(progress.get("numInputRows", 0))
-        sink_rows = int((progress.get("sink") or {}).get("numOutputRows", -1) or 0)
-        self.output_rows += max(sink_rows, 0)  # a file sink reports -1 (unknown)
         batch_seconds = (progress.get("durationMs") or {}).get("triggerExecution", 0) / 1000
         self.seconds += batch_seconds
         self.batch_seconds.append(batch_seconds)
-        self.batch_rows.append(int(progress.get("numInputRows", 0)))
         for operator in progress.get("stateOperators") or []:
             self.late_rows_dropped += int(operator.get("numRowsDroppedByWatermark", 0))
         self.watermark = (progress.get("eventTime") or {}).get("watermark", self.watermark)

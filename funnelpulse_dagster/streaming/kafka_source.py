@@ -20,7 +20,6 @@ workers on an unpickled copy, so clients are created lazily and never pickled.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterator
@@ -269,7 +268,3 @@ class KafkaDataSource(DataSource):
 def register(spark) -> None:
     """Make the source available to `spark` (idempotent)."""
     spark.dataSource.register(KafkaDataSource)
-
-
-def describe_offsets(offsets: dict) -> str:
-    return json.dumps(_to_json_offsets(_as_offsets(offsets)), sort_keys=True)

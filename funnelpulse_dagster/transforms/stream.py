@@ -63,11 +63,6 @@ def parse_messages(messages: DataFrame) -> DataFrame:
     return parsed.withColumn(REASON, _message_reason()).drop("_json")
 
 
-def dead_letters(parsed: DataFrame) -> DataFrame:
-    """Messages that are not valid events, with their raw bytes and the reason."""
-    return parsed.filter(F.col(REASON).isNotNull()).select(*STREAM_DEAD_LETTERS.data_columns)
-
-
 DEAD_LETTER_ROWS = "dead_letter_rows"
 
 
