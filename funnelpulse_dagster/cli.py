@@ -121,22 +121,17 @@ def _broker(args: argparse.Namespace) -> int:
 def _stream(args: argparse.Namespace) -> int:
     """The streaming job without Dagster, for always-on deployments and for operators."""
     from funnelpulse_dagster.resources import build_resources
-    from funnelpulse_dagster.streaming.job import run_stream
+    from funnelpulse_dagster.streaming.job import run_configured
 
     resources = build_resources(resolved=True)
-    kafka, lake, streaming = resources["kafka"], resources["lake"], resources["streaming"]
-    source_format, options = kafka.spark_stream_source(
-        args.max_events_per_trigger or streaming.max_events_per_trigger
-    )
-    totals = run_stream(
+    _, totals = run_configured(
         resources["spark"].spark_session,
-        source_format,
-        options,
-        lake,
-        streaming.checkpoint_root,
-        available_now=not args.continuous,
-        processing_time_seconds=streaming.processing_time_seconds,
+        resources["kafka"],
+        resources["lake"],
+        resources["streaming"],
+        continuous=args.continuous,
         max_runtime_seconds=args.max_runtime,
+        max_events_per_trigger=args.max_events_per_trigger,
     )
     for name, total in totals.items():
         print(name, json.dumps(total.as_metadata(), sort_keys=True))

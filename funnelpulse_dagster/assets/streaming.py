@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from funnelpulse_dagster.checks.quality import STREAM_MATCHES_BATCH, stream_matches_batch
 from funnelpulse_dagster.partitions import day_range
 from funnelpulse_dagster.resources import KafkaResource, LakeResource, SparkResource, StreamingResource
-from funnelpulse_dagster.streaming.job import run_stream
+from funnelpulse_dagster.streaming.job import run_configured
 from funnelpulse_dagster.tables import (
     BRONZE_EVENTS,
     GOLD_ANOMALIES_HOURLY_BRAND,
@@ -50,6 +50,16 @@ kafka_events_topic = AssetSpec(
     group_name="streaming",
     kinds={"kafka"},
 )
+
+
+def _stream_table_spec(name: str, upstream: str, description: str) -> AssetSpec:
+    return AssetSpec(
+        name,
+        deps=[upstream],
+        description=description,
+        group_name="streaming",
+        kinds={"spark", "kafka", "parquet"},
+    )
 
 
 class StreamRunConfig(Config):
@@ -108,28 +118,22 @@ def judge_closed_hours(session, lake: LakeResource, closed_before, log) -> int:
 
 @multi_asset(
     specs=[
-        AssetSpec(
+        _stream_table_spec(
             STREAM_EVENTS.name,
-            deps=[KAFKA_TOPIC_ASSET],
-            description="Every valid event read from Kafka (bronze's typed columns plus partition, "
+            KAFKA_TOPIC_ASSET,
+            "Every valid event read from Kafka (bronze's typed columns plus partition, "
             "offset and timestamp), one partition per ingest micro-batch.",
-            group_name="streaming",
-            kinds={"spark", "kafka", "parquet"},
         ),
-        AssetSpec(
+        _stream_table_spec(
             GOLD_STREAM_FUNNEL_HOURLY_BRAND.name,
-            deps=[STREAM_EVENTS.name],
-            description="Funnel per UTC hour × brand from the Kafka stream: the batch table's "
+            STREAM_EVENTS.name,
+            "Funnel per UTC hour × brand from the Kafka stream: the batch table's "
             "columns, appended when the 2-hour watermark closes an hour.",
-            group_name="streaming",
-            kinds={"spark", "kafka", "parquet"},
         ),
-        AssetSpec(
+        _stream_table_spec(
             STREAM_DEAD_LETTERS.name,
-            deps=[KAFKA_TOPIC_ASSET],
-            description="Messages that are not valid events: raw bytes, topic/partition/offset, reason.",
-            group_name="streaming",
-            kinds={"spark", "kafka", "parquet"},
+            KAFKA_TOPIC_ASSET,
+            "Messages that are not valid events: raw bytes, topic/partition/offset, reason.",
         ),
     ],
     check_specs=[
@@ -154,20 +158,16 @@ def live_funnel(
     timer = PhaseTimer()
     with timer.phase("spark_session"):
         session = spark.spark_session
-    source_format, options = kafka.spark_stream_source(
-        config.max_events_per_trigger or streaming.max_events_per_trigger
-    )
     closed_before = last_closed_hour(session, lake)
     with timer.phase("stream"):
-        totals = run_stream(
+        source_format, totals = run_configured(
             session,
-            source_format,
-            options,
+            kafka,
             lake,
-            streaming.checkpoint_root,
-            available_now=not config.continuous,
-            processing_time_seconds=streaming.processing_time_seconds,
+            streaming,
+            continuous=config.continuous,
             max_runtime_seconds=config.max_runtime_seconds,
+            max_events_per_trigger=config.max_events_per_trigger,
             log=context.log.info,
         )
     ingest_totals = totals[STREAM_INGEST_QUERY]

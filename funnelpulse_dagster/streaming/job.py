@@ -32,7 +32,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import StructType
 
+from funnelpulse_dagster.resources.kafka import KafkaResource
 from funnelpulse_dagster.resources.lake import LakeResource
+from funnelpulse_dagster.resources.streaming import StreamingResource
 from funnelpulse_dagster.streaming.kafka_source import register
 from funnelpulse_dagster.tables import (
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
@@ -288,3 +290,32 @@ def run_stream(
     for name in (STREAM_INGEST_QUERY, STREAM_GOLD_QUERY):
         progress.totals.setdefault(name, QueryTotals(name))
     return progress.totals
+
+
+def run_configured(
+    spark: SparkSession,
+    kafka: KafkaResource,
+    lake: LakeResource,
+    streaming: StreamingResource,
+    continuous: bool = False,
+    max_runtime_seconds: float | None = None,
+    max_events_per_trigger: int | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[str, dict[str, QueryTotals]]:
+    """`run_stream` configured from the deployment's resources (the asset and the CLI both use
+    it); returns the Spark source format used and the totals per query."""
+    source_format, options = kafka.spark_stream_source(
+        max_events_per_trigger or streaming.max_events_per_trigger
+    )
+    totals = run_stream(
+        spark,
+        source_format,
+        options,
+        lake,
+        streaming.checkpoint_root,
+        available_now=not continuous,
+        processing_time_seconds=streaming.processing_time_seconds,
+        max_runtime_seconds=max_runtime_seconds,
+        log=log,
+    )
+    return source_format, totals
