@@ -1,5 +1,6 @@
 """Keeping the lakehouse fresh without anyone pressing a button: a daily schedule, a sensor on
-the input folder, and a sensor on the Kafka topic's offsets that drives the streaming job."""
+the input folder, a sensor on the Kafka topic's offsets that drives the streaming job, and the
+automation sensor that re-builds the funnel report after gold changes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
     DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
@@ -23,6 +26,7 @@ from dagster import (
     sensor,
 )
 
+from funnelpulse_dagster.assets.report import funnel_report
 from funnelpulse_dagster.jobs import batch_lakehouse_job, live_funnel_job
 from funnelpulse_dagster.resources import KafkaResource, StreamingResource
 from funnelpulse_dagster.settings import load_settings
@@ -186,3 +190,14 @@ def kafka_offsets_sensor(
         return SkipReason(f"Kafka is not reachable at {kafka.bootstrap_servers}: {exc}")
     committed = committed_checkpoint_offsets(streaming.checkpoint(STREAM_INGEST_QUERY), kafka.topic)
     return stream_run_request(ends, committed, kafka.topic)
+
+
+# evaluates funnel_report's eager condition: a run of the report once any upstream gold
+# partition has been materialized since the report was last built
+report_automation_sensor = AutomationConditionSensorDefinition(
+    "report_automation_sensor",
+    target=AssetSelection.assets(funnel_report),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+    description="Re-materializes funnel_report after the gold tables it reads change.",
+)

@@ -138,6 +138,27 @@ def _stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """The JSON API and the dashboard over the lake's gold tables."""
+    import uvicorn
+
+    from funnelpulse_dagster.serving.app import create_app
+    from funnelpulse_dagster.serving.store import LakeStore
+
+    settings = load_settings()
+    replica = args.replica or str(settings.home / "serving" / "replica.duckdb")
+    store = LakeStore(settings.lake, mode=args.mode, database=replica, memory_limit=args.memory_limit)
+    print(f"serving {settings.lake} ({args.mode}) on http://{args.host}:{args.port}/  (API docs: /docs)")
+    uvicorn.run(
+        create_app(store, refresh_seconds=args.refresh_seconds),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.log_level == "debug",
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="funnelpulse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -172,6 +193,25 @@ def main(argv: list[str] | None = None) -> int:
     stream.add_argument("--max-runtime", type=float, help="stop a continuous run after this many seconds")
     stream.add_argument("--max-events-per-trigger", type=int)
     stream.set_defaults(func=_stream)
+
+    serve = sub.add_parser("serve", help="the JSON API and the dashboard over the gold tables")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--mode",
+        choices=("replica", "parquet"),
+        default="replica",
+        help="replica: a DuckDB copy refreshed by partition (fast); parquet: query the files in place",
+    )
+    serve.add_argument(
+        "--replica", help="replica database file (default: $FUNNELPULSE_HOME/serving/replica.duckdb)"
+    )
+    serve.add_argument(
+        "--refresh-seconds", type=float, default=5.0, help="how often to look for new partitions"
+    )
+    serve.add_argument("--memory-limit", default="1GB", help="DuckDB memory limit")
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.set_defaults(func=_serve)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -8,6 +8,7 @@ from funnelpulse_dagster.assets.anomalies import gold_anomalies_hourly_brand
 from funnelpulse_dagster.assets.bronze import bronze
 from funnelpulse_dagster.assets.gold import gold_funnel_hourly_brand
 from funnelpulse_dagster.assets.gold_daily import gold_daily_tables
+from funnelpulse_dagster.assets.report import funnel_report
 from funnelpulse_dagster.assets.silver import silver_events
 from funnelpulse_dagster.assets.streaming import STREAM_RUN_TAG, kafka_events_topic, live_funnel
 from funnelpulse_dagster.ops.replay import kafka_replay_job
@@ -29,6 +30,15 @@ batch_lakehouse_job = define_asset_job(
 
 streaming_assets = [kafka_events_topic, live_funnel]
 
+# unpartitioned: one report over the latest days of gold, rebuilt after gold changes
+report_assets = [funnel_report]
+
+funnel_report_job = define_asset_job(
+    "funnel_report_job",
+    selection=AssetSelection.assets(funnel_report),
+    description="Re-build the HTML funnel report from the gold tables.",
+)
+
 # one micro-batch run of the streaming queries (or a continuous run, by config); the tag lets the
 # instance's run queue hold a second one back (dagster.yaml)
 live_funnel_job = define_asset_job(
@@ -41,7 +51,9 @@ live_funnel_job = define_asset_job(
 __all__ = [
     "batch_assets",
     "batch_lakehouse_job",
+    "funnel_report_job",
     "kafka_replay_job",
     "live_funnel_job",
+    "report_assets",
     "streaming_assets",
 ]

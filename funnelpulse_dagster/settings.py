@@ -25,6 +25,7 @@ ENV_KAFKA_SASL_PASSWORD = "FUNNELPULSE_KAFKA_SASL_PASSWORD"
 ENV_KAFKA_SSL_CA_LOCATION = "FUNNELPULSE_KAFKA_SSL_CA_LOCATION"
 ENV_KAFKA_END_OFFSETS = "FUNNELPULSE_KAFKA_END_OFFSETS"  # fetch (embedded broker) | list
 ENV_KAFKA_SPARK_SOURCE = "FUNNELPULSE_KAFKA_SPARK_SOURCE"  # python | kafka (JVM connector)
+ENV_REPORTS = "FUNNELPULSE_REPORTS"  # report files; default $FUNNELPULSE_HOME/reports
 ENV_CHECKPOINTS = "FUNNELPULSE_CHECKPOINTS"  # streaming checkpoints; default $FUNNELPULSE_HOME/checkpoints
 # Extra Spark settings, `key=value` pairs separated by whitespace or commas (beyond the contract:
 # executor memory on a cluster, the GCS connector's settings, JVM options).
@@ -59,7 +60,7 @@ class Settings:
 
     @property
     def reports(self) -> Path:
-        return self.home / "reports"
+        return Path(_env(ENV_REPORTS) or self.home / "reports").expanduser()
 
     @property
     def ground_truth(self) -> Path:

@@ -53,3 +53,64 @@ def pytest_configure(config):
     import sys
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
+# -- a built lake, shared by the streaming and serving tests ---------------------------------
+@pytest.fixture(scope="session")
+def bootstrap(tmp_path_factory):
+    """The embedded broker, started the way `funnelpulse broker start` starts it."""
+    from funnelpulse_dagster.streaming import broker
+    from funnelpulse_dagster_tests.live import free_port
+
+    home = tmp_path_factory.mktemp("broker_home")
+    servers = f"127.0.0.1:{free_port()}"
+    broker.start(home, servers)
+    yield servers
+    broker.stop(home)
+
+
+@pytest.fixture(scope="session")
+def batch_lake(tmp_path_factory, spark_resource, sample_raw_dir):
+    """Bronze … batch gold for the sample's three days, built by a real materialization."""
+    from dagster import DagsterInstance, materialize
+
+    from funnelpulse_dagster.jobs import batch_assets
+    from funnelpulse_dagster.resources import LakeResource, RawDataResource
+    from funnelpulse_dagster_tests.live import DAYS
+
+    root = tmp_path_factory.mktemp("batch_lake")
+    lake = LakeResource(root=str(root / "tables"))
+    result = materialize(
+        batch_assets,
+        instance=DagsterInstance.ephemeral(),
+        tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[1]},
+        resources={
+            "spark": spark_resource,
+            "lake": lake,
+            "raw_data": RawDataResource(uri=str(sample_raw_dir)),
+        },
+    )
+    assert result.success
+    return lake
+
+
+@pytest.fixture(scope="session")
+def streamed(tmp_path_factory, spark_resource, batch_lake, bootstrap):
+    """Replay the three days, then one sensor-style streaming run through Dagster."""
+    import uuid
+
+    from dagster import DagsterInstance, materialize
+
+    from funnelpulse_dagster.assets.streaming import live_funnel
+    from funnelpulse_dagster.resources import StreamingResource
+    from funnelpulse_dagster_tests.live import kafka, replay
+
+    kafka_resource = kafka(bootstrap, f"events-{uuid.uuid4().hex[:8]}")
+    streaming = StreamingResource(
+        checkpoint_root=str(tmp_path_factory.mktemp("checkpoints")), max_events_per_trigger=4_000
+    )
+    replay_result = replay(spark_resource, batch_lake, kafka_resource)
+    resources = {"spark": spark_resource, "lake": batch_lake, "kafka": kafka_resource, "streaming": streaming}
+    run = materialize([live_funnel], resources=resources, instance=DagsterInstance.ephemeral())
+    assert run.success
+    return kafka_resource, streaming, resources, replay_result, run

@@ -9,7 +9,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from funnelpulse_dagster.transforms.anomalies import detect, root_cause_hints
@@ -45,7 +44,17 @@ def _series(days: int, drop: tuple[str, date, range] | None = None) -> list[tupl
                 start = datetime(day.year, day.month, day.day, hour)
                 # one session per view and per purchase: the series is its own session funnel
                 rows.append(
-                    (start, start + timedelta(hours=1), brand, views, purchases, purchases / views, views, purchases, day)
+                    (
+                        start,
+                        start + timedelta(hours=1),
+                        brand,
+                        views,
+                        purchases,
+                        purchases / views,
+                        views,
+                        purchases,
+                        day,
+                    )
                 )
     return rows
 
@@ -68,9 +77,7 @@ def _flags(spark, rows, days):
 def test_a_clear_drop_is_flagged_and_quiet_or_normal_brands_are_not(spark):
     # big drops 90 % for four evening hours; quiet (≈ 4–12 views an hour) drops all day
     rows = _series(15, ("big", JUDGED, range(17, 21)))
-    rows = [
-        (*r[:4], 0, 0.0, r[6], 0, r[8]) if r[2] == "quiet" and r[8] == JUDGED else r for r in rows
-    ]
+    rows = [(*r[:4], 0, 0.0, r[6], 0, r[8]) if r[2] == "quiet" and r[8] == JUDGED else r for r in rows]
     flags = _flags(spark, rows, [JUDGED])
     drops = {hour for brand, hour, kind in flags if brand == "big" and kind == "drop"}
     # evidence accumulates: the first hour may not be conclusive alone, the rest are flagged
@@ -115,12 +122,16 @@ def test_root_cause_ranks_the_segment_that_lost_its_purchases(spark):
         "category_root string, price_band string, product_id long",
     )
     flags = spark.createDataFrame(
-        [("x", hour, JUDGED, "drop")], "brand string, window_start timestamp, window_date date, anomaly_type string"
+        [("x", hour, JUDGED, "drop")],
+        "brand string, window_start timestamp, window_date date, anomaly_type string",
     )
     (row,) = root_cause_hints(flags, silver).collect()
     hints = row["root_cause_hints"]
     top = hints[0]
-    assert (top["dimension"], top["value"], top["purchases"]) in {("category_root", "a", 0), ("product_id", "1", 0)}
+    assert (top["dimension"], top["value"], top["purchases"]) in {
+        ("category_root", "a", 0),
+        ("product_id", "1", 0),
+    }
     assert top["expected_purchases"] == pytest.approx(6.0, abs=0.5) and top["contribution"] < -5
     by_dimension = {h["dimension"]: h for h in reversed(hints)}
     assert by_dimension["category_root"]["value"] in {"a", "b"}

@@ -62,7 +62,9 @@ def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample
     assert result.success
     checks = result.get_asset_check_evaluations()
     expected_checks = {key for a in ASSETS for key in a.check_keys}
-    assert {c.asset_check_key for c in checks} == expected_checks and len(expected_checks) == 15  # 13 data-quality rules + 2 on anomalies
+    assert {c.asset_check_key for c in checks} == expected_checks and len(
+        expected_checks
+    ) == 15  # 13 data-quality rules + 2 on anomalies
     assert all(c.passed for c in checks), [(c.check_name, c.passed) for c in checks if not c.passed]
 
     lake = LakeResource(root=str(funnelpulse_home / "tables"))

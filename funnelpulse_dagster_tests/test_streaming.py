@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,18 +20,15 @@ from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
-import pytest
-from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context, materialize
+from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from funnelpulse_dagster.assets.streaming import live_funnel
 from funnelpulse_dagster.automation import kafka_offsets_sensor
 from funnelpulse_dagster.checks.quality import STREAM_MATCHES_BATCH
-from funnelpulse_dagster.jobs import batch_assets, kafka_replay_job, live_funnel_job
-from funnelpulse_dagster.resources import KafkaResource, LakeResource, RawDataResource, StreamingResource
-from funnelpulse_dagster.streaming import broker
+from funnelpulse_dagster.jobs import live_funnel_job
+from funnelpulse_dagster.resources import LakeResource, StreamingResource
 from funnelpulse_dagster.streaming.job import run_stream
 from funnelpulse_dagster.streaming.kafka_source import apportion
 from funnelpulse_dagster.tables import (
@@ -47,61 +43,10 @@ from funnelpulse_dagster.tables import (
 )
 from funnelpulse_dagster.transforms.stream import parse_messages
 from funnelpulse_dagster_tests import reference
+from funnelpulse_dagster_tests.live import DAYS, free_port, replay
+from funnelpulse_dagster_tests.live import kafka as kafka_for
 
-DAYS = ("2019-10-01", "2019-10-03")
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def bootstrap(tmp_path_factory):
-    """The embedded broker, started the way `funnelpulse broker start` starts it."""
-    home = tmp_path_factory.mktemp("broker_home")
-    servers = f"127.0.0.1:{_free_port()}"
-    broker.start(home, servers)
-    yield servers
-    broker.stop(home)
-
-
-def _kafka(bootstrap: str, topic: str) -> KafkaResource:
-    return KafkaResource(bootstrap_servers=bootstrap, topic=topic, topic_partitions=3)
-
-
-@pytest.fixture(scope="module")
-def batch_lake(tmp_path_factory, spark_resource, sample_raw_dir) -> LakeResource:
-    """Bronze … batch gold for the sample's three days, built by a real materialization."""
-    root = tmp_path_factory.mktemp("batch_lake")
-    lake = LakeResource(root=str(root / "tables"))
-    result = materialize(
-        batch_assets,
-        instance=DagsterInstance.ephemeral(),
-        tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[1]},
-        resources={
-            "spark": spark_resource,
-            "lake": lake,
-            "raw_data": RawDataResource(uri=str(sample_raw_dir)),
-        },
-    )
-    assert result.success
-    return lake
-
-
-def _replay(spark_resource, lake, kafka, **pace):
-    result = kafka_replay_job.execute_in_process(
-        run_config={
-            "ops": {
-                "replay_bronze_to_kafka": {"config": {"start_date": DAYS[0], "end_date": DAYS[1], **pace}}
-            }
-        },
-        resources={"spark": spark_resource, "lake": lake, "kafka": kafka},
-    )
-    assert result.success
-    return result
 
 
 def _reference_hourly_brand(sample_raw_dir) -> pd.DataFrame:
@@ -126,20 +71,6 @@ def _assert_equals_reference(spark, stream_gold, sample_raw_dir):
         reference.as_spark_frame(spark, expected, table.schema, table.schema.fieldNames()),
         rtol=1e-9,
     )
-
-
-@pytest.fixture(scope="module")
-def streamed(tmp_path_factory, spark_resource, batch_lake, bootstrap):
-    """Replay the three days, then one sensor-style streaming run through Dagster."""
-    kafka = _kafka(bootstrap, f"events-{uuid.uuid4().hex[:8]}")
-    streaming = StreamingResource(
-        checkpoint_root=str(tmp_path_factory.mktemp("checkpoints")), max_events_per_trigger=4_000
-    )
-    replay_result = _replay(spark_resource, batch_lake, kafka)
-    resources = {"spark": spark_resource, "lake": batch_lake, "kafka": kafka, "streaming": streaming}
-    run = materialize([live_funnel], resources=resources, instance=DagsterInstance.ephemeral())
-    assert run.success
-    return kafka, streaming, resources, replay_result, run
 
 
 def test_replay_sends_every_bronze_event_in_event_time_order(spark, batch_lake, streamed):
@@ -235,7 +166,7 @@ def test_sensor_requests_runs_only_for_new_data(tmp_path, bootstrap, streamed):
     )
     assert "still in progress" in evaluate(kafka).skip_message
     # the broker is down: skip with the reason
-    down = _kafka(f"127.0.0.1:{_free_port()}", kafka.topic)
+    down = kafka_for(f"127.0.0.1:{free_port()}", kafka.topic)
     assert (
         "not reachable"
         in kafka_offsets_sensor(
@@ -247,7 +178,7 @@ def test_sensor_requests_runs_only_for_new_data(tmp_path, bootstrap, streamed):
 
 
 def test_malformed_messages_go_to_dead_letters(spark, tmp_path, bootstrap):
-    kafka = _kafka(bootstrap, f"dirty-{uuid.uuid4().hex[:8]}")
+    kafka = kafka_for(bootstrap, f"dirty-{uuid.uuid4().hex[:8]}")
     kafka.ensure_topic()
     valid = {
         "event_time": "2019-10-01T10:00:00Z",
@@ -318,8 +249,8 @@ def test_admission_control_shares_the_limit_by_backlog():
 def test_kill_and_restart_lose_and_duplicate_nothing(
     spark, spark_resource, tmp_path, sample_raw_dir, batch_lake, bootstrap
 ):
-    kafka = _kafka(bootstrap, f"kill-{uuid.uuid4().hex[:8]}")
-    _replay(spark_resource, batch_lake, kafka)
+    kafka = kafka_for(bootstrap, f"kill-{uuid.uuid4().hex[:8]}")
+    replay(spark_resource, batch_lake, kafka)
     checkpoints, lake = tmp_path / "cp", LakeResource(root=str(tmp_path / "tables"))
     env = {
         **os.environ,
@@ -363,7 +294,7 @@ def test_replay_counts_undelivered_messages(tmp_path):
 
     from funnelpulse_dagster.streaming.replay import Pacer, replay
 
-    dead = _kafka(f"127.0.0.1:{_free_port()}", "nowhere")
+    dead = kafka_for(f"127.0.0.1:{free_port()}", "nowhere")
     table = pa.table({"key": ["a", "b", "c"], "value": ["{}", "{}", "{}"], "event_us": [1, 2, 3]})
     producer = dead.producer(**{"message.timeout.ms": 1500})
     totals = replay(producer, dead.topic, [date(2019, 10, 1)], lambda _: table, Pacer(), log=lambda _: None)
@@ -375,7 +306,7 @@ def test_continuous_mode_keeps_processing_new_messages(spark, tmp_path, bootstra
     """The always-on mode: messages produced while the job runs reach stream_events."""
     import threading
 
-    kafka = _kafka(bootstrap, f"live-{uuid.uuid4().hex[:8]}")
+    kafka = kafka_for(bootstrap, f"live-{uuid.uuid4().hex[:8]}")
     kafka.ensure_topic()
     lake = LakeResource(root=str(tmp_path / "tables"))
     message = {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets everything up, writes built-in sample data (14 days, unless data_raw/ already has CSVs)
-# and materializes the whole lakehouse for those days through Dagster.
+# and materializes the whole lakehouse for those days through Dagster, then the funnel report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -18,5 +18,8 @@ fi
 .venv/bin/funnelpulse summary
 echo
 echo "Tables are under ${FUNNELPULSE_LAKE:-$FUNNELPULSE_HOME/tables}."
+echo "The funnel report (opens offline): ${FUNNELPULSE_REPORTS:-$FUNNELPULSE_HOME/reports}/funnel_report.html"
+echo "The API and the dashboard:"
+echo "  .venv/bin/funnelpulse serve        # then http://127.0.0.1:8000/ (API docs at /docs)"
 echo "Browse assets, lineage, partitions and checks with:"
 echo "  DAGSTER_HOME=$DAGSTER_HOME .venv/bin/dagster dev"

@@ -15,6 +15,7 @@ from dagster import EnvVar
 from funnelpulse_dagster.resources.kafka import KafkaResource
 from funnelpulse_dagster.resources.lake import LakeResource
 from funnelpulse_dagster.resources.raw_data import RawDataResource
+from funnelpulse_dagster.resources.reports import ReportsResource
 from funnelpulse_dagster.resources.spark import SparkResource
 from funnelpulse_dagster.resources.streaming import StreamingResource
 from funnelpulse_dagster.settings import (
@@ -29,6 +30,7 @@ from funnelpulse_dagster.settings import (
     ENV_KAFKA_SSL_CA_LOCATION,
     ENV_KAFKA_TOPIC,
     ENV_LAKE,
+    ENV_REPORTS,
     ENV_SPARK_MASTER,
     load_settings,
     spark_conf_overrides,
@@ -38,6 +40,7 @@ __all__ = [
     "KafkaResource",
     "LakeResource",
     "RawDataResource",
+    "ReportsResource",
     "SparkResource",
     "StreamingResource",
     "build_resources",
@@ -82,4 +85,5 @@ def build_resources(resolved: bool = False) -> dict[str, object]:
         ),
         "lake": LakeResource(root=_from_env(ENV_LAKE, settings.lake)),
         "raw_data": RawDataResource(uri=str(settings.data_raw)),
+        "reports": ReportsResource(root=_from_env(ENV_REPORTS, str(settings.reports))),
     }

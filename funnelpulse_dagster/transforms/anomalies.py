@@ -47,6 +47,8 @@ CHI2_1_MEDIAN = 0.4549
 HINTS_PER_DIMENSION = 2
 HINT_PRIOR_VIEWS = 50
 HINT_DIMENSIONS = ("category_root", "price_band", "product_id")
+# the report's baseline band: single-hour evidence within ±BAND_Z
+BAND_Z = 2.0
 
 
 def with_time_keys(gold: DataFrame) -> DataFrame:
@@ -245,6 +247,24 @@ def evidence_for_days(gold: DataFrame, judged_days: list) -> DataFrame:
     phi = dispersion(history, base)
     judged = keyed.join(days, keyed["window_date"] == days["judged_date"])
     return hourly_evidence(judged, base, phi)
+
+
+def with_baseline_band(evidence: DataFrame, z: float = BAND_Z) -> DataFrame:
+    """Adds the session conversion band an hour would stay inside to be unremarkable on its own:
+    the purchasing-session counts x whose single-hour evidence |z_hour| is under `z`, i.e.
+    √(x + 3/8) = √(λ + 3/8) ± z·√φ / 2, as rates of the hour's viewing sessions. The detector
+    itself flags on evidence accumulated over hours, so an hour can leave the band without a
+    flag, and a run of hours just inside it can be flagged."""
+    root = F.sqrt(F.col("expected_purchase_sessions") + F.lit(0.375))
+    half_width = F.lit(z / 2) * F.sqrt(F.col("phi"))
+    sessions = F.nullif(F.col("_n").cast("double"), F.lit(0.0))
+    low = F.greatest(F.pow(F.greatest(root - half_width, F.lit(0.0)), 2) - F.lit(0.375), F.lit(0.0))
+    high = F.pow(root + half_width, 2) - F.lit(0.375)
+    return (
+        evidence.withColumn("band_low", low / sessions)
+        .withColumn("band_high", F.least(high / sessions, F.lit(1.0)))
+        .withColumn("expected_session_conversion_rate", F.col("p_base"))
+    )
 
 
 def detect(gold: DataFrame, judged_days: list) -> DataFrame:

@@ -1,0 +1,202 @@
+"""`funnelpulse serve`: a JSON API over the gold tables and the dashboard page that uses it.
+
+Endpoints are plain `def`s: FastAPI runs them in its thread pool, and DuckDB releases the GIL
+while it works, so concurrent requests use both cores. Responses are built as JSON directly
+(`JSONResponse`), skipping FastAPI's per-value encoder, which costs more than the query for a
+month of hourly rows.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from importlib import resources
+from typing import Annotated, Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from funnelpulse_dagster.serving import queries
+from funnelpulse_dagster.serving.queries import QueryError
+from funnelpulse_dagster.serving.store import SERVED_TABLES, LakeStore, Refresher
+
+STATIC = resources.files("funnelpulse_dagster.serving") / "static"
+
+Limit = Annotated[int, Query(ge=1, le=queries.MAX_PAGE, description="rows per page")]
+Offset = Annotated[int, Query(ge=0, description="rows to skip")]
+Start = Annotated[date | None, Query(description="first day (UTC), default: a window ending at `end`")]
+End = Annotated[date | None, Query(description="last day (UTC), inclusive; default: the table's last day")]
+
+
+def _page(page: queries.Page, **extra) -> JSONResponse:
+    return JSONResponse({**extra, **page.as_dict()})
+
+
+def create_app(store: LakeStore, refresh_seconds: float | None = 5.0) -> FastAPI:
+    """The service over `store`. With `refresh_seconds`, a background thread keeps the store in
+    step with the lake; the first refresh happens before the first request is served."""
+    refresher = Refresher(store, refresh_seconds) if refresh_seconds else None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        store.refresh()
+        if refresher:
+            refresher.start()
+        yield
+        if refresher:
+            refresher.stop()
+
+    app = FastAPI(
+        title="FunnelPulse",
+        summary="Funnel metrics, the live funnel and conversion anomalies from the FunnelPulse lakehouse.",
+        version="1",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(QueryError)
+    async def _bad_query(_: Request, exc: QueryError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.get("/health", tags=["service"])
+    def health() -> JSONResponse:
+        """Each served table's partitions, rows and day range, and the last refresh."""
+        age = time.time() - store.last_refresh if store.last_refresh else None
+        error = refresher.last_error if refresher else None
+        return JSONResponse(
+            {
+                "status": "degraded" if error else "ok",
+                "mode": store.mode,
+                "lake": store.lake_root,
+                "last_refresh_age_seconds": round(age, 1) if age is not None else None,
+                "refresh_error": error,
+                "tables": {
+                    t.name: vars(store.state[t.name]) | {"partition_column": t.partition_column}
+                    for t in SERVED_TABLES
+                },
+            }
+        )
+
+    @app.get("/api/brands", tags=["funnel"])
+    def brands(
+        start: Start = None,
+        end: End = None,
+        search: Annotated[str | None, Query(max_length=100, description="part of the brand name")] = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> JSONResponse:
+        """Brands over a date range (default: the last 30 days), biggest revenue first."""
+        page, first, last = queries.totals_by(
+            store.cursor(), queries.BREAKDOWN_DIMENSIONS, "brand", start, end, limit, offset, search
+        )
+        return _page(page, start=first.isoformat(), end=last.isoformat())
+
+    @app.get("/api/breakdown", tags=["funnel"])
+    def breakdown(
+        dimension: Literal["brand", "category", "price_band"],
+        start: Start = None,
+        end: End = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> JSONResponse:
+        """Funnel totals per brand, category root or price band over a date range."""
+        page, first, last = queries.totals_by(
+            store.cursor(), queries.BREAKDOWN_DIMENSIONS, dimension, start, end, limit, offset
+        )
+        return _page(page, dimension=dimension, start=first.isoformat(), end=last.isoformat())
+
+    @app.get("/api/funnel/hourly", tags=["funnel"])
+    def hourly(
+        dimension: Literal["brand", "price_band"] = "brand",
+        value: Annotated[str | None, Query(max_length=200, description="one brand or price band")] = None,
+        start: Start = None,
+        end: End = None,
+        limit: Limit = 1_000,
+        offset: Offset = 0,
+    ) -> JSONResponse:
+        """Hourly funnel rows (default: the last 7 days), oldest first."""
+        page, first, last = queries.funnel_rows(
+            store.cursor(),
+            queries.HOURLY_DIMENSIONS,
+            dimension,
+            [value] if value else None,
+            start,
+            end,
+            limit,
+            offset,
+            default_days=7,
+        )
+        return _page(page, dimension=dimension, value=value, start=first.isoformat(), end=last.isoformat())
+
+    @app.get("/api/funnel/daily", tags=["funnel"])
+    def daily(
+        dimension: Literal["brand", "category"] = "brand",
+        value: Annotated[str | None, Query(max_length=200, description="one brand or category root")] = None,
+        start: Start = None,
+        end: End = None,
+        limit: Limit = 1_000,
+        offset: Offset = 0,
+    ) -> JSONResponse:
+        """Daily funnel rows (default: the last 30 days), oldest first."""
+        page, first, last = queries.funnel_rows(
+            store.cursor(),
+            queries.DAILY_DIMENSIONS,
+            dimension,
+            [value] if value else None,
+            start,
+            end,
+            limit,
+            offset,
+            default_days=30,
+        )
+        return _page(page, dimension=dimension, value=value, start=first.isoformat(), end=last.isoformat())
+
+    @app.get("/api/funnel/totals", tags=["funnel"])
+    def totals(start: Start = None, end: End = None) -> JSONResponse:
+        """The shop's event funnel over a date range (default: the last 30 days)."""
+        return JSONResponse(queries.funnel_totals(store.cursor(), start, end))
+
+    @app.get("/api/live", tags=["live"])
+    def live(
+        hours: Annotated[int, Query(ge=1, le=24 * 14, description="closed hours to return")] = 12,
+        brand: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> JSONResponse:
+        """The live funnel from the streaming gold: its newest closed hours and top brands."""
+        return JSONResponse(queries.live_funnel(store.cursor(), hours, brand))
+
+    @app.get("/api/anomalies", tags=["anomalies"])
+    def anomaly_list(
+        since: Annotated[datetime | None, Query(description="from this time (UTC), inclusive")] = None,
+        until: Annotated[datetime | None, Query(description="to this time (UTC), exclusive")] = None,
+        type: Annotated[Literal["drop", "spike"] | None, Query(description="drop or spike")] = None,
+        brand: Annotated[str | None, Query(max_length=200)] = None,
+        severity: Literal["low", "medium", "high"] | None = None,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> JSONResponse:
+        """Conversion anomalies, newest first, with baselines and root-cause hints."""
+        page = queries.anomalies(store.cursor(), since, until, type, brand, severity, limit, offset)
+        return _page(page)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard() -> HTMLResponse:
+        return HTMLResponse((STATIC / "dashboard.html").read_text())
+
+    @app.get("/static/dashboard.js", include_in_schema=False)
+    def dashboard_js() -> Response:
+        return Response((STATIC / "dashboard.js").read_text(), media_type="text/javascript")
+
+    plotly_js: list[str] = []
+
+    @app.get("/static/plotly.min.js", include_in_schema=False)
+    def plotly_bundle() -> Response:
+        # served from the installed plotly package: the dashboard works without the internet
+        if not plotly_js:
+            from plotly.offline import get_plotlyjs
+
+            plotly_js.append(get_plotlyjs())
+        return Response(
+            plotly_js[0], media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"}
+        )
+
+    return app

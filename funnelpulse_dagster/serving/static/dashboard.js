@@ -1,0 +1,182 @@
+// FunnelPulse dashboard: plain JavaScript over the service's JSON API (no build step).
+"use strict";
+
+const params = new URLSearchParams(window.location.search);
+const REFRESH_SECONDS = Number(params.get("refresh") || 15);
+const LIVE_HOURS = Number(params.get("hours") || 12);
+const fmtInt = new Intl.NumberFormat("en-US");
+const fmtMoney = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
+const pct = (x) => (x === null || x === undefined ? "–" : (100 * x).toFixed(1) + " %");
+const el = (id) => document.getElementById(id);
+
+async function getJSON(url) {
+  const response = await fetch(url);
+  const body = await response.json();
+  if (!response.ok) throw new Error(`${url}: ${response.status} ${body.detail ? JSON.stringify(body.detail) : ""}`);
+  return body;
+}
+
+function escapeHtml(text) {
+  return String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+function behind(seconds) {
+  if (seconds === null || seconds === undefined) return "–";
+  if (seconds < 2 * 3600) return Math.round(seconds / 60) + " min";
+  if (seconds < 3 * 86400) return Math.round(seconds / 3600) + " h";
+  return fmtInt.format(Math.round(seconds / 86400)) + " days";
+}
+
+function card(label, value) {
+  return `<div class="card"><div class="label">${label}</div><div class="value">${value}</div></div>`;
+}
+
+function showError(sectionId, error) {
+  const section = el(sectionId);
+  let box = section.querySelector(".error");
+  if (!box) { box = document.createElement("div"); box.className = "error"; section.appendChild(box); }
+  box.textContent = String(error);
+}
+
+function clearError(sectionId) {
+  const box = el(sectionId).querySelector(".error");
+  if (box) box.remove();
+}
+
+async function refreshStatus() {
+  try {
+    const health = await getJSON("/health");
+    const hourly = health.tables.gold_funnel_hourly_brand;
+    const live = health.tables.gold_stream_funnel_hourly_brand;
+    const parts = [
+      `batch gold ${hourly.partitions} day(s)${hourly.last ? " to " + hourly.last : ""}`,
+      `live ${live.rows ? fmtInt.format(live.rows) + " brand-hours to " + live.last : "no data yet"}`,
+      `refreshed ${health.last_refresh_age_seconds ?? "–"} s ago`,
+    ];
+    if (health.refresh_error) parts.push("refresh error: " + health.refresh_error);
+    el("status").textContent = parts.join(" · ");
+  } catch (error) {
+    el("status").textContent = String(error);
+  }
+}
+
+async function refreshLive() {
+  try {
+    const live = await getJSON(`/api/live?hours=${LIVE_HOURS}`);
+    clearError("live-funnel");
+    if (!live.hours.length) {
+      el("live-caption").textContent = "no closed hours in the streaming table yet: run the live funnel job";
+      el("live-cards").innerHTML = "";
+      el("live-funnel").dataset.ready = "empty";
+      return;
+    }
+    const newest = live.hours[live.hours.length - 1];
+    const sum = (key) => live.hours.reduce((acc, h) => acc + (h[key] || 0), 0);
+    el("live-caption").textContent = `newest closed hour ${newest.window_start} (${behind(live.lag_seconds)} behind the clock)`;
+    el("live-cards").innerHTML = [
+      card("views, newest hour", fmtInt.format(newest.views)),
+      card("carts", fmtInt.format(newest.carts)),
+      card("purchases", fmtInt.format(newest.purchases)),
+      card("conversion", pct(newest.conversion_rate)),
+      card("revenue", fmtMoney.format(newest.revenue)),
+      card(`purchases, last ${live.hours.length} h`, fmtInt.format(sum("purchases"))),
+      card(`conversion, last ${live.hours.length} h`, pct(sum("views") ? sum("purchases") / sum("views") : null)),
+    ].join("");
+    const x = live.hours.map((h) => h.window_start);
+    Plotly.react("live-chart", [
+      { x, y: live.hours.map((h) => h.views), name: "views", type: "bar", marker: { color: "#aab7cf" } },
+      { x, y: live.hours.map((h) => h.carts), name: "carts", type: "bar", marker: { color: "#5d7bb5" } },
+      { x, y: live.hours.map((h) => h.purchases), name: "purchases", type: "bar", marker: { color: "#1f3c88" } },
+      { x, y: live.hours.map((h) => h.conversion_rate), name: "conversion", yaxis: "y2", type: "scatter",
+        mode: "lines+markers", line: { color: "#e67e22" } },
+    ], {
+      margin: { t: 10, r: 60, b: 40, l: 60 }, barmode: "group", legend: { orientation: "h" },
+      xaxis: { title: { text: "hour (UTC)" } }, yaxis: { title: { text: "events" } },
+      yaxis2: { title: { text: "purchases / views" }, overlaying: "y", side: "right", tickformat: ".1%" },
+    }, { displayModeBar: false, responsive: true });
+    el("live-brands").innerHTML =
+      "<table><thead><tr><th>brand, newest hour</th><th class='num'>views</th><th class='num'>carts</th>" +
+      "<th class='num'>purchases</th><th class='num'>conversion</th><th class='num'>revenue</th></tr></thead><tbody>" +
+      live.top_brands.map((b) => `<tr><td>${escapeHtml(b.brand ?? "(no brand)")}</td><td class="num">${fmtInt.format(b.views)}</td>` +
+        `<td class="num">${fmtInt.format(b.carts)}</td><td class="num">${fmtInt.format(b.purchases)}</td>` +
+        `<td class="num">${pct(b.conversion_rate)}</td><td class="num">${fmtMoney.format(b.revenue)}</td></tr>`).join("") +
+      "</tbody></table>";
+    el("live-funnel").dataset.ready = "true";
+  } catch (error) {
+    showError("live-funnel", error);
+  }
+}
+
+async function loadBrands() {
+  const brands = await getJSON("/api/brands?limit=100");
+  const select = el("brand-select");
+  const named = brands.items.filter((b) => b.value !== null);
+  select.innerHTML = named.map((b) => `<option value="${escapeHtml(b.value)}">${escapeHtml(b.value)}</option>`).join("");
+  const wanted = params.get("brand");
+  if (wanted && named.some((b) => b.value === wanted)) select.value = wanted;
+  select.addEventListener("change", refreshTrend);
+}
+
+async function refreshTrend() {
+  const brand = el("brand-select").value;
+  if (!brand) { el("trend-caption").textContent = "no brands in the gold tables yet"; return; }
+  try {
+    const hourly = await getJSON(`/api/funnel/hourly?dimension=brand&value=${encodeURIComponent(brand)}&limit=5000`);
+    const flagged = await getJSON(
+      `/api/anomalies?brand=${encodeURIComponent(brand)}&since=${hourly.start}T00:00:00Z&limit=500`);
+    clearError("brand-trend");
+    el("trend-caption").textContent = `${hourly.start} to ${hourly.end}, hourly, ${flagged.total} anomal${flagged.total === 1 ? "y" : "ies"}`;
+    const traces = [{
+      x: hourly.items.map((r) => r.window_start), y: hourly.items.map((r) => r.conversion_rate),
+      name: "conversion (purchases / views)", type: "scatter", mode: "lines", line: { color: "#1f3c88" },
+    }];
+    for (const [kind, color, symbol] of [["drop", "#c0392b", "triangle-down"], ["spike", "#1e8449", "triangle-up"]]) {
+      const marks = flagged.items.filter((a) => a.anomaly_type === kind);
+      if (!marks.length) continue;
+      traces.push({
+        x: marks.map((a) => a.window_start), y: marks.map((a) => a.conversion_rate), name: kind + "s",
+        mode: "markers", type: "scatter", marker: { color, symbol, size: 12 },
+        text: marks.map((a) => `expected ${pct(a.expected_conversion_rate)}<br>${escapeHtml(a.top_hint)}`),
+        hovertemplate: "%{x}<br>conversion %{y:.1%}<br>%{text}<extra></extra>",
+      });
+    }
+    Plotly.react("trend-chart", traces, {
+      margin: { t: 10, r: 20, b: 40, l: 60 }, legend: { orientation: "h" },
+      yaxis: { title: { text: "purchases / views" }, tickformat: ".0%" },
+      xaxis: { title: { text: "hour (UTC)" }, rangeselector: { buttons: [
+        { count: 1, label: "1d", step: "day", stepmode: "backward" },
+        { count: 3, label: "3d", step: "day", stepmode: "backward" }, { step: "all" }] } },
+    }, { displayModeBar: false, responsive: true });
+    el("brand-trend").dataset.ready = "true";
+  } catch (error) {
+    showError("brand-trend", error);
+  }
+}
+
+async function refreshIncidents() {
+  const type = el("incident-type").value;
+  try {
+    const page = await getJSON(`/api/anomalies?limit=50${type ? "&type=" + type : ""}`);
+    clearError("incidents");
+    el("incident-caption").textContent = `${page.total} in all, newest first`;
+    el("incident-rows").innerHTML = page.items.length
+      ? page.items.map((a) => `<tr class="incident"><td>${a.window_start}</td><td>${escapeHtml(a.brand)}</td>` +
+          `<td class="${a.anomaly_type}">${a.anomaly_type}</td><td>${a.severity}</td><td class="num">${fmtInt.format(a.views)}</td>` +
+          `<td class="num">${pct(a.conversion_rate)}</td><td class="num">${pct(a.expected_conversion_rate)}</td>` +
+          `<td class="num">${a.score.toFixed(1)}</td><td>${escapeHtml(a.top_hint)}</td></tr>`).join("")
+      : `<tr><td colspan="9" class="muted">no anomalies in the table</td></tr>`;
+    el("incidents").dataset.ready = "true";
+  } catch (error) {
+    showError("incidents", error);
+  }
+}
+
+async function main() {
+  el("incident-type").addEventListener("change", refreshIncidents);
+  await refreshStatus();
+  try { await loadBrands(); } catch (error) { showError("brand-trend", error); }
+  await Promise.all([refreshLive(), refreshTrend(), refreshIncidents()]);
+  setInterval(() => { refreshStatus(); refreshLive(); refreshIncidents(); }, REFRESH_SECONDS * 1000);
+}
+
+main();

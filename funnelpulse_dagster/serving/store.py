@@ -1,0 +1,402 @@
+"""The read side of the lakehouse: DuckDB over the Parquet tables, for the report and the web
+service. Both run the same SQL (serving/queries.py) against tables named as in tables.py.
+
+Two ways to present the tables to that SQL:
+- `parquet`: each table is a view over its committed Parquet files. Nothing is copied; right for
+  a one-shot reader (the report) and for a lake on `gs://` read in place.
+- `replica`: a DuckDB database file mirrors the tables partition by partition. `refresh()`
+  compares every partition's files (path, size, modification time) with what it copied last
+  time and re-copies only partitions that changed, so a background refresh every few seconds
+  costs a directory listing when nothing moved. Why: one brand over a month from Parquet decodes
+  every column of ~30 daily files, ~40 ms of CPU a request; from DuckDB's own storage the same
+  answer costs about a millisecond (docs/performance.md, `benchmarks/api.py`).
+
+Either way a table only ever holds what its writer committed: for the batch tables that is every
+Parquet file in a partition directory (Spark moves whole files into place); for the streaming
+gold it is the file list in the sink's `_spark_metadata` log, never a file of a failed batch.
+
+The data is never loaded into Python: queries filter, aggregate and page in DuckDB, which keeps
+the replica on disk and within `memory_limit`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+from pyspark.sql.types import (
+    ArrayType,
+    BinaryType,
+    BooleanType,
+    DataType,
+    DateType,
+    DecimalType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructType,
+    TimestampType,
+)
+
+from funnelpulse_dagster.tables import (
+    GOLD_ANOMALIES_HOURLY_BRAND,
+    GOLD_STREAM_FUNNEL_HOURLY_BRAND,
+    GOLD_TABLES,
+    Table,
+)
+
+# What the report and the service read. The streaming gold is written by Spark's file sink.
+SERVED_TABLES: tuple[Table, ...] = (
+    *GOLD_TABLES,
+    GOLD_ANOMALIES_HOURLY_BRAND,
+    GOLD_STREAM_FUNNEL_HOURLY_BRAND,
+)
+FILE_SINK_TABLES = frozenset({GOLD_STREAM_FUNNEL_HOURLY_BRAND.name})
+MODES = ("replica", "parquet")
+
+_SIMPLE_TYPES: dict[type, str] = {
+    StringType: "VARCHAR",
+    LongType: "BIGINT",
+    IntegerType: "INTEGER",
+    DoubleType: "DOUBLE",
+    BooleanType: "BOOLEAN",
+    DateType: "DATE",
+    # stored as naive UTC: every connection runs with TimeZone=UTC, so the cast from the
+    # Parquet files' UTC-adjusted instants keeps the wall-clock hour of the tables
+    TimestampType: "TIMESTAMP",
+    BinaryType: "BLOB",
+}
+
+
+def duckdb_type(dtype: DataType) -> str:
+    """The DuckDB type of a Spark type from tables.py (the schemas are declared once)."""
+    if isinstance(dtype, DecimalType):
+        return f"DECIMAL({dtype.precision},{dtype.scale})"
+    if isinstance(dtype, ArrayType):
+        return f"{duckdb_type(dtype.elementType)}[]"
+    if isinstance(dtype, StructType):
+        return "STRUCT(" + ", ".join(f'"{f.name}" {duckdb_type(f.dataType)}' for f in dtype.fields) + ")"
+    for spark_type, name in _SIMPLE_TYPES.items():
+        if isinstance(dtype, spark_type):
+            return name
+    raise TypeError(f"no DuckDB type for {dtype!r}")
+
+
+def _columns(table: Table) -> list[tuple[str, str]]:
+    return [(f.name, duckdb_type(f.dataType)) for f in table.schema.fields]
+
+
+def _select_list(table: Table) -> str:
+    """The table's columns cast to their declared types, in schema order."""
+    return ", ".join(f'CAST("{name}" AS {dtype}) AS "{name}"' for name, dtype in _columns(table))
+
+
+def _local_or_uri(root: str) -> str:
+    """DuckDB reads local paths and `gs://`/`s3://` URIs (httpfs); `file://` becomes a path."""
+    root = root.rstrip("/")
+    if root.startswith("file:"):
+        # Hadoop writes file:/x, file:///x and file://host/x forms
+        return "/" + re.sub(r"^file:(//[^/]*)?/+", "", root)
+    if "://" in root:
+        return root
+    return str(Path(root).expanduser().resolve())
+
+
+@dataclass(frozen=True)
+class PartitionFiles:
+    """The committed files of one partition and a signature that changes when any does."""
+
+    value: str
+    files: tuple[str, ...]
+    signature: str
+
+
+def _signature(entries: list[tuple[str, int, object]]) -> str:
+    digest = hashlib.sha256()
+    for path, size, modified in sorted(entries):
+        digest.update(f"{path}\0{size}\0{modified}\n".encode())
+    return digest.hexdigest()[:32]
+
+
+def _group_by_partition(table: Table, entries: list[tuple[str, int, object]]) -> dict[str, PartitionFiles]:
+    pattern = re.compile(rf"/{re.escape(table.partition_column)}=([^/]+)/[^/]+\.parquet$")
+    grouped: dict[str, list[tuple[str, int, object]]] = {}
+    for path, size, modified in entries:
+        match = pattern.search(path)
+        if match:
+            grouped.setdefault(match.group(1), []).append((path, size, modified))
+    return {
+        value: PartitionFiles(value, tuple(sorted(p for p, _, _ in files)), _signature(files))
+        for value, files in grouped.items()
+    }
+
+
+def _file_sink_entries(con: duckdb.DuckDBPyConnection, location: str) -> list[tuple[str, int, object]]:
+    """Files committed by a Spark file sink: the newest compacted log plus the batch logs after
+    it, adds minus deletes (the layout of `_spark_metadata`, one JSON entry per line after a
+    version line)."""
+    logs = con.execute("SELECT file FROM glob(?)", [f"{location}/_spark_metadata/*"]).fetchall()
+    batches: dict[int, tuple[str, bool]] = {}
+    for (name,) in logs:
+        match = re.search(r"/(\d+)(\.compact)?$", name)
+        if match:
+            batches[int(match.group(1))] = (name, bool(match.group(2)))
+    if not batches:
+        return []
+    compacted = [b for b, (_, is_compact) in batches.items() if is_compact]
+    first = max(compacted) if compacted else min(batches)
+    wanted = [batches[b][0] for b in sorted(batches) if b >= first]
+    texts = con.execute("SELECT filename, content FROM read_text(?)", [wanted]).fetchall()
+    order = {name: i for i, name in enumerate(wanted)}
+    live: dict[str, tuple[str, int, object]] = {}
+    for _, content in sorted(texts, key=lambda t: order[t[0]]):
+        for line in content.splitlines()[1:]:
+            if not line.strip():
+                continue
+            entry = json.loads(line)
+            path = _local_or_uri(entry["path"])
+            if entry.get("action") == "delete":
+                live.pop(path, None)
+            else:
+                live[path] = (path, int(entry.get("size", 0)), entry.get("modificationTime"))
+    return list(live.values())
+
+
+def list_partitions(con: duckdb.DuckDBPyConnection, root: str, table: Table) -> dict[str, PartitionFiles]:
+    """Partition value → committed files of `table` under the lake `root`."""
+    location = f"{_local_or_uri(root)}/{table.name}"
+    if table.name in FILE_SINK_TABLES:
+        entries = _file_sink_entries(con, location)
+    else:
+        # read_blob lists size and modification time without reading the files
+        entries = con.execute(
+            "SELECT filename, size, last_modified FROM read_blob(?)",
+            [f"{location}/{table.partition_column}=*/*.parquet"],
+        ).fetchall()
+    return _group_by_partition(table, entries)
+
+
+@dataclass
+class TableState:
+    partitions: int = 0
+    rows: int = 0
+    first: str | None = None
+    last: str | None = None
+
+
+@dataclass
+class RefreshReport:
+    seconds: float = 0.0
+    changed: dict[str, list[str]] = field(default_factory=dict)  # table → partitions copied
+    removed: dict[str, list[str]] = field(default_factory=dict)
+
+
+class LakeStore:
+    """DuckDB over the lake's served tables. Thread-safe: each thread queries through its own
+    cursor; `refresh()` may run in a background thread while requests are answered (DuckDB's
+    MVCC gives readers the state before or after a partition's copy, never half of it)."""
+
+    def __init__(
+        self,
+        lake_root: str,
+        mode: str = "replica",
+        database: str | Path | None = None,
+        memory_limit: str = "1GB",
+        threads: int = 2,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "replica" and database is None:
+            raise ValueError("replica mode needs a database file")
+        self.lake_root = lake_root
+        self.mode = mode
+        self.database = str(database) if mode == "replica" else ":memory:"
+        if mode == "replica":
+            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(self.database)
+        except duckdb.IOException as exc:
+            raise RuntimeError(
+                f"cannot open the serving replica {self.database}: {exc}. Another `funnelpulse serve` "
+                "holds it; give this one its own file with --replica PATH."
+            ) from exc
+        self._con.execute(f"SET memory_limit='{memory_limit}'")
+        self._con.execute(f"SET threads={int(threads)}")
+        self._con.execute("SET TimeZone='UTC'")
+        self._local = threading.local()
+        self._refresh_lock = threading.Lock()
+        self.last_refresh: float | None = None
+        self.state: dict[str, TableState] = {t.name: TableState() for t in SERVED_TABLES}
+        self._create_tables()
+
+    # -- connections ------------------------------------------------------------------------
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's connection (cursors share the database and its cache)."""
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._con.cursor()
+            cursor.execute("SET TimeZone='UTC'")
+            self._local.cursor = cursor
+        return cursor
+
+    def close(self) -> None:
+        self._con.close()
+
+    # -- schema -----------------------------------------------------------------------------
+    def _ddl(self, table: Table) -> str:
+        columns = ", ".join(f'"{name}" {dtype}' for name, dtype in _columns(table))
+        return f'CREATE TABLE "{table.name}" ({columns})'
+
+    def _create_tables(self) -> None:
+        con = self._con
+        if self.mode == "parquet":
+            for table in SERVED_TABLES:
+                self._point_view(con, table, {})
+            return
+        con.execute("CREATE TABLE IF NOT EXISTS _served_tables (table_name VARCHAR PRIMARY KEY, ddl VARCHAR)")
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS _served_partitions (table_name VARCHAR, partition_value VARCHAR, "
+            "signature VARCHAR, row_count BIGINT, copied_at TIMESTAMP, PRIMARY KEY (table_name, partition_value))"
+        )
+        for table in SERVED_TABLES:
+            ddl = self._ddl(table)
+            known = con.execute(
+                "SELECT ddl FROM _served_tables WHERE table_name = ?", [table.name]
+            ).fetchone()
+            if known and known[0] == ddl:
+                continue
+            # first start, or tables.py changed the schema: start this table's copy afresh
+            con.execute(f'DROP TABLE IF EXISTS "{table.name}"')
+            con.execute(ddl)
+            con.execute("DELETE FROM _served_partitions WHERE table_name = ?", [table.name])
+            con.execute("INSERT OR REPLACE INTO _served_tables VALUES (?, ?)", [table.name, ddl])
+
+    # -- refresh ----------------------------------------------------------------------------
+    def refresh(self) -> RefreshReport:
+        """Bring every served table up to date with the lake (see the module docstring)."""
+        with self._refresh_lock:
+            started = time.perf_counter()
+            report = RefreshReport()
+            con = self._con.cursor()
+            con.execute("SET TimeZone='UTC'")
+            try:
+                for table in SERVED_TABLES:
+                    listed = list_partitions(con, self.lake_root, table)
+                    if self.mode == "parquet":
+                        self._point_view(con, table, listed)
+                    else:
+                        self._sync(con, table, listed, report)
+                    self._record_state(con, table, listed)
+            finally:
+                con.close()
+            report.seconds = time.perf_counter() - started
+            self.last_refresh = time.time()
+            return report
+
+    def _scan(self, table: Table, partition_value: str | None, files: list[str]) -> str:
+        """SQL reading `files` as `table`'s columns (the partition value comes from the path)."""
+        data_columns = ", ".join(f'"{c}"' for c in table.data_columns)
+        part = table.partition_column
+        source = (
+            f"SELECT {data_columns}, '{partition_value}' AS \"{part}\" FROM read_parquet(?, union_by_name = true)"
+            if partition_value is not None
+            else f'SELECT {data_columns}, "{part}" FROM read_parquet(?, hive_partitioning = true, union_by_name = true)'
+        )
+        return f"SELECT {_select_list(table)} FROM ({source})"
+
+    def _point_view(self, con, table: Table, listed: dict[str, PartitionFiles]) -> None:
+        files = [f for p in listed.values() for f in p.files]
+        if files:
+            # the file list is part of the view (a view cannot take parameters)
+            literal = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+            sql = self._scan(table, None, []).replace("read_parquet(?", f"read_parquet({literal}", 1)
+        else:
+            sql = (
+                "SELECT "
+                + ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in _columns(table))
+                + " WHERE false"
+            )
+        con.execute(f'CREATE OR REPLACE VIEW "{table.name}" AS {sql}')
+
+    def _sync(self, con, table: Table, listed: dict[str, PartitionFiles], report: RefreshReport) -> None:
+        stored = dict(
+            con.execute(
+                "SELECT partition_value, signature FROM _served_partitions WHERE table_name = ?", [table.name]
+            ).fetchall()
+        )
+        part = table.partition_column
+        for value, files in sorted(listed.items()):
+            if stored.get(value) == files.signature:
+                continue
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(f'DELETE FROM "{table.name}" WHERE CAST("{part}" AS VARCHAR) = ?', [value])
+                con.execute(
+                    f'INSERT INTO "{table.name}" {self._scan(table, value, list(files.files))}',
+                    [list(files.files)],
+                )
+                rows = con.execute(
+                    f'SELECT count(*) FROM "{table.name}" WHERE CAST("{part}" AS VARCHAR) = ?', [value]
+                ).fetchone()[0]
+                con.execute(
+                    "INSERT OR REPLACE INTO _served_partitions VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
+                    [table.name, value, files.signature, rows],
+                )
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+            report.changed.setdefault(table.name, []).append(value)
+        for value in sorted(set(stored) - set(listed)):
+            con.execute("BEGIN TRANSACTION")
+            con.execute(f'DELETE FROM "{table.name}" WHERE CAST("{part}" AS VARCHAR) = ?', [value])
+            con.execute(
+                "DELETE FROM _served_partitions WHERE table_name = ? AND partition_value = ?",
+                [table.name, value],
+            )
+            con.execute("COMMIT")
+            report.removed.setdefault(table.name, []).append(value)
+
+    def _record_state(self, con, table: Table, listed: dict[str, PartitionFiles]) -> None:
+        values = sorted(listed)
+        rows = con.execute(f'SELECT count(*) FROM "{table.name}"').fetchone()[0]
+        self.state[table.name] = TableState(
+            partitions=len(values),
+            rows=rows,
+            first=values[0] if values else None,
+            last=values[-1] if values else None,
+        )
+
+
+class Refresher:
+    """Calls `store.refresh()` every `interval` seconds in a daemon thread; the last error is
+    kept for /health instead of killing the thread."""
+
+    def __init__(self, store: LakeStore, interval: float) -> None:
+        self.store = store
+        self.interval = interval
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lake-refresh", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.store.refresh()
+                self.last_error = None
+            except Exception as exc:  # noqa: BLE001 - a transient listing error must not stop the refreshes
+                self.last_error = f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,671 @@
+"""The web service, its DuckDB store and the funnel report, on a lake built by the real pipeline.
+
+Answers are compared with the pandas reference computed from the raw sample files (never with
+the tables' own numbers read back), bad parameters must give a 4xx with a message, and the
+dashboard is loaded in a real headless Chromium.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from dagster import DagsterInstance, materialize
+from fastapi.testclient import TestClient
+from pyspark.sql import Row
+
+from funnelpulse_dagster.assets.report import REPORT_FILE, funnel_report
+from funnelpulse_dagster.reports.funnel_report import CHARTS, TOP_BRANDS, TREND_BRANDS
+from funnelpulse_dagster.resources import LakeResource, ReportsResource
+from funnelpulse_dagster.serving.app import create_app
+from funnelpulse_dagster.serving.store import LakeStore
+from funnelpulse_dagster.tables import (
+    GOLD_ANOMALIES_HOURLY_BRAND,
+    GOLD_FUNNEL_DAILY_CATEGORY,
+    GOLD_STREAM_FUNNEL_HOURLY_BRAND,
+    GOLD_TABLES,
+    PRICE_BANDS,
+    SILVER_EVENTS,
+)
+from funnelpulse_dagster_tests import reference
+from funnelpulse_dagster_tests.live import DAYS, free_port
+
+FIRST, LAST = (date.fromisoformat(d) for d in DAYS)
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+# -- fixtures --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ref(sample_raw_dir) -> pd.DataFrame:
+    """Silver events of the sample's days, by the independent pandas reference."""
+    good, _ = reference.parse_files(sorted(sample_raw_dir.glob("*.csv")))
+    return reference.silver(good[good["event_time"].dt.date.between(FIRST, LAST)])
+
+
+def _hint(dimension, value, views, purchases, expected):
+    return Row(
+        dimension=dimension,
+        value=value,
+        views=views,
+        purchases=purchases,
+        expected_purchases=expected,
+        contribution=purchases - expected,
+    )
+
+
+def _anomaly(brand: str, start: datetime, kind: str, severity: str, score: float) -> dict:
+    hints = [_hint("price_band", "<10", 40, 1, 6.5), _hint("category_root", "unknown", 60, 2, 7.0)]
+    return {
+        "window_start": start,
+        "window_end": start + timedelta(hours=1),
+        "brand": brand,
+        "anomaly_type": kind,
+        "severity": severity,
+        "score": score,
+        "evidence_hours": 2,
+        "views": 60,
+        "purchases": 2,
+        "conversion_rate": 2 / 60,
+        "expected_conversion_rate": 0.12,
+        "expected_purchases": 7.2,
+        "view_sessions": 40,
+        "purchase_sessions": 2,
+        "session_conversion_rate": 0.05,
+        "expected_session_conversion_rate": 0.11,
+        "expected_purchase_sessions": 4.4,
+        "z_hour": -2.1 if kind == "drop" else 2.3,
+        "z_brand": None,
+        "z_brand_hour": None,
+        "is_drop_anomaly": kind == "drop",
+        "is_spike_anomaly": kind == "spike",
+        "root_cause_hints": hints,
+        "top_hint": "price_band=<10: 1 purchases vs 6.5 expected",
+        "source": "batch",
+        "window_date": start.date(),
+    }
+
+
+@pytest.fixture(scope="module")
+def top_brands(ref) -> list[str]:
+    revenue = reference.daily_brand(ref).dropna(subset=["brand"]).groupby("brand")["revenue"].sum()
+    return list(revenue.sort_values(ascending=False).index[:3])
+
+
+@pytest.fixture(scope="module")
+def served_lake(tmp_path_factory, spark, batch_lake, streamed, top_brands) -> Path:
+    """The sample's batch and live gold (linked from the lake the pipeline built) plus six
+    anomaly rows in the anomaly table's format (three days are too few for the detector to
+    flag anything, and the API's filters need rows to filter)."""
+    root = tmp_path_factory.mktemp("served") / "tables"
+    root.mkdir()
+    built = Path(batch_lake.root)
+    for table in (*GOLD_TABLES, SILVER_EVENTS, GOLD_STREAM_FUNNEL_HOURLY_BRAND):
+        (root / table.name).symlink_to(built / table.name, target_is_directory=True)
+    a, b, c = top_brands
+    rows = [
+        _anomaly(a, datetime(2019, 10, 2, 10), "drop", "high", 10.0),
+        _anomaly(a, datetime(2019, 10, 2, 11), "drop", "medium", 7.5),
+        _anomaly(b, datetime(2019, 10, 2, 15), "spike", "low", 5.0),
+        _anomaly(a, datetime(2019, 10, 3, 9), "spike", "high", 12.0),
+        _anomaly(c, datetime(2019, 10, 3, 9), "drop", "low", 4.6),
+        _anomaly(b, datetime(2019, 10, 3, 20), "drop", "medium", 7.0),
+    ]
+    table = GOLD_ANOMALIES_HOURLY_BRAND
+    frame = spark.createDataFrame(
+        [tuple(r[f] for f in table.schema.fieldNames()) for r in rows], table.schema
+    )
+    LakeResource(root=str(root)).replace_partitions(frame, table, [FIRST, date(2019, 10, 2), LAST])
+    return root
+
+
+@pytest.fixture(scope="module")
+def anomaly_frame(served_lake) -> pd.DataFrame:
+    frame = pd.read_parquet(served_lake / GOLD_ANOMALIES_HOURLY_BRAND.name)
+    for column in ("window_start", "window_end"):  # naive UTC, as the tables mean it
+        frame[column] = frame[column].dt.tz_convert("UTC").dt.tz_localize(None)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def client(served_lake, tmp_path_factory):
+    store = LakeStore(
+        str(served_lake), mode="replica", database=tmp_path_factory.mktemp("replica") / "r.duckdb"
+    )
+    with TestClient(create_app(store, refresh_seconds=None)) as test_client:
+        yield test_client
+    store.close()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _api_value(value):
+    """A reference value in the API's JSON form."""
+    if value is None or (not isinstance(value, (str, list, dict)) and pd.isna(value)):
+        return None
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (pd.Timestamp, datetime)):
+        return value.strftime(TIME_FORMAT)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    return value
+
+
+def _same(got: dict, expected: dict) -> None:
+    for key, want in expected.items():
+        want = _api_value(want)
+        if isinstance(want, float):
+            assert got[key] == pytest.approx(want, rel=1e-9), key
+        else:
+            assert got[key] == want, key
+
+
+def _get(client, url: str, **params) -> dict:
+    response = client.get(url, params=params or None)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+_MISSING = "<missing>"
+
+
+def _totals(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Sums of the additive funnel columns per value of `column`, rates from the sums."""
+    additive = [
+        "views",
+        "carts",
+        "remove_from_carts",
+        "purchases",
+        "revenue",
+        "view_sessions",
+        "purchase_sessions",
+    ]
+    grouped = frame.groupby(frame[column].fillna(_MISSING))[additive].sum()
+    grouped["conversion_rate"] = grouped["purchases"] / grouped["views"]
+    grouped.index = pd.Index([None if v == _MISSING else v for v in grouped.index], dtype=object)
+    return grouped
+
+
+# -- the API ---------------------------------------------------------------------------------
+def test_health_lists_every_served_table(client, served_lake, ref):
+    health = _get(client, "/health")
+    assert health["status"] == "ok" and health["mode"] == "replica"
+    hourly = health["tables"]["gold_funnel_hourly_brand"]
+    assert hourly["rows"] == len(reference.hourly_brand(ref))
+    assert (hourly["first"], hourly["last"], hourly["partitions"]) == (DAYS[0], DAYS[1], 3)
+    assert health["tables"][GOLD_ANOMALIES_HOURLY_BRAND.name]["rows"] == 6
+    assert health["tables"][GOLD_STREAM_FUNNEL_HOURLY_BRAND.name]["rows"] > 0
+
+
+def test_hourly_brand_funnel_equals_the_reference_and_pages(client, ref, top_brands):
+    brand = top_brands[0]
+    expected = reference.hourly_brand(ref)
+    expected = expected[expected["brand"] == brand].sort_values("window_start").to_dict("records")
+    body = _get(
+        client, f"/api/funnel/hourly?dimension=brand&value={brand}&start={DAYS[0]}&end={DAYS[1]}&limit=5000"
+    )
+    assert body["total"] == len(expected) == len(body["items"]) > 24
+    for got, want in zip(body["items"], expected, strict=True):
+        _same(got, want)
+    # pages of 10 put together are the same rows
+    pages, offset = [], 0
+    while offset is not None:
+        page = _get(
+            client, f"/api/funnel/hourly?value={brand}&start={DAYS[0]}&end={DAYS[1]}&limit=10&offset={offset}"
+        )
+        assert page["total"] == len(expected)
+        pages.extend(page["items"])
+        offset = page["next_offset"]
+    assert pages == body["items"]
+    # defaults: the last 7 days the table has, i.e. all three
+    assert _get(client, f"/api/funnel/hourly?value={brand}")["total"] == len(expected)
+
+
+def test_hourly_price_band_and_daily_category_equal_the_reference(client, ref):
+    bands = reference.hourly_price_band(ref)
+    for band in PRICE_BANDS:
+        want = bands[bands["price_band"] == band].sort_values("window_start").to_dict("records")
+        body = _get(client, "/api/funnel/hourly", dimension="price_band", value=band, limit=5000)
+        assert body["total"] == len(want)
+        for got, row in zip(body["items"], want, strict=True):
+            _same(got, row)
+    categories = reference.daily_category(ref)
+    body = _get(client, "/api/funnel/daily?dimension=category&limit=5000")
+    assert body["total"] == len(categories)
+    got = {(r["date"], r["category_root"]): r for r in body["items"]}
+    for row in categories.to_dict("records"):
+        _same(got[(row["date"].isoformat(), row["category_root"])], row)
+
+
+def test_brands_breakdowns_and_totals_equal_the_reference(client, ref):
+    daily = reference.daily_brand(ref)
+    expected = _totals(daily, "brand").sort_values("revenue", ascending=False)
+    body = _get(client, "/api/brands?limit=5000")
+    assert body["total"] == len(expected)
+    assert [r["revenue"] for r in body["items"]] == sorted(
+        (r["revenue"] for r in body["items"]), reverse=True
+    )
+    by_brand = {r["value"]: r for r in body["items"]}
+    for brand, row in expected.iterrows():
+        _same(by_brand[brand], row.to_dict())
+    # search narrows the list
+    name = next(b for b in expected.index if b)
+    assert name in [r["value"] for r in _get(client, f"/api/brands?search={name[:4]}")["items"]]
+    for dimension, frame, column in (
+        ("category", reference.daily_category(ref), "category_root"),
+        ("price_band", reference.hourly_price_band(ref), "price_band"),
+    ):
+        rows = {r["value"]: r for r in _get(client, f"/api/breakdown?dimension={dimension}")["items"]}
+        for value, row in _totals(frame, column).iterrows():
+            _same(rows[value], row.to_dict())
+    totals = _get(client, "/api/funnel/totals")
+    assert (totals["start"], totals["end"]) == DAYS
+    counts = ref["event_type"].value_counts()
+    assert (totals["views"], totals["carts"], totals["remove_from_carts"], totals["purchases"]) == (
+        counts["view"],
+        counts["cart"],
+        counts["remove_from_cart"],
+        counts["purchase"],
+    )
+    assert totals["revenue"] == float(sum(ref.loc[ref["event_type"] == "purchase", "price"], Decimal(0)))
+
+
+def test_live_funnel_sums_the_streaming_table(client, ref):
+    live = _get(client, "/api/live?hours=6")
+    assert len(live["hours"]) == 6
+    hourly = reference.hourly_brand(ref)
+    newest = live["latest_window_start"]
+    for hour in live["hours"]:
+        rows = hourly[hourly["window_start"] == pd.Timestamp(hour["window_start"].rstrip("Z"))]
+        assert hour["views"] == rows["views"].sum() and hour["purchases"] == rows["purchases"].sum()
+        assert hour["revenue"] == pytest.approx(float(sum(rows["revenue"], Decimal(0))))
+        assert hour["conversion_rate"] == pytest.approx(rows["purchases"].sum() / rows["views"].sum())
+    assert live["hours"][-1]["window_start"] == newest
+    top = hourly[hourly["window_start"] == pd.Timestamp(newest.rstrip("Z"))].sort_values(
+        "views", ascending=False
+    )
+    assert [r["views"] for r in live["top_brands"]] == top["views"].head(10).tolist()
+    # the open hours are not in the live table yet: the newest closed hour is before the last event
+    assert pd.Timestamp(newest.rstrip("Z")) < ref["event_time"].max() - pd.Timedelta(hours=1)
+
+
+def test_anomaly_filters(client, anomaly_frame, top_brands):
+    def keys(body):
+        return [(r["window_start"], r["brand"]) for r in body["items"]]
+
+    def expect(frame):
+        frame = frame.sort_values(["window_start", "score"], ascending=[False, False])
+        return [
+            (t.strftime(TIME_FORMAT), b) for t, b in zip(frame["window_start"], frame["brand"], strict=True)
+        ]
+
+    every = _get(client, "/api/anomalies")
+    assert every["total"] == 6 and keys(every) == expect(anomaly_frame)
+    first = every["items"][0]
+    assert first["root_cause_hints"][0] == {
+        "dimension": "price_band",
+        "value": "<10",
+        "views": 40,
+        "purchases": 1,
+        "expected_purchases": 6.5,
+        "contribution": -5.5,
+    }
+    f = anomaly_frame
+    assert keys(_get(client, "/api/anomalies?type=drop")) == expect(f[f["anomaly_type"] == "drop"])
+    assert keys(_get(client, f"/api/anomalies?brand={top_brands[0]}")) == expect(
+        f[f["brand"] == top_brands[0]]
+    )
+    assert keys(_get(client, "/api/anomalies?severity=high")) == expect(f[f["severity"] == "high"])
+    since = "2019-10-02T11:00:00Z"
+    window = f[
+        (f["window_start"] >= pd.Timestamp("2019-10-02 11:00"))
+        & (f["window_start"] < pd.Timestamp("2019-10-03 09:00"))
+    ]
+    assert keys(_get(client, f"/api/anomalies?since={since}&until=2019-10-03T09:00:00Z")) == expect(window)
+    page = _get(client, "/api/anomalies?limit=4&offset=4")
+    assert page["total"] == 6 and len(page["items"]) == 2 and page["next_offset"] is None
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "message"),
+    [
+        ("/api/funnel/hourly?start=2019-10-03&end=2019-10-01", 400, "before start"),
+        ("/api/funnel/hourly?start=yesterday", 422, "valid date"),
+        ("/api/funnel/hourly?dimension=category", 422, "brand"),
+        ("/api/funnel/daily?dimension=price_band", 422, "category"),
+        ("/api/funnel/hourly?limit=0", 422, "greater than or equal"),
+        ("/api/funnel/hourly?limit=100000", 422, "less than or equal"),
+        ("/api/funnel/hourly?offset=-1", 422, "greater than or equal"),
+        ("/api/brands?search=" + "x" * 500, 422, "at most 100"),
+        ("/api/anomalies?type=dip", 422, "'drop' or 'spike'"),
+        ("/api/anomalies?severity=extreme", 422, "low"),
+        ("/api/anomalies?since=2019-10-03&until=2019-10-01", 400, "before since"),
+        ("/api/anomalies?since=not-a-time", 422, "datetime"),
+        ("/api/live?hours=0", 422, "greater than or equal"),
+        ("/api/breakdown?dimension=user", 422, "brand"),
+        ("/api/funnel/hourly?value=%27%3B%20DROP%20TABLE%20x%3B--", 200, ""),
+    ],
+)
+def test_bad_parameters_get_a_4xx_with_a_message(client, url, status, message):
+    response = client.get(url)
+    assert response.status_code == status, response.text
+    assert message in response.text
+    if status == 200:  # a hostile value is only a value: no rows, no error
+        assert response.json()["total"] == 0
+
+
+def test_openapi_documents_every_endpoint(client):
+    paths = _get(client, "/openapi.json")["paths"]
+    for path in (
+        "/health",
+        "/api/brands",
+        "/api/breakdown",
+        "/api/funnel/hourly",
+        "/api/funnel/daily",
+        "/api/funnel/totals",
+        "/api/live",
+        "/api/anomalies",
+    ):
+        assert path in paths
+    assert client.get("/docs").status_code == 200
+
+
+# -- the store -------------------------------------------------------------------------------
+def test_replica_copies_only_changed_partitions_and_drops_removed_ones(served_lake, tmp_path):
+    lake = tmp_path / "tables"
+    table = GOLD_FUNNEL_DAILY_CATEGORY
+    shutil.copytree(served_lake / table.name, lake / table.name)
+    store = LakeStore(str(lake), mode="replica", database=tmp_path / "r.duckdb")
+    first = store.refresh()
+    assert sorted(first.changed[table.name]) == list(DAYS[:1]) + ["2019-10-02", DAYS[1]]
+    assert store.refresh().changed == {}  # nothing moved: nothing copied
+    # rewrite one partition with one row less, delete another
+    day_dir = lake / table.name / "date=2019-10-02"
+    (part,) = day_dir.glob("*.parquet")
+    rows = pq.read_table(part)
+    part.unlink()
+    pq.write_table(rows.slice(0, rows.num_rows - 1), day_dir / "part-00000-rewritten.parquet")
+    shutil.rmtree(lake / table.name / f"date={DAYS[0]}")
+    second = store.refresh()
+    assert second.changed == {table.name: ["2019-10-02"]} and second.removed == {table.name: [DAYS[0]]}
+    con = store.cursor()
+    got = dict(con.execute(f'SELECT "date"::VARCHAR, count(*) FROM "{table.name}" GROUP BY 1').fetchall())
+    assert got == {
+        "2019-10-02": rows.num_rows - 1,
+        DAYS[1]: pq.read_table(lake / table.name / f"date={DAYS[1]}").num_rows,
+    }
+    store.close()
+    # the same file opened again starts from what it copied
+    reopened = LakeStore(str(lake), mode="replica", database=tmp_path / "r.duckdb")
+    assert reopened.refresh().changed == {}
+    reopened.close()
+
+
+def test_stream_table_reads_only_files_the_sink_committed(spark, served_lake, tmp_path):
+    """A Spark file sink (log compacted every 2 batches) plus a stray file from a failed batch:
+    the store serves exactly the committed rows."""
+    source = tmp_path / "source"
+    lake = tmp_path / "tables"
+    sink = lake / GOLD_STREAM_FUNNEL_HOURLY_BRAND.name
+    batch_gold = spark.read.parquet(str(served_lake / "gold_funnel_hourly_brand"))
+    spark.conf.set("spark.sql.streaming.fileSink.log.compactInterval", "2")
+    try:
+        for day in DAYS[0], "2019-10-02", DAYS[1]:
+            batch_gold.filter(f"window_date = '{day}'").write.mode("append").parquet(str(source))
+            query = (
+                spark.readStream.schema(batch_gold.schema)
+                .parquet(str(source))
+                .writeStream.format("parquet")
+                .option("checkpointLocation", str(tmp_path / "cp"))
+                .partitionBy("window_date")
+                .trigger(availableNow=True)
+                .start(str(sink))
+            )
+            query.awaitTermination()
+    finally:
+        spark.conf.unset("spark.sql.streaming.fileSink.log.compactInterval")
+    logs = sorted(p.name for p in (sink / "_spark_metadata").iterdir())
+    assert "1.compact" in logs
+    committed = spark.read.parquet(str(sink)).count()  # Spark reads through the sink's log
+    # a file a failed batch left behind, with rows that must not be served
+    (stray_dir := sink / f"window_date={DAYS[1]}").mkdir(exist_ok=True)
+    shutil.copy(
+        next((served_lake / "gold_funnel_hourly_brand" / f"window_date={DAYS[1]}").glob("*.parquet")),
+        stray_dir / "part-99999-stray.c000.zstd.parquet",
+    )
+    for mode in ("replica", "parquet"):
+        store = LakeStore(str(lake), mode=mode, database=tmp_path / f"{mode}.duckdb")
+        store.refresh()
+        got = (
+            store.cursor()
+            .execute(f'SELECT count(*) FROM "{GOLD_STREAM_FUNNEL_HOURLY_BRAND.name}"')
+            .fetchone()[0]
+        )
+        assert got == committed == batch_gold.count(), mode
+        store.close()
+
+
+# -- the report ------------------------------------------------------------------------------
+def _decode(values):
+    """A plotly array from the HTML: a list, or a typed array {dtype, bdata}."""
+    if isinstance(values, dict) and "bdata" in values:
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"])).tolist()
+    return list(values)
+
+
+def _floats(values) -> list[float]:
+    return [float("nan") if v is None or pd.isna(v) else float(v) for v in values]
+
+
+def _charts_in(document: str) -> dict[str, list[dict]]:
+    """Chart id → its traces, parsed from the Plotly.newPlot calls in the file."""
+    decoder = json.JSONDecoder()
+    charts = {}
+    for match in re.finditer(r'Plotly\.newPlot\(\s*"([^"]+)",\s*', document):
+        traces, _ = decoder.raw_decode(document, match.end())
+        charts[match.group(1)] = traces
+    return charts
+
+
+@pytest.fixture(scope="module")
+def report(served_lake, spark_resource, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("reports")
+    result = materialize(
+        [funnel_report],
+        instance=DagsterInstance.ephemeral(),
+        resources={
+            "spark": spark_resource,
+            "lake": LakeResource(root=str(served_lake)),
+            "reports": ReportsResource(root=str(out)),
+        },
+    )
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    return out / REPORT_FILE, event.materialization.metadata
+
+
+def test_report_is_one_offline_file_with_every_chart(report):
+    path, metadata = report
+    document = path.read_text()
+    assert metadata["path"].value == str(path)
+    assert "revenue" in metadata["summary"].value and metadata["start"].value == DAYS[0]
+    # plotly.js is inside the file and nothing is fetched from the network
+    assert "plotly.js v" in document or "Plotly" in document[:200_000]
+    assert not re.search(r'<script[^>]+src=["\']https?://', document)
+    assert set(_charts_in(document)) == set(CHARTS)
+
+
+def test_report_numbers_equal_the_reference(report, ref, anomaly_frame):
+    path, metadata = report
+    charts = _charts_in(path.read_text())
+    daily = reference.daily_brand(ref)
+    named = _totals(daily.dropna(subset=["brand"]), "brand").sort_values("revenue", ascending=False)
+    # top brands (bars drawn bottom-up)
+    (bars,) = charts["top-brands"]
+    assert _decode(bars["y"])[::-1] == list(named.index[:TOP_BRANDS])
+    assert _decode(bars["x"])[::-1] == pytest.approx([float(v) for v in named["revenue"][:TOP_BRANDS]])
+    # daily revenue and conversion of the top brands
+    for chart, column in (("daily-revenue", "revenue"), ("daily-conversion", "conversion_rate")):
+        traces = charts[chart]
+        assert [t["name"] for t in traces] == list(named.index[:TREND_BRANDS])
+        for trace in traces:
+            rows = daily[daily["brand"] == trace["name"]].sort_values("date")
+            assert _decode(trace["x"]) == [d.isoformat() for d in rows["date"]]
+            # a day without views has no conversion: null in the chart, None in the reference
+            assert _floats(_decode(trace["y"])) == pytest.approx(_floats(rows[column]), nan_ok=True)
+    # categories (NULL shown as "unknown") and price bands
+    for chart, frame, column in (
+        ("category", reference.daily_category(ref), "category_root"),
+        ("price-band", reference.hourly_price_band(ref), "price_band"),
+    ):
+        totals = _totals(frame, column)
+        revenue, conversion = charts[chart]
+        labels = _decode(revenue["x"])
+        expected = {("unknown" if k is None else k): v for k, v in totals["revenue"].items()}
+        assert dict(zip(labels, _decode(revenue["y"]), strict=True)) == pytest.approx(
+            {k: float(v) for k, v in expected.items()}
+        )
+        rates = {("unknown" if k is None else k): v for k, v in totals["conversion_rate"].items()}
+        assert dict(zip(_decode(conversion["x"]), _decode(conversion["y"]), strict=True)) == pytest.approx(
+            rates
+        )
+    assert _decode(charts["price-band"][0]["x"]) == [b for b in PRICE_BANDS if b in set(ref["price_band"])]
+    # the funnel: events, and distinct sessions from silver
+    events, sessions = charts["funnel"]
+    counts = ref["event_type"].value_counts()
+    assert _decode(events["x"]) == [counts["view"], counts["cart"], counts["purchase"]]
+    with_session = ref.dropna(subset=["user_session"])
+    assert _decode(sessions["x"]) == [
+        with_session.loc[with_session["event_type"] == t, "user_session"].nunique()
+        for t in ("view", "cart", "purchase")
+    ]
+    # anomalies per day and type
+    drops, spikes = charts["anomaly-counts"]
+    per_day = anomaly_frame.groupby([anomaly_frame["window_start"].dt.date, "anomaly_type"]).size()
+    days = [FIRST + timedelta(days=i) for i in range(3)]
+    assert _decode(drops["y"]) == [int(per_day.get((d, "drop"), 0)) for d in days]
+    assert _decode(spikes["y"]) == [int(per_day.get((d, "spike"), 0)) for d in days]
+    # the deep dive: the brand with the most anomalies, its hours, band and markers with hints
+    brand = anomaly_frame["brand"].value_counts().idxmax()
+    assert metadata["deep_dive_brand"].value == brand
+    traces = {t.get("name"): t for t in charts["brand-deep-dive"]}
+    hours = reference.hourly_brand(ref)
+    hours = hours[hours["brand"] == brand].sort_values("window_start")
+    line = traces["session conversion"]
+    assert _decode(line["x"]) == [t.strftime(TIME_FORMAT) for t in hours["window_start"]]
+    assert _floats(_decode(line["y"])) == pytest.approx(
+        _floats(hours["session_conversion_rate"]), nan_ok=True
+    )
+    low = np.array(_floats(_decode(traces["baseline band (±2σ, one hour)"]["y"])))
+    high = np.array(_floats(_decode(traces[None]["y"])))  # the band's unnamed upper edge
+    base = np.array(_floats(_decode(traces["baseline"]["y"])))
+    assert len(low) == len(high) == len(base) == len(hours)
+    assert np.all(np.isnan(low) | (low <= high))
+    known = ~np.isnan(base)  # hours with a baseline: inside their own band
+    assert np.all((low[known] <= base[known] + 1e-12) & (base[known] <= high[known] + 1e-12))
+    marks = anomaly_frame[anomaly_frame["brand"] == brand]
+    marked = _decode(traces["drops"]["x"]) + _decode(traces.get("spikes", {"x": []})["x"])
+    assert sorted(marked) == sorted(t.strftime(TIME_FORMAT) for t in marks["window_start"])
+    assert "price_band=&lt;10" in json.dumps(traces["drops"]["text"])
+
+
+# -- the dashboard in a real browser ---------------------------------------------------------
+def _chromium() -> str:
+    """Debian's chromium: found, or installed when this test may (root with apt-get), else skip."""
+    for name in ("chromium", "chromium-browser"):
+        if found := shutil.which(name):
+            return found
+    if (
+        os.environ.get("FUNNELPULSE_INSTALL_BROWSER", "1") != "0"
+        and os.geteuid() == 0
+        and shutil.which("apt-get")
+    ):
+        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+        if subprocess.run(install, capture_output=True, timeout=600, check=False).returncode != 0:
+            subprocess.run(["apt-get", "update"], capture_output=True, timeout=600, check=False)
+            subprocess.run(install, capture_output=True, timeout=600, check=False)
+        if found := shutil.which("chromium"):
+            return found
+    pytest.skip(
+        "no Chromium: install Debian's package (`apt-get install chromium`) to run the browser test "
+        "(it installs it itself when run as root with apt-get; FUNNELPULSE_INSTALL_BROWSER=0 stops that)"
+    )
+
+
+@pytest.fixture(scope="module")
+def served_url(served_lake, tmp_path_factory):
+    """`funnelpulse serve`'s app under uvicorn on a free loopback port."""
+    import uvicorn
+
+    store = LakeStore(str(served_lake), mode="replica", database=tmp_path_factory.mktemp("web") / "r.duckdb")
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(store, refresh_seconds=2), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.1)
+    assert server.started
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    store.close()
+
+
+def test_dashboard_renders_live_funnel_and_incidents_in_chromium(served_url, tmp_path, top_brands):
+    browser = _chromium()
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=15000",
+        "--window-size=1400,1600",
+    ]
+    url = f"{served_url}/?brand={top_brands[0]}"
+    dom = subprocess.run(
+        [browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=False
+    ).stdout
+    with urllib.request.urlopen(f"{served_url}/api/live") as response:
+        live = json.loads(response.read())
+    newest = live["hours"][-1]
+    assert 'id="live-funnel" data-ready="true"' in dom, dom[:2000]
+    cards = re.search(r'id="live-cards">(.*?)</div></div></div>', dom, re.DOTALL).group(0)
+    assert f"{newest['views']:,}" in cards and f"{newest['purchases']:,}" in cards
+    assert 'class="main-svg"' in dom  # plotly drew the charts
+    assert 'id="incidents" data-ready="true"' in dom
+    assert dom.count('<tr class="incident">') == 6
+    assert "6 in all" in dom
+    # the trend of the chosen brand, with its three anomalies marked
+    assert 'id="brand-trend" data-ready="true"' in dom and "3 anomalies" in dom
+    shot = tmp_path / "dashboard.png"
+    subprocess.run(
+        [browser, *flags, f"--screenshot={shot}", url], capture_output=True, timeout=120, check=False
+    )
+    assert shot.stat().st_size > 10_000
+    if target := os.environ.get("FUNNELPULSE_DASHBOARD_SCREENSHOT"):
+        shutil.copy(shot, target)
