@@ -146,11 +146,16 @@ def test_definitions_load():
     from funnelpulse_dagster.definitions import defs
 
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    # every table of the contracts is an asset, plus the Kafka topic the live tables read
-    assert keys == set(ALL_TABLES) | {"kafka_events_topic"}
-    for job in ("batch_lakehouse_job", "live_funnel_job", "kafka_replay_job"):
+    # every table of the contracts is an asset, plus the Kafka topic the live tables read and
+    # the report
+    assert keys == set(ALL_TABLES) | {"kafka_events_topic", "funnel_report"}
+    for job in ("batch_lakehouse_job", "live_funnel_job", "kafka_replay_job", "funnel_report_job"):
         assert defs.resolve_job_def(job) is not None
-    assert {s.name for s in defs.sensors} == {"raw_files_sensor", "kafka_offsets_sensor"}
+    assert {s.name for s in defs.sensors} == {
+        "raw_files_sensor",
+        "kafka_offsets_sensor",
+        "report_automation_sensor",
+    }
 
 
 def test_failed_blocking_check_stops_downstream(
