@@ -94,9 +94,8 @@ def gather(con, start: date, end: date, brand: str | None) -> ReportData:
         if trend
         else (queries.Page([], 0, every, 0), start, end)
     )
+    # the columns the trend charts draw (from the records, or an empty frame with them)
     daily = pd.DataFrame(daily_page.items, columns=["date", "brand", "revenue", "conversion_rate", "views"])
-    if daily_page.items:
-        daily = pd.DataFrame(daily_page.items)[["date", "brand", "revenue", "conversion_rate", "views"]]
     categories, _, _ = queries.totals_by(
         con, queries.BREAKDOWN_DIMENSIONS, "category", start, end, limit=every
     )

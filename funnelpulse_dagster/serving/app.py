@@ -105,6 +105,20 @@ def create_app(store: LakeStore, refresh_seconds: float | None = 5.0) -> FastAPI
         )
         return _page(page, dimension=dimension, start=first.isoformat(), end=last.isoformat())
 
+    def _funnel_page(dimensions, dimension, value, start, end, limit, offset, default_days) -> JSONResponse:
+        page, first, last = queries.funnel_rows(
+            store.cursor(),
+            dimensions,
+            dimension,
+            [value] if value else None,
+            start,
+            end,
+            limit,
+            offset,
+            default_days=default_days,
+        )
+        return _page(page, dimension=dimension, value=value, start=first.isoformat(), end=last.isoformat())
+
     @app.get("/api/funnel/hourly", tags=["funnel"])
     def hourly(
         dimension: Literal["brand", "price_band"] = "brand",
@@ -115,18 +129,7 @@ def create_app(store: LakeStore, refresh_seconds: float | None = 5.0) -> FastAPI
         offset: Offset = 0,
     ) -> JSONResponse:
         """Hourly funnel rows (default: the last 7 days), oldest first."""
-        page, first, last = queries.funnel_rows(
-            store.cursor(),
-            queries.HOURLY_DIMENSIONS,
-            dimension,
-            [value] if value else None,
-            start,
-            end,
-            limit,
-            offset,
-            default_days=7,
-        )
-        return _page(page, dimension=dimension, value=value, start=first.isoformat(), end=last.isoformat())
+        return _funnel_page(queries.HOURLY_DIMENSIONS, dimension, value, start, end, limit, offset, 7)
 
     @app.get("/api/funnel/daily", tags=["funnel"])
     def daily(
@@ -138,18 +141,7 @@ def create_app(store: LakeStore, refresh_seconds: float | None = 5.0) -> FastAPI
         offset: Offset = 0,
     ) -> JSONResponse:
         """Daily funnel rows (default: the last 30 days), oldest first."""
-        page, first, last = queries.funnel_rows(
-            store.cursor(),
-            queries.DAILY_DIMENSIONS,
-            dimension,
-            [value] if value else None,
-            start,
-            end,
-            limit,
-            offset,
-            default_days=30,
-        )
-        return _page(page, dimension=dimension, value=value, start=first.isoformat(), end=last.isoformat())
+        return _funnel_page(queries.DAILY_DIMENSIONS, dimension, value, start, end, limit, offset, 30)
 
     @app.get("/api/funnel/totals", tags=["funnel"])
     def totals(start: Start = None, end: End = None) -> JSONResponse:

@@ -300,14 +300,15 @@ class LakeStore:
             self.last_refresh = time.time()
             return report
 
-    def _scan(self, table: Table, partition_value: str | None, files: list[str]) -> str:
-        """SQL reading `files` as `table`'s columns (the partition value comes from the path)."""
+    def _scan(self, table: Table, files_sql: str, partition_value: str | None = None) -> str:
+        """SQL reading the files `files_sql` (a parameter or a list literal) as `table`'s
+        columns; the partition value is `partition_value`, else read from the paths."""
         data_columns = ", ".join(f'"{c}"' for c in table.data_columns)
         part = table.partition_column
         source = (
-            f"SELECT {data_columns}, '{partition_value}' AS \"{part}\" FROM read_parquet(?, union_by_name = true)"
+            f"SELECT {data_columns}, '{partition_value}' AS \"{part}\" FROM read_parquet({files_sql}, union_by_name = true)"
             if partition_value is not None
-            else f'SELECT {data_columns}, "{part}" FROM read_parquet(?, hive_partitioning = true, union_by_name = true)'
+            else f'SELECT {data_columns}, "{part}" FROM read_parquet({files_sql}, hive_partitioning = true, union_by_name = true)'
         )
         return f"SELECT {_select_list(table)} FROM ({source})"
 
@@ -316,7 +317,7 @@ class LakeStore:
         if files:
             # the file list is part of the view (a view cannot take parameters)
             literal = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
-            sql = self._scan(table, None, []).replace("read_parquet(?", f"read_parquet({literal}", 1)
+            sql = self._scan(table, literal)
         else:
             sql = (
                 "SELECT "
@@ -339,7 +340,7 @@ class LakeStore:
             try:
                 con.execute(f'DELETE FROM "{table.name}" WHERE CAST("{part}" AS VARCHAR) = ?', [value])
                 con.execute(
-                    f'INSERT INTO "{table.name}" {self._scan(table, value, list(files.files))}',
+                    f'INSERT INTO "{table.name}" {self._scan(table, "?", value)}',
                     [list(files.files)],
                 )
                 rows = con.execute(
