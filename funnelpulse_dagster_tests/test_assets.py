@@ -158,6 +158,26 @@ def test_definitions_load():
     }
 
 
+def test_demo_selection_can_run_as_a_partition_range():
+    """`dagster asset materialize --partition-range` refuses a selection unless every asset in it
+    has a single-run backfill policy; the README's demo selects 'not group:streaming', so an asset
+    added to the batch side without one would break the demo command (it did once: the report)."""
+    from dagster import AssetSelection, BackfillPolicy
+
+    from funnelpulse_dagster.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    demo_selection = AssetSelection.all() - AssetSelection.groups("streaming")
+    selected = demo_selection.resolve(graph)
+    assert {k.to_user_string() for k in selected} >= {"bronze_events", "funnel_report"}
+    without_single_run = [
+        key.to_user_string()
+        for key in selected
+        if graph.get(key).backfill_policy != BackfillPolicy.single_run()
+    ]
+    assert without_single_run == []
+
+
 def test_failed_blocking_check_stops_downstream(
     spark_resource, sample_raw_dir, funnelpulse_home, monkeypatch
 ):

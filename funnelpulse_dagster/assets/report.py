@@ -14,7 +14,7 @@ from pydantic import Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from funnelpulse_dagster.partitions import day_range
+from funnelpulse_dagster.partitions import day_range, single_run_backfill
 from funnelpulse_dagster.reports.funnel_report import (
     CHARTS,
     gather,
@@ -83,6 +83,9 @@ def deep_dive_hours(gold: DataFrame, brand: str, days: list[date]):
     "counts and a brand deep dive with its baseline band and root-cause hints.",
     # re-built when any gold partition lands (the automation sensor in automation.py runs it)
     automation_condition=AutomationCondition.eager(),
+    # lets a CLI partition-range run that selects the report (the demo's 'not group:streaming')
+    # build it once, after gold, in the same run
+    backfill_policy=single_run_backfill,
 )
 def funnel_report(
     context: AssetExecutionContext,
