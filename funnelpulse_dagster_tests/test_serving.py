@@ -387,6 +387,70 @@ def test_openapi_documents_every_endpoint(client):
     assert client.get("/docs").status_code == 200
 
 
+def test_rows_are_written_as_json_by_duckdb_in_the_api_format():
+    """The row text DuckDB writes: ISO-8601 UTC timestamps, dates as days, money as numbers,
+    NULL, NaN and ±Infinity (top level or nested) as null, the order asked for, and pages that
+    tile the rows with a total from the same scan."""
+    import duckdb
+
+    from funnelpulse_dagster.serving import queries
+
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE t AS SELECT * FROM (VALUES "
+        "(TIMESTAMP '2019-10-01 13:00:00', DATE '2019-10-01', 'b\"x', 12.30::DECIMAL(18,2), 0.5, [{'c': 1.5}]), "
+        "(TIMESTAMP '2019-10-01 14:00:00', DATE '2019-10-01', NULL, 0.00::DECIMAL(18,2), 'nan'::DOUBLE, [{'c': 'inf'::DOUBLE}]), "
+        "(TIMESTAMP '2019-10-02 00:00:00', DATE '2019-10-02', 'NaN brand', 1.05::DECIMAL(18,2), '-inf'::DOUBLE, [])"
+        ") v(window_start, d, brand, revenue, rate, hints)"
+    )
+    expected = [
+        {
+            "window_start": "2019-10-02T00:00:00Z",
+            "d": "2019-10-02",
+            "brand": "NaN brand",
+            "revenue": 1.05,
+            "rate": None,
+            "hints": [],
+        },
+        {
+            "window_start": "2019-10-01T14:00:00Z",
+            "d": "2019-10-01",
+            "brand": None,
+            "revenue": 0.0,
+            "rate": None,
+            "hints": [{"c": None}],
+        },
+        {
+            "window_start": "2019-10-01T13:00:00Z",
+            "d": "2019-10-01",
+            "brand": 'b"x',
+            "revenue": 12.3,
+            "rate": 0.5,
+            "hints": [{"c": 1.5}],
+        },
+    ]
+    text = queries.rows_json(con, "SELECT * FROM t", [], order_by="window_start DESC")
+    assert json.loads(text) == expected
+    json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} is not JSON"))  # strict
+    assert queries.rows_json(con, "SELECT * FROM t WHERE false", [], order_by="d") == "[]"
+
+    pages = [
+        queries._paged(con, "SELECT * FROM t", [], "window_start DESC", 2, offset) for offset in (0, 2, 4)
+    ]
+    assert [p.items for p in pages] == [expected[:2], expected[2:], []]
+    assert [(p.total, p.count, p.next_offset) for p in pages] == [(3, 2, 2), (3, 1, None), (3, 0, None)]
+    body = json.loads(pages[0].as_json(dimension="brand"))
+    assert body == {
+        "dimension": "brand",
+        "items": expected[:2],
+        "total": 3,
+        "limit": 2,
+        "offset": 0,
+        "next_offset": 2,
+    }
+    assert json.loads(pages[2].as_json())["items"] == []
+
+
 # -- the store -------------------------------------------------------------------------------
 def test_replica_copies_only_changed_partitions_and_drops_removed_ones(served_lake, tmp_path):
     lake = tmp_path / "tables"

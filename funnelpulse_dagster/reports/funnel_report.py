@@ -67,6 +67,7 @@ def pick_brand(con, start: date, end: date, requested: str | None) -> str | None
         "SELECT brand, count(*) AS n FROM gold_anomalies_hourly_brand WHERE window_date BETWEEN ? AND ? "
         "GROUP BY brand ORDER BY n DESC, brand LIMIT 1",
         [start, end],
+        order_by="n DESC, brand",
     )
     if flagged:
         return flagged[0]["brand"]
@@ -92,7 +93,7 @@ def gather(con, start: date, end: date, brand: str | None) -> ReportData:
     daily_page, _, _ = (
         queries.funnel_rows(con, queries.DAILY_DIMENSIONS, "brand", trend, start, end, limit=every)
         if trend
-        else (queries.Page([], 0, every, 0), start, end)
+        else (queries.Page("[]", 0, every, 0, 0), start, end)
     )
     # the columns the trend charts draw (from the records, or an empty frame with them)
     daily = pd.DataFrame(daily_page.items, columns=["date", "brand", "revenue", "conversion_rate", "views"])

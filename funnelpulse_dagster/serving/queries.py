@@ -8,10 +8,10 @@ with two decimals, NULL as null. Bad input raises `QueryError` with a message fo
 
 from __future__ import annotations
 
-import math
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 import duckdb
@@ -63,42 +63,86 @@ class QueryError(ValueError):
 
 @dataclass(frozen=True)
 class Page:
-    items: list[dict[str, Any]]
+    """One page of rows, kept as the JSON text DuckDB wrote (the service sends it unchanged)."""
+
+    items_json: str
     total: int
     limit: int
     offset: int
+    count: int
 
-    def as_dict(self) -> dict[str, Any]:
-        following = self.offset + len(self.items)
-        return {
-            "items": self.items,
-            "total": self.total,
-            "limit": self.limit,
-            "offset": self.offset,
-            "next_offset": following if following < self.total else None,
-        }
+    @cached_property
+    def items(self) -> list[dict[str, Any]]:
+        return json.loads(self.items_json)
 
+    @property
+    def next_offset(self) -> int | None:
+        following = self.offset + self.count
+        return following if following < self.total else None
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, datetime):
-        return value.strftime(_TIME_FORMAT)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, float) and math.isnan(value):  # NaN is not JSON
-        return None
-    return value
+    def as_json(self, **extra: Any) -> str:
+        """The response body: `extra` fields, then items, total, limit, offset, next_offset."""
+        head = json.dumps(extra)[:-1] + (", " if extra else "")
+        tail = json.dumps(
+            {"total": self.total, "limit": self.limit, "offset": self.offset, "next_offset": self.next_offset}
+        )[1:]
+        return f'{head}"items": {self.items_json}, {tail}'
 
 
-def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params)
-    names = [d[0] for d in cursor.description]
-    return [{n: _jsonable(v) for n, v in zip(names, row)} for row in cursor.fetchall()]
+# struct_pack arguments per SQL text. A query's column types follow from its text alone: every
+# served table and view has the types declared in tables.py (the store casts to them), so the
+# answer never changes within a process, and skipping the describe query saves ~10% of a request.
+_JSON_FIELDS: dict[str, str] = {}
+_JSON_FIELDS_MAX = 512
+
+
+def _json_fields(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> str:
+    """`struct_pack` arguments for the columns of `sql`, each as the API writes it: timestamps
+    as ISO-8601 UTC text, everything else as DuckDB's `to_json` writes it (dates as
+    `YYYY-MM-DD`, decimals as numbers)."""
+    fields = _JSON_FIELDS.get(sql)
+    if fields is None:
+        described = con.execute(f"SELECT * FROM ({sql}) LIMIT 0", params).description
+        fields = ", ".join(
+            f'"{name}" := '
+            + (
+                f"strftime(\"{name}\", '{_TIME_FORMAT}')"
+                if str(dtype).startswith("TIMESTAMP")
+                else f'"{name}"'
+            )
+            for name, dtype, *_ in described
+        )
+        if len(_JSON_FIELDS) >= _JSON_FIELDS_MAX:  # only IN-lists of varying length make new texts
+            _JSON_FIELDS.clear()
+        _JSON_FIELDS[sql] = fields
+    return fields
+
+
+def _valid_json(text: str | None) -> str:
+    """DuckDB writes NaN and ±Infinity as bare tokens, which JSON does not have; they become
+    null. The tables' arithmetic never makes them (rates divide by NULLIF(x, 0)), so this is a
+    rare slow path behind a cheap test."""
+    if text is None:
+        return "[]"
+    if "NaN" in text or "Infinity" in text:
+        return json.dumps(json.loads(text, parse_constant=lambda _: None))
+    return text
+
+
+def rows_json(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], order_by: str) -> str:
+    """The rows of `sql` ordered by `order_by`, as a JSON array built inside DuckDB. Turning
+    thousands of values into Python objects and back into JSON under the GIL costs several
+    times the query; DuckDB writes the text without the GIL."""
+    fields = _json_fields(con, sql, params)
+    [text] = con.execute(
+        f"SELECT to_json(list(struct_pack({fields}) ORDER BY {order_by})) FROM ({sql})", params
+    ).fetchone()
+    return _valid_json(text)
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], order_by: str) -> list[dict[str, Any]]:
+    """The rows of `sql` as dicts of JSON values (the same text the API sends, decoded)."""
+    return json.loads(rows_json(con, sql, params, order_by))
 
 
 def _utc_now() -> datetime:
@@ -119,20 +163,22 @@ def _check_page(limit: int, offset: int) -> None:
         raise QueryError(f"offset must be 0 or more, got {offset}")
 
 
-def _paged(con, sql: str, params: list[Any], limit: int, offset: int) -> Page:
-    """`sql` paged; its total comes from the same scan (a window count) unless the page is
-    past the end, where a count query tells the caller how many there are."""
+def _paged(con, sql: str, params: list[Any], order_by: str, limit: int, offset: int) -> Page:
+    """`sql` ordered by `order_by` (a total order, so pages never overlap) and paged. A page
+    shorter than `limit` tells the total by itself; a full page (or one past the end) asks a
+    count query, which is cheaper than a window count over every row of every page."""
     _check_page(limit, offset)
-    found = rows(
-        con, f"SELECT *, count(*) OVER () AS _total FROM ({sql}) LIMIT ? OFFSET ?", [*params, limit, offset]
-    )
-    if found:
-        total = found[0]["_total"]
-        for row in found:
-            del row["_total"]
+    fields = _json_fields(con, sql, params)
+    text, count = con.execute(
+        f"SELECT to_json(list(struct_pack({fields}) ORDER BY {order_by})), count(*) "
+        f"FROM (SELECT * FROM ({sql}) ORDER BY {order_by} LIMIT ? OFFSET ?)",
+        [*params, limit, offset],
+    ).fetchone()
+    if 0 < count < limit or (count == 0 and offset == 0):
+        total = offset + count
     else:
         total = con.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0]
-    return Page(found, total, limit, offset)
+    return Page(_valid_json(text), total, limit, offset, count)
 
 
 def _rates(prefix: str = "") -> str:
@@ -195,11 +241,9 @@ def funnel_rows(
     if values:
         where.append(f'"{column}" IN ({", ".join("?" for _ in values)})')
         params.extend(values)
-    sql = (
-        f'SELECT * EXCLUDE ("{part}"), "{part}" FROM "{table.name}" WHERE {" AND ".join(where)} '
-        f'ORDER BY "{time_column}", "{column}" NULLS FIRST'
-    )
-    return _paged(con, sql, params, limit, offset), start, end
+    sql = f'SELECT * EXCLUDE ("{part}"), "{part}" FROM "{table.name}" WHERE {" AND ".join(where)}'
+    order_by = f'"{time_column}", "{column}" NULLS FIRST'
+    return _paged(con, sql, params, order_by, limit, offset), start, end
 
 
 def totals_by(
@@ -226,10 +270,9 @@ def totals_by(
     sql = (
         f'SELECT "{column}" AS value, {", ".join(ADDITIVE)}, {_rates()} '
         f'FROM (SELECT "{column}", {sums} FROM "{table.name}" '
-        f'WHERE "{table.partition_column}" BETWEEN ? AND ?{search_clause} GROUP BY "{column}") '
-        "ORDER BY revenue DESC, value NULLS LAST"
+        f'WHERE "{table.partition_column}" BETWEEN ? AND ?{search_clause} GROUP BY "{column}")'
     )
-    return _paged(con, sql, params, limit, offset), start, end
+    return _paged(con, sql, params, "revenue DESC, value NULLS LAST", limit, offset), start, end
 
 
 def funnel_totals(con, start: date | None, end: date | None) -> dict[str, Any]:
@@ -244,6 +287,7 @@ def funnel_totals(con, start: date | None, end: date | None) -> dict[str, Any]:
         f'SELECT {sums}, count(DISTINCT brand) AS brands FROM "{GOLD_FUNNEL_DAILY_BRAND.name}" '
         'WHERE "date" BETWEEN ? AND ?',
         [start, end],
+        order_by="views",  # one row
     )
     views, carts, purchases = row["views"] or 0, row["carts"] or 0, row["purchases"] or 0
     return {
@@ -260,8 +304,9 @@ def daily_anomaly_counts(con, start: date, end: date) -> list[dict[str, Any]]:
     return rows(
         con,
         f'SELECT window_date AS "date", anomaly_type, count(*) AS anomalies FROM "{GOLD_ANOMALIES_HOURLY_BRAND.name}" '
-        "WHERE window_date BETWEEN ? AND ? GROUP BY ALL ORDER BY 1, 2",
+        "WHERE window_date BETWEEN ? AND ? GROUP BY ALL",
         [start, end],
+        order_by='"date", anomaly_type',
     )
 
 
@@ -300,11 +345,9 @@ def anomalies(
         "conversion_rate, expected_conversion_rate, view_sessions, purchase_sessions, session_conversion_rate, "
         "expected_session_conversion_rate, expected_purchase_sessions, z_hour, top_hint, root_cause_hints, source"
     )
-    sql = (
-        f'SELECT {columns} FROM "{GOLD_ANOMALIES_HOURLY_BRAND.name}" WHERE {" AND ".join(where)} '
-        "ORDER BY window_start DESC, score DESC, brand"
-    )
-    return _paged(con, sql, params, limit, offset)
+    sql = f'SELECT {columns} FROM "{GOLD_ANOMALIES_HOURLY_BRAND.name}" WHERE {" AND ".join(where)}'
+    # a brand-hour is judged once per source, so this order is total
+    return _paged(con, sql, params, "window_start DESC, score DESC, brand, source", limit, offset)
 
 
 def live_funnel(con, hours: int = 12, brand: str | None = None, top: int = 10) -> dict[str, Any]:
@@ -327,18 +370,20 @@ def live_funnel(con, hours: int = 12, brand: str | None = None, top: int = 10) -
         con,
         f"SELECT *, {_rates()} FROM (SELECT window_start, window_end, {sums} "
         f'FROM "{table}" WHERE window_date BETWEEN ? AND ? AND window_start >= ?{brand_clause} '
-        "GROUP BY window_start, window_end) ORDER BY window_start",
+        "GROUP BY window_start, window_end)",
         params,
+        order_by="window_start",
     )
     top_brands = rows(
         con,
         f'SELECT brand, views, carts, purchases, revenue, conversion_rate FROM "{table}" '
         "WHERE window_date = ? AND window_start = ? ORDER BY views DESC, brand NULLS LAST LIMIT ?",
         [newest_day, newest, top],
+        order_by="views DESC, brand NULLS LAST",
     )
     window_end = newest + timedelta(hours=1)
     return {
-        "latest_window_start": _jsonable(newest),
+        "latest_window_start": newest.strftime(_TIME_FORMAT),
         # how far the newest closed hour is behind the clock (large when replaying old data)
         "lag_seconds": round((_utc_now() - window_end).total_seconds()),
         "hours": hourly,
@@ -363,5 +408,6 @@ __all__ = [
     "live_funnel",
     "partition_bounds",
     "rows",
+    "rows_json",
     "totals_by",
 ]
