@@ -85,6 +85,32 @@ def test_a_clear_drop_is_flagged_and_quiet_or_normal_brands_are_not(spark):
     assert not {f for f in flags if f[0] != "big"}, "no flag below the minimum traffic or on a normal brand"
 
 
+def test_a_drop_in_the_first_week_is_judged_against_the_hours_baseline(spark):
+    """On day 4 the history has three other weekdays and none of the judged one: the hour of
+    day's baseline stands in for the missing weekday cell (it once fell through to no baseline
+    at all, so the first week of any data and sparse brands were never judged)."""
+    day4 = FIRST + timedelta(days=3)
+    rows = _series(4, ("big", day4, range(17, 21)))
+    flagged = detect(_gold(spark, rows), [day4]).collect()
+    drops = {r["window_start"].hour for r in flagged if r["brand"] == "big" and r["anomaly_type"] == "drop"}
+    assert {18, 19, 20} <= drops <= {17, 18, 19, 20}
+    assert {r["brand"] for r in flagged} == {"big"}
+    history = [r for r in rows if r[2] == "big" and r[8] < day4]
+
+    def rate(hours):
+        chosen = [r for r in history if r[0].hour in hours]
+        return sum(r[4] for r in chosen) / sum(r[3] for r in chosen)
+
+    for r in flagged:
+        hour = r["window_start"].hour
+        # observed vs expected: the event rate of that hour of day over the three earlier days,
+        # and a session baseline between that hour's rate and the brand's (shrunk towards it)
+        assert r["expected_conversion_rate"] == pytest.approx(rate({hour}))
+        low, high = sorted((rate({hour}), rate(range(24))))
+        assert low - 1e-9 <= r["expected_session_conversion_rate"] <= high + 1e-9
+    assert _flags(spark, _series(4), [day4]) == set()
+
+
 def test_no_flags_on_a_normal_day(spark):
     assert _flags(spark, _series(15), [JUDGED]) == set()
 
