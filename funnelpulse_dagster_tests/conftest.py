@@ -16,8 +16,10 @@ SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtu
 def spark_resource():
     from funnelpulse_dagster.resources.spark import SparkResource
 
-    # the same resource the assets use, sized for tests on 2 cores
-    return SparkResource(master="local[2]", driver_memory="2g", shuffle_partitions=2)
+    # the same resource the assets use, sized for tests on 2 cores. One driver JVM serves the
+    # whole session (≈ 70 tests, the streaming job included); a 2 GB heap ran out once, in the
+    # live job's detector after everything before it (Spark keeps ~0.5 GB of plan state)
+    return SparkResource(master="local[2]", driver_memory="3g", shuffle_partitions=2)
 
 
 @pytest.fixture(scope="session")

@@ -25,8 +25,6 @@ change when later days are added, and closed live hours can be judged the same w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -79,23 +77,18 @@ def _shrunk(purchases: Column, views: Column, parent: Column, prior_views: int) 
     return (purchases + F.lit(prior_views) * parent) / (views + F.lit(prior_views))
 
 
-@dataclass(frozen=True)
-class Baselines:
-    """A judged day's baselines at each level of the hierarchy. A judged hour is looked up at
-    every level, because its cell can be missing from a level's history (a weekday not yet seen
-    in the first week of data, an hour of day a sparse brand never had) while a broader level
-    knows the brand; the shrinkage of an empty cell gives exactly its parent's rate."""
+def baselines(history: DataFrame) -> DataFrame:
+    """Per judged day × brand × hour of day × weekday: the baseline conversion `p_base`, shrunk
+    through the levels (global → brand → hour of day → weekday), the event conversion `p_event`
+    reported beside the session test, and the seed's statistics (mean and standard deviation of
+    the hourly rate per brand and per brand × hour of day) for its z columns.
 
-    brand: DataFrame  # judged_date, brand → p_brand, p_event_brand, the seed's brand statistics
-    hour: DataFrame  # … hour_of_day → p_hour, p_event, the seed's hour statistics
-    cell: DataFrame  # … weekday → p_base, the full baseline (cells the history has)
-
-
-def baselines(history: DataFrame) -> Baselines:
-    """Per judged day: the brand, brand × hour of day and brand × hour × weekday baselines
-    (`p_brand`, `p_hour`, `p_base`), each shrunk towards its parent, the event conversion
-    `p_event` reported beside the session test, and the seed's statistics (mean and standard
-    deviation of the hourly rate per brand and per brand × hour of day) for its z columns."""
+    Every brand with history gets all 24 × 7 cells, so a judged hour always finds its cell: one
+    its history lacks (a weekday not yet seen in the first week of data, an hour of day a
+    sparse brand never had) gets the shrinkage of an empty cell, which is its parent's rate.
+    The grid is built from the levels themselves rather than joined to the judged hours level by
+    level: every extra reference to the history repeats its whole plan, and the live job's
+    plan must stay small enough for a 2 GB driver."""
     sums = [F.sum("_x").alias("P"), F.sum("_n").alias("V")]
     glob = (
         history.groupBy("judged_date")
@@ -115,50 +108,55 @@ def baselines(history: DataFrame) -> Baselines:
         .withColumn("p_brand", _shrunk(F.col("P"), F.col("V"), F.col("p_global"), PRIOR_VIEWS["brand"]))
         .drop("P", "V", "p_global")
     )
+    hour_sums = history.groupBy("judged_date", "brand", "hour_of_day").agg(
+        *sums,
+        F.avg(rate).alias("seed_mean_hour"),
+        F.stddev(rate).alias("seed_std_hour"),
+        F.sum("purchases").alias("EP"),
+        F.sum("views").alias("EV"),
+    )
     hour = (
-        history.groupBy("judged_date", "brand", "hour_of_day")
-        .agg(
-            *sums,
-            F.avg(rate).alias("seed_mean_hour"),
-            F.stddev(rate).alias("seed_std_hour"),
-            F.sum("purchases").alias("EP"),
-            F.sum("views").alias("EV"),
+        brand.withColumn("hour_of_day", F.explode(F.sequence(F.lit(0), F.lit(23))))
+        .join(hour_sums, ["judged_date", "brand", "hour_of_day"], "left")
+        .withColumn(
+            "p_hour",
+            _shrunk(
+                F.coalesce("P", F.lit(0)), F.coalesce("V", F.lit(0)), F.col("p_brand"), PRIOR_VIEWS["hour"]
+            ),
         )
-        .join(brand.select("judged_date", "brand", "p_brand"), ["judged_date", "brand"])
-        .withColumn("p_hour", _shrunk(F.col("P"), F.col("V"), F.col("p_brand"), PRIOR_VIEWS["hour"]))
-        # the event conversion the hour usually has, reported beside the session test
-        .withColumn("p_event", F.col("EP") / F.greatest(F.col("EV"), F.lit(1)))
-        .drop("P", "V", "EP", "EV", "p_brand")
+        # the event conversion the hour usually has (the brand's, for an hour it never had)
+        .withColumn(
+            "p_event", F.coalesce(F.col("EP") / F.greatest(F.col("EV"), F.lit(1)), F.col("p_event_brand"))
+        )
+        .drop("P", "V", "EP", "EV")
     )
-    cell = (
-        history.groupBy("judged_date", "brand", "hour_of_day", "weekday")
-        .agg(*sums)
-        .join(
-            hour.select("judged_date", "brand", "hour_of_day", "p_hour"),
-            ["judged_date", "brand", "hour_of_day"],
+    cell_sums = history.groupBy("judged_date", "brand", "hour_of_day", "weekday").agg(*sums)
+    return (
+        hour.withColumn("weekday", F.explode(F.sequence(F.lit(1), F.lit(7))))
+        .join(cell_sums, ["judged_date", "brand", "hour_of_day", "weekday"], "left")
+        .withColumn(
+            "p_base",
+            _shrunk(
+                F.coalesce("P", F.lit(0)), F.coalesce("V", F.lit(0)), F.col("p_hour"), PRIOR_VIEWS["weekday"]
+            ),
         )
-        .select(
-            "judged_date",
-            "brand",
-            "hour_of_day",
-            "weekday",
-            _shrunk(F.col("P"), F.col("V"), F.col("p_hour"), PRIOR_VIEWS["weekday"]).alias("p_base"),
-        )
+        .drop("P", "V")
     )
-    return Baselines(brand=brand, hour=hour, cell=cell)
 
 
 def _anscombe_gap(observed: Column, expected: Column) -> Column:
     return F.lit(2.0) * (F.sqrt(observed + F.lit(0.375)) - F.sqrt(expected + F.lit(0.375)))
 
 
-def _with_history_z(history: DataFrame, base: Baselines) -> DataFrame:
-    # every history hour has its own cell: the baselines were built from these rows
-    fitted = history.join(base.cell, ["judged_date", "brand", "hour_of_day", "weekday"])
+def _with_history_z(history: DataFrame, base: DataFrame) -> DataFrame:
+    fitted = history.join(
+        base.select("judged_date", "brand", "hour_of_day", "weekday", "p_base"),
+        ["judged_date", "brand", "hour_of_day", "weekday"],
+    )
     return fitted.withColumn("_gap", _anscombe_gap(F.col("_x"), F.col("_n") * F.col("p_base")))
 
 
-def without_outliers(history: DataFrame, first_pass: Baselines) -> DataFrame:
+def without_outliers(history: DataFrame, first_pass: DataFrame) -> DataFrame:
     """History hours whose purchases are within OUTLIER_Z (Poisson scale) of the first-pass
     baseline; hours under MIN_VIEWS always stay (they cannot be judged)."""
     return (
@@ -168,7 +166,7 @@ def without_outliers(history: DataFrame, first_pass: Baselines) -> DataFrame:
     )
 
 
-def dispersion(history: DataFrame, base: Baselines) -> DataFrame:
+def dispersion(history: DataFrame, base: DataFrame) -> DataFrame:
     """φ per judged day × brand: the median squared Anscombe residual of its history hours
     (robust to earlier anomalies) over χ²(1)'s median, at least 1."""
     fitted = _with_history_z(history.filter(F.col("views") >= MIN_VIEWS), base)
@@ -180,17 +178,12 @@ def dispersion(history: DataFrame, base: Baselines) -> DataFrame:
     )
 
 
-def hourly_evidence(judged: DataFrame, base: Baselines, phi: DataFrame) -> DataFrame:
-    """Each judged brand-hour with its expected rate, its own z and the accumulated scores. Its
-    baseline is the most specific level its history has; a brand without any history has none,
-    and its hours carry no evidence."""
+def hourly_evidence(judged: DataFrame, base: DataFrame, phi: DataFrame) -> DataFrame:
+    """Each judged brand-hour with its expected rate, its own z and the accumulated scores. A
+    brand without any history has no baseline, and its hours carry no evidence."""
     scored = (
-        judged.join(base.brand, ["judged_date", "brand"], "left")
-        .join(base.hour, ["judged_date", "brand", "hour_of_day"], "left")
-        .join(base.cell, ["judged_date", "brand", "hour_of_day", "weekday"], "left")
+        judged.join(base, ["judged_date", "brand", "hour_of_day", "weekday"], "left")
         .join(phi, ["judged_date", "brand"], "left")
-        .withColumn("p_base", F.coalesce("p_base", "p_hour", "p_brand"))
-        .withColumn("p_event", F.coalesce("p_event", "p_event_brand"))
         .withColumn("phi", F.coalesce("phi", F.lit(1.0)))
         .withColumn("expected_purchase_sessions", F.col("_n") * F.col("p_base"))
         .withColumn("expected_purchases", F.col("views") * F.col("p_event"))
