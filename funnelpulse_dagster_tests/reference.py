@@ -27,7 +27,7 @@ def _time(text: str) -> datetime | None:
             pass
     if text.endswith("Z"):
         try:
-            return datetime.fromisoformat(text[:-1] + "+00:00").astimezone(UTC).replace(tzinfo=None)
+            return datetime.fromisoformat(text).astimezone(UTC).replace(tzinfo=None)
         except ValueError:
             return None
     return None

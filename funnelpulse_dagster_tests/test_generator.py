@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -74,4 +75,4 @@ def test_deterministic_for_a_seed(tmp_path):
     b = generate(tmp_path / "b", date(2019, 11, 30), 2, seed=11, events_per_day=500)
     assert [p.split("/")[-1] for p in a.files] == ["2019-Nov.csv", "2019-Dec.csv"]
     for fa, fb in zip(a.files, b.files, strict=True):
-        assert open(fa, "rb").read() == open(fb, "rb").read()
+        assert Path(fa).read_bytes() == Path(fb).read_bytes()
