@@ -129,14 +129,16 @@ def _valid_json(text: str | None) -> str:
     return text
 
 
+def _json_array(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], order_by: str) -> str:
+    """The aggregate that writes the rows of `sql`, ordered by `order_by`, as one JSON array
+    (NULL over no rows). Turning thousands of values into Python objects and back into JSON
+    under the GIL costs several times the query; DuckDB writes the text without the GIL."""
+    return f"to_json(list(struct_pack({_json_fields(con, sql, params)}) ORDER BY {order_by}))"
+
+
 def rows_json(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], order_by: str) -> str:
-    """The rows of `sql` ordered by `order_by`, as a JSON array built inside DuckDB. Turning
-    thousands of values into Python objects and back into JSON under the GIL costs several
-    times the query; DuckDB writes the text without the GIL."""
-    fields = _json_fields(con, sql, params)
-    [text] = con.execute(
-        f"SELECT to_json(list(struct_pack({fields}) ORDER BY {order_by})) FROM ({sql})", params
-    ).fetchone()
+    """The rows of `sql` ordered by `order_by`, as a JSON array built inside DuckDB."""
+    [text] = con.execute(f"SELECT {_json_array(con, sql, params, order_by)} FROM ({sql})", params).fetchone()
     return _valid_json(text)
 
 
@@ -168,9 +170,8 @@ def _paged(con, sql: str, params: list[Any], order_by: str, limit: int, offset: 
     shorter than `limit` tells the total by itself; a full page (or one past the end) asks a
     count query, which is cheaper than a window count over every row of every page."""
     _check_page(limit, offset)
-    fields = _json_fields(con, sql, params)
     text, count = con.execute(
-        f"SELECT to_json(list(struct_pack({fields}) ORDER BY {order_by})), count(*) "
+        f"SELECT {_json_array(con, sql, params, order_by)}, count(*) "
         f"FROM (SELECT * FROM ({sql}) ORDER BY {order_by} LIMIT ? OFFSET ?)",
         [*params, limit, offset],
     ).fetchone()
