@@ -123,6 +123,42 @@ def test_a_days_verdicts_do_not_change_when_later_days_arrive(spark):
     assertDataFrameEqual(until_judged, with_later_days)
 
 
+def _with_drop(rows: list[tuple], brand: str, hours: set[datetime]) -> list[tuple]:
+    """The same series with 90 % of `brand`'s purchases gone in `hours`."""
+    changed = []
+    for r in rows:
+        if r[2] == brand and r[0] in hours:
+            purchases = round(r[3] * RATE * 0.1)
+            r = (*r[:4], purchases, purchases / r[3], r[6], purchases, r[8])
+        changed.append(r)
+    return changed
+
+
+def test_an_incident_is_flagged_from_its_first_hour_but_only_within_its_day(spark):
+    """The brand "steady" has ≈ 45 views an hour at night: a 90 % drop gives each hour
+    z ≈ −2.3, so the run passes the threshold only at its fifth hour (S_5 ≈ −5.2, S_4 ≈ −4.7,
+    S_3 ≈ −4.0). The hours it reaches back over are the same incident and are flagged with the
+    run's score. A run that began the evening before flags only its hours of the judged day:
+    the earlier day's verdicts stay what they were when it was judged alone."""
+    night = {datetime(2019, 10, 15, h) for h in range(2, 7)}
+    flagged = detect(_gold(spark, _with_drop(_series(16), "steady", night)), [JUDGED]).collect()
+    assert {(r["brand"], r["window_start"], r["anomaly_type"]) for r in flagged} == {
+        ("steady", hour, "drop") for hour in night
+    }
+    (run_end,) = [r for r in flagged if r["window_start"].hour == 6]
+    assert {r["evidence_hours"] for r in flagged} == {5}
+    assert {r["score"] for r in flagged} == {run_end["score"]} and run_end["score"] >= 4.5
+
+    before = JUDGED - timedelta(days=1)
+    midnight = {datetime(2019, 10, 14, h) for h in (21, 22, 23)} | {datetime(2019, 10, 15, h) for h in (0, 1)}
+    gold = _gold(spark, _with_drop(_series(16), "steady", midnight))
+    both_days = detect(gold, [before, JUDGED])
+    hours = {(r["window_start"], r["anomaly_type"]) for r in both_days.collect()}
+    assert hours == {(datetime(2019, 10, 15, 0), "drop"), (datetime(2019, 10, 15, 1), "drop")}
+    assertDataFrameEqual(both_days.filter(both_days.window_date == before), detect(gold, [before]))
+    assertDataFrameEqual(both_days.filter(both_days.window_date == JUDGED), detect(gold, [JUDGED]))
+
+
 def test_root_cause_ranks_the_segment_that_lost_its_purchases(spark):
     """History: categories A and B of brand x both convert at 12 % (plus a small C). In the
     flagged hour A's purchases vanish and B's stay: A is the top hint, with a negative

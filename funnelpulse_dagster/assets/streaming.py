@@ -1,8 +1,8 @@
 """The live path as assets: the Kafka topic, and the tables the streaming job keeps fresh.
 
-After each run the hours it closed are judged by the same anomaly detector as batch and added to
-gold_anomalies_hourly_brand with `source = stream` (a later batch run of the day replaces the
-whole day with its own verdicts)."""
+After each run the closed hours of the days it touched are judged by the same anomaly detector
+as batch and upserted into gold_anomalies_hourly_brand with `source = stream` (a later batch run
+of the day replaces the whole day with its own verdicts)."""
 
 from datetime import timedelta
 
@@ -83,9 +83,12 @@ def last_closed_hour(session, lake: LakeResource):
 
 
 def judge_closed_hours(session, lake: LakeResource, closed_before, log) -> int:
-    """Judge the hours this run closed with the batch detector and upsert them, marked
-    `source = stream`, into gold_anomalies_hourly_brand. Idempotent: a re-judged hour replaces
-    its earlier live verdict. Returns the number of live anomalies written."""
+    """Judge the closed hours of the days this run touched with the batch detector and upsert
+    them, marked `source = stream`, into gold_anomalies_hourly_brand. The whole day is
+    re-judged, not only the new hours: a run that passes the threshold in a new hour also flags
+    the earlier hours of the day it reaches back over, exactly as the batch detector does.
+    Idempotent: a re-judged hour replaces its earlier live verdict. Returns the number of live
+    anomalies in the hours this run closed."""
     closed_after = last_closed_hour(session, lake)
     if closed_after is None or (closed_before is not None and closed_after <= closed_before):
         return 0
@@ -104,15 +107,18 @@ def judge_closed_hours(session, lake: LakeResource, closed_before, log) -> int:
     silver = lake.read(session, SILVER_EVENTS, history).unionByName(
         live_events.select(*SILVER_EVENTS.schema.fieldNames())
     )
-    verdicts = anomaly_rows(gold, silver, days, source="stream").filter(new_hours).localCheckpoint()
+    closed = F.col("window_end") <= F.lit(closed_after)
+    verdicts = anomaly_rows(gold, silver, days, source="stream").filter(closed).localCheckpoint()
     earlier = lake.read(session, GOLD_ANOMALIES_HOURLY_BRAND, days).filter(
-        ~((F.col("source") == "stream") & new_hours)
+        ~((F.col("source") == "stream") & closed)
     )
     # the files being replaced are read first: cut the lineage before overwriting them
     merged = earlier.localCheckpoint().unionByName(verdicts)
     lake.replace_partitions(merged, GOLD_ANOMALIES_HOURLY_BRAND, days)
-    count = verdicts.count()
-    log(f"judged live hours up to {closed_after}: {count} anomalies")
+    count = verdicts.filter(new_hours).count()
+    log(
+        f"judged live hours up to {closed_after} ({', '.join(map(str, days))}): {count} anomalies in new hours"
+    )
     return count
 
 

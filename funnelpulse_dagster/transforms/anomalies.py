@@ -16,11 +16,15 @@ The detector, per brand-hour t of a judged day D:
   `MIN_EVIDENCE_VIEWS` views carry no evidence and hours under `MIN_VIEWS` are never flagged;
 - accumulated evidence S_k(t) = Σ z over the k hours ending at t / √k, for k = 1..6; a sustained
   drop of a mid-sized brand adds up even when no single hour is conclusive;
-- a flag when max_k |S_k| ≥ `THRESHOLD` and the hour itself deviates the same way (|z_t| ≥
-  `CURRENT_HOUR_Z`), so an hour after an anomaly ends is not flagged for its predecessors.
+- a flag when a run covering the hour passed: max_k |S_k| ≥ `THRESHOLD` at the hour itself, or
+  at a later hour of the same day whose run reaches back over it (the first hours of an incident
+  rarely pass alone); and the hour itself deviates the same way (|z_t| ≥ `CURRENT_HOUR_Z`), so an
+  hour after an anomaly ends is not flagged for its predecessors.
 
-Everything looks backwards only, so a day's verdicts depend on days D−LOOKBACK−1 … D and never
-change when later days are added, and closed live hours can be judged the same way.
+Baselines look backwards only and runs reach back only within the judged day, so a day's
+verdicts depend on days D−LOOKBACK−1 … D and never change when later days are added. Live hours
+are judged the same way; a later hour of the day can add its earlier hours to an incident, so
+the live judge re-judges every closed hour of the day.
 """
 
 from __future__ import annotations
@@ -215,27 +219,60 @@ def hourly_evidence(judged: DataFrame, base: DataFrame, phi: DataFrame) -> DataF
     )
 
 
+def _covering_run(kind: str) -> Column:
+    """The strongest run of `kind` (drop | spike) that passed the threshold and covers this hour:
+    its own, or one ending up to MAX_RUN_HOURS − 1 hours later on the same day, as
+    struct(score, hours); NULL when there is none.
+
+    The first hours of a drop rarely pass on their own (evidence needs two or three hours to
+    add up), but once the run through them passes they are part of the same incident. Only runs
+    of the same day count, so a day's verdicts never depend on a later day; a run that began the
+    day before flags only its hours of the judged day."""
+    ahead = Window.partitionBy("brand").orderBy("hour_index").rangeBetween(0, MAX_RUN_HOURS - 1)
+    score, hours = F.col(f"{kind}_score"), F.col(f"{kind}_hours")
+    passed_runs = F.collect_list(
+        F.when(
+            score >= THRESHOLD,
+            F.struct(
+                score.alias("score"),
+                hours.alias("hours"),
+                (F.col("hour_index") - hours + 1).alias("first_hour"),
+                F.col("window_date").alias("day"),
+            ),
+        )
+    ).over(ahead)
+    covering = F.filter(
+        passed_runs,
+        lambda run: (run["first_hour"] <= F.col("hour_index")) & (run["day"] == F.col("window_date")),
+    )
+    best = F.array_max(covering)  # structs order by their first field, the score
+    return F.struct(best["score"].alias("score"), best["hours"].alias("hours"))
+
+
 def flag(evidence: DataFrame) -> DataFrame:
-    """The anomalous brand-hours, with type, score, severity and the seed's columns."""
-    is_drop = (
-        (F.col("drop_score") >= THRESHOLD)
-        & (F.col("z_hour") <= -CURRENT_HOUR_Z)
-        & (F.col("views") >= MIN_VIEWS)
+    """The anomalous brand-hours, with type, score, severity and the seed's columns.
+
+    An hour is flagged when it has at least MIN_VIEWS views, deviates by itself (|z_hour| ≥
+    CURRENT_HOUR_Z, so an hour after an anomaly ends is not flagged for its predecessors) and a
+    run covering it passed the threshold: the run ending at it, or a later run of the same day
+    that reaches back over it (`_covering_run`). `score` and `evidence_hours` are that run's,
+    the strongest when several cover the hour."""
+    scored = evidence.withColumn("_drop_run", _covering_run("drop")).withColumn(
+        "_spike_run", _covering_run("spike")
     )
-    is_spike = (
-        (F.col("spike_score") >= THRESHOLD)
-        & (F.col("z_hour") >= CURRENT_HOUR_Z)
-        & (F.col("views") >= MIN_VIEWS)
-    )
+    traffic = F.col("views") >= MIN_VIEWS
+    is_drop = traffic & (F.col("z_hour") <= -CURRENT_HOUR_Z) & F.col("_drop_run.score").isNotNull()
+    is_spike = traffic & (F.col("z_hour") >= CURRENT_HOUR_Z) & F.col("_spike_run.score").isNotNull()
+    run = F.when(is_drop, F.col("_drop_run")).otherwise(F.col("_spike_run"))
     rate = F.col("conversion_rate")
     z_brand = (rate - F.col("seed_mean_brand")) / F.nullif(F.col("seed_std_brand"), F.lit(0.0))
     z_brand_hour = (rate - F.col("seed_mean_hour")) / F.nullif(F.col("seed_std_hour"), F.lit(0.0))
-    score = F.when(is_drop, F.col("drop_score")).otherwise(F.col("spike_score"))
+    score = run["score"]
     return (
-        evidence.filter(is_drop | is_spike)
+        scored.filter(is_drop | is_spike)
         .withColumn("anomaly_type", F.when(is_drop, F.lit("drop")).otherwise(F.lit("spike")))
         .withColumn("score", score)
-        .withColumn("evidence_hours", F.when(is_drop, F.col("drop_hours")).otherwise(F.col("spike_hours")))
+        .withColumn("evidence_hours", run["hours"])
         .withColumn(
             "severity",
             F.when(score >= 2 * THRESHOLD, F.lit("high"))
