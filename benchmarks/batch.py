@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/batch.py                 # 30 days × 135 k events ≈ 4 M rows
     .venv/bin/python benchmarks/batch.py --days 7        # quicker
     .venv/bin/python benchmarks/batch.py --per-day 2019-10-05   # also one day's chain from the CLI
+    .venv/bin/python benchmarks/batch.py --floor         # also Spark's floor for this work
 
 1. generates the month with the sample generator (timed separately, not part of the ratio);
 2. runs `dagster asset materialize --select 'not group:streaming and not group:reports and not key:gold_anomalies_hourly_brand' --partition-range A...B` in a fresh process,
@@ -11,7 +12,11 @@
 3. runs the same work in DuckDB in another fresh process: CSV → bronze Parquet (bad lines to a
    quarantine), silver (rules, normalisation, de-duplication), the four gold tables with event,
    session and user funnels, all written as day-partitioned Parquet;
-4. prints events/s, wall time and peak memory (RSS of the whole process tree) of both, and the ratio.
+4. prints events/s, wall time and peak memory (RSS of the whole process tree) of both, and the
+   ratios: whole run against DuckDB's whole run, and bronze → silver → hourly brand gold (the
+   Spark steps against the same DuckDB phases);
+5. with `--floor`, the least work any Spark chain must do here (`spark_floor`), cold and warm,
+   to show how close the ratio can come at all on this machine.
 """
 
 from __future__ import annotations
@@ -83,7 +88,7 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     return wall, peak, output
 
 
-DUCKDB_SQL = """
+DUCKDB_BRONZE_SQL = """
 SET threads = {threads};
 CREATE TEMP TABLE raw AS
   SELECT *, try_strptime(event_time, '%Y-%m-%d %H:%M:%S UTC') AS ts
@@ -104,6 +109,8 @@ COPY (SELECT * EXCLUDE (reason) FROM typed WHERE reason IS NULL)
 COPY (SELECT source_file, reason, coalesce(event_date, DATE '{start}') AS ingest_date FROM typed WHERE reason IS NOT NULL
       UNION ALL SELECT file_id::VARCHAR, error_message, DATE '{start}' FROM reject_errors)
   TO '{out}/bronze_quarantine' (FORMAT parquet, PARTITION_BY (ingest_date));
+"""
+DUCKDB_SILVER_SQL = """
 COPY (
   SELECT * EXCLUDE (rn) FROM (
     SELECT *, lower(trim(brand)) AS brand_norm, nullif(lower(trim(category_code)), '') AS category_code_norm,
@@ -144,13 +151,85 @@ COPY (
 """
 
 
-def duckdb_reference(raw: str, out: str, start: str, threads: int) -> None:
+def duckdb_reference(raw: str, out: str, start: str, threads: int) -> dict[str, float]:
+    """The reference's work; returns seconds per phase (bronze, silver, each gold table)."""
     import duckdb
 
+    phases = {}
     con = duckdb.connect()
-    con.execute(DUCKDB_SQL.format(raw=raw, out=out, start=start, threads=threads))
+    t = time.perf_counter()
+    con.execute(DUCKDB_BRONZE_SQL.format(raw=raw, out=out, start=start, threads=threads))
+    phases["bronze"] = time.perf_counter() - t
+    t = time.perf_counter()
+    con.execute(DUCKDB_SILVER_SQL.format(out=out))
+    phases["silver_events"] = time.perf_counter() - t
     for table, (grain, partition) in GOLD_GRAINS.items():
+        t = time.perf_counter()
         con.execute(GOLD_SQL.format(grain=grain, out=out, table=table, partition=partition))
+        phases[table] = time.perf_counter() - t
+    return phases
+
+
+SPARK_RAW_SCHEMA = (
+    "event_time string, event_type string, product_id long, category_id long, category_code string, "
+    "brand string, price decimal(12,2), user_id long, user_session string"
+)
+
+
+def spark_floor(raw: str, out: str) -> dict[str, float]:
+    """The least work any Spark chain must do for these tables, in a fresh process as the CLI
+    runs it (cold JVM), without Dagster, checks, quarantine or de-duplication logic: start the
+    session; parse the CSV with its schema and write it as day-partitioned Parquet; shuffle the
+    month once (de-duplication needs at least that) and write it; one plain aggregation per gold
+    table (no session or user funnels) and write it. Then the same work again in the same JVM
+    (warm), which no CLI run gets."""
+    t = time.perf_counter()
+    sys.path.insert(0, str(REPO))
+    from pyspark.sql import functions as F
+
+    from funnelpulse_dagster.resources.spark import SparkResource
+
+    spark = SparkResource(master=f"local[{os.cpu_count() or 2}]").spark_session
+    phases = {"session_start": time.perf_counter() - t}
+    hour = F.date_trunc("hour", "event_time")
+    grains = {
+        "hourly_brand": [hour.alias("h"), "brand"],
+        "daily_brand": [F.to_date("event_time").alias("d"), "brand"],
+        "daily_category": [F.to_date("event_time").alias("d"), "category_code"],
+        "hourly_price": [hour.alias("h"), (F.col("price") >= 10).alias("band")],
+    }
+    for run in ("cold", "warm"):
+        base = f"{out}/{run}"
+        t = time.perf_counter()
+        timestamp = F.try_to_timestamp("event_time", F.lit("yyyy-MM-dd HH:mm:ss 'UTC'"))
+        (
+            spark.read.csv(f"{raw}/*.csv", header=True, schema=SPARK_RAW_SCHEMA)
+            .withColumn("event_time", timestamp)
+            .withColumn("event_date", F.to_date("event_time"))
+            .write.partitionBy("event_date")
+            .parquet(f"{base}/bronze")
+        )
+        phases[f"{run}_csv_to_parquet"] = time.perf_counter() - t
+        t = time.perf_counter()
+        (
+            spark.read.parquet(f"{base}/bronze")
+            .repartition("event_date", "event_time", "user_session")
+            .write.partitionBy("event_date")
+            .parquet(f"{base}/silver")
+        )
+        phases[f"{run}_one_shuffle"] = time.perf_counter() - t
+        for name, grain in grains.items():
+            t = time.perf_counter()
+            silver = spark.read.parquet(f"{base}/silver")
+            silver.groupBy(*grain).agg(F.count("*"), F.sum("price")).write.parquet(f"{base}/{name}")
+            phases[f"{run}_aggregate_{name}"] = time.perf_counter() - t
+    return phases
+
+
+def _phases(output: str) -> dict[str, float]:
+    """The phase timings a --duckdb-only / --floor-only child printed."""
+    (line,) = [line for line in output.splitlines() if line.startswith("PHASES ")]
+    return json.loads(line.removeprefix("PHASES "))
 
 
 def materialize_cmd(*partition_args: str) -> list[str]:
@@ -179,11 +258,20 @@ def main() -> int:
     parser.add_argument("--home", help="FUNNELPULSE_HOME to use (default: a temporary folder)")
     parser.add_argument("--per-day", help="also time one day's chain from the CLI, e.g. 2019-10-05")
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time the least work any Spark chain must do (spark_floor), in a fresh process",
+    )
     parser.add_argument("--duckdb-only", nargs=3, metavar=("RAW", "OUT", "START"), help=argparse.SUPPRESS)
+    parser.add_argument("--floor-only", nargs=2, metavar=("RAW", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     threads = os.cpu_count() or 2
     if args.duckdb_only:
-        duckdb_reference(*args.duckdb_only, threads=threads)
+        print("PHASES " + json.dumps(duckdb_reference(*args.duckdb_only, threads=threads)))
+        return 0
+    if args.floor_only:
+        print("PHASES " + json.dumps(spark_floor(*args.floor_only)))
         return 0
 
     home = Path(args.home or tempfile.mkdtemp(prefix="funnelpulse-bench-"))
@@ -225,7 +313,20 @@ def main() -> int:
         str(duck_out),
         str(start),
     ]
-    duck_wall, duck_peak, _ = run_measured(duck_cmd, env)
+    duck_wall, duck_peak, duck_output = run_measured(duck_cmd, env)
+    duck_phases = _phases(duck_output)
+    # issue #2's chain (bronze → silver → hourly brand gold) on both sides, from the step times
+    chain_2 = ("bronze", "silver_events", "gold_funnel_hourly_brand")
+    spark_chain_2 = sum(steps.get(step, 0.0) for step in chain_2)
+    duck_chain_2 = sum(duck_phases[step] for step in chain_2)
+    floor = {}
+    if args.floor:
+        floor_out = home / "spark_floor"
+        shutil.rmtree(floor_out, ignore_errors=True)
+        floor_cmd = [sys.executable, str(Path(__file__).resolve()), "--floor-only", str(raw), str(floor_out)]
+        _, _, floor_output = run_measured(floor_cmd, env)
+        floor = _phases(floor_output)
+        shutil.rmtree(floor_out, ignore_errors=True)
 
     results = {
         "rows": rows,
@@ -240,7 +341,28 @@ def main() -> int:
         "duckdb_peak_rss_gb": round(duck_peak / 1e9, 2),
         "ratio_wall": round(spark_wall / duck_wall, 2),
         "ratio_steps": round(spark_work / duck_wall, 2),
+        "duckdb_phases_s": {k: round(v, 2) for k, v in duck_phases.items()},
+        "bronze_silver_hourly_gold": {
+            "spark_steps_s": round(spark_chain_2, 1),
+            "duckdb_s": round(duck_chain_2, 1),
+            "ratio": round(spark_chain_2 / duck_chain_2, 2),
+        },
     }
+    if floor:
+        cold = [k for k in floor if k.startswith("cold_")]
+        warm = [k for k in floor if k.startswith("warm_")]
+        chain_2_floor = ("cold_csv_to_parquet", "cold_one_shuffle", "cold_aggregate_hourly_brand")
+        results["spark_floor_s"] = {k: round(v, 2) for k, v in floor.items()}
+        results["spark_floor_summary"] = {
+            "whole_chain_cold_with_session_s": round(floor["session_start"] + sum(floor[k] for k in cold), 1),
+            "whole_chain_warm_s": round(sum(floor[k] for k in warm), 1),
+            "bronze_silver_hourly_gold_cold_with_session_s": round(
+                floor["session_start"] + sum(floor[k] for k in chain_2_floor), 1
+            ),
+            "bronze_silver_hourly_gold_warm_s": round(
+                sum(floor[k.replace("cold_", "warm_")] for k in chain_2_floor), 1
+            ),
+        }
     if args.per_day:
         day_cmd = materialize_cmd("--partition", args.per_day)
         day_wall, day_peak, _ = run_measured(day_cmd, env)
@@ -260,6 +382,26 @@ def main() -> int:
     print(
         f"ratio Spark/DuckDB: {results['ratio_wall']}x whole run, {results['ratio_steps']}x Spark steps only"
     )
+    print("DuckDB phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in duck_phases.items()))
+    chain = results["bronze_silver_hourly_gold"]
+    print(
+        f"bronze → silver → hourly brand gold: Spark steps {chain['spark_steps_s']}s, "
+        f"DuckDB {chain['duckdb_s']}s, ratio {chain['ratio']}x"
+    )
+    if floor:
+        summary = results["spark_floor_summary"]
+        print("Spark floor (s): " + ", ".join(f"{k} {v:.1f}" for k, v in floor.items()))
+        print(
+            f"Spark floor, whole chain: {summary['whole_chain_cold_with_session_s']}s cold with the session "
+            f"start ({summary['whole_chain_cold_with_session_s'] / duck_wall:.2f}x DuckDB's whole run), "
+            f"{summary['whole_chain_warm_s']}s warm"
+        )
+        print(
+            f"Spark floor, bronze → silver → hourly gold: "
+            f"{summary['bronze_silver_hourly_gold_cold_with_session_s']}s cold with the session start "
+            f"({summary['bronze_silver_hourly_gold_cold_with_session_s'] / duck_chain_2:.2f}x DuckDB's "
+            f"{duck_chain_2:.1f}s), {summary['bronze_silver_hourly_gold_warm_s']}s warm"
+        )
     if args.per_day:
         print(f"one day's chain from the CLI ({args.per_day}): {results['one_day_cli_wall_s']}s wall")
     if args.json:
