@@ -108,7 +108,7 @@ def judge_closed_hours(session, lake: LakeResource, closed_before, log) -> int:
         live_events.select(*SILVER_EVENTS.schema.fieldNames())
     )
     closed = F.col("window_end") <= F.lit(closed_after)
-    verdicts = anomaly_rows(gold, silver, days, source="stream").filter(closed).localCheckpoint()
+    verdicts = anomaly_rows(gold, silver, days, source="stream").filter(closed)
     earlier = lake.read(session, GOLD_ANOMALIES_HOURLY_BRAND, days).filter(
         ~((F.col("source") == "stream") & closed)
     )

@@ -333,6 +333,17 @@ def detect(gold: DataFrame, judged_days: list) -> DataFrame:
     )
 
 
+def computed(frame: DataFrame) -> DataFrame:
+    """`frame` computed now, with its lineage cut (a local checkpoint).
+
+    Two reasons. The detector's plan is large (hundreds of thousands of characters): every
+    later use of an uncut frame plans it all again, which costs more than the work on small
+    data. And the live path judges after every streaming run in one long-lived driver: a
+    `cache()` stays until it is unpersisted, so caches left behind piled up run after run, while
+    a checkpoint's blocks go when the frame is no longer referenced (Spark's context cleaner)."""
+    return frame.localCheckpoint(eager=True)
+
+
 def root_cause_hints(flags: DataFrame, silver: DataFrame) -> DataFrame:
     """For each flagged brand-hour, the segments (category root, price band, product) whose
     purchases moved most against the brand's history in that segment: contribution =
@@ -341,7 +352,8 @@ def root_cause_hints(flags: DataFrame, silver: DataFrame) -> DataFrame:
     the hour's views times the dimension's whole gap; `HINTS_PER_DIMENSION` per dimension, most
     important first.
 
-    `silver` must hold the flagged days and their LOOKBACK_DAYS of history."""
+    `silver` must hold the flagged days and their LOOKBACK_DAYS of history. Returned already
+    computed (see `computed`)."""
     keys = flags.select("brand", "window_start", "window_date", "anomaly_type").distinct()
     brands = keys.select("brand").distinct()
     # the flagged brands' events over the look-back: small, and read by three dimensions
@@ -356,7 +368,7 @@ def root_cause_hints(flags: DataFrame, silver: DataFrame) -> DataFrame:
         .join(F.broadcast(brands), "brand")
         .withColumn("is_view", (F.col("event_type") == "view").cast("long"))
         .withColumn("is_purchase", (F.col("event_type") == "purchase").cast("long"))
-        .cache()
+        .transform(computed)
     )
     judged_days = keys.select("brand", F.col("window_date").alias("judged_date")).distinct()
     past = (
@@ -365,7 +377,7 @@ def root_cause_hints(flags: DataFrame, silver: DataFrame) -> DataFrame:
             (F.col("event_date") < F.col("judged_date"))
             & (F.col("event_date") >= F.date_sub(F.col("judged_date"), LOOKBACK_DAYS))
         )
-        .cache()
+        .transform(computed)
     )
     brand_rate = past.groupBy("brand", "judged_date").agg(
         (F.sum("is_purchase") / F.greatest(F.sum("is_view"), F.lit(1))).alias("p_brand")
@@ -437,11 +449,12 @@ def root_cause_hints(flags: DataFrame, silver: DataFrame) -> DataFrame:
             F.collect_list(F.struct(F.col("hint._weight").alias("w"), F.col("hint").alias("h"))), asc=False
         ).alias("_sorted")
     )
-    return collected.select(
+    hinted = collected.select(
         "brand",
         "window_start",
         F.transform("_sorted", lambda e: e["h"].dropFields("_weight")).alias("root_cause_hints"),
     )
+    return computed(hinted)
 
 
 def describe_hint(hints: Column) -> Column:
@@ -461,15 +474,18 @@ def describe_hint(hints: Column) -> Column:
 
 def anomaly_rows(gold: DataFrame, silver: DataFrame, judged_days: list, source: str) -> DataFrame:
     """gold_anomalies_hourly_brand rows for `judged_days`: the detector's flags with their
-    root-cause hints, the top hint in words, and where the judged numbers came from."""
-    flags = detect(gold, judged_days).cache()
+    root-cause hints, the top hint in words, and where the judged numbers came from.
+
+    Returned already computed, with its lineage cut (see `computed`)."""
+    flags = computed(detect(gold, judged_days))
     hints = root_cause_hints(flags, silver)
-    return (
+    rows = (
         flags.join(hints, ["brand", "window_start"], "left")
         .withColumn("top_hint", describe_hint(F.col("root_cause_hints")))
         .withColumn("source", F.lit(source))
         .select(*GOLD_ANOMALIES_HOURLY_BRAND.schema.fieldNames())
     )
+    return computed(rows)
 
 
 def live_gold(stream_gold: DataFrame, batch_gold: DataFrame) -> DataFrame:
