@@ -35,14 +35,14 @@ from dagster import DagsterInstance, materialize
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from funnelpulse_dagster.assets.anomalies import gold_anomalies_hourly_brand  # noqa: E402
-from funnelpulse_dagster.assets.bronze import bronze  # noqa: E402
-from funnelpulse_dagster.assets.gold import gold_funnel_hourly_brand  # noqa: E402
-from funnelpulse_dagster.assets.silver import silver_events  # noqa: E402
-from funnelpulse_dagster.generator import generate  # noqa: E402
-from funnelpulse_dagster.resources import LakeResource, RawDataResource  # noqa: E402
-from funnelpulse_dagster.resources.spark import SparkResource  # noqa: E402
-from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND, GOLD_FUNNEL_HOURLY_BRAND  # noqa: E402
+from funnelpulse_dagster.assets.anomalies import gold_anomalies_hourly_brand
+from funnelpulse_dagster.assets.bronze import bronze
+from funnelpulse_dagster.assets.gold import gold_funnel_hourly_brand
+from funnelpulse_dagster.assets.silver import silver_events
+from funnelpulse_dagster.generator import generate
+from funnelpulse_dagster.resources import LakeResource, RawDataResource
+from funnelpulse_dagster.resources.spark import SparkResource
+from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND, GOLD_FUNNEL_HOURLY_BRAND
 
 
 @dataclass(frozen=True)

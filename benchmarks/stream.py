@@ -31,14 +31,14 @@ from dagster import DagsterInstance, materialize
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from funnelpulse_dagster.assets.bronze import bronze  # noqa: E402
-from funnelpulse_dagster.generator import generate  # noqa: E402
-from funnelpulse_dagster.resources import KafkaResource, LakeResource, RawDataResource  # noqa: E402
-from funnelpulse_dagster.resources.spark import SparkResource  # noqa: E402
-from funnelpulse_dagster.streaming import broker  # noqa: E402
-from funnelpulse_dagster.streaming.job import run_stream  # noqa: E402
-from funnelpulse_dagster.streaming.replay import Pacer, replay, to_messages  # noqa: E402
-from funnelpulse_dagster.tables import (  # noqa: E402
+from funnelpulse_dagster.assets.bronze import bronze
+from funnelpulse_dagster.generator import generate
+from funnelpulse_dagster.resources import KafkaResource, LakeResource, RawDataResource
+from funnelpulse_dagster.resources.spark import SparkResource
+from funnelpulse_dagster.streaming import broker
+from funnelpulse_dagster.streaming.job import run_stream
+from funnelpulse_dagster.streaming.replay import Pacer, replay, to_messages
+from funnelpulse_dagster.tables import (
     BRONZE_EVENTS,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
     STREAM_GOLD_QUERY,

