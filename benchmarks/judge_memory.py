@@ -25,11 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pyspark.sql import functions as F
-
 from funnelpulse_dagster.resources.spark import SparkResource
 from funnelpulse_dagster.transforms.anomalies import anomaly_rows
-from funnelpulse_dagster_tests.test_anomalies import JUDGED, _gold, _series, _with_drop
+from funnelpulse_dagster_tests.test_anomalies import JUDGED, judgeable
 
 
 def _jmap() -> str:
@@ -47,22 +45,7 @@ def main() -> int:
     spark = SparkResource(master="local[2]").spark_session
     pid = spark._jvm.java.lang.ProcessHandle.current().pid()
     jmap = _jmap()
-    rows = _with_drop(_series(30), "steady", {datetime(2019, 10, 15, h) for h in range(2, 7)})
-    gold = _gold(spark, rows).withColumn(
-        "session_conversion_rate", F.col("purchase_sessions") / F.col("view_sessions")
-    )
-    events = [
-        (brand, start, day, kind, "hair", "<10", 1)
-        for start, _, brand, views, purchases, _, _, _, day in rows
-        if brand == "steady"
-        for kind, count in (("view", views), ("purchase", purchases))
-        for _ in range(count)
-    ]
-    silver = spark.createDataFrame(
-        events,
-        "brand_norm string, event_time timestamp, event_date date, event_type string, "
-        "category_root string, price_band string, product_id long",
-    )
+    gold, silver = judgeable(spark, 30, "steady", {datetime(2019, 10, 15, h) for h in range(2, 7)})
     cache = spark._jsparkSession.sharedState().cacheManager()
 
     def histogram() -> list[str]:

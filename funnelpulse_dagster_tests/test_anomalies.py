@@ -160,20 +160,18 @@ def test_an_incident_is_flagged_from_its_first_hour_but_only_within_its_day(spar
     assertDataFrameEqual(both_days.filter(both_days.window_date == JUDGED), detect(gold, [JUDGED]))
 
 
-def test_judging_leaves_no_cache_behind(spark):
-    """The live path judges after every streaming run in one long-lived driver, and Spark keeps
-    a cached DataFrame until it is unpersisted: the detector must not leave caches to pile up
-    run after run (three per judgement did, before). Its rows come back computed and hinted."""
-    night = {datetime(2019, 10, 15, h) for h in range(2, 7)}
-    rows = _with_drop(_series(16), "steady", night)
+def judgeable(spark, days: int, brand: str, drop_hours: set[datetime]):
+    """What `anomaly_rows` judges, from the hand-made series with a drop of `brand` in
+    `drop_hours`: hourly gold (with its session rate) and silver events of `brand` (for the
+    root-cause hints). Also used by benchmarks/judge_memory.py."""
+    rows = _with_drop(_series(days), brand, drop_hours)
     gold = _gold(spark, rows).withColumn(
         "session_conversion_rate", F.col("purchase_sessions") / F.col("view_sessions")
     )
-    # the flagged brand's events, for the root-cause hints
     events = [
-        (brand, start, day, kind, "hair", "<10", 1)
-        for start, _, brand, views, purchases, _, _, _, day in rows
-        if brand == "steady"
+        (row_brand, start, day, kind, "hair", "<10", 1)
+        for start, _, row_brand, views, purchases, _, _, _, day in rows
+        if row_brand == brand
         for kind, count in (("view", views), ("purchase", purchases))
         for _ in range(count)
     ]
@@ -182,6 +180,15 @@ def test_judging_leaves_no_cache_behind(spark):
         "brand_norm string, event_time timestamp, event_date date, event_type string, "
         "category_root string, price_band string, product_id long",
     )
+    return gold, silver
+
+
+def test_judging_leaves_no_cache_behind(spark):
+    """The live path judges after every streaming run in one long-lived driver, and Spark keeps
+    a cached DataFrame until it is unpersisted: the detector must not leave caches to pile up
+    run after run (three per judgement did, before). Its rows come back computed and hinted."""
+    night = {datetime(2019, 10, 15, h) for h in range(2, 7)}
+    gold, silver = judgeable(spark, 16, "steady", night)
     spark.catalog.clearCache()
     cache = spark._jsparkSession.sharedState().cacheManager()
     for day in (JUDGED, JUDGED - timedelta(days=1)):  # two judgements on different inputs
