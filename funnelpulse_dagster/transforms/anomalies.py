@@ -352,8 +352,9 @@ def root_cause_hints(flags: DataFrame, silver: DataFrame) -> DataFrame:
     the hour's views times the dimension's whole gap; `HINTS_PER_DIMENSION` per dimension, most
     important first.
 
-    `silver` must hold the flagged days and their LOOKBACK_DAYS of history. Returned already
-    computed (see `computed`)."""
+    `silver` must hold the flagged days and their LOOKBACK_DAYS of history. The events it reads
+    three times are computed once (see `computed`); the hints themselves are not, as
+    `anomaly_rows` computes them in its own result."""
     keys = flags.select("brand", "window_start", "window_date", "anomaly_type").distinct()
     brands = keys.select("brand").distinct()
     # the flagged brands' events over the look-back: small, and read by three dimensions
@@ -449,12 +450,11 @@ def root_cause_hints(flags: DataFrame, silver: DataFrame) -> DataFrame:
             F.collect_list(F.struct(F.col("hint._weight").alias("w"), F.col("hint").alias("h"))), asc=False
         ).alias("_sorted")
     )
-    hinted = collected.select(
+    return collected.select(
         "brand",
         "window_start",
         F.transform("_sorted", lambda e: e["h"].dropFields("_weight")).alias("root_cause_hints"),
     )
-    return computed(hinted)
 
 
 def describe_hint(hints: Column) -> Column:
