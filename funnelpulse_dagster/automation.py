@@ -5,10 +5,8 @@ automation sensor that re-builds the funnel report after gold changes."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 from dagster import (
     AssetSelection,
@@ -26,15 +24,21 @@ from dagster import (
     sensor,
 )
 
+from funnelpulse_dagster import lakefs
 from funnelpulse_dagster.assets.report import funnel_report
+from funnelpulse_dagster.ingest import list_exports
 from funnelpulse_dagster.jobs import batch_lakehouse_job, live_funnel_job
+from funnelpulse_dagster.ownership import (
+    STANDARD_LAYOUT,
+    ExportFormatError,
+    layout_of,
+    own_days_in,
+    owned_days,
+)
 from funnelpulse_dagster.resources import KafkaResource, StreamingResource
 from funnelpulse_dagster.settings import load_settings
 from funnelpulse_dagster.streaming.offsets import KafkaUnavailable, backlog, committed_checkpoint_offsets
 from funnelpulse_dagster.tables import STREAM_INGEST_QUERY
-
-_LINE_DATE = re.compile(rb"^(\d{4}-\d{2}-\d{2})", re.MULTILINE)
-_CHUNK = 16 * 1024 * 1024
 
 
 def partition_range_tags(first: date, last: date) -> dict[str, str]:
@@ -57,24 +61,16 @@ def daily_lakehouse_schedule(context: ScheduleEvaluationContext) -> RunRequest:
     return RunRequest(run_key=f"daily:{yesterday.isoformat()}", partition_key=yesterday.isoformat())
 
 
-def dates_in_file(path: Path) -> set[date]:
-    """Every valid date that starts a line of the file (read in chunks, scanned by a C regex)."""
-    found: set[bytes] = set()
-    carry = b""
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            data = carry + chunk
-            cut = data.rfind(b"\n") + 1
-            found.update(_LINE_DATE.findall(data[:cut]))
-            carry = data[cut:]
-    found.update(_LINE_DATE.findall(carry))
-    days = set()
-    for text in found:
-        try:
-            days.add(date.fromisoformat(text.decode()))
-        except ValueError:
-            continue  # "2019-13-45": such a line belongs to its file's first date, already present
-    return days
+def days_owned_by(uri: str) -> set[date]:
+    """The days a file's lines belong to, by the ownership rule bronze applies
+    (funnelpulse_dagster.ownership). A file bronze will refuse still gets the days its lines
+    start with, so the runs that fail and name it are the runs for its days."""
+    try:
+        layout = layout_of(uri, lakefs.read_head(uri))
+    except ExportFormatError:
+        layout = STANDARD_LAYOUT
+    own, undated = own_days_in(lakefs.open_text_chunks(uri), layout)
+    return owned_days(uri, own, undated)
 
 
 def contiguous_ranges(days: Iterable[date]) -> list[tuple[date, date]]:
@@ -88,34 +84,36 @@ def contiguous_ranges(days: Iterable[date]) -> list[tuple[date, date]]:
     return ranges
 
 
-def file_fingerprint(path: Path) -> str:
-    stat = path.stat()
-    return f"{stat.st_size}:{stat.st_mtime_ns}"
-
-
 def runs_for_new_files(
-    raw_dir: Path, seen: dict[str, str], first_day: date, last_day: date
+    raw_uri: str, seen: dict[str, str], first_day: date, last_day: date, log=None
 ) -> tuple[list[RunRequest], dict[str, str]]:
     """Run requests for the days of files that are new or changed since `seen`.
 
     A file's run key is its name and fingerprint, so the same file content is never processed
     twice, even if the cursor is lost; a changed file (new size or mtime) is processed again.
+    A file with lines but no date at all cannot be given to any day: it is logged, and every
+    bronze run fails naming it until it is fixed or removed.
     """
     requests: list[RunRequest] = []
     now_seen = dict(seen)
-    for path in sorted(raw_dir.glob("*.csv")):
-        fingerprint = file_fingerprint(path)
-        if seen.get(path.name) == fingerprint:
+    for entry in list_exports(raw_uri):
+        if seen.get(entry.name) == entry.fingerprint:
             continue
-        days = {d for d in dates_in_file(path) if first_day <= d <= last_day}
+        try:
+            owned = days_owned_by(entry.uri)
+        except ExportFormatError as exc:
+            if log:
+                log(str(exc))
+            owned = set()
+        days = {d for d in owned if first_day <= d <= last_day}
         for start, end in contiguous_ranges(days):
             requests.append(
                 RunRequest(
-                    run_key=f"{path.name}:{fingerprint}:{start}...{end}",
-                    tags={**partition_range_tags(start, end), "funnelpulse/source_file": path.name},
+                    run_key=f"{entry.name}:{entry.fingerprint}:{start}...{end}",
+                    tags={**partition_range_tags(start, end), "funnelpulse/source_file": entry.name},
                 )
             )
-        now_seen[path.name] = fingerprint
+        now_seen[entry.name] = entry.fingerprint
     return requests, now_seen
 
 
@@ -123,7 +121,8 @@ def runs_for_new_files(
     job=batch_lakehouse_job,
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.STOPPED,
-    description="Watches data_raw/ for new or changed CSV files and builds exactly the days they contain.",
+    description="Watches data_raw/ for new or changed exports (*.csv, *.csv.gz) and builds exactly "
+    "the days their lines belong to.",
 )
 def raw_files_sensor(context: SensorEvaluationContext):
     settings = load_settings()
@@ -133,9 +132,11 @@ def raw_files_sensor(context: SensorEvaluationContext):
     seen = json.loads(context.cursor) if context.cursor else {}
     # partitions run from the configured start to today (the partitions' end offset is one day)
     last_day = datetime.now(UTC).date()
-    requests, now_seen = runs_for_new_files(raw_dir, seen, settings.start_date, last_day)
+    requests, now_seen = runs_for_new_files(
+        str(raw_dir), seen, settings.start_date, last_day, log=context.log.warning
+    )
     if not requests and now_seen == seen:
-        return SkipReason(f"no new or changed *.csv in {raw_dir}")
+        return SkipReason(f"no new or changed export in {raw_dir}")
     return SensorResult(run_requests=requests, cursor=json.dumps(now_seen, sort_keys=True))
 
 

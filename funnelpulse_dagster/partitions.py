@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from dagster import AssetExecutionContext, BackfillPolicy, DailyPartitionsDefinition
+from dagster import AssetExecutionContext, BackfillPolicy, DailyPartitionsDefinition, MetadataValue
 
 from funnelpulse_dagster.settings import load_settings
 
@@ -35,3 +37,28 @@ def partition_days(context: AssetExecutionContext) -> list[date]:
 def day_range(first: date, last: date) -> list[date]:
     """Every day from `first` to `last`, both included."""
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+ROW_COUNT = "dagster/row_count"
+
+
+def report_partitions(
+    context: AssetExecutionContext, asset_name: str, figures_by_day: Mapping[date, Mapping[str, Any]]
+) -> None:
+    """Give each materialized partition its own day's figures. A range run's MaterializeResult
+    applies to every partition of the range, so only run-level facts (named `run_*`) go there;
+    these per-day values override it partition by partition."""
+    for day, figures in figures_by_day.items():
+        context.add_asset_metadata(dict(figures), asset_key=asset_name, partition_key=day.isoformat())
+
+
+def gold_day_figures(rows_by_day: Mapping[date, int], totals_by_day: Mapping[date, Mapping] | None = None) -> dict:
+    """A gold table's per-partition figures: its rows, and its purchases and revenue when known."""
+    figures = {}
+    for day, rows in rows_by_day.items():
+        figures[day] = {ROW_COUNT: rows, "rows_out": rows}
+        if totals_by_day is not None:
+            totals = totals_by_day.get(day, {})
+            figures[day]["purchases"] = int(totals.get("purchases", 0))
+            figures[day]["revenue"] = MetadataValue.float(float(totals.get("revenue", 0)))
+    return figures

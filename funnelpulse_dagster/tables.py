@@ -88,6 +88,26 @@ BRONZE_QUARANTINE = Table(
     ),
 )
 
+# One row per input file and day it owns lines on, written by every bronze run for its days:
+# what the file was (size, modification time, fingerprint), how many of its lines that day
+# owns, and where they landed. A file that changed since its day was ingested shows a new
+# fingerprint here.
+BRONZE_INGEST_LEDGER = Table(
+    "bronze_ingest_ledger",
+    "ingest_date",
+    _fields(
+        ("source_file", StringType()),
+        ("file_size", LongType()),
+        ("file_modified_at", TimestampType()),
+        ("file_fingerprint", StringType()),
+        ("owned_lines", LongType()),
+        ("bronze_rows", LongType()),
+        ("quarantine_rows", LongType()),
+        ("ingested_at", TimestampType()),
+        ("ingest_date", DateType()),
+    ),
+)
+
 SILVER_EVENTS = Table(
     "silver_events",
     "event_date",
@@ -224,7 +244,14 @@ GOLD_ANOMALIES_HOURLY_BRAND = Table(
 
 BATCH_TABLES = {
     t.name: t
-    for t in (BRONZE_EVENTS, BRONZE_QUARANTINE, SILVER_EVENTS, *GOLD_TABLES, GOLD_ANOMALIES_HOURLY_BRAND)
+    for t in (
+        BRONZE_EVENTS,
+        BRONZE_QUARANTINE,
+        BRONZE_INGEST_LEDGER,
+        SILVER_EVENTS,
+        *GOLD_TABLES,
+        GOLD_ANOMALIES_HOURLY_BRAND,
+    )
 }
 
 # The live path. Its gold has the batch table's exact schema: for every hour closed by the

@@ -7,6 +7,7 @@ contracts.md, shares no code with funnelpulse_dagster, and is only meant for sma
 from __future__ import annotations
 
 import csv
+import gzip
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
@@ -25,7 +26,7 @@ def _time(text: str) -> datetime | None:
             return datetime.strptime(text, fmt)
         except ValueError:
             pass
-    if text.endswith("Z"):
+    if text.endswith("Z") or text[-6:-5] in ("+", "-"):
         try:
             return datetime.fromisoformat(text).astimezone(UTC).replace(tzinfo=None)
         except ValueError:
@@ -57,33 +58,59 @@ def _blank(text: str) -> str | None:
     return None if text.strip() == "" else text
 
 
+def _read_lines(path: Path) -> list[str]:
+    data = Path(path).read_bytes()
+    if str(path).endswith(".gz"):
+        data = gzip.decompress(data)
+    text = data.decode("utf-8")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
+def _prefix_date(line: str) -> date | None:
+    try:
+        return date.fromisoformat(line[:10]) if line[4:5] == "-" else None
+    except ValueError:
+        return None
+
+
 def parse_files(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(bronze rows, quarantined lines) the contracts call for, from raw CSV files."""
+    """(bronze rows, quarantined lines) the docs call for, from raw export files.
+
+    Columns are found by the header's names (any order, extra columns ignored); a file without
+    a header is in the export's order. A line's day is the date of its event_time, else the date
+    it starts with, else the earliest such day of its file (docs/tables.md)."""
     good, bad = [], []
     for path in paths:
-        raw_lines = Path(path).read_text(encoding="utf-8").split("\n")
-        first_date = None
+        raw_lines = _read_lines(path)
+        nonblank = [x for x in raw_lines if x.strip(" ")]
+        names = [n.strip().strip('"').lower() for n in next(csv.reader([nonblank[0]]))] if nonblank else []
+        if "event_time" in names:
+            header = nonblank[0].strip(" ")
+            order = HEADER.split(",")
+            positions = [names.index(c) for c in order]
+            width = len(names)
+        else:
+            header, positions, width = HEADER, list(range(9)), 9
+        records = []
         for line in raw_lines:
-            try:
-                first_date = date.fromisoformat(line[:10])
-                break
-            except ValueError:
+            if line.strip(" ") in ("", HEADER, header):
                 continue
-        for line in raw_lines:
-            if line.strip() in ("", HEADER):
-                continue
-            fields = next(csv.reader([line]))
-            prefix = None
-            try:
-                prefix = date.fromisoformat(line[:10])
-            except ValueError:
-                pass
+            raw_fields = next(csv.reader([line]))
+            time_text = raw_fields[positions[0]] if positions[0] < len(raw_fields) else ""
+            ts = _time(time_text)
+            records.append((line, raw_fields, ts, ts.date() if ts else _prefix_date(line)))
+        days = [own for *_, own in records if own is not None]
+        anchor = min(days) if days else None
+        for line, raw_fields, ts, own in records:
             reason = None
-            ts = None
-            if len(fields) != 9:
-                reason = f"expected 9 fields, found {len(fields)}"
+            if len(raw_fields) != width:
+                reason = f"expected {width} fields, found {len(raw_fields)}"
+                ts = None
+                fields = []
             else:
-                ts = _time(fields[0])
+                fields = [raw_fields[p] for p in positions]
                 ok_pid, pid = _int(fields[2])
                 ok_cid, cid = _int(fields[3])
                 ok_price, price = _price(fields[6])
@@ -100,7 +127,7 @@ def parse_files(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
                     reason = "non-numeric price"
                 elif not ok_uid:
                     reason = "non-integer user_id"
-            owner = ts.date() if ts is not None and reason is None else (prefix or first_date)
+            owner = own or anchor
             if reason is None:
                 good.append(
                     {

@@ -11,7 +11,7 @@ from dagster import DagsterInstance, SkipReason, build_schedule_context, build_s
 from funnelpulse_dagster.automation import (
     contiguous_ranges,
     daily_lakehouse_schedule,
-    dates_in_file,
+    days_owned_by,
     raw_files_sensor,
 )
 from funnelpulse_dagster.generator import generate
@@ -27,10 +27,10 @@ def test_schedule_builds_yesterday():
     assert request.run_key == "daily:2019-10-05"
 
 
-def test_dates_in_file_and_ranges(tmp_path):
+def test_days_owned_by_file_and_ranges(tmp_path):
     generate(tmp_path, date(2019, 10, 30), 3, seed=1, events_per_day=200)
-    assert dates_in_file(tmp_path / "2019-Oct.csv") == {date(2019, 10, 30), date(2019, 10, 31)}
-    assert dates_in_file(tmp_path / "2019-Nov.csv") == {date(2019, 11, 1)}
+    assert days_owned_by(str(tmp_path / "2019-Oct.csv")) == {date(2019, 10, 30), date(2019, 10, 31)}
+    assert days_owned_by(str(tmp_path / "2019-Nov.csv")) == {date(2019, 11, 1)}
     days = [date(2019, 10, 1), date(2019, 10, 2), date(2019, 10, 3), date(2019, 10, 5)]
     assert contiguous_ranges(days) == [(date(2019, 10, 1), date(2019, 10, 3)), (date(2019, 10, 5),) * 2]
 

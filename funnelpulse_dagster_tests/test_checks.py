@@ -12,7 +12,7 @@ from funnelpulse_dagster.checks.quality import (
     SILVER_POSITIVE_PRICE,
     SILVER_UNIQUE_KEY,
     daily_totals,
-    input_reconciliation,
+    ingest_reconciliation,
     silver_quality,
     silver_violation_counts,
     totals_match,
@@ -43,10 +43,25 @@ def _silver_row(**overrides):
     return tuple(row[f.name] for f in SILVER_EVENTS.schema.fields)
 
 
-def test_reconciliation_passes_and_fails():
-    assert input_reconciliation(10, {D1: 6, D2: 3}, {D1: 1}).passed
-    failed = input_reconciliation(10, {D1: 6, D2: 2}, {D1: 1})
-    assert not failed.passed and "+1 rows unaccounted for" in failed.description
+def test_reconciliation_over_every_day_a_file_owns():
+    owned = {("/a.csv", D1): 7, ("/a.csv", D2): 3}
+    assert ingest_reconciliation(owned, {("/a.csv", D1): 6, ("/a.csv", D2): 3}, {("/a.csv", D1): 1}, [D1, D2]).passed
+
+    # a line lost on a day of the run: failed, with the file and the day named
+    lost = ingest_reconciliation(owned, {("/a.csv", D1): 6, ("/a.csv", D2): 2}, {("/a.csv", D1): 1}, [D1, D2])
+    assert not lost.passed and "+1 lines unaccounted for" in lost.description
+    assert "/a.csv on 2019-10-02" in lost.description
+    assert lost.metadata["mismatched_file_days"].value[0]["day"] == "2019-10-02"
+
+    # a day the run did not build and nothing stored yet: passed, and named as pending
+    partial = ingest_reconciliation(owned, {("/a.csv", D1): 6}, {("/a.csv", D1): 1}, [D1])
+    assert partial.passed and partial.metadata["pending_lines"].value == 3
+    assert partial.metadata["pending_file_days"].value == [{"file": "/a.csv", "day": "2019-10-02", "lines": 3}]
+    assert "not built yet" in partial.description
+
+    # a day outside the run that holds a different count of the file's rows (it changed): failed
+    stale = ingest_reconciliation(owned, {("/a.csv", D1): 6, ("/a.csv", D2): 1}, {("/a.csv", D1): 1}, [D1])
+    assert not stale.passed
 
 
 def test_silver_quality_flags_each_broken_rule(spark):

@@ -371,6 +371,53 @@ def test_bad_parameters_get_a_4xx_with_a_message(client, url, status, message):
         assert response.json()["total"] == 0
 
 
+RAW = "raw:"  # sent as is, percent-escapes included: bytes that are not UTF-8
+HOSTILE_BY_TYPE = {
+    "integer": ["99999999999999999999", "-99999999999999999999", str(2**63), str(2**31), "1e9", "0x10", "", " "],
+    "date": ["0001-01-01", "9999-12-31", "2019-02-30", "20191001", "2019-10-01T00:00:00", "-1"],
+    "date-time": [
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59-12:00",
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:59:59Z",
+        "2019-10-01",
+        "1e30",
+    ],
+    "string": ["\x00", "%", "_", "\\", "'; DROP TABLE x; --", "ü" * 300, "x" * 10_000, '"', RAW + "%FF%FE", RAW + "%ED%A0%80"],
+}
+
+
+def _hostile_requests(client) -> list[tuple[str, dict]]:
+    """Every query parameter of every endpoint, with each hostile value of its type."""
+    requests = []
+    for path, item in _get(client, "/openapi.json")["paths"].items():
+        for parameter in item["get"].get("parameters", []):
+            schema = parameter["schema"]
+            options = schema.get("anyOf", [schema])
+            kinds = {o.get("format") or o.get("type") for o in options} - {"null", None}
+            for kind in kinds:
+                for value in HOSTILE_BY_TYPE.get(kind, HOSTILE_BY_TYPE["string"]):
+                    requests.append((path, {parameter["name"]: value}))
+    return requests
+
+
+def test_hostile_parameters_never_reach_a_500(client):
+    requests = _hostile_requests(client)
+    assert len(requests) > 100  # every endpoint and parameter is covered
+    server_errors = []
+    for path, params in requests:
+        ((name, value),) = params.items()
+        if value.startswith(RAW):
+            response = client.get(f"{path}?{name}={value[len(RAW):]}")
+        else:
+            response = client.get(path, params=params)
+        if response.status_code >= 500:
+            server_errors.append((path, params, response.status_code, response.text[:200]))
+        else:
+            assert response.headers["content-type"].startswith("application/json"), (path, params)
+    assert not server_errors, server_errors
+
+
 def test_openapi_documents_every_endpoint(client):
     paths = _get(client, "/openapi.json")["paths"]
     for path in (

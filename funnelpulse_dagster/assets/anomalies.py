@@ -16,7 +16,14 @@ from dagster import (
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from funnelpulse_dagster.partitions import daily_partitions, day_range, partition_days, single_run_backfill
+from funnelpulse_dagster.partitions import (
+    ROW_COUNT,
+    daily_partitions,
+    day_range,
+    partition_days,
+    report_partitions,
+    single_run_backfill,
+)
 from funnelpulse_dagster.resources import LakeResource, SparkResource
 from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND, GOLD_FUNNEL_HOURLY_BRAND, SILVER_EVENTS
 from funnelpulse_dagster.timing import PhaseTimer
@@ -125,20 +132,24 @@ def gold_anomalies_hourly_brand(context: AssetExecutionContext, spark: SparkReso
         )
     with timer.phase("checks"):
         stored = lake.read(session, GOLD_ANOMALIES_HOURLY_BRAND, days).cache()
-        by_type = {r["anomaly_type"]: r["count"] for r in stored.groupBy("anomaly_type").count().collect()}
+        by_day_type = stored.groupBy("window_date", "anomaly_type").count().collect()
         checks = [incident_list(stored), explained(stored)]
         stored.unpersist()
     context.log.info(f"anomaly phases (s): {timer.phases}")
+    figures = {day: {ROW_COUNT: 0, "rows_out": 0, "drops": 0, "spikes": 0} for day in days}
+    for row in by_day_type:
+        day = figures[row["window_date"]]
+        day[ROW_COUNT] += row["count"]
+        day["rows_out"] += row["count"]
+        day[f"{row['anomaly_type']}s"] = row["count"]
+    report_partitions(context, GOLD_ANOMALIES_HOURLY_BRAND.name, figures)
     yield MaterializeResult(
         metadata={
-            "rows_out": sum(by_type.values()),
-            "drops": by_type.get("drop", 0),
-            "spikes": by_type.get("spike", 0),
-            "days": len(days),
-            "history_days_read": len(history),
+            "run_days": len(days),
+            "run_history_days_read": len(history),
             "path": MetadataValue.path(lake.table_uri(GOLD_ANOMALIES_HOURLY_BRAND)),
-            "seconds": MetadataValue.float(timer.total),
-            "seconds_by_phase": MetadataValue.json(timer.phases),
+            "run_seconds": MetadataValue.float(timer.total),
+            "run_seconds_by_phase": MetadataValue.json(timer.phases),
         }
     )
     yield from checks

@@ -1,6 +1,8 @@
-"""bronze_events and bronze_quarantine: every input line, typed or quarantined with a reason."""
+"""bronze_events, bronze_quarantine and bronze_ingest_ledger: every input line, typed or
+quarantined with a reason, and per file and day where its lines went."""
 
-from collections import Counter
+from collections import Counter, defaultdict
+from datetime import date
 
 from dagster import (
     AssetCheckSpec,
@@ -13,27 +15,32 @@ from dagster import (
 from pyspark.sql import Observation
 from pyspark.sql import functions as F
 
-from funnelpulse_dagster.checks.quality import BRONZE_RECONCILES, input_reconciliation
+from funnelpulse_dagster.checks.quality import BRONZE_RECONCILES, ingest_reconciliation
+from funnelpulse_dagster.ingest import (
+    files_owning,
+    ledger_rows,
+    list_exports,
+    parsed_lines,
+    stored_rows_by_file_day,
+    survey,
+)
+from funnelpulse_dagster.ownership import ExportFormatError
 from funnelpulse_dagster.partitions import (
+    ROW_COUNT,
     daily_partitions,
     partition_days,
+    report_partitions,
     single_run_backfill,
 )
 from funnelpulse_dagster.resources import LakeResource, RawDataResource, SparkResource
-from funnelpulse_dagster.settings import load_settings
-from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_QUARANTINE
+from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_INGEST_LEDGER, BRONZE_QUARANTINE
 from funnelpulse_dagster.timing import PhaseTimer
 from funnelpulse_dagster.transforms.bronze import (
     INPUT_ROWS,
     QUARANTINED_ROWS,
     bronze_rows,
     collect_quarantined,
-    drop_non_records,
-    first_date_in_text,
-    parse_raw_lines,
-    prefilter_lines_for_dates,
     reason_kind,
-    restrict_to_dates,
 )
 
 
@@ -51,20 +58,29 @@ from funnelpulse_dagster.transforms.bronze import (
             group_name="bronze",
             kinds={"spark", "parquet"},
         ),
+        AssetSpec(
+            BRONZE_INGEST_LEDGER.name,
+            description="One row per input file and day it owns lines on: the file's size, "
+            "modification time and fingerprint, the lines that day owns, and how many landed in "
+            "bronze and in quarantine.",
+            group_name="bronze",
+            kinds={"spark", "parquet"},
+        ),
     ],
     check_specs=[
         AssetCheckSpec(
             BRONZE_RECONCILES,
             asset=BRONZE_EVENTS.name,
             blocking=True,
-            description="Every input row of the day is in bronze or in quarantine, exactly once.",
+            description="For every file the run touched, over all the days the file owns: its lines "
+            "= its bronze rows + its quarantine rows. Days not built yet are named, never hidden.",
         )
     ],
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
-    # `--select '*gold_funnel_hourly_brand'` selects bronze_events without its quarantine twin.
-    # Both tables are written whatever is selected (a parse that kept only the good rows would
-    # lose the bad ones); only the selected ones are reported as materialized.
+    # `--select '*gold_funnel_hourly_brand'` selects bronze_events without its twins. All three
+    # tables are written whatever is selected (a parse that kept only the good rows would lose
+    # the bad ones); only the selected ones are reported as materialized.
     can_subset=True,
 )
 def bronze(
@@ -75,70 +91,126 @@ def bronze(
         session = spark.spark_session
     days = partition_days(context)
     with timer.phase("list_files"):
-        files = lake.list_files(session, raw_data.uri, ".csv")
-    if not files:
+        entries = list_exports(raw_data.uri)
+    if not entries:
         raise FileNotFoundError(
-            f"no *.csv files under {raw_data.uri}; put the shop's exports there "
+            f"no *.csv or *.csv.gz files under {raw_data.uri}; put the shop's exports there "
             "or create sample data with `funnelpulse generate`"
         )
-    # a line with no date of its own belongs to the first dated line of its file (see docs)
-    file_first_dates = {f: first_date_in_text(lake.read_head(session, f)) for f in files}
+    # every file's lines per owning day, over whole files: the anchor days and the ledger
+    with timer.phase("ownership"):
+        files = survey(session, entries)
+    touched = files_owning(files, days)
 
-    lines = session.read.text(files).select("value", F.col("_metadata.file_path").alias("source_file"))
-    parsed = (
-        lines.transform(drop_non_records)
-        .transform(prefilter_lines_for_dates, days)
-        .transform(parse_raw_lines, file_first_dates, load_settings().start_date)
-        .transform(restrict_to_dates, days)
-    )
-    # One pass: the bronze write also counts the input rows and carries the few quarantined
-    # rows back in its metrics (caching the parse or parsing twice cost more; per-day counters
-    # in the observation cost 2 s a month, so the total is observed and days come from storage).
     counter = Observation("bronze_input")
-    observed_parse = parsed.observe(counter, F.count(F.lit(1)).alias(INPUT_ROWS), collect_quarantined())
     with timer.phase("parse_and_write_bronze"):
-        lake.replace_partitions(bronze_rows(observed_parse), BRONZE_EVENTS, days)
-    metrics = counter.get
+        if touched:
+            parsed = parsed_lines(session, touched, days)
+            # One pass: the write also counts the input rows and carries the few quarantined rows
+            # back in its metrics (caching the parse or parsing twice cost more).
+            observed = parsed.observe(counter, F.count(F.lit(1)).alias(INPUT_ROWS), collect_quarantined())
+            lake.replace_partitions(bronze_rows(observed), BRONZE_EVENTS, days)
+            metrics = counter.get
+            quarantined = [tuple(row) for row in metrics[QUARANTINED_ROWS]]
+        else:
+            lake.replace_partitions(session.createDataFrame([], BRONZE_EVENTS.schema), BRONZE_EVENTS, days)
+            quarantined = []
     with timer.phase("write_quarantine"):
-        quarantined = [tuple(row) for row in metrics[QUARANTINED_ROWS]]
         lake.replace_partitions(
             session.createDataFrame(quarantined, BRONZE_QUARANTINE.schema), BRONZE_QUARANTINE, days
         )
-    input_rows = metrics[INPUT_ROWS]
-    reasons = dict(Counter(reason_kind(row.reason) for row in metrics[QUARANTINED_ROWS]))
 
     with timer.phase("read_back_counts"):
-        stored_bronze = lake.partition_counts(session, BRONZE_EVENTS, days)
-        stored_quarantine = lake.partition_counts(session, BRONZE_QUARANTINE, days)
-    elapsed = timer.total
+        stored_bronze, stored_quarantine = stored_rows_by_file_day(session, lake.read, touched)
+    with timer.phase("write_ledger"):
+        ledger = ledger_rows(touched, days, stored_bronze, stored_quarantine)
+        lake.replace_partitions(
+            session.createDataFrame(ledger, BRONZE_INGEST_LEDGER.schema), BRONZE_INGEST_LEDGER, days
+        )
+    _refuse_wholly_quarantined(touched, days, quarantined)
+
+    owned = {(f.uri, day): n for f in touched for day, n in f.lines_by_day.items()}
+    by_day = _per_day(days, owned, stored_bronze, stored_quarantine, quarantined, ledger)
     context.log.info(f"bronze phases (s): {timer.phases}")
     context.log.info(
-        f"bronze: {input_rows} input rows over {len(days)} day(s) -> "
-        f"{sum(stored_bronze.values())} bronze, {sum(stored_quarantine.values())} quarantined in {elapsed:.1f}s"
+        f"bronze: {len(touched)} of {len(files)} file(s) own lines on {len(days)} day(s): "
+        f"{sum(d['rows_in'] for d in by_day.values())} lines -> "
+        f"{sum(d['bronze'] for d in by_day.values())} bronze, "
+        f"{sum(d['quarantine'] for d in by_day.values())} quarantined"
     )
+    run_level = {
+        "run_days": len(days),
+        "run_input_files": MetadataValue.json([f.uri for f in touched]),
+        "run_seconds": MetadataValue.float(timer.total),
+        "run_seconds_by_phase": MetadataValue.json(timer.phases),
+    }
     selected = {key.to_user_string() for key in context.selected_asset_keys}
-    if BRONZE_EVENTS.name in selected:
+    per_table = {
+        BRONZE_EVENTS.name: lambda d: {
+            ROW_COUNT: d["bronze"],
+            "rows_in": d["rows_in"],
+            "rows_out": d["bronze"],
+            "quarantined_rows": d["quarantine"],
+            "input_files": MetadataValue.json(d["files"]),
+        },
+        BRONZE_QUARANTINE.name: lambda d: {
+            ROW_COUNT: d["quarantine"],
+            "reasons": MetadataValue.json(d["reasons"]),
+        },
+        BRONZE_INGEST_LEDGER.name: lambda d: {ROW_COUNT: d["ledger"], "input_files": MetadataValue.json(d["files"])},
+    }
+    for table in (BRONZE_EVENTS, BRONZE_QUARANTINE, BRONZE_INGEST_LEDGER):
+        if table.name not in selected:
+            continue
+        report_partitions(context, table.name, {day: per_table[table.name](f) for day, f in by_day.items()})
         yield MaterializeResult(
-            asset_key=BRONZE_EVENTS.name,
-            metadata={
-                "rows_in": input_rows,
-                "rows_out": sum(stored_bronze.values()),
-                "quarantined_rows": sum(stored_quarantine.values()),
-                "days": len(days),
-                "input_files": MetadataValue.json(files),
-                "path": MetadataValue.path(lake.table_uri(BRONZE_EVENTS)),
-                "seconds": MetadataValue.float(elapsed),
-                "seconds_by_phase": MetadataValue.json(timer.phases),
-            },
-        )
-    if BRONZE_QUARANTINE.name in selected:
-        yield MaterializeResult(
-            asset_key=BRONZE_QUARANTINE.name,
-            metadata={
-                "rows_out": sum(stored_quarantine.values()),
-                "reasons": MetadataValue.json(dict(sorted(reasons.items()))),
-                "path": MetadataValue.path(lake.table_uri(BRONZE_QUARANTINE)),
-            },
+            asset_key=table.name,
+            metadata={**run_level, "path": MetadataValue.path(lake.table_uri(table))},
         )
     if context.selected_asset_check_keys:
-        yield input_reconciliation(input_rows, stored_bronze, stored_quarantine)
+        yield ingest_reconciliation(owned, stored_bronze, stored_quarantine, days)
+
+
+def _per_day(days, owned, stored_bronze, stored_quarantine, quarantined, ledger) -> dict[date, dict]:
+    """Each day's own figures, for its partition's materialization."""
+    figures = {
+        day: {"rows_in": 0, "bronze": 0, "quarantine": 0, "reasons": Counter(), "files": [], "ledger": 0}
+        for day in days
+    }
+    for (uri, day), n in owned.items():
+        if day in figures:
+            figures[day]["rows_in"] += n
+            figures[day]["files"].append(uri)
+    for (_, day), n in stored_bronze.items():
+        if day in figures:
+            figures[day]["bronze"] += n
+    for (_, day), n in stored_quarantine.items():
+        if day in figures:
+            figures[day]["quarantine"] += n
+    for row in quarantined:
+        _source, _raw, reason, day = row
+        figures[day]["reasons"][reason_kind(reason)] += 1
+    for row in ledger:
+        figures[row[-1]]["ledger"] += 1
+    for d in figures.values():
+        d["reasons"] = dict(sorted(d["reasons"].items()))
+    return figures
+
+
+def _refuse_wholly_quarantined(touched, days, quarantined) -> None:
+    """A file none of whose lines on the run's days parsed is not an export of ours (a shifted
+    layout, another shop's format): fail the run naming it rather than report a green run that
+    quarantined everything. A single bad line is an ordinary quarantine."""
+    bad_by_file: dict[str, Counter] = defaultdict(Counter)
+    for source, _raw, reason, _day in quarantined:
+        bad_by_file[source][reason_kind(reason)] += 1
+    wanted = set(days)
+    for f in touched:
+        lines = sum(n for day, n in f.lines_by_day.items() if day in wanted)
+        bad = sum(bad_by_file[f.uri].values())
+        if lines >= 2 and bad == lines:
+            raise ExportFormatError(
+                f"{f.uri}: all {lines} of its lines on the run's days failed to parse "
+                f"({dict(bad_by_file[f.uri])}); they are in bronze_quarantine, but a file with no "
+                "usable line is not an export this platform can read: check its format"
+            )

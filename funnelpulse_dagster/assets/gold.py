@@ -17,7 +17,9 @@ from funnelpulse_dagster.checks.quality import (
 )
 from funnelpulse_dagster.partitions import (
     daily_partitions,
+    gold_day_figures,
     partition_days,
+    report_partitions,
     single_run_backfill,
 )
 from funnelpulse_dagster.resources import LakeResource, SparkResource
@@ -62,19 +64,16 @@ def gold_funnel_hourly_brand(context: AssetExecutionContext, spark: SparkResourc
         gold = lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, days)
         gold_totals = daily_totals(gold, GOLD_FUNNEL_HOURLY_BRAND.partition_column, from_events=False)
         silver_totals = daily_totals(silver, SILVER_EVENTS.partition_column, from_events=True)
-        gold_rows = gold.count()
+        stored = lake.partition_counts(session, GOLD_FUNNEL_HOURLY_BRAND, days)
         validity = rates_valid(gold)
-    elapsed = timer.total
     context.log.info(f"gold phases (s): {timer.phases}")
+    report_partitions(context, GOLD_FUNNEL_HOURLY_BRAND.name, gold_day_figures(stored, gold_totals))
     yield MaterializeResult(
         metadata={
-            "rows_out": gold_rows,
-            "days": len(days),
-            "purchases": sum(t["purchases"] for t in gold_totals.values()),
-            "revenue": MetadataValue.float(float(sum(t["revenue"] for t in gold_totals.values()))),
+            "run_days": len(days),
             "path": MetadataValue.path(lake.table_uri(GOLD_FUNNEL_HOURLY_BRAND)),
-            "seconds": MetadataValue.float(elapsed),
-            "seconds_by_phase": MetadataValue.json(timer.phases),
+            "run_seconds": MetadataValue.float(timer.total),
+            "run_seconds_by_phase": MetadataValue.json(timer.phases),
         }
     )
     yield totals_match(GOLD_MATCHES_SILVER, gold_totals, silver_totals, GOLD_FUNNEL_HOURLY_BRAND.name)

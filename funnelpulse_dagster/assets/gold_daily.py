@@ -20,7 +20,13 @@ from funnelpulse_dagster.checks.quality import (
     rates_valid,
     totals_match,
 )
-from funnelpulse_dagster.partitions import daily_partitions, partition_days, single_run_backfill
+from funnelpulse_dagster.partitions import (
+    daily_partitions,
+    gold_day_figures,
+    partition_days,
+    report_partitions,
+    single_run_backfill,
+)
 from funnelpulse_dagster.resources import LakeResource, SparkResource
 from funnelpulse_dagster.tables import (
     GOLD_FUNNEL_DAILY_BRAND,
@@ -126,7 +132,7 @@ def gold_daily_tables(context: AssetExecutionContext, spark: SparkResource, lake
                 lake.replace_partitions(build(silver), table, days)
             with timer.phase(f"{name}_checks"):
                 stored = lake.read(session, table, days)
-                rows = stored.count()
+                rows_by_day = lake.partition_counts(session, table, days)
                 if table is GOLD_FUNNEL_DAILY_BRAND:
                     check = daily_matches_hourly(stored, lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, days))
                 else:
@@ -135,13 +141,13 @@ def gold_daily_tables(context: AssetExecutionContext, spark: SparkResource, lake
                     totals = daily_totals(stored, table.partition_column, from_events=False)
                     check = totals_match(GOLD_MATCHES_SILVER, totals, silver_totals, table.name)
                 validity = rates_valid(stored)
+            report_partitions(context, name, gold_day_figures(rows_by_day))
             yield MaterializeResult(
                 asset_key=name,
                 metadata={
-                    "rows_out": rows,
-                    "days": len(days),
+                    "run_days": len(days),
                     "path": MetadataValue.path(lake.table_uri(table)),
-                    "seconds_by_phase": MetadataValue.json(
+                    "run_seconds_by_phase": MetadataValue.json(
                         {k: v for k, v in timer.phases.items() if k.startswith(name)}
                     ),
                 },

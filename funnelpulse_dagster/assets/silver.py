@@ -17,8 +17,10 @@ from funnelpulse_dagster.checks.quality import (
     silver_violation_counts,
 )
 from funnelpulse_dagster.partitions import (
+    ROW_COUNT,
     daily_partitions,
     partition_days,
+    report_partitions,
     single_run_backfill,
 )
 from funnelpulse_dagster.resources import LakeResource, SparkResource
@@ -61,32 +63,40 @@ def silver_events(context: AssetExecutionContext, spark: SparkResource, lake: La
 
     # a separate aggregate is cheaper than observe() here (measured: 1.7 s against 5.7 s a month)
     with timer.phase("rule_counts"):
-        rule_counts = {r["rule"]: r["count"] for r in silver_rule_counts(bronze).collect()}
+        rule_rows = silver_rule_counts(bronze).collect()
     with timer.phase("transform_and_write"):
         lake.replace_partitions(to_silver(bronze), SILVER_EVENTS, days)
 
     with timer.phase("read_back_counts"):
         stored = lake.partition_counts(session, SILVER_EVENTS, days)
-    rows_in = sum(rule_counts.values())
-    rule_counts = {name: rule_counts.get(name, 0) for name in (*SILVER_RULE_NAMES, "passed")}
-    rows_out = sum(stored.values())
-    removed = {name: rule_counts[name] for name in SILVER_RULE_NAMES}
-    removed["duplicate_event_key"] = rule_counts["passed"] - rows_out
+    by_day = {day: dict.fromkeys((*SILVER_RULE_NAMES, "passed"), 0) for day in days}
+    for row in rule_rows:
+        by_day[row["event_date"]][row["rule"]] = row["count"]
+    figures = {}
+    for day, counts in by_day.items():
+        removed = {name: counts[name] for name in SILVER_RULE_NAMES}
+        removed["duplicate_event_key"] = counts["passed"] - stored[day]
+        figures[day] = {
+            ROW_COUNT: stored[day],
+            "rows_in": sum(counts.values()),
+            "rows_out": stored[day],
+            "rows_removed_by_rule": MetadataValue.json(removed),
+        }
     with timer.phase("checks"):
         stored_silver = lake.read(session, SILVER_EVENTS, days)
         check_results = silver_quality(silver_violation_counts(stored_silver), stored_silver)
-    elapsed = timer.total
     context.log.info(f"silver phases (s): {timer.phases}")
-    context.log.info(f"silver: {rows_in} bronze rows -> {rows_out} silver rows; removed {removed}")
+    context.log.info(
+        f"silver: {sum(f['rows_in'] for f in figures.values())} bronze rows -> "
+        f"{sum(stored.values())} silver rows over {len(days)} day(s)"
+    )
+    report_partitions(context, SILVER_EVENTS.name, figures)
     yield MaterializeResult(
         metadata={
-            "rows_in": rows_in,
-            "rows_out": rows_out,
-            "rows_removed_by_rule": MetadataValue.json(removed),
-            "days": len(days),
+            "run_days": len(days),
             "path": MetadataValue.path(lake.table_uri(SILVER_EVENTS)),
-            "seconds": MetadataValue.float(elapsed),
-            "seconds_by_phase": MetadataValue.json(timer.phases),
+            "run_seconds": MetadataValue.float(timer.total),
+            "run_seconds_by_phase": MetadataValue.json(timer.phases),
         }
     )
     yield from check_results

@@ -34,8 +34,7 @@ from funnelpulse_dagster.tables import (
     STREAM_INGEST_QUERY,
 )
 from funnelpulse_dagster.timing import PhaseTimer
-from funnelpulse_dagster.transforms.anomalies import LOOKBACK_DAYS, anomaly_rows, live_gold
-from funnelpulse_dagster.transforms.silver import apply_silver_rules, normalise_events
+from funnelpulse_dagster.transforms.anomalies import LOOKBACK_DAYS, anomaly_rows, live_gold, live_silver
 
 KAFKA_TOPIC_ASSET = "kafka_events_topic"
 STREAM_RUN_TAG = "funnelpulse/streaming"
@@ -98,15 +97,8 @@ def judge_closed_hours(session, lake: LakeResource, closed_before, log) -> int:
     days = sorted(r[0] for r in stream_gold.filter(new_hours).select("window_date").distinct().collect())
     history = day_range(days[0] - timedelta(days=LOOKBACK_DAYS + 1), days[-1])
     gold = live_gold(stream_gold, lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, history))
-    live_events = (
-        lake.read(session, STREAM_EVENTS)
-        .transform(apply_silver_rules)
-        .transform(normalise_events)
-        .withColumn("event_date", F.to_date("event_time"))
-    )
-    silver = lake.read(session, SILVER_EVENTS, history).unionByName(
-        live_events.select(*SILVER_EVENTS.schema.fieldNames())
-    )
+    stream_events = lake.read(session, STREAM_EVENTS).filter(F.to_date("event_time").isin(history))
+    silver = live_silver(stream_gold, lake.read(session, SILVER_EVENTS, history), stream_events)
     closed = F.col("window_end") <= F.lit(closed_after)
     verdicts = anomaly_rows(gold, silver, days, source="stream").filter(closed)
     earlier = lake.read(session, GOLD_ANOMALIES_HOURLY_BRAND, days).filter(

@@ -7,7 +7,7 @@ ERROR-severity and blocking, so a failed check stops the downstream assets of th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date
 
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
@@ -51,29 +51,75 @@ def for_asset(result: AssetCheckResult, asset_name: str) -> AssetCheckResult:
     )
 
 
-def input_reconciliation(
-    input_rows: int, bronze_rows: Mapping[date, int], quarantine_rows: Mapping[date, int]
+def ingest_reconciliation(
+    owned_lines: Mapping[tuple[str, date], int],
+    bronze_rows: Mapping[tuple[str, date], int],
+    quarantine_rows: Mapping[tuple[str, date], int],
+    run_days: Iterable[date],
 ) -> AssetCheckResult:
-    """Every input row of the run's days landed in exactly one of bronze and quarantine.
+    """Every line of every file the run touched is in bronze or in quarantine, exactly once,
+    over all the days each file owns, not only the run's days.
 
-    `input_rows` is counted while the input is parsed; the table counts are read back from
-    what is stored, so a lost file, a partition written to the wrong day or a row dropped
-    between parsing and storage all show up here.
+    Keys are (file, day). `owned_lines` comes from the ownership pass over the whole files;
+    the stored counts are read back from the tables, so a lost file, a partition written to the
+    wrong day or a row dropped between parsing and storage all show up here.
+
+    - A day of the run whose stored rows differ from the lines it owns fails the check.
+    - A day outside the run that holds rows of the file which differ from what it owns (the
+      file changed since, or rows were lost) fails it too.
+    - A day outside the run that holds none of the file's rows yet is *pending*: the check
+      passes and names each such file and day with its line count, never silently.
     """
-    stored = sum(bronze_rows.values()) + sum(quarantine_rows.values())
-    per_day = {
-        day.isoformat(): {"bronze": bronze_rows.get(day, 0), "quarantine": quarantine_rows.get(day, 0)}
-        for day in sorted(set(bronze_rows) | set(quarantine_rows))
-    }
+    days = set(run_days)
+    keys = set(owned_lines) | set(bronze_rows) | set(quarantine_rows)
+    mismatched, pending = [], []
+    for key in sorted(keys):
+        uri, day = key
+        owned = owned_lines.get(key, 0)
+        stored = bronze_rows.get(key, 0) + quarantine_rows.get(key, 0)
+        if owned == stored:
+            continue
+        if day not in days and stored == 0:
+            pending.append({"file": uri, "day": day.isoformat(), "lines": owned})
+        else:
+            mismatched.append(
+                {
+                    "file": uri,
+                    "day": day.isoformat(),
+                    "lines": owned,
+                    "bronze": bronze_rows.get(key, 0),
+                    "quarantine": quarantine_rows.get(key, 0),
+                    "in_run": day in days,
+                }
+            )
+    total = sum(owned_lines.values())
+    stored_total = sum(bronze_rows.values()) + sum(quarantine_rows.values())
+    files = sorted({uri for uri, _ in keys})
+    lost = sum(m["lines"] - m["bronze"] - m["quarantine"] for m in mismatched)
+    description = f"every line of {len(files)} file(s) is in bronze or quarantine exactly once"
+    if mismatched:
+        first = mismatched[0]
+        description = (
+            f"{len(mismatched)} file-day(s) disagree ({lost:+d} lines unaccounted for), first "
+            f"{first['file']} on {first['day']}: {first['lines']} lines, "
+            f"{first['bronze']} in bronze + {first['quarantine']} in quarantine"
+        )
+    elif pending:
+        description += (
+            f" on the days built so far; {sum(p['lines'] for p in pending)} line(s) belong to "
+            f"{len(pending)} file-day(s) not built yet, first {pending[0]['file']} on {pending[0]['day']}"
+        )
     return _result(
         BRONZE_RECONCILES,
-        input_rows == stored,
-        "input rows = bronze rows + quarantine rows"
-        + ("" if input_rows == stored else f"; {input_rows - stored:+d} rows unaccounted for"),
+        not mismatched,
+        description,
         {
-            "input_rows": input_rows,
-            "bronze_plus_quarantine_rows": stored,
-            "stored_rows_per_day": MetadataValue.json(per_day),
+            "files": len(files),
+            "input_lines": total,
+            "bronze_plus_quarantine_rows": stored_total,
+            "mismatched_file_days": MetadataValue.json(mismatched[:SAMPLE_LIMIT * 10]),
+            "pending_file_days": MetadataValue.json(pending[:SAMPLE_LIMIT * 10]),
+            "pending_lines": sum(p["lines"] for p in pending),
         },
     )
 

@@ -1,7 +1,9 @@
 """The lakehouse: where tables live and how a set of daily partitions is read and replaced.
 
-Paths go through Hadoop's FileSystem API in the Spark JVM, so the same code works on a local
-disk, HDFS and `gs://` (where Dataproc puts the GCS connector on the classpath).
+Spark reads and writes the data; file operations around it (does a table exist, which files a
+partition holds, delete a partition, publish a staged batch) go through pyarrow's filesystems
+(funnelpulse_dagster.lakefs), so nothing here needs the Spark JVM from Python and the same code
+runs in-process and against a Spark Connect server, on a local disk and on `gs://`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pydantic import Field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from funnelpulse_dagster import lakefs
 from funnelpulse_dagster.tables import Table
 
 
@@ -46,7 +49,7 @@ class LakeResource(ConfigurableResource):
         A table that does not exist yet reads as empty, so a downstream asset over days with
         no upstream data writes empty partitions instead of failing.
         """
-        if not self.exists(spark, self.table_uri(table)):
+        if not self.exists(self.table_uri(table)):
             frame = spark.createDataFrame([], table.schema)
         else:
             frame = spark.read.schema(table.schema).parquet(self.table_uri(table))
@@ -63,9 +66,8 @@ class LakeResource(ConfigurableResource):
         output; a requested day with no rows this time must not keep its old data, so its
         directory goes too. Days outside `days` are never touched.
         """
-        spark = frame.sparkSession
         wanted = sorted(set(days))
-        files_before = {day: self._file_names(spark, self.partition_uri(table, day)) for day in wanted}
+        files_before = {day: lakefs.child_names(self.partition_uri(table, day)) for day in wanted}
         (
             frame.select(*table.schema.fieldNames())
             .write.mode("overwrite")
@@ -79,8 +81,8 @@ class LakeResource(ConfigurableResource):
         )
         for day, before in files_before.items():
             # a rewritten partition has new file names; unchanged names mean no rows this time
-            if before and self._file_names(spark, self.partition_uri(table, day)) == before:
-                self.delete(spark, self.partition_uri(table, day))
+            if before and lakefs.child_names(self.partition_uri(table, day)) == before:
+                self.delete(self.partition_uri(table, day))
 
     def batch_uri(self, table: Table, batch_id: int, staged: bool = False) -> str:
         # names starting with "_" are invisible to Spark's readers and file-stream sources
@@ -97,27 +99,23 @@ class LakeResource(ConfigurableResource):
             .parquet(self.batch_uri(table, batch_id, staged=True))
         )
 
-    def commit_batch(self, spark: SparkSession, table: Table, batch_id: int) -> None:
+    def commit_batch(self, table: Table, batch_id: int) -> None:
         """Rename a staged batch into place as the partition `<partition_column>=<batch_id>`:
         readers and streaming sources see all of it or none of it (the rename is atomic on a
-        local disk and HDFS)."""
-        fs, source = self._fs_path(spark, self.batch_uri(table, batch_id, staged=True))
-        _, target = self._fs_path(spark, self.batch_uri(table, batch_id))
-        if not fs.rename(source, target):
-            raise RuntimeError(f"could not move {source} to {target}")
+        local disk)."""
+        lakefs.move(self.batch_uri(table, batch_id, staged=True), self.batch_uri(table, batch_id))
 
-    def batch_published(self, spark: SparkSession, table: Table, batch_id: int) -> bool:
-        return self.exists(spark, self.batch_uri(table, batch_id))
+    def batch_published(self, table: Table, batch_id: int) -> bool:
+        return self.exists(self.batch_uri(table, batch_id))
 
     def publish_batch(self, frame: DataFrame, table: Table, batch_id: int) -> bool:
         """Stage and commit `frame` as batch `batch_id`, unless that batch is already published
         (a streaming micro-batch re-run after a crash carries the same rows), so a retry never
         duplicates. False when it was there."""
-        spark = frame.sparkSession
-        if self.batch_published(spark, table, batch_id):
+        if self.batch_published(table, batch_id):
             return False
         self.stage_batch(frame, table, batch_id)
-        self.commit_batch(spark, table, batch_id)
+        self.commit_batch(table, batch_id)
         return True
 
     # -- counting --------------------------------------------------------------------------
@@ -129,54 +127,11 @@ class LakeResource(ConfigurableResource):
         return counts
 
     # -- file system -----------------------------------------------------------------------
-    @staticmethod
-    def _fs_path(spark: SparkSession, uri: str):
-        jvm = spark.sparkContext._jvm
-        path = jvm.org.apache.hadoop.fs.Path(uri)
-        return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
+    def exists(self, uri: str) -> bool:
+        return lakefs.exists(uri)
 
-    def _file_names(self, spark: SparkSession, uri: str) -> frozenset[str]:
-        fs, path = self._fs_path(spark, uri)
-        if not fs.exists(path):
-            return frozenset()
-        return frozenset(status.getPath().getName() for status in fs.listStatus(path))
+    def make_dirs(self, uri: str) -> None:
+        lakefs.make_dirs(uri)
 
-    def exists(self, spark: SparkSession, uri: str) -> bool:
-        fs, path = self._fs_path(spark, uri)
-        return bool(fs.exists(path))
-
-    def make_dirs(self, spark: SparkSession, uri: str) -> None:
-        fs, path = self._fs_path(spark, uri)
-        fs.mkdirs(path)
-
-    def delete(self, spark: SparkSession, uri: str) -> None:
-        fs, path = self._fs_path(spark, uri)
-        if fs.exists(path):
-            fs.delete(path, True)
-
-    def list_files(self, spark: SparkSession, uri: str, suffix: str) -> list[str]:
-        """Files directly under `uri` whose names end with `suffix`, sorted."""
-        fs, path = self._fs_path(spark, uri)
-        if not fs.exists(path):
-            return []
-        return sorted(
-            status.getPath().toString()
-            for status in fs.listStatus(path)
-            if status.isFile() and status.getPath().getName().endswith(suffix)
-        )
-
-    def read_head(self, spark: SparkSession, uri: str, nbytes: int = 65_536) -> bytes:
-        """The first `nbytes` of a file (to find a file's first date without scanning it)."""
-        fs, path = self._fs_path(spark, uri)
-        stream = fs.open(path)
-        try:
-            buffer = bytearray()
-            while len(buffer) < nbytes:
-                chunk = spark.sparkContext._gateway.new_array(spark.sparkContext._jvm.byte, 8192)
-                n = stream.read(chunk)
-                if n <= 0:
-                    break
-                buffer.extend(bytes(chunk)[:n])
-            return bytes(buffer[:nbytes])
-        finally:
-            stream.close()
+    def delete(self, uri: str) -> None:
+        lakefs.delete_dir(uri)

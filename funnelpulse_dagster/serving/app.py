@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 from contextlib import asynccontextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from importlib import resources
 from typing import Annotated, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import AfterValidator
 
 from funnelpulse_dagster.serving import queries
 from funnelpulse_dagster.serving.queries import QueryError
@@ -24,9 +25,30 @@ from funnelpulse_dagster.serving.store import SERVED_TABLES, LakeStore, Refreshe
 STATIC = resources.files("funnelpulse_dagster.serving") / "static"
 
 Limit = Annotated[int, Query(ge=1, le=queries.MAX_PAGE, description="rows per page")]
-Offset = Annotated[int, Query(ge=0, description="rows to skip")]
-Start = Annotated[date | None, Query(description="first day (UTC), default: a window ending at `end`")]
-End = Annotated[date | None, Query(description="last day (UTC), inclusive; default: the table's last day")]
+Offset = Annotated[int, Query(ge=0, le=queries.MAX_OFFSET, description="rows to skip")]
+_DAYS = {"ge": queries.FIRST_DAY, "le": queries.LAST_DAY}
+Start = Annotated[
+    date | None, Query(**_DAYS, description="first day (UTC), default: a window ending at `end`")
+]
+End = Annotated[
+    date | None, Query(**_DAYS, description="last day (UTC), inclusive; default: the table's last day")
+]
+
+
+def _utc_in_range(value: datetime | None) -> datetime | None:
+    """A time as naive UTC, within the days a request may ask for (else a 422)."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        if not queries.FIRST_DAY < value.date() < queries.LAST_DAY:  # no overflow converting
+            raise ValueError(f"must be between {queries.FIRST_DAY} and {queries.LAST_DAY}")
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    if not queries.FIRST_DAY <= value.date() <= queries.LAST_DAY:
+        raise ValueError(f"must be between {queries.FIRST_DAY} and {queries.LAST_DAY}")
+    return value
+
+
+UtcTime = Annotated[datetime | None, AfterValidator(_utc_in_range)]
 
 
 class PreEncodedJSONResponse(JSONResponse):
@@ -166,8 +188,8 @@ def create_app(store: LakeStore, refresh_seconds: float | None = 5.0) -> FastAPI
 
     @app.get("/api/anomalies", tags=["anomalies"])
     def anomaly_list(
-        since: Annotated[datetime | None, Query(description="from this time (UTC), inclusive")] = None,
-        until: Annotated[datetime | None, Query(description="to this time (UTC), exclusive")] = None,
+        since: Annotated[UtcTime, Query(description="from this time (UTC), inclusive")] = None,
+        until: Annotated[UtcTime, Query(description="to this time (UTC), exclusive")] = None,
         type: Annotated[Literal["drop", "spike"] | None, Query(description="drop or spike")] = None,
         brand: Annotated[str | None, Query(max_length=200)] = None,
         severity: Literal["low", "medium", "high"] | None = None,

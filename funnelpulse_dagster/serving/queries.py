@@ -28,6 +28,11 @@ from funnelpulse_dagster.tables import (
 )
 
 MAX_PAGE = 5_000
+# Bounds on what a request may ask for: far beyond any data, well inside what date arithmetic,
+# DuckDB's 64-bit integers and timestamps can hold, so a hostile value is a 4xx, never a 500.
+MAX_OFFSET = 1_000_000_000
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(2999, 12, 31)
 ANOMALY_TYPES = ("drop", "spike")
 SEVERITIES = ("low", "medium", "high")
 # dimension name in the API → (table, column)

@@ -149,7 +149,7 @@ def publish_micro_batch(lake: LakeResource) -> Callable[[DataFrame, int], None]:
 
     def publish(parsed: DataFrame, batch_id: int) -> None:
         spark = parsed.sparkSession
-        if lake.batch_published(spark, STREAM_EVENTS, batch_id):
+        if lake.batch_published(STREAM_EVENTS, batch_id):
             return
         observation = Observation(f"dead_letters_{batch_id}")
         observed = parsed.observe(
@@ -166,9 +166,9 @@ def publish_micro_batch(lake: LakeResource) -> Callable[[DataFrame, int], None]:
             )
             lake.publish_batch(frame, STREAM_DEAD_LETTERS, batch_id)
         if metrics["valid_events"]:
-            lake.commit_batch(spark, STREAM_EVENTS, batch_id)
+            lake.commit_batch(STREAM_EVENTS, batch_id)
         else:  # nothing to publish: no empty partition per idle trigger
-            lake.delete(spark, lake.batch_uri(STREAM_EVENTS, batch_id, staged=True))
+            lake.delete(lake.batch_uri(STREAM_EVENTS, batch_id, staged=True))
 
     return publish
 
@@ -194,7 +194,7 @@ def start_ingest(
 
 def start_gold(spark: SparkSession, lake: LakeResource, checkpoint: str, trigger: dict) -> StreamingQuery:
     # a file-stream source needs its directory; there is none before the first published batch
-    lake.make_dirs(spark, lake.table_uri(STREAM_EVENTS))
+    lake.make_dirs(lake.table_uri(STREAM_EVENTS))
     events = spark.readStream.schema(STREAM_EVENTS.schema).parquet(lake.table_uri(STREAM_EVENTS))
     return (
         events.transform(gold_from_events)

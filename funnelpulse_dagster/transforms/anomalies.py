@@ -33,6 +33,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND
+from funnelpulse_dagster.transforms.silver import to_silver
 
 LOOKBACK_DAYS = 28
 MIN_VIEWS = 20  # a brand-hour with fewer views is never flagged
@@ -488,9 +489,24 @@ def anomaly_rows(gold: DataFrame, silver: DataFrame, judged_days: list, source: 
     return computed(rows)
 
 
+def _stream_days_first(stream: DataFrame, batch: DataFrame, stream_days: DataFrame, day: str) -> DataFrame:
+    """The stream's rows on `stream_days`, batch's rows on every other day: each day from one
+    side only, so nothing is counted twice where both hold the same day."""
+    return stream.join(stream_days, day, "left_semi").unionByName(
+        batch.join(stream_days, day, "left_anti").select(*stream.columns)
+    )
+
+
 def live_gold(stream_gold: DataFrame, batch_gold: DataFrame) -> DataFrame:
     """Hourly brand funnel for judging live hours: the stream's numbers for the days it has,
     batch gold for earlier days it does not (the look-back history)."""
-    stream_days = stream_gold.select("window_date").distinct()
-    history = batch_gold.join(stream_days, "window_date", "left_anti")
-    return stream_gold.unionByName(history.select(*stream_gold.columns))
+    return _stream_days_first(stream_gold, batch_gold, stream_gold.select("window_date").distinct(), "window_date")
+
+
+def live_silver(stream_gold: DataFrame, batch_silver: DataFrame, stream_events: DataFrame) -> DataFrame:
+    """Silver for judging live hours (the root-cause hints read it), split by day exactly as
+    `live_gold`: on the days the stream has closed hours, silver made from the stream's events
+    (the batch rules and batch's exact de-duplication on the event key: a replayed or re-sent
+    message counts once); on every other day, batch silver."""
+    stream_days = stream_gold.select(F.col("window_date").alias("event_date")).distinct()
+    return _stream_days_first(to_silver(stream_events), batch_silver, stream_days, "event_date")

@@ -8,13 +8,13 @@ the job, so every conversion is a `try_*` function whose NULL we turn into a rea
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from funnelpulse_dagster.ownership import BOM, HEADER_LINE, STANDARD_LAYOUT, ExportLayout
 from funnelpulse_dagster.tables import (
     BRONZE_EVENTS,
     BRONZE_QUARANTINE,
@@ -22,7 +22,6 @@ from funnelpulse_dagster.tables import (
     RAW_COLUMNS,
 )
 
-HEADER_LINE = ",".join(RAW_COLUMNS)
 CSV_TIME_FORMAT = "yyyy-MM-dd HH:mm:ss 'UTC'"
 # Kafka producers may send ISO-8601 with a zone designator instead of the export's format.
 ISO_TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss[.SSSSSS][.SSS]XXX"
@@ -35,6 +34,8 @@ REASON = "_reason"
 ROW_DATE = "_row_date"
 RAW_LINE = "raw_line"
 SOURCE_FILE = "source_file"
+RAW_FILE = "_raw_file"  # the file as Spark's reader names it
+OWN_DAY = "own_day"
 
 
 def parse_event_time(text: Column) -> Column:
@@ -68,19 +69,56 @@ def _split_fields(line: Column) -> Column:
     return F.when(line.contains('"'), quoted).otherwise(F.split(line, ",", -1))
 
 
-def drop_non_records(lines: DataFrame) -> DataFrame:
-    """Remove blank lines and repeated header lines: they are not input rows."""
+def export_lines(session: SparkSession, uris: Sequence[str]) -> DataFrame:
+    """The files' lines: `value` (a leading byte-order mark removed) and `_raw_file` (the file
+    as Spark names it). `*.gz` files are decompressed by Spark's reader."""
+    value = F.col("value")
+    return session.read.text(list(uris)).select(
+        F.when(value.startswith(BOM), F.substr(value, F.lit(2))).otherwise(value).alias("value"),
+        F.col("_metadata.file_path").alias(RAW_FILE),
+    )
+
+
+def drop_non_records(lines: DataFrame, layout: ExportLayout = STANDARD_LAYOUT) -> DataFrame:
+    """Remove blank lines and header lines (the export's or the file's own): they are not rows."""
     value = F.trim(F.col("value"))
-    return lines.filter((value != "") & (value != HEADER_LINE))
+    keep = (value != "") & (value != HEADER_LINE)
+    if layout.header and layout.header != HEADER_LINE:
+        keep = keep & (value != layout.header)
+    return lines.filter(keep)
 
 
-def normalise_file_uri(uri: str) -> str:
-    """One spelling per local file: Hadoop says `file:/x`, Spark's metadata `file:///x`."""
-    return re.sub(r"^file:/+", "/", uri)
+def _ordered_fields(line: Column, layout: ExportLayout) -> Column:
+    """The nine raw fields in RAW_COLUMNS order, whatever order the file's header gave them."""
+    fields = _split_fields(line)
+    if layout.standard:
+        return fields
+    return F.array(*[F.get(fields, F.lit(p)) for p in layout.positions])
 
 
-def _normalised_file_column(col: Column) -> Column:
-    return F.regexp_replace(col, r"^file:/+", "/")
+def _event_time_text(line: Column, layout: ExportLayout) -> Column:
+    if layout.standard:  # the common case, without building the field array
+        return F.when(line.contains('"'), F.get(_split_fields(line), 0)).otherwise(
+            F.substring_index(line, ",", 1)
+        )
+    return F.get(_split_fields(line), F.lit(layout.positions[0]))
+
+
+def own_day(event_time: Column, line: Column) -> Column:
+    """A line's own day (funnelpulse_dagster.ownership): the UTC date of its event_time, else
+    the date its text starts with, else NULL."""
+    return F.coalesce(F.to_date(event_time), F.try_to_date(F.substring(line, 1, 10), "yyyy-MM-dd"))
+
+
+def line_ownership(lines: DataFrame, layout: ExportLayout = STANDARD_LAYOUT) -> DataFrame:
+    """Records per file and own day (NULL: no date of its own) over whole files: what the
+    ingest ledger and the anchor days are computed from. Cheap: no field is typed but the time."""
+    line = F.col("value")
+    return (
+        lines.transform(drop_non_records, layout)
+        .groupBy(F.col(RAW_FILE), own_day(parse_event_time(_event_time_text(line, layout)), line).alias(OWN_DAY))
+        .count()
+    )
 
 
 def typed_event_columns(fields: Column) -> list[Column]:
@@ -131,37 +169,31 @@ def conversion_reason() -> Column:
 
 
 def parse_raw_lines(
-    lines: DataFrame, file_first_dates: Mapping[str, date] | None = None, default_date: date | None = None
+    lines: DataFrame, files: Mapping[str, tuple[str, date | None]], layout: ExportLayout = STANDARD_LAYOUT
 ) -> DataFrame:
-    """Parse `value` (one raw line) and `source_file` into the bronze columns plus `_reason`.
+    """Parse `value` (one raw record) into the bronze columns plus `_reason` and `_row_date`.
 
-    `_reason` is NULL for a row that belongs in bronze and says what is wrong otherwise.
-    `_row_date` is the day that owns the row: its event date, else the date its text starts
-    with, else the date of the first dated line of its file (`file_first_dates`), so that every
-    line, garbage included, belongs to exactly one daily partition. A file without a single
-    dated line gives its lines to `default_date` (the first partition).
+    `files` maps each file as Spark names it (`_raw_file`) to (its URI as stored in
+    `source_file`, its anchor day). `_reason` is NULL for a row that belongs in bronze and says
+    what is wrong otherwise. `_row_date` is the day that owns the row: its own day, else its
+    file's anchor day (funnelpulse_dagster.ownership), so every record belongs to exactly one day.
     """
-    n = len(RAW_COLUMNS)
-    parsed = lines.withColumn("_fields", _split_fields(F.col("value"))).select(
+    n = layout.field_count
+    uri_of = F.create_map(*[x for raw, (uri, _) in files.items() for x in (F.lit(raw), F.lit(uri))])
+    anchor_of = F.create_map(
+        *[x for raw, (_, anchor) in files.items() for x in (F.lit(raw), F.lit(anchor).cast("date"))]
+    )
+    parsed = lines.withColumn("_fields", _ordered_fields(F.col("value"), layout)).select(
         F.col("value").alias(RAW_LINE),
-        F.col(SOURCE_FILE),
-        F.size("_fields").alias("_field_count"),
+        uri_of[F.col(RAW_FILE)].alias(SOURCE_FILE),
+        anchor_of[F.col(RAW_FILE)].alias("_anchor"),
+        F.size(_split_fields(F.col("value")) if not layout.standard else "_fields").alias("_field_count"),
         *typed_event_columns(F.col("_fields")),
     )
     reason = F.when(
         F.col("_field_count") != n,
         F.concat(F.lit(f"expected {n} fields, found "), F.col("_field_count").cast("string")),
     ).otherwise(conversion_reason())
-    first_dates = {normalise_file_uri(k): v for k, v in (file_first_dates or {}).items() if v is not None}
-    file_date = (
-        F.create_map(*[x for k, v in first_dates.items() for x in (F.lit(k), F.lit(v))])[
-            _normalised_file_column(F.col(SOURCE_FILE))
-        ]
-        if first_dates
-        else F.lit(None).cast("date")
-    )
-    fallback_date = F.lit(default_date) if default_date is not None else F.lit(None).cast("date")
-    prefix_date = F.try_to_date(F.substring(F.col(RAW_LINE), 1, 10), "yyyy-MM-dd")
     return parsed.withColumn(REASON, reason).select(
         # the raw text is only needed where the line goes to quarantine
         *[
@@ -170,7 +202,7 @@ def parse_raw_lines(
             if not c.startswith("_")
         ],
         F.col(REASON),
-        F.coalesce(F.to_date("event_time"), prefix_date, file_date, fallback_date).alias(ROW_DATE),
+        F.coalesce(own_day(F.col("event_time"), F.col(RAW_LINE)), F.col("_anchor")).alias(ROW_DATE),
     )
 
 
@@ -235,13 +267,3 @@ def bronze_rows(parsed: DataFrame) -> DataFrame:
 def quarantine_rows(parsed: DataFrame) -> DataFrame:
     """The quarantine rows as a frame (the asset collects the same columns via observe())."""
     return parsed.filter(F.col(REASON).isNotNull()).select(*_quarantine_columns())
-
-
-def first_date_in_text(head: bytes) -> date | None:
-    """The date of the first line in `head` that starts with one (the file's first dated line)."""
-    for raw in head.decode("utf-8", errors="replace").splitlines():
-        try:
-            return date.fromisoformat(raw[:10])
-        except ValueError:
-            continue
-    return None

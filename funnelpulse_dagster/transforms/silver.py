@@ -124,5 +124,5 @@ def to_silver(bronze: DataFrame) -> DataFrame:
 
 
 def silver_rule_counts(bronze: DataFrame) -> DataFrame:
-    """Rows removed per rule, and rows kept (`passed`), one row per rule name."""
-    return bronze.groupBy(F.coalesce(violated_rule(), F.lit("passed")).alias("rule")).count()
+    """Rows removed per rule, and rows kept (`passed`): one row per day (`event_date`) and rule."""
+    return bronze.groupBy("event_date", F.coalesce(violated_rule(), F.lit("passed")).alias("rule")).count()

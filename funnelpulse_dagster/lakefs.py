@@ -1,0 +1,194 @@
+"""File operations on the lake and the landing folder, from Python, for local paths and `gs://`.
+
+Spark reads and writes the tables; everything else (listing input files, reading a file's head,
+replacing a partition directory, publishing a streaming batch) goes through pyarrow's
+filesystems here. That keeps the driver free of Py4J, so the same code runs with an in-process
+Spark and with a remote Spark Connect server, where the JVM is not reachable from Python.
+
+URIs: a plain path or `file:/…` is the local disk; `gs://bucket/prefix` is Google Cloud Storage
+(credentials from the environment; `STORAGE_EMULATOR_HOST` points it at an emulator); any other
+scheme pyarrow knows (`s3://`, `hdfs://`) is passed to `pyarrow.fs.FileSystem.from_uri`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pyarrow import fs as pafs
+
+GCS_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file: its URI (as the caller should name it), size and modification time."""
+
+    uri: str
+    size: int
+    mtime: datetime | None
+
+    @property
+    def name(self) -> str:
+        return self.uri.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def fingerprint(self) -> str:
+        """Size and modification time: a changed file gets a new fingerprint."""
+        stamp = int(self.mtime.timestamp() * 1_000_000) if self.mtime else 0
+        return f"{self.size}:{stamp}"
+
+
+def is_local(uri: str) -> bool:
+    return uri.startswith("file:") or "://" not in uri
+
+
+def local_path(uri: str) -> str:
+    """`file:/x`, `file:///x` or `/x` → `/x` (one spelling per local file)."""
+    return re.sub(r"^file:/+", "/", uri) if uri.startswith("file:") else uri
+
+
+def normalise_uri(uri: str) -> str:
+    """The one spelling of a file's name in tables and the ingest ledger: a local file is its
+    absolute path, a remote object its URI (`gs://bucket/key`)."""
+    if is_local(uri):
+        return str(Path(local_path(uri)).expanduser().absolute())
+    return uri
+
+
+@lru_cache(maxsize=8)
+def _gcs(emulator: str | None) -> pafs.FileSystem:
+    if emulator:
+        parsed = urlparse(emulator if "://" in emulator else f"http://{emulator}")
+        return pafs.GcsFileSystem(
+            anonymous=True, scheme=parsed.scheme or "http", endpoint_override=parsed.netloc
+        )
+    return pafs.GcsFileSystem()
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem that holds `uri`, and the path within it."""
+    if is_local(uri):
+        return pafs.LocalFileSystem(), normalise_uri(uri)
+    scheme = uri.split("://", 1)[0]
+    if scheme == "gs":
+        return _gcs(os.environ.get(GCS_EMULATOR_ENV) or None), uri.split("://", 1)[1]
+    fs, path = pafs.FileSystem.from_uri(uri)
+    return fs, path
+
+
+def _uri_of(base_uri: str, path: str) -> str:
+    if is_local(base_uri):
+        return path
+    return f"{base_uri.split('://', 1)[0]}://{path}"
+
+
+def info(uri: str) -> FileEntry | None:
+    fs, path = filesystem(uri)
+    entry = fs.get_file_info(path)
+    if entry.type == pafs.FileType.NotFound:
+        return None
+    return FileEntry(uri=_uri_of(uri, entry.path), size=entry.size or 0, mtime=_utc(entry.mtime))
+
+
+def _utc(mtime: datetime | None) -> datetime | None:
+    if mtime is None:
+        return None
+    return mtime if mtime.tzinfo else mtime.replace(tzinfo=UTC)
+
+
+def exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    kind = fs.get_file_info(path).type
+    if kind != pafs.FileType.NotFound:
+        return True
+    if not is_local(uri):
+        # object stores have no directories: a "directory" exists when something is under it
+        return bool(fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False)))
+    return False
+
+
+def list_files(uri: str, suffixes: tuple[str, ...]) -> list[FileEntry]:
+    """Files directly under `uri` whose names end with one of `suffixes`, sorted by name.
+    Hidden files (a leading `.` or `_`) are left out, as Spark's readers do."""
+    fs, path = filesystem(uri)
+    entries = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False))
+    found = [
+        FileEntry(uri=_uri_of(uri, e.path), size=e.size or 0, mtime=_utc(e.mtime))
+        for e in entries
+        if e.type == pafs.FileType.File
+        and e.base_name.endswith(suffixes)
+        and not e.base_name.startswith((".", "_"))
+    ]
+    return sorted(found, key=lambda e: e.uri)
+
+
+def child_names(uri: str) -> frozenset[str]:
+    """Names of the entries directly under `uri` (empty when it does not exist)."""
+    fs, path = filesystem(uri)
+    entries = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False))
+    return frozenset(e.base_name for e in entries)
+
+
+def delete_dir(uri: str) -> None:
+    fs, path = filesystem(uri)
+    if fs.get_file_info(path).type == pafs.FileType.Directory or not is_local(uri):
+        try:
+            fs.delete_dir(path)
+        except FileNotFoundError:
+            pass
+    elif fs.get_file_info(path).type == pafs.FileType.File:
+        fs.delete_file(path)
+
+
+def make_dirs(uri: str) -> None:
+    fs, path = filesystem(uri)
+    fs.create_dir(path, recursive=True)
+
+
+def move(source_uri: str, target_uri: str) -> None:
+    """Rename `source` to `target` (atomic on a local disk; a copy and delete on object stores,
+    whose readers here go through Spark's commit protocol or our published-batch marker)."""
+    fs, source = filesystem(source_uri)
+    _, target = filesystem(target_uri)
+    fs.move(source, target)
+
+
+def read_head(uri: str, nbytes: int = 65_536) -> bytes:
+    """The first `nbytes` of a file's content (pyarrow decompresses `*.gz` by its extension)."""
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(path, compression="detect") as stream:
+        return _read_up_to(stream, nbytes)
+
+
+def _read_up_to(stream, nbytes: int) -> bytes:
+    buffer = io.BytesIO()
+    while buffer.tell() < nbytes:
+        chunk = stream.read(min(1 << 20, nbytes - buffer.tell()))
+        if not chunk:
+            break
+        buffer.write(chunk)
+    return buffer.getvalue()
+
+
+def open_text_chunks(uri: str, chunk_size: int = 16 << 20):
+    """The file's content (decompressed for `*.gz`) in byte chunks."""
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(path, compression="detect") as stream:
+        while chunk := stream.read(chunk_size):
+            yield chunk
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    fs, path = filesystem(uri)
+    parent = path.rsplit("/", 1)[0]
+    if parent:
+        fs.create_dir(parent, recursive=True)
+    with fs.open_output_stream(path) as out:
+        out.write(data)
