@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/batch.py --days 7        # quicker
     .venv/bin/python benchmarks/batch.py --per-day 2019-10-05   # also one day's chain from the CLI
     .venv/bin/python benchmarks/batch.py --floor         # also Spark's floor for this work
+    .venv/bin/python benchmarks/batch.py --connect       # also twice on a local Spark Connect server
 
 1. generates the month with the sample generator (timed separately, not part of the ratio);
 2. runs `dagster asset materialize --select 'not group:streaming and not group:reports and not key:gold_anomalies_hourly_brand' --partition-range A...B` in a fresh process,
@@ -16,7 +17,11 @@
    ratios: whole run against DuckDB's whole run, and bronze → silver → hourly brand gold (the
    Spark steps against the same DuckDB phases);
 5. with `--floor`, the least work any Spark chain must do here (`spark_floor`), cold and warm,
-   to show how close the ratio can come at all on this machine.
+   to show how close the ratio can come at all on this machine;
+6. with `--connect`, starts a local Spark Connect server (`funnelpulse spark start`) and runs the
+   same command twice against it (FUNNELPULSE_SPARK_REMOTE): the first run meets a server whose
+   JVM is up but has run nothing; the second (the *warm* figure) a server that has run this work
+   once. Peak RSS there is the client's tree plus the server's.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -61,8 +67,9 @@ def _tree_rss_bytes(root_pid: int) -> int:
     return total
 
 
-def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
-    """Run a command; return (wall seconds, peak tree RSS bytes, combined output)."""
+def run_measured(cmd: list[str], env: dict[str, str], also: tuple[int, ...] = ()) -> tuple[float, int, str]:
+    """Run a command; return (wall seconds, peak RSS bytes of its process tree plus the trees of
+    the `also` pids, combined output)."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -73,7 +80,7 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, _tree_rss_bytes(proc.pid))
+            peak = max(peak, _tree_rss_bytes(proc.pid) + sum(_tree_rss_bytes(p) for p in also))
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -248,6 +255,47 @@ def materialize_cmd(*partition_args: str) -> list[str]:
     ]
 
 
+def _steps(output: str) -> dict[str, float]:
+    return {
+        m[0]: float(m[1]) for m in re.findall(r'Finished execution of step "(\w+)" in ([\d.]+)(?:s)', output)
+    }
+
+
+def connect_runs(
+    home: Path, env: dict[str, str], dagster_cmd: list[str], memory: str, duck_wall: float, duck_chain: float
+) -> dict:
+    """The same command twice on a fresh local Spark Connect server: first, then warm."""
+    from funnelpulse_dagster import spark_server
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server_home = home / "connect"
+    started = time.perf_counter()
+    pid = spark_server.start(server_home, port=port, driver_memory=memory)
+    server_start = time.perf_counter() - started
+    connect_env = {**env, "FUNNELPULSE_SPARK_REMOTE": spark_server.url("127.0.0.1", port)}
+    figures = {"server_start_s": round(server_start, 1), "server_memory": memory}
+    try:
+        for name in ("first", "warm"):
+            shutil.rmtree(home / "tables", ignore_errors=True)
+            wall, peak, output = run_measured(dagster_cmd, connect_env, also=(pid,))
+            steps = _steps(output)
+            chain = sum(steps.get(step, 0.0) for step in ("bronze", "silver_events", "gold_funnel_hourly_brand"))
+            figures[name] = {
+                "wall_s": round(wall, 1),
+                "steps_s": steps,
+                "peak_rss_gb": round(peak / 1e9, 2),
+                "ratio_wall": round(wall / duck_wall, 2),
+                "bronze_silver_hourly_gold_s": round(chain, 1),
+                "ratio_chain": round(chain / duck_chain, 2),
+            }
+            print(f"Connect {name} run: {wall:.1f}s", flush=True)
+    finally:
+        spark_server.stop(server_home)
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -263,6 +311,12 @@ def main() -> int:
         action="store_true",
         help="also time the least work any Spark chain must do (spark_floor), in a fresh process",
     )
+    parser.add_argument(
+        "--connect",
+        action="store_true",
+        help="also run twice on a local Spark Connect server (first run, then warm)",
+    )
+    parser.add_argument("--server-memory", default="6g", help="driver heap of the --connect server")
     parser.add_argument("--duckdb-only", nargs=3, metavar=("RAW", "OUT", "START"), help=argparse.SUPPRESS)
     parser.add_argument("--floor-only", nargs=2, metavar=("RAW", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -297,9 +351,7 @@ def main() -> int:
     shutil.rmtree(home / "tables", ignore_errors=True)
     dagster_cmd = materialize_cmd("--partition-range", f"{start}...{end}")
     spark_wall, spark_peak, output = run_measured(dagster_cmd, env)
-    steps = {
-        m[0]: float(m[1]) for m in re.findall(r'Finished execution of step "(\w+)" in ([\d.]+)(?:s)', output)
-    }
+    steps = _steps(output)
     spark_work = sum(steps.values())
 
     duck_out = home / "duckdb_tables"
@@ -363,6 +415,8 @@ def main() -> int:
                 sum(floor[k.replace("cold_", "warm_")] for k in chain_2_floor), 1
             ),
         }
+    if args.connect:
+        results["connect"] = connect_runs(home, env, dagster_cmd, args.server_memory, duck_wall, duck_chain_2)
     if args.per_day:
         day_cmd = materialize_cmd("--partition", args.per_day)
         day_wall, day_peak, _ = run_measured(day_cmd, env)
@@ -402,6 +456,16 @@ def main() -> int:
             f"({summary['bronze_silver_hourly_gold_cold_with_session_s'] / duck_chain_2:.2f}x DuckDB's "
             f"{duck_chain_2:.1f}s), {summary['bronze_silver_hourly_gold_warm_s']}s warm"
         )
+    if args.connect:
+        c = results["connect"]
+        print(f"Spark Connect server start: {c['server_start_s']}s (once, outside the runs)")
+        for name in ("first", "warm"):
+            run = c[name]
+            print(
+                f"{'Connect ' + name + ' run (CLI, whole run)':34}{run['wall_s']:>9.1f}{rows / run['wall_s']:>12,.0f}"
+                f"{run['peak_rss_gb']:>13.2f}   {run['ratio_wall']}x DuckDB; bronze → silver → hourly gold "
+                f"{run['bronze_silver_hourly_gold_s']}s ({run['ratio_chain']}x)"
+            )
     if args.per_day:
         print(f"one day's chain from the CLI ({args.per_day}): {results['one_day_cli_wall_s']}s wall")
     if args.json:

@@ -41,6 +41,7 @@ def _config(_: argparse.Namespace) -> int:
         ("FUNNELPULSE_KAFKA_BOOTSTRAP", s.kafka_bootstrap),
         ("FUNNELPULSE_KAFKA_TOPIC", s.kafka_topic),
         ("FUNNELPULSE_SPARK_MASTER", s.spark_master),
+        ("FUNNELPULSE_SPARK_REMOTE", s.spark_remote or "(in-process Spark)"),
         ("checkpoints", s.checkpoints),
         ("data_raw", s.data_raw),
     ):
@@ -118,6 +119,41 @@ def _broker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spark(args: argparse.Namespace) -> int:
+    """The warm local Spark Connect server: start | stop | status."""
+    from funnelpulse_dagster import spark_server
+    from funnelpulse_dagster.services import ServiceError
+    from funnelpulse_dagster.settings import spark_conf_overrides
+
+    settings = load_settings()
+    files = spark_server.files(settings.home)
+    if args.action == "start":
+        try:
+            pid = spark_server.start(
+                settings.home,
+                port=args.port,
+                driver_memory=args.driver_memory,
+                idle_minutes=args.idle_minutes,
+                extra_conf=spark_conf_overrides(),
+            )
+        except ServiceError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        url = spark_server.url("127.0.0.1", args.port)
+        (files.root / "url").write_text(url)
+        print(f"Spark Connect server running (pid {pid}) at {url}; log {files.log_file}")
+        print(f"use it from every run, the CLI and `dagster dev`:  export FUNNELPULSE_SPARK_REMOTE={url}")
+        return 0
+    if args.action == "stop":
+        print("Spark Connect server stopped" if spark_server.stop(settings.home) else "no Spark Connect server was running")
+        return 0
+    pid = spark_server.status(settings.home)
+    url = (files.root / "url").read_text().strip() if (files.root / "url").exists() else None
+    print(f"local Spark Connect server: {'running, pid ' + str(pid) + ' at ' + str(url) if pid else 'not running'}")
+    print(f"FUNNELPULSE_SPARK_REMOTE: {settings.spark_remote or '(unset: runs use in-process Spark)'}")
+    return 0 if pid else 3
+
+
 def _stream(args: argparse.Namespace) -> int:
     """The streaming job without Dagster, for always-on deployments and for operators."""
     from funnelpulse_dagster.resources import build_resources
@@ -187,6 +223,15 @@ def main(argv: list[str] | None = None) -> int:
         "--partitions", type=int, help="partitions of the topic when start creates it (default 4)"
     )
     brk.set_defaults(func=_broker)
+
+    spk = sub.add_parser("spark", help="a warm local Spark Connect server (start | stop | status)")
+    spk.add_argument("action", choices=("start", "stop", "status"))
+    spk.add_argument("--port", type=int, default=15002)
+    spk.add_argument("--driver-memory", default="6g", help="heap of the server's driver JVM")
+    spk.add_argument(
+        "--idle-minutes", type=float, default=0, help="stop after this long without a Spark job (0: never)"
+    )
+    spk.set_defaults(func=_spark)
 
     stream = sub.add_parser("stream", help="run the streaming job outside Dagster")
     stream.add_argument("--continuous", action="store_true", help="keep running (processing-time trigger)")

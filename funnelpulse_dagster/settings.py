@@ -17,6 +17,8 @@ ENV_START_DATE = "FUNNELPULSE_START_DATE"
 ENV_KAFKA_BOOTSTRAP = "FUNNELPULSE_KAFKA_BOOTSTRAP"
 ENV_KAFKA_TOPIC = "FUNNELPULSE_KAFKA_TOPIC"
 ENV_SPARK_MASTER = "FUNNELPULSE_SPARK_MASTER"
+# Spark Connect: sc://host:port[/;token=…;use_ssl=true] or dataproc-serverless; unset: in-process
+ENV_SPARK_REMOTE = "FUNNELPULSE_SPARK_REMOTE"
 # Beyond the contract: what differs between the embedded broker and a real Kafka.
 ENV_KAFKA_SECURITY_PROTOCOL = "FUNNELPULSE_KAFKA_SECURITY_PROTOCOL"
 ENV_KAFKA_SASL_MECHANISM = "FUNNELPULSE_KAFKA_SASL_MECHANISM"
@@ -52,6 +54,7 @@ class Settings:
     kafka_bootstrap: str
     kafka_topic: str
     spark_master: str
+    spark_remote: str  # empty: Spark runs in the process that needs it
     checkpoints: str  # a path or URI; the streaming queries' state and progress
 
     @property
@@ -97,5 +100,6 @@ def load_settings() -> Settings:
         kafka_bootstrap=_env(ENV_KAFKA_BOOTSTRAP) or DEFAULT_KAFKA_BOOTSTRAP,
         kafka_topic=_env(ENV_KAFKA_TOPIC) or DEFAULT_KAFKA_TOPIC,
         spark_master=_env(ENV_SPARK_MASTER) or DEFAULT_SPARK_MASTER,
+        spark_remote=_env(ENV_SPARK_REMOTE) or "",
         checkpoints=_env(ENV_CHECKPOINTS) or str(home / "checkpoints"),
     )

@@ -1,4 +1,9 @@
-"""Shared fixtures: one real local SparkSession for the whole test session, and sample data."""
+"""Shared fixtures: one real Spark for the whole test session, and sample data.
+
+FUNNELPULSE_TEST_SPARK picks the mode every Spark test runs in: `in-process` (the default: a
+classic local session in the test process) or `connect` (a real local Spark Connect server,
+started here as `funnelpulse spark start` starts it; the tests are its clients, and so are the
+CLI subprocesses some tests launch). CI runs the suite once in each mode."""
 
 from __future__ import annotations
 
@@ -12,14 +17,37 @@ TEST_DATA = Path(__file__).parent / "data"
 SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 
 
+SPARK_MODE = os.environ.get("FUNNELPULSE_TEST_SPARK", "in-process")
+
+
 @pytest.fixture(scope="session")
-def spark_resource():
+def spark_resource(tmp_path_factory):
     from funnelpulse_dagster.resources.spark import SparkResource
 
     # the same resource the assets use, sized for tests on 2 cores. One driver JVM serves the
-    # whole session (≈ 70 tests, the streaming job included); a 2 GB heap ran out once, in the
+    # whole session (≈ 100 tests, the streaming job included); a 2 GB heap ran out once, in the
     # live job's detector after everything before it (Spark keeps ~0.5 GB of plan state)
-    return SparkResource(master="local[2]", driver_memory="3g", shuffle_partitions=2)
+    if SPARK_MODE == "in-process":
+        yield SparkResource(master="local[2]", driver_memory="3g", shuffle_partitions=2)
+        return
+    if SPARK_MODE != "connect":
+        raise ValueError(f"FUNNELPULSE_TEST_SPARK={SPARK_MODE!r}: expected in-process or connect")
+    from funnelpulse_dagster import spark_server
+    from funnelpulse_dagster_tests.live import free_port
+
+    home = tmp_path_factory.mktemp("spark_server")
+    port = free_port()
+    spark_server.start(home, port=port, driver_memory="3g", shuffle_partitions=2)
+    remote = spark_server.url("127.0.0.1", port)
+    os.environ["FUNNELPULSE_SPARK_REMOTE"] = remote  # for the CLI runs some tests start
+    resource = SparkResource(remote=remote, shuffle_partitions=2)
+    try:
+        yield resource
+    finally:
+        # the client first: a client whose server is gone retries in a thread that keeps the
+        # test process from exiting
+        resource.spark_session.stop()
+        spark_server.stop(home)
 
 
 @pytest.fixture(scope="session")

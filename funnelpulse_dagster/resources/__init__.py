@@ -32,6 +32,7 @@ from funnelpulse_dagster.settings import (
     ENV_LAKE,
     ENV_REPORTS,
     ENV_SPARK_MASTER,
+    ENV_SPARK_REMOTE,
     load_settings,
     spark_conf_overrides,
 )
@@ -81,7 +82,9 @@ def build_resources(resolved: bool = False) -> dict[str, object]:
         "kafka": kafka_resource(resolved),
         "streaming": StreamingResource(checkpoint_root=_from_env(ENV_CHECKPOINTS, settings.checkpoints)),
         "spark": SparkResource(
-            master=_from_env(ENV_SPARK_MASTER, settings.spark_master), spark_config=spark_conf_overrides()
+            master=_from_env(ENV_SPARK_MASTER, settings.spark_master),
+            remote=_from_env(ENV_SPARK_REMOTE, settings.spark_remote),
+            spark_config=spark_conf_overrides(),
         ),
         "lake": LakeResource(root=_from_env(ENV_LAKE, settings.lake)),
         "raw_data": RawDataResource(uri=str(settings.data_raw)),

@@ -1,137 +1,59 @@
-"""The lakehouse: where tables live and how a set of daily partitions is read and replaced.
-
-Spark reads and writes the data; file operations around it (does a table exist, which files a
-partition holds, delete a partition, publish a staged batch) go through pyarrow's filesystems
-(funnelpulse_dagster.lakefs), so nothing here needs the Spark JVM from Python and the same code
-runs in-process and against a Spark Connect server, on a local disk and on `gs://`.
-"""
+"""LakeResource: the lake (funnelpulse_dagster.lake) as a Dagster resource, configured by
+FUNNELPULSE_LAKE. Every method is the plain `Lake`'s; `plain` hands that object to code that must
+not carry a Dagster resource (functions Spark serializes)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
-from pathlib import Path
 
 from dagster import ConfigurableResource
 from pydantic import Field
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
-from funnelpulse_dagster import lakefs
+from funnelpulse_dagster.lake import Lake
 from funnelpulse_dagster.tables import Table
-
-
-def _as_uri(root: str) -> str:
-    if "://" in root:
-        return root.rstrip("/")
-    return Path(root).expanduser().resolve().as_uri()
 
 
 class LakeResource(ConfigurableResource):
     """Root URI of the tables (FUNNELPULSE_LAKE): a path, `file://…` or `gs://bucket/prefix`."""
 
-    root: str = Field(description="Root URI of the Parquet tables.")
+    root: str = Field(description="Root URI of the Parquet tables (FUNNELPULSE_LAKE).")
+
+    @property
+    def plain(self) -> Lake:
+        return Lake(self.root)
 
     @property
     def root_uri(self) -> str:
-        return _as_uri(self.root)
+        return self.plain.root_uri
 
     def table_uri(self, table: Table) -> str:
-        return f"{self.root_uri}/{table.name}"
+        return self.plain.table_uri(table)
 
     def partition_uri(self, table: Table, day: date) -> str:
-        return f"{self.table_uri(table)}/{table.partition_column}={day.isoformat()}"
+        return self.plain.partition_uri(table, day)
 
-    # -- reading ---------------------------------------------------------------------------
     def read(self, spark: SparkSession, table: Table, days: Iterable[date] | None = None) -> DataFrame:
-        """The table with its declared schema, pruned to `days` (all days when None).
+        return self.plain.read(spark, table, days)
 
-        A table that does not exist yet reads as empty, so a downstream asset over days with
-        no upstream data writes empty partitions instead of failing.
-        """
-        if not self.exists(self.table_uri(table)):
-            frame = spark.createDataFrame([], table.schema)
-        else:
-            frame = spark.read.schema(table.schema).parquet(self.table_uri(table))
-        if days is not None:
-            frame = frame.filter(F.col(table.partition_column).isin(sorted(set(days))))
-        return frame
-
-    # -- writing ---------------------------------------------------------------------------
     def replace_partitions(self, frame: DataFrame, table: Table, days: Iterable[date]) -> None:
-        """Make the partitions `days` of `table` hold exactly `frame`'s rows.
+        self.plain.replace_partitions(frame, table, days)
 
-        The caller's frame holds rows of `days` only (the reconciliation checks prove it after
-        every write). Dynamic partition overwrite replaces the day directories present in the
-        output; a requested day with no rows this time must not keep its old data, so its
-        directory goes too. Days outside `days` are never touched.
-        """
-        wanted = sorted(set(days))
-        files_before = {day: lakefs.child_names(self.partition_uri(table, day)) for day in wanted}
-        (
-            frame.select(*table.schema.fieldNames())
-            .write.mode("overwrite")
-            .option("partitionOverwriteMode", "dynamic")
-            # zstd: a third smaller than snappy for the same write time (measured, docs/performance.md)
-            .option("compression", "zstd")
-            # session ids are near-unique: a dictionary only costs time there
-            .option("parquet.enable.dictionary#user_session", "false")
-            .partitionBy(table.partition_column)
-            .parquet(self.table_uri(table))
-        )
-        for day, before in files_before.items():
-            # a rewritten partition has new file names; unchanged names mean no rows this time
-            if before and lakefs.child_names(self.partition_uri(table, day)) == before:
-                self.delete(self.partition_uri(table, day))
+    def partition_counts(self, spark: SparkSession, table: Table, days: Iterable[date]) -> dict[date, int]:
+        return self.plain.partition_counts(spark, table, days)
 
     def batch_uri(self, table: Table, batch_id: int, staged: bool = False) -> str:
-        # names starting with "_" are invisible to Spark's readers and file-stream sources
-        where = f"{self.table_uri(table)}/_staging" if staged else self.table_uri(table)
-        return f"{where}/{table.partition_column}={batch_id}"
-
-    def stage_batch(self, frame: DataFrame, table: Table, batch_id: int) -> None:
-        """Write `frame` to the hidden staging directory of batch `batch_id` (replacing what a
-        crashed attempt left there); `commit_batch` makes it visible."""
-        (
-            frame.select(*table.data_columns)
-            .write.mode("overwrite")
-            .option("compression", "zstd")
-            .parquet(self.batch_uri(table, batch_id, staged=True))
-        )
-
-    def commit_batch(self, table: Table, batch_id: int) -> None:
-        """Rename a staged batch into place as the partition `<partition_column>=<batch_id>`:
-        readers and streaming sources see all of it or none of it (the rename is atomic on a
-        local disk)."""
-        lakefs.move(self.batch_uri(table, batch_id, staged=True), self.batch_uri(table, batch_id))
-
-    def batch_published(self, table: Table, batch_id: int) -> bool:
-        return self.exists(self.batch_uri(table, batch_id))
+        return self.plain.batch_uri(table, batch_id, staged)
 
     def publish_batch(self, frame: DataFrame, table: Table, batch_id: int) -> bool:
-        """Stage and commit `frame` as batch `batch_id`, unless that batch is already published
-        (a streaming micro-batch re-run after a crash carries the same rows), so a retry never
-        duplicates. False when it was there."""
-        if self.batch_published(table, batch_id):
-            return False
-        self.stage_batch(frame, table, batch_id)
-        self.commit_batch(table, batch_id)
-        return True
+        return self.plain.publish_batch(frame, table, batch_id)
 
-    # -- counting --------------------------------------------------------------------------
-    def partition_counts(self, spark: SparkSession, table: Table, days: Iterable[date]) -> dict[date, int]:
-        """Rows per day as stored (Parquet footers make this cheap)."""
-        rows = self.read(spark, table, days).groupBy(table.partition_column).count().collect()
-        counts = {day: 0 for day in days}
-        counts.update({r[0]: r[1] for r in rows})
-        return counts
-
-    # -- file system -----------------------------------------------------------------------
     def exists(self, uri: str) -> bool:
-        return lakefs.exists(uri)
+        return self.plain.exists(uri)
 
     def make_dirs(self, uri: str) -> None:
-        lakefs.make_dirs(uri)
+        self.plain.make_dirs(uri)
 
     def delete(self, uri: str) -> None:
-        lakefs.delete_dir(uri)
+        self.plain.delete(uri)

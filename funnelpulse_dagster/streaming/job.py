@@ -32,6 +32,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import StructType
 
+from funnelpulse_dagster.lake import Lake
 from funnelpulse_dagster.resources.kafka import KafkaResource
 from funnelpulse_dagster.resources.lake import LakeResource
 from funnelpulse_dagster.resources.streaming import StreamingResource
@@ -56,6 +57,14 @@ from funnelpulse_dagster.transforms.stream import (
 
 INPUT_METRICS = "stream_input"
 CLEAN_METRICS = "stream_clean"
+
+
+def _named_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """An observation's values by name. A classic session's progress JSON holds them so; a
+    Spark Connect client's holds `{"values": [...], "schema": {"fields": [...]}}`."""
+    if set(metrics) == {"values", "schema"}:
+        return dict(zip((f["name"] for f in metrics["schema"]["fields"]), metrics["values"], strict=True))
+    return metrics
 
 
 @dataclass
@@ -87,8 +96,12 @@ class QueryTotals:
             if source.get("endOffset"):
                 end = source["endOffset"]
                 self.end_offsets = json.loads(end) if isinstance(end, str) else end
-        for metrics in (progress.get("observedMetrics") or {}).values():
-            for key, value in metrics.items():
+        for name, metrics in (progress.get("observedMetrics") or {}).items():
+            # the queries' own observations only: under Spark Connect the per-batch observation
+            # inside foreachBatch (dead-letter rows, a list) is reported in the progress too
+            if name not in STREAM_OBSERVATIONS:
+                continue
+            for key, value in _named_metrics(metrics).items():
                 self.observed[key] = self.observed.get(key, 0) + int(value or 0)
 
     def as_metadata(self) -> dict[str, Any]:
@@ -112,6 +125,11 @@ def read_messages(spark: SparkSession, source_format: str, options: dict[str, st
     return spark.readStream.format(source_format).options(**options).load()
 
 
+RULE_METRICS = "stream_rules"
+# the names of the streaming queries' own observations, whose counts the run totals add up
+STREAM_OBSERVATIONS = (INPUT_METRICS, RULE_METRICS, CLEAN_METRICS)
+
+
 def parsed_stream(messages: DataFrame) -> DataFrame:
     """Messages → parsed rows, observing how many there were and how many were not events."""
     return messages.transform(parse_messages).observe(
@@ -124,7 +142,7 @@ def parsed_stream(messages: DataFrame) -> DataFrame:
 def gold_from_events(events: DataFrame) -> DataFrame:
     """Stream events → gold rows, observing what each silver rule and the de-duplication removed."""
     counted = events.observe(
-        "stream_rules",
+        RULE_METRICS,
         F.count(F.lit(1)).alias("events_in"),
         *[
             F.count(F.when(violated_rule() == name, True)).alias(f"removed_{name}")
@@ -137,7 +155,7 @@ def gold_from_events(events: DataFrame) -> DataFrame:
     return clean.transform(stream_hourly_brand_funnel)
 
 
-def publish_micro_batch(lake: LakeResource) -> Callable[[DataFrame, int], None]:
+def publish_micro_batch(lake: Lake) -> Callable[[DataFrame, int], None]:
     """The ingest query's sink: one pass over the micro-batch writes its valid events and
     collects its dead letters (rare; they ride back in the write's observed metrics, as bronze's
     quarantine does), so Kafka is read and parsed once.
@@ -186,7 +204,8 @@ def start_ingest(
         .transform(parsed_stream)
         .writeStream.queryName(STREAM_INGEST_QUERY)
         .option("checkpointLocation", checkpoint)
-        .foreachBatch(publish_micro_batch(lake))
+        # the plain Lake: under Spark Connect the function runs in a Python worker of the server
+        .foreachBatch(publish_micro_batch(lake.plain))
         .trigger(**trigger)
         .start()
     )
@@ -222,6 +241,8 @@ class _Progress:
         seen = self.seen.setdefault(query.name, set())
         for progress in query.recentProgress:
             entry = json.loads(progress.json)
+            # a Spark Connect client's JSON leaves the derived total out; the object has it
+            entry.setdefault("numInputRows", progress.numInputRows)
             if entry["batchId"] in seen:
                 continue
             seen.add(entry["batchId"])

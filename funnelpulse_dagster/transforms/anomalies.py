@@ -301,8 +301,11 @@ def evidence_for_days(gold: DataFrame, judged_days: list) -> DataFrame:
     days = spark.sql(
         f"SELECT explode(sequence(date_sub(DATE'{first.isoformat()}', 1), DATE'{last.isoformat()}')) AS judged_date"
     )
-    history = history_for_days(keyed, days)
-    base = baselines(without_outliers(history, baselines(history)))
+    # history (read three times) and the baselines (twice) are computed once, their lineage cut:
+    # the whole detector as one plan nests deeper than a Spark Connect client can send
+    # (protobuf's 100-level limit), and an uncut plan is re-planned at every use
+    history = computed(history_for_days(keyed, days))
+    base = computed(baselines(without_outliers(history, baselines(history))))
     phi = dispersion(history, base)
     judged = keyed.join(days, keyed["window_date"] == days["judged_date"])
     return hourly_evidence(judged, base, phi)
