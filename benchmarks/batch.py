@@ -255,10 +255,18 @@ def materialize_cmd(*partition_args: str) -> list[str]:
     ]
 
 
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def _duration_seconds(text: str) -> float:
+    """Dagster's step duration: `950ms`, `12.3s`, `1m45s`, `1h2m3s`."""
+    return sum(float(value) * _UNIT_SECONDS[unit] for value, unit in re.findall(r"([\d.]+)(ms|h|m|s)", text))
+
+
 def _steps(output: str) -> dict[str, float]:
-    return {
-        m[0]: float(m[1]) for m in re.findall(r'Finished execution of step "(\w+)" in ([\d.]+)(?:s)', output)
-    }
+    """Seconds per step, from the run's `Finished execution of step` lines."""
+    pattern = r'Finished execution of step "(\w+)" in ((?:[\d.]+(?:ms|h|m|s))+)\.'
+    return {name: round(_duration_seconds(duration), 2) for name, duration in re.findall(pattern, output)}
 
 
 def connect_runs(

@@ -63,9 +63,8 @@ def _read_lines(path: Path) -> list[str]:
     if str(path).endswith(".gz"):
         data = gzip.decompress(data)
     text = data.decode("utf-8")
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    text = text.removeprefix("\ufeff")
+    return [line.removesuffix("\r") for line in text.split("\n")]
 
 
 def _prefix_date(line: str) -> date | None:

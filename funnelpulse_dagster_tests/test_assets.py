@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import pandas as pd
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import DagsterInstance, materialize
 from pyspark.testing import assertDataFrameEqual
 
 from funnelpulse_dagster.jobs import batch_assets

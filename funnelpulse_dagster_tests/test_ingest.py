@@ -9,6 +9,7 @@ import gzip
 from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from pyspark.sql import functions as F
@@ -103,7 +104,7 @@ def _assert_equals_reference(spark, home: Path, files: list[Path]):
 
     def key(frame):
         return sorted(
-            tuple(None if (v is None or v != v) else v for v in row)
+            tuple(None if pd.isna(v) else v for v in row)
             for row in frame[columns].astype(object).itertuples(index=False)
         )
 

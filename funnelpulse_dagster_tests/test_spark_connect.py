@@ -27,7 +27,7 @@ def test_a_server_that_is_down_gives_a_clear_error_at_once():
     port = free_port()
     started = time.monotonic()
     with pytest.raises(SparkUnavailable, match="funnelpulse spark start"):
-        SparkResource(remote=f"sc://127.0.0.1:{port}").spark_session
+        _ = SparkResource(remote=f"sc://127.0.0.1:{port}").spark_session
     assert time.monotonic() - started < 10  # the client alone would retry for minutes
     # a remote endpoint's message says what to check (no traffic leaves this machine here)
     assert "reachable" in _hint("sc://spark.example:15002/;use_ssl=true")
@@ -43,9 +43,9 @@ def test_the_mode_is_chosen_by_configuration(monkeypatch):
     assert connect_endpoint(spark.remote) == ("spark.example", 15002)
     assert connect_endpoint("sc://cluster") == ("cluster", 15002)
     with pytest.raises(SparkUnavailable, match="expected sc://"):
-        SparkResource(remote="http://spark.example").spark_session
+        _ = SparkResource(remote="http://spark.example").spark_session
     with pytest.raises(SparkUnavailable, match="dataproc-spark-connect"):
-        SparkResource(remote="dataproc-serverless").spark_session
+        _ = SparkResource(remote="dataproc-serverless").spark_session
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
@@ -55,6 +55,7 @@ def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=180,
+        check=False,
     )
 
 
@@ -81,7 +82,9 @@ def test_funnelpulse_spark_start_serves_clients_until_stopped(tmp_path):
             """
         )
         for _ in range(2):
-            out = subprocess.run([sys.executable, "-c", client], capture_output=True, text=True, timeout=120)
+            out = subprocess.run(
+                [sys.executable, "-c", client], capture_output=True, text=True, timeout=120, check=False
+            )
             assert out.stdout.split() == ["499500", "UTC"], out.stderr[-2000:]
     finally:
         stopped = _cli(home, "stop")

@@ -9,6 +9,8 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from funnelpulse_dagster import lakefs
+from funnelpulse_dagster.ingest import files_owning, parsed_lines, survey
 from funnelpulse_dagster.tables import (
     BRONZE_EVENTS,
     GOLD_FUNNEL_DAILY_BRAND,
@@ -17,8 +19,6 @@ from funnelpulse_dagster.tables import (
     GOLD_FUNNEL_HOURLY_PRICE_BAND,
     SILVER_EVENTS,
 )
-from funnelpulse_dagster import lakefs
-from funnelpulse_dagster.ingest import files_owning, parsed_lines, survey
 from funnelpulse_dagster.transforms.bronze import bronze_rows, quarantine_rows
 from funnelpulse_dagster.transforms.gold import (
     daily_brand_funnel,

@@ -190,7 +190,7 @@ def connect_session(remote: str, conf: dict[str, Any]):
             raise SparkUnavailable(f"no Spark Connect server answers at {remote}: {_hint(remote)}")
         session = SparkSession.builder.remote(remote).getOrCreate()
     try:
-        session.version  # the first call that reaches the server
+        _ = session.version  # the first call that reaches the server
     except Exception as exc:  # grpc UNAVAILABLE and friends: the server is not there
         raise SparkUnavailable(
             f"no Spark Connect server answers at {remote}: {_hint(remote)} ({type(exc).__name__})"

@@ -19,7 +19,6 @@ from funnelpulse_dagster.tables import (
     BRONZE_EVENTS,
     BRONZE_QUARANTINE,
     PRICE_TYPE,
-    RAW_COLUMNS,
 )
 
 CSV_TIME_FORMAT = "yyyy-MM-dd HH:mm:ss 'UTC'"
