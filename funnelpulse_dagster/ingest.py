@@ -19,7 +19,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from funnelpulse_dagster import lakefs
-from funnelpulse_dagster.ownership import ExportFormatError, ExportLayout, layout_of
+from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.ownership import ExportLayout, layout_of, owned_days
 from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_QUARANTINE
 from funnelpulse_dagster.transforms.bronze import (
     OWN_DAY,
@@ -55,10 +56,6 @@ class InputFile:
         """The earliest own day of the file's lines; undated lines belong to it."""
         return min(self.lines_by_day) if self.lines_by_day else None
 
-    @property
-    def lines(self) -> int:
-        return sum(self.lines_by_day.values())
-
 
 def list_exports(raw_uri: str) -> list[lakefs.FileEntry]:
     """The export files directly under the landing folder (`*.csv`, `*.csv.gz`)."""
@@ -90,11 +87,7 @@ def survey(session: SparkSession, entries: Sequence[lakefs.FileEntry]) -> list[I
             else:
                 owner.lines_by_day[row[OWN_DAY]] = row["count"]
     for f in files:
-        if f.undated_lines and f.anchor is None:
-            raise ExportFormatError(
-                f"{f.uri}: none of its {f.undated_lines} line(s) carries a date, so no day can own "
-                "them; every line of an export starts with its event_time"
-            )
+        owned_days(f.uri, set(f.lines_by_day), bool(f.undated_lines))  # refuses a file without dates
         if f.undated_lines:
             f.lines_by_day[f.anchor] += f.undated_lines
     return files
@@ -129,7 +122,7 @@ def parsed_lines(session: SparkSession, files: Sequence[InputFile], days: Sequen
 
 
 def stored_rows_by_file_day(
-    session: SparkSession, read, files: Sequence[InputFile]
+    session: SparkSession, lake: Lake, files: Sequence[InputFile]
 ) -> tuple[dict[tuple[str, date], int], dict[tuple[str, date], int]]:
     """(bronze rows, quarantine rows) per (file, day) as stored, over every day the files own."""
     uris = [f.uri for f in files]
@@ -138,7 +131,7 @@ def stored_rows_by_file_day(
     def counts(table) -> dict[tuple[str, date], int]:
         if not days:
             return {}
-        frame = read(session, table, days).filter(F.col("source_file").isin(uris))
+        frame = lake.read(session, table, days).filter(F.col("source_file").isin(uris))
         rows = frame.groupBy("source_file", table.partition_column).count().collect()
         return {(r[0], r[1]): r[2] for r in rows}
 

@@ -137,14 +137,16 @@ def child_names(uri: str) -> frozenset[str]:
 
 
 def delete_dir(uri: str) -> None:
+    """Delete a directory (or a file) and everything under it; nothing there is fine."""
     fs, path = filesystem(uri)
-    if fs.get_file_info(path).type == pafs.FileType.Directory or not is_local(uri):
+    kind = fs.get_file_info(path).type
+    if kind == pafs.FileType.File:
+        fs.delete_file(path)
+    elif kind == pafs.FileType.Directory or not is_local(uri):  # object stores: a prefix
         try:
             fs.delete_dir(path)
         except FileNotFoundError:
             pass
-    elif fs.get_file_info(path).type == pafs.FileType.File:
-        fs.delete_file(path)
 
 
 def make_dirs(uri: str) -> None:
@@ -183,12 +185,3 @@ def open_text_chunks(uri: str, chunk_size: int = 16 << 20):
     with fs.open_input_stream(path, compression="detect") as stream:
         while chunk := stream.read(chunk_size):
             yield chunk
-
-
-def write_bytes(uri: str, data: bytes) -> None:
-    fs, path = filesystem(uri)
-    parent = path.rsplit("/", 1)[0]
-    if parent:
-        fs.create_dir(parent, recursive=True)
-    with fs.open_output_stream(path) as out:
-        out.write(data)

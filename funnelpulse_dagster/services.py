@@ -56,10 +56,13 @@ def running_pid(files: ServiceFiles) -> int | None:
     return pid if _alive(pid) else None
 
 
-def port_open(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((host, port)) == 0
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    """Whether something accepts TCP connections at host:port (a name, IPv4 or IPv6)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def start(

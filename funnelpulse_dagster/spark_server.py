@@ -14,7 +14,6 @@ idle check reads the server's own job tracker): it *is* the server.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import time
@@ -93,15 +92,9 @@ def status(home: Path) -> int | None:
 
 def serve(host: str, port: int, driver_memory: str, shuffle_partitions: int, idle_minutes: float, extra: dict) -> None:
     """Run the server in this process until SIGTERM / SIGINT (or `idle_minutes` without a job)."""
-    from dagster_pyspark.resources import spark_session_from_config
+    from funnelpulse_dagster.resources.spark import classic_session
 
-    from funnelpulse_dagster.resources.spark import ensure_java_home
-
-    ensure_java_home()
-    # Python workers (the Kafka data source, foreachBatch functions) run this interpreter
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = spark_session_from_config(server_conf(host, port, driver_memory, shuffle_partitions, extra))
-    session.sparkContext.setLogLevel("WARN")
+    session = classic_session(server_conf(host, port, driver_memory, shuffle_partitions, extra))
     stopping = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.append(True))

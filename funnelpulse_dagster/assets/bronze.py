@@ -13,7 +13,6 @@ from dagster import (
     multi_asset,
 )
 from pyspark.sql import Observation
-from pyspark.sql import functions as F
 
 from funnelpulse_dagster.checks.quality import BRONZE_RECONCILES, ingest_reconciliation
 from funnelpulse_dagster.ingest import (
@@ -36,7 +35,6 @@ from funnelpulse_dagster.resources import LakeResource, RawDataResource, SparkRe
 from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_INGEST_LEDGER, BRONZE_QUARANTINE
 from funnelpulse_dagster.timing import PhaseTimer
 from funnelpulse_dagster.transforms.bronze import (
-    INPUT_ROWS,
     QUARANTINED_ROWS,
     bronze_rows,
     collect_quarantined,
@@ -106,9 +104,9 @@ def bronze(
     with timer.phase("parse_and_write_bronze"):
         if touched:
             parsed = parsed_lines(session, touched, days)
-            # One pass: the write also counts the input rows and carries the few quarantined rows
-            # back in its metrics (caching the parse or parsing twice cost more).
-            observed = parsed.observe(counter, F.count(F.lit(1)).alias(INPUT_ROWS), collect_quarantined())
+            # One pass: the write carries the few quarantined rows back in its metrics (caching
+            # the parse or parsing twice cost more); line counts come from the ownership pass.
+            observed = parsed.observe(counter, collect_quarantined())
             lake.replace_partitions(bronze_rows(observed), BRONZE_EVENTS, days)
             metrics = counter.get
             quarantined = [tuple(row) for row in metrics[QUARANTINED_ROWS]]
@@ -121,7 +119,7 @@ def bronze(
         )
 
     with timer.phase("read_back_counts"):
-        stored_bronze, stored_quarantine = stored_rows_by_file_day(session, lake.read, touched)
+        stored_bronze, stored_quarantine = stored_rows_by_file_day(session, lake.plain, touched)
     with timer.phase("write_ledger"):
         ledger = ledger_rows(touched, days, stored_bronze, stored_quarantine)
         lake.replace_partitions(

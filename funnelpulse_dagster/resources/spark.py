@@ -28,6 +28,8 @@ from typing import Any
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
+from funnelpulse_dagster.services import port_open
+
 DATAPROC_SERVERLESS = "dataproc-serverless"
 # session settings a Spark Connect client may set (runtime SQL settings); the rest of
 # `spark_conf` (memory, master, UI) belongs to whoever started the server
@@ -129,14 +131,20 @@ class SparkResource(LazyPySparkResource):
         if self.is_remote:
             self._spark_session = connect_session(self.remote.strip(), conf)
             return
-        ensure_java_home()
-        # Python workers (the streaming data source runs in them) must use this interpreter
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        from dagster_pyspark.resources import spark_session_from_config
+        self._spark_session = classic_session(conf)
 
-        session = spark_session_from_config(conf)
-        session.sparkContext.setLogLevel("WARN")  # in-process only: a Connect client has no context
-        self._spark_session = session
+
+def classic_session(conf: dict[str, Any]):
+    """A classic SparkSession in this process, on the project's Java: the in-process mode's
+    session, and the local Spark Connect server's."""
+    ensure_java_home()
+    # Python workers (the Kafka data source, foreachBatch functions) must use this interpreter
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from dagster_pyspark.resources import spark_session_from_config
+
+    session = spark_session_from_config(conf)
+    session.sparkContext.setLogLevel("WARN")  # in-process only: a Connect client has no context
+    return session
 
 
 def runtime_settings(conf: dict[str, Any]) -> dict[str, str]:
@@ -149,16 +157,6 @@ def connect_endpoint(remote: str) -> tuple[str, int]:
     authority = remote.removeprefix("sc://").split("/", 1)[0]
     host, _, port = authority.rpartition(":") if ":" in authority.strip("[]") else (authority, "", "15002")
     return host.strip("[]"), int(port or 15002)
-
-
-def _reachable(host: str, port: int, timeout: float = 3.0) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _hint(remote: str) -> str:
@@ -176,7 +174,7 @@ def connect_session(remote: str, conf: dict[str, Any]):
         except ImportError as exc:
             raise SparkUnavailable(
                 "FUNNELPULSE_SPARK_REMOTE=dataproc-serverless needs the `dataproc-spark-connect` package "
-                "(pip install dataproc-spark-connect) and Google credentials; see docs/deploy-gcp.md"
+                "(pip install dataproc-spark-connect) and Google credentials; see docs/configuration.md"
             ) from exc
         session = DataprocSparkSession.builder.getOrCreate()
     else:
@@ -186,7 +184,7 @@ def connect_session(remote: str, conf: dict[str, Any]):
 
         # the client retries an unreachable server for minutes; a closed port is known at once
         host, port = connect_endpoint(remote)
-        if not _reachable(host, port):
+        if not port_open(host, port, timeout=3.0):
             raise SparkUnavailable(f"no Spark Connect server answers at {remote}: {_hint(remote)}")
         session = SparkSession.builder.remote(remote).getOrCreate()
     try:

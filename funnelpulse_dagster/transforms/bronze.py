@@ -228,7 +228,6 @@ def prefilter_lines_for_dates(lines: DataFrame, dates: Iterable[date]) -> DataFr
     )
 
 
-INPUT_ROWS = "input_rows"
 
 
 def reason_kind(reason: str) -> str:
