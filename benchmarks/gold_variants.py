@@ -32,8 +32,17 @@ from funnelpulse_dagster.tables import (
 )
 from funnelpulse_dagster.transforms import gold
 
-SILVER_COLUMNS = ["event_time", "event_type", "price", "user_id", "user_session", "brand_norm",
-                  "category_root", "price_band", "event_date"]  # fmt: skip
+SILVER_COLUMNS = [
+    "event_time",
+    "event_type",
+    "price",
+    "user_id",
+    "user_session",
+    "brand_norm",
+    "category_root",
+    "price_band",
+    "event_date",
+]
 STEPS = gold.FUNNEL_STEPS
 
 
@@ -105,19 +114,24 @@ VARIANTS = {
                 lambda p: p.withColumn("date", F.col("event_date")).withColumn("brand", F.col("brand_norm")),
             ),
             GOLD_FUNNEL_DAILY_CATEGORY: _from_preaggregate(
-                GOLD_FUNNEL_DAILY_CATEGORY, ["date", "category_root"],
+                GOLD_FUNNEL_DAILY_CATEGORY,
+                ["date", "category_root"],
                 lambda p: p.withColumn("date", F.col("event_date")),
-            ),  # fmt: skip
+            ),
             GOLD_FUNNEL_HOURLY_PRICE_BAND: _from_preaggregate(
-                GOLD_FUNNEL_HOURLY_PRICE_BAND, ["window_date", "window_start", "window_end", "price_band"], _hourly
-            ),  # fmt: skip
+                GOLD_FUNNEL_HOURLY_PRICE_BAND,
+                ["window_date", "window_start", "window_end", "price_band"],
+                _hourly,
+            ),
         },
     ),
 }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lake", required=True, help="a lake whose silver_events holds the days")
     parser.add_argument("--start", default="2019-10-01")
     parser.add_argument("--days", type=int, default=30)
@@ -140,7 +154,9 @@ def main() -> None:
                 out.replace_partitions(build(shared), table, days)
                 seconds[table.name] = round(time.perf_counter() - step, 1)
             shared.unpersist()
-            print(f"{name} run {attempt + 1}: {round(time.perf_counter() - started, 1)} s {seconds}", flush=True)
+            print(
+                f"{name} run {attempt + 1}: {round(time.perf_counter() - started, 1)} s {seconds}", flush=True
+            )
     for table in VARIANTS["per_table"][1]:
         a = Lake(f"{out_root}/per_table").read(spark, table, days)
         b = Lake(f"{out_root}/shared_preaggregate").read(spark, table, days)

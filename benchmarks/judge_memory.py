@@ -25,9 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from funnelpulse_dagster.evaluation.series import JUDGED, judgeable
 from funnelpulse_dagster.resources.spark import SparkResource
 from funnelpulse_dagster.transforms.anomalies import anomaly_rows
-from funnelpulse_dagster_tests.test_anomalies import JUDGED, judgeable
 
 
 def _jmap() -> str:

@@ -31,8 +31,9 @@ from dagster import DagsterInstance, materialize
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from funnelpulse_dagster.assets.bronze import bronze
+from funnelpulse_dagster.defs.lakehouse.bronze import bronze
 from funnelpulse_dagster.generator import generate
+from funnelpulse_dagster.lake import Lake
 from funnelpulse_dagster.resources import KafkaResource, LakeResource, RawDataResource
 from funnelpulse_dagster.resources.spark import SparkResource
 from funnelpulse_dagster.streaming import broker
@@ -144,7 +145,7 @@ def main() -> int:
         # cold: a run as the sensor starts it in a fresh process (first queries pay JIT warm-up);
         # warm: the same work again in the same session, as a long-running deployment does it
         for phase in ("cold", "warm"):
-            lake_phase = LakeResource(root=str(work / f"stream_{phase}"))
+            lake_phase = Lake(str(work / f"stream_{phase}"))
             started = time.perf_counter()
             stream = run_stream(
                 spark,

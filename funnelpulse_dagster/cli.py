@@ -157,20 +157,28 @@ def _spark(args: argparse.Namespace) -> int:
 def _stream(args: argparse.Namespace) -> int:
     """The streaming job without Dagster, for always-on deployments and for operators."""
     from funnelpulse_dagster.resources import build_resources
-    from funnelpulse_dagster.streaming.job import run_configured
-
     resources = build_resources(resolved=True)
-    _, totals = run_configured(
+    _, totals = resources["streaming"].run(
         resources["spark"].spark_session,
         resources["kafka"],
         resources["lake"],
-        resources["streaming"],
         continuous=args.continuous,
         max_runtime_seconds=args.max_runtime,
         max_events_per_trigger=args.max_events_per_trigger,
     )
     for name, total in totals.items():
         print(name, json.dumps(total.as_metadata(), sort_keys=True))
+    return 0
+
+
+def _rules(args: argparse.Namespace) -> int:
+    """The asset checks and the funnel rates as stated in rules.py, as Markdown tables: what
+    docs/data-quality.md and docs/tables.md show (a test holds the docs to it)."""
+    from funnelpulse_dagster import rules
+
+    print(rules.checks_markdown())
+    print()
+    print(rules.rates_markdown())
     return 0
 
 
@@ -213,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = sub.add_parser("config", help="print the resolved configuration")
     cfg.set_defaults(func=_config)
+
+    rules_cmd = sub.add_parser("rules", help="print the data-quality rules and rates (the docs' tables)")
+    rules_cmd.set_defaults(func=_rules)
 
     summary = sub.add_parser("summary", help="rows and days of every table on the local lake")
     summary.set_defaults(func=_summary)

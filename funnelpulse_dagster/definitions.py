@@ -1,32 +1,14 @@
-"""Assembles FunnelPulse's Dagster definitions: assets per layer, resources, jobs, automation."""
+"""FunnelPulse's Dagster code location: everything under `defs/`, found by `load_from_defs_folder`.
+
+`defs/<domain>/` holds the thin wiring (assets, checks, jobs, schedules, sensors) per domain;
+the engine they call (tables, rules, transforms, the lake, Kafka, serving) lives outside `defs/`
+and imports nothing from it (`test_architecture.py` proves it).
+"""
 
 from __future__ import annotations
 
-from dagster import Definitions, in_process_executor
+from pathlib import Path
 
-from funnelpulse_dagster.automation import (
-    daily_lakehouse_schedule,
-    kafka_offsets_sensor,
-    raw_files_sensor,
-    report_automation_sensor,
-)
-from funnelpulse_dagster.jobs import (
-    batch_assets,
-    batch_lakehouse_job,
-    funnel_report_job,
-    kafka_replay_job,
-    live_funnel_job,
-    report_assets,
-    streaming_assets,
-)
-from funnelpulse_dagster.resources import build_resources
+from dagster import load_from_defs_folder
 
-defs = Definitions(
-    assets=[*batch_assets, *streaming_assets, *report_assets],
-    jobs=[batch_lakehouse_job, live_funnel_job, kafka_replay_job, funnel_report_job],
-    schedules=[daily_lakehouse_schedule],
-    sensors=[raw_files_sensor, kafka_offsets_sensor, report_automation_sensor],
-    resources=build_resources(),
-    # one process, one SparkSession per run: the multiprocess executor would start a JVM per step
-    executor=in_process_executor,
-)
+defs = load_from_defs_folder(path_within_project=Path(__file__).parent)

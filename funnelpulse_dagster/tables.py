@@ -138,18 +138,12 @@ FUNNEL_METRIC_FIELDS = (
     ("view_users", LongType()),
     ("cart_users", LongType()),
     ("purchase_users", LongType()),
+    # the rates' formulas are in rules.FUNNEL_RATES (test_rules checks the two agree)
     ("view_to_cart_rate", DoubleType()),
     ("cart_to_purchase_rate", DoubleType()),
     ("conversion_rate", DoubleType()),
     ("session_conversion_rate", DoubleType()),
 )
-# rate column -> (numerator, denominator)
-FUNNEL_RATES = {
-    "view_to_cart_rate": ("carts", "views"),
-    "cart_to_purchase_rate": ("purchases", "carts"),
-    "conversion_rate": ("purchases", "views"),
-    "session_conversion_rate": ("purchase_sessions", "view_sessions"),
-}
 
 GOLD_FUNNEL_HOURLY_BRAND = Table(
     "gold_funnel_hourly_brand",

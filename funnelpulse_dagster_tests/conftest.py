@@ -104,7 +104,7 @@ def batch_lake(tmp_path_factory, spark_resource, sample_raw_dir):
     """Bronze … batch gold for the sample's three days, built by a real materialization."""
     from dagster import DagsterInstance, materialize
 
-    from funnelpulse_dagster.jobs import batch_assets
+    from funnelpulse_dagster.defs.jobs import batch_assets
     from funnelpulse_dagster.resources import LakeResource, RawDataResource
     from funnelpulse_dagster_tests.live import DAYS
 
@@ -131,7 +131,7 @@ def streamed(tmp_path_factory, spark_resource, batch_lake, bootstrap):
 
     from dagster import DagsterInstance, materialize
 
-    from funnelpulse_dagster.assets.streaming import live_funnel
+    from funnelpulse_dagster.defs.streaming.live_funnel import live_funnel
     from funnelpulse_dagster.resources import StreamingResource
     from funnelpulse_dagster_tests.live import kafka, replay
 

@@ -3,82 +3,34 @@ evaluation harness on a small generated scenario (real Dagster materializations)
 
 from __future__ import annotations
 
-import math
-import sys
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 
 import pytest
-from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from funnelpulse_dagster.evaluation.series import (
+    FIRST,
+    JUDGED,
+    RATE,
+    gold_frame,
+    judgeable,
+    series,
+    with_drop,
+)
 from funnelpulse_dagster.transforms.anomalies import anomaly_rows, detect, root_cause_hints
 from funnelpulse_dagster_tests.conftest import SPARK_MODE
-
-REPO = Path(__file__).resolve().parents[1]
-FIRST = date(2019, 10, 1)
-JUDGED = date(2019, 10, 15)
-RATE = 0.12
-
-
-def _views(brand: str, hour: int) -> int:
-    """A daily rhythm: busy evenings, quiet nights."""
-    peak = {"big": 240, "steady": 120, "quiet": 12}[brand]
-    return max(1, round(peak * (0.35 + 0.65 * math.sin(math.pi * hour / 24) ** 2)))
-
-
-def _purchases(brand: str, day: date, hour: int, views: int) -> int:
-    # deterministic Poisson-like wobble around the rate, so no hour is exactly on its baseline
-    wobble = math.sin(day.toordinal() * 7.1 + hour * 3.7 + len(brand))
-    return max(0, round(views * RATE + wobble * math.sqrt(views * RATE)))
-
-
-def _series(days: int, drop: tuple[str, date, range] | None = None) -> list[tuple]:
-    rows = []
-    for d in range(days):
-        day = FIRST + timedelta(days=d)
-        for hour in range(24):
-            for brand in ("big", "steady", "quiet"):
-                views = _views(brand, hour)
-                purchases = _purchases(brand, day, hour, views)
-                if drop and brand == drop[0] and day == drop[1] and hour in drop[2]:
-                    purchases = round(views * RATE * 0.1)  # 90 % of purchases gone
-                start = datetime(day.year, day.month, day.day, hour)
-                # one session per view and per purchase: the series is its own session funnel
-                rows.append(
-                    (
-                        start,
-                        start + timedelta(hours=1),
-                        brand,
-                        views,
-                        purchases,
-                        purchases / views,
-                        views,
-                        purchases,
-                        day,
-                    )
-                )
-    return rows
-
-
-def _gold(spark, rows):
-    schema = (
-        "window_start timestamp, window_end timestamp, brand string, views long, purchases long, "
-        "conversion_rate double, view_sessions long, purchase_sessions long, window_date date"
-    )
-    return spark.createDataFrame(rows, schema)
 
 
 def _flags(spark, rows, days):
     return {
         (r["brand"], r["window_start"].hour, r["anomaly_type"])
-        for r in detect(_gold(spark, rows), days).collect()
+        for r in detect(gold_frame(spark, rows), days).collect()
     }
 
 
 def test_a_clear_drop_is_flagged_and_quiet_or_normal_brands_are_not(spark):
     # big drops 90 % for four evening hours; quiet (≈ 4–12 views an hour) drops all day
-    rows = _series(15, ("big", JUDGED, range(17, 21)))
+    rows = series(15, ("big", JUDGED, range(17, 21)))
     rows = [(*r[:4], 0, 0.0, r[6], 0, r[8]) if r[2] == "quiet" and r[8] == JUDGED else r for r in rows]
     flags = _flags(spark, rows, [JUDGED])
     drops = {hour for brand, hour, kind in flags if brand == "big" and kind == "drop"}
@@ -92,8 +44,8 @@ def test_a_drop_in_the_first_week_is_judged_against_the_hours_baseline(spark):
     day's baseline stands in for the missing weekday cell (it once fell through to no baseline
     at all, so the first week of any data and sparse brands were never judged)."""
     day4 = FIRST + timedelta(days=3)
-    rows = _series(4, ("big", day4, range(17, 21)))
-    flagged = detect(_gold(spark, rows), [day4]).collect()
+    rows = series(4, ("big", day4, range(17, 21)))
+    flagged = detect(gold_frame(spark, rows), [day4]).collect()
     drops = {r["window_start"].hour for r in flagged if r["brand"] == "big" and r["anomaly_type"] == "drop"}
     assert {18, 19, 20} <= drops <= {17, 18, 19, 20}
     assert {r["brand"] for r in flagged} == {"big"}
@@ -110,30 +62,19 @@ def test_a_drop_in_the_first_week_is_judged_against_the_hours_baseline(spark):
         assert r["expected_conversion_rate"] == pytest.approx(rate({hour}))
         low, high = sorted((rate({hour}), rate(range(24))))
         assert low - 1e-9 <= r["expected_session_conversion_rate"] <= high + 1e-9
-    assert _flags(spark, _series(4), [day4]) == set()
+    assert _flags(spark, series(4), [day4]) == set()
 
 
 def test_no_flags_on_a_normal_day(spark):
-    assert _flags(spark, _series(15), [JUDGED]) == set()
+    assert _flags(spark, series(15), [JUDGED]) == set()
 
 
 def test_a_days_verdicts_do_not_change_when_later_days_arrive(spark):
     drop = ("big", JUDGED, range(17, 21))
-    until_judged = detect(_gold(spark, _series(15, drop)), [JUDGED])
-    with_later_days = detect(_gold(spark, _series(22, drop)), [JUDGED])
+    until_judged = detect(gold_frame(spark, series(15, drop)), [JUDGED])
+    with_later_days = detect(gold_frame(spark, series(22, drop)), [JUDGED])
     assert until_judged.count() > 0
     assertDataFrameEqual(until_judged, with_later_days)
-
-
-def _with_drop(rows: list[tuple], brand: str, hours: set[datetime]) -> list[tuple]:
-    """The same series with 90 % of `brand`'s purchases gone in `hours`."""
-    changed = []
-    for r in rows:
-        if r[2] == brand and r[0] in hours:
-            purchases = round(r[3] * RATE * 0.1)
-            r = (*r[:4], purchases, purchases / r[3], r[6], purchases, r[8])
-        changed.append(r)
-    return changed
 
 
 def test_an_incident_is_flagged_from_its_first_hour_but_only_within_its_day(spark):
@@ -143,7 +84,7 @@ def test_an_incident_is_flagged_from_its_first_hour_but_only_within_its_day(spar
     run's score. A run that began the evening before flags only its hours of the judged day:
     the earlier day's verdicts stay what they were when it was judged alone."""
     night = {datetime(2019, 10, 15, h) for h in range(2, 7)}
-    flagged = detect(_gold(spark, _with_drop(_series(16), "steady", night)), [JUDGED]).collect()
+    flagged = detect(gold_frame(spark, with_drop(series(16), "steady", night)), [JUDGED]).collect()
     assert {(r["brand"], r["window_start"], r["anomaly_type"]) for r in flagged} == {
         ("steady", hour, "drop") for hour in night
     }
@@ -153,35 +94,12 @@ def test_an_incident_is_flagged_from_its_first_hour_but_only_within_its_day(spar
 
     before = JUDGED - timedelta(days=1)
     midnight = {datetime(2019, 10, 14, h) for h in (21, 22, 23)} | {datetime(2019, 10, 15, h) for h in (0, 1)}
-    gold = _gold(spark, _with_drop(_series(16), "steady", midnight))
+    gold = gold_frame(spark, with_drop(series(16), "steady", midnight))
     both_days = detect(gold, [before, JUDGED])
     hours = {(r["window_start"], r["anomaly_type"]) for r in both_days.collect()}
     assert hours == {(datetime(2019, 10, 15, 0), "drop"), (datetime(2019, 10, 15, 1), "drop")}
     assertDataFrameEqual(both_days.filter(both_days.window_date == before), detect(gold, [before]))
     assertDataFrameEqual(both_days.filter(both_days.window_date == JUDGED), detect(gold, [JUDGED]))
-
-
-def judgeable(spark, days: int, brand: str, drop_hours: set[datetime]):
-    """What `anomaly_rows` judges, from the hand-made series with a drop of `brand` in
-    `drop_hours`: hourly gold (with its session rate) and silver events of `brand` (for the
-    root-cause hints). Also used by benchmarks/judge_memory.py."""
-    rows = _with_drop(_series(days), brand, drop_hours)
-    gold = _gold(spark, rows).withColumn(
-        "session_conversion_rate", F.col("purchase_sessions") / F.col("view_sessions")
-    )
-    events = [
-        (row_brand, start, day, kind, "hair", "<10", 1)
-        for start, _, row_brand, views, purchases, _, _, _, day in rows
-        if row_brand == brand
-        for kind, count in (("view", views), ("purchase", purchases))
-        for _ in range(count)
-    ]
-    silver = spark.createDataFrame(
-        events,
-        "brand_norm string, event_time timestamp, event_date date, event_type string, "
-        "category_root string, price_band string, product_id long",
-    )
-    return gold, silver
 
 
 def test_judging_leaves_no_cache_behind(spark):
@@ -249,8 +167,7 @@ def test_root_cause_ranks_the_segment_that_lost_its_purchases(spark):
 def test_harness_on_a_small_scenario(spark_resource, tmp_path):
     """The evaluation harness end to end: generate, materialize up to the anomaly table with
     real Dagster runs, score against the ground truth beside the seed's method."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from anomalies import Scenario, run_scenario
+    from funnelpulse_dagster.evaluation.scenarios import Scenario, run_scenario
 
     # every anomaly on the busiest brand, so the small data still has judgeable hours
     scenario = Scenario("t: 10 days, 40k/day, 3 anomalies, top brand", 5, 10, 40_000, 3, 1)

@@ -12,8 +12,15 @@ import pandas as pd
 from dagster import DagsterInstance, materialize
 from pyspark.testing import assertDataFrameEqual
 
-from funnelpulse_dagster.jobs import batch_assets
+from funnelpulse_dagster.defs.jobs import batch_assets
 from funnelpulse_dagster.resources import LakeResource, RawDataResource
+from funnelpulse_dagster.rules import (
+    SILVER_KEY_RULE,
+    SILVER_ROW_RULES,
+    SILVER_RULE_NAMES,
+    STREAM_MATCHES_BATCH,
+    TABLE_CHECKS,
+)
 from funnelpulse_dagster.tables import (
     ALL_TABLES,
     BATCH_TABLES,
@@ -63,9 +70,9 @@ def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample
     assert result.success
     checks = result.get_asset_check_evaluations()
     expected_checks = {key for a in ASSETS for key in a.check_keys}
-    assert {c.asset_check_key for c in checks} == expected_checks and len(
-        expected_checks
-    ) == 15  # 13 data-quality rules + 2 on anomalies
+    # every rule of rules.py on every batch table it guards (the stream's check is not in this run)
+    stated = len(SILVER_ROW_RULES) + 1 + sum(len(c.tables) for c in TABLE_CHECKS if c is not STREAM_MATCHES_BATCH)
+    assert {c.asset_check_key for c in checks} == expected_checks and len(expected_checks) == stated == 17
     assert all(c.passed for c in checks), [(c.check_name, c.passed) for c in checks if not c.passed]
 
     lake = LakeResource(root=str(funnelpulse_home / "tables"))
@@ -116,7 +123,8 @@ def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample
             assert metadata["dagster/row_count"].value == rows_by_day.get(day, 0), (name, day)
     silver_day = by_partition[(SILVER_EVENTS.name, "2019-10-02")]
     removed = silver_day["rows_removed_by_rule"].value
-    assert removed["duplicate_event_key"] > 0
+    assert set(removed) == {*SILVER_RULE_NAMES, SILVER_KEY_RULE.name}  # every rule of rules.py
+    assert removed[SILVER_KEY_RULE.name] > 0
     assert silver_day["rows_in"].value == expected_rows[BRONZE_EVENTS.name][date(2019, 10, 2)]
     assert silver_day["rows_in"].value - sum(removed.values()) == silver_day["rows_out"].value
     quarantine_day = by_partition[(BRONZE_QUARANTINE.name, "2019-10-01")]
@@ -213,7 +221,7 @@ def test_failed_blocking_check_stops_downstream(
 ):
     """A silver that breaks a hard rule (here: duplicates kept) fails its ERROR check, and the
     blocking check keeps gold from being built on it."""
-    import funnelpulse_dagster.assets.silver as silver_module
+    import funnelpulse_dagster.defs.lakehouse.silver as silver_module
     from funnelpulse_dagster.transforms.silver import apply_silver_rules, normalise_events
 
     def silver_without_dedup(bronze):

@@ -5,18 +5,14 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from funnelpulse_dagster.checks.quality import (
-    GOLD_MATCHES_SILVER,
-    SILVER_KNOWN_EVENT_TYPES,
-    SILVER_NO_NULL_REQUIRED,
-    SILVER_POSITIVE_PRICE,
-    SILVER_UNIQUE_KEY,
+from funnelpulse_dagster.lib.quality import (
     daily_totals,
     ingest_reconciliation,
     silver_quality,
     silver_violation_counts,
     totals_match,
 )
+from funnelpulse_dagster.rules import SILVER_KEY_RULE
 from funnelpulse_dagster.tables import SILVER_EVENTS
 
 D1, D2 = date(2019, 10, 1), date(2019, 10, 2)
@@ -75,13 +71,13 @@ def test_silver_quality_flags_each_broken_rule(spark):
     frame = spark.createDataFrame(rows, SILVER_EVENTS.schema)
     results = {r.check_name: r for r in silver_quality(silver_violation_counts(frame), frame)}
     assert {name for name, r in results.items() if not r.passed} == {
-        SILVER_NO_NULL_REQUIRED,
-        SILVER_POSITIVE_PRICE,
-        SILVER_KNOWN_EVENT_TYPES,
-        SILVER_UNIQUE_KEY,
+        "no_null_event_time",
+        "no_non_positive_price",
+        "no_unknown_event_type",
+        SILVER_KEY_RULE.check_name,
     }
-    assert results[SILVER_UNIQUE_KEY].metadata["duplicate_keys"].value == 1
-    assert results[SILVER_POSITIVE_PRICE].metadata["sample"].value  # says which rows
+    assert results[SILVER_KEY_RULE.check_name].metadata["duplicate_keys"].value == 1
+    assert results["no_non_positive_price"].metadata["sample"].value  # says which rows
 
     clean = spark.createDataFrame([_silver_row()], SILVER_EVENTS.schema)
     assert all(r.passed for r in silver_quality(silver_violation_counts(clean), clean))
@@ -97,16 +93,12 @@ def test_gold_totals_must_match_to_the_cent(spark):
         [(D1, 1, 0, 1, Decimal("10.01"))],
         "window_date date, views long, carts long, purchases long, revenue decimal(18,2)",
     )
-    assert totals_match(
-        GOLD_MATCHES_SILVER, daily_totals(gold, "window_date", False), silver_totals, "g"
-    ).passed
+    assert totals_match(daily_totals(gold, "window_date", False), silver_totals, "g").passed
     off_by_a_cent = spark.createDataFrame(
         [(D1, 1, 0, 1, Decimal("10.00"))],
         "window_date date, views long, carts long, purchases long, revenue decimal(18,2)",
     )
-    result = totals_match(
-        GOLD_MATCHES_SILVER, daily_totals(off_by_a_cent, "window_date", False), silver_totals, "g"
-    )
+    result = totals_match(daily_totals(off_by_a_cent, "window_date", False), silver_totals, "g")
     assert not result.passed
     assert result.metadata["mismatched_days"].value == {
         "2019-10-01": {"revenue": {"gold": "10.00", "silver": "10.01"}}
@@ -114,7 +106,7 @@ def test_gold_totals_must_match_to_the_cent(spark):
 
 
 def test_rates_check_catches_wrong_and_missing_rates(spark):
-    from funnelpulse_dagster.checks.quality import rates_valid
+    from funnelpulse_dagster.lib.quality import rates_valid
     from funnelpulse_dagster.tables import GOLD_FUNNEL_DAILY_BRAND
 
     def row(views, carts, rate):
@@ -137,7 +129,7 @@ def test_rates_check_catches_wrong_and_missing_rates(spark):
 
 
 def test_daily_brand_must_equal_sum_of_hours(spark):
-    from funnelpulse_dagster.checks.quality import daily_matches_hourly
+    from funnelpulse_dagster.lib.quality import daily_matches_hourly
 
     hourly = spark.createDataFrame(
         [

@@ -15,11 +15,11 @@ from dagster import AssetKey, DagsterInstance, materialize
 from pyspark.sql import functions as F
 
 from funnelpulse_dagster import lakefs
-from funnelpulse_dagster.assets.bronze import bronze
-from funnelpulse_dagster.automation import days_owned_by
-from funnelpulse_dagster.checks.quality import BRONZE_RECONCILES
+from funnelpulse_dagster.defs.automation import days_owned_by
+from funnelpulse_dagster.defs.lakehouse.bronze import bronze
 from funnelpulse_dagster.ingest import survey
 from funnelpulse_dagster.resources import LakeResource, RawDataResource
+from funnelpulse_dagster.rules import INPUT_ROWS_RECONCILE
 from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_INGEST_LEDGER, BRONZE_QUARANTINE, RAW_COLUMNS
 from funnelpulse_dagster_tests import reference
 
@@ -113,7 +113,7 @@ def _assert_equals_reference(spark, home: Path, files: list[Path]):
 
 
 def _check(result):
-    return next(c for c in result.get_asset_check_evaluations() if c.check_name == BRONZE_RECONCILES)
+    return next(c for c in result.get_asset_check_evaluations() if c.check_name == INPUT_ROWS_RECONCILE.name)
 
 
 def _failure_message(result) -> str:

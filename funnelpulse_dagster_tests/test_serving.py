@@ -28,7 +28,7 @@ from dagster import DagsterInstance, materialize
 from fastapi.testclient import TestClient
 from pyspark.sql import Row
 
-from funnelpulse_dagster.assets.report import REPORT_FILE, funnel_report
+from funnelpulse_dagster.defs.reports.report_asset import REPORT_FILE, funnel_report
 from funnelpulse_dagster.reports.funnel_report import CHARTS, TOP_BRANDS, TREND_BRANDS
 from funnelpulse_dagster.resources import LakeResource, ReportsResource
 from funnelpulse_dagster.serving.app import create_app

@@ -25,10 +25,11 @@ from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from funnelpulse_dagster.automation import kafka_offsets_sensor
-from funnelpulse_dagster.checks.quality import STREAM_MATCHES_BATCH
-from funnelpulse_dagster.jobs import live_funnel_job
-from funnelpulse_dagster.resources import LakeResource, StreamingResource
+from funnelpulse_dagster.defs.automation import kafka_offsets_sensor
+from funnelpulse_dagster.defs.jobs import live_funnel_job
+from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.resources import StreamingResource
+from funnelpulse_dagster.rules import STREAM_MATCHES_BATCH
 from funnelpulse_dagster.streaming.job import run_stream
 from funnelpulse_dagster.streaming.kafka_source import apportion
 from funnelpulse_dagster.tables import (
@@ -109,7 +110,7 @@ def test_stream_gold_equals_reference_and_batch_for_closed_hours(spark, sample_r
     assert pd.Timestamp(hi) <= pd.Timestamp(last_event) - pd.Timedelta(hours=1)
     # the asset check compared the same hours with batch gold and found them equal
     (check,) = run.get_asset_check_evaluations()
-    assert check.check_name == STREAM_MATCHES_BATCH and check.passed
+    assert check.check_name == STREAM_MATCHES_BATCH.name and check.passed
     assert check.metadata["compared_rows"].value == stream_gold.count() > 0
     metadata = {
         e.asset_key.to_user_string(): e.materialization.metadata
@@ -127,7 +128,7 @@ def test_stream_gold_equals_reference_and_batch_for_closed_hours(spark, sample_r
 
 
 def test_stream_check_fails_when_the_live_table_disagrees(spark, batch_lake, streamed):
-    from funnelpulse_dagster.checks.quality import stream_matches_batch
+    from funnelpulse_dagster.lib.quality import stream_matches_batch
 
     stream_gold = batch_lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
     tampered = stream_gold.withColumn(
@@ -207,7 +208,7 @@ def test_malformed_messages_go_to_dead_letters(spark, tmp_path, bootstrap):
         producer.produce(kafka.topic, value=value, key=b"k")  # one key: one partition, known order
     producer.produce(kafka.topic, value=json.dumps(valid).encode(), key=b"k")
     assert producer.flush(10) == 0
-    lake = LakeResource(root=str(tmp_path / "tables"))
+    lake = Lake(root=str(tmp_path / "tables"))
     source_format, options = kafka.spark_stream_source()
     totals = run_stream(spark, source_format, options, lake, str(tmp_path / "cp"), log=lambda _: None)
     dead = lake.read(spark, STREAM_DEAD_LETTERS).orderBy("offset").collect()
@@ -251,7 +252,7 @@ def test_kill_and_restart_lose_and_duplicate_nothing(
 ):
     kafka = kafka_for(bootstrap, f"kill-{uuid.uuid4().hex[:8]}")
     replay(spark_resource, batch_lake, kafka)
-    checkpoints, lake = tmp_path / "cp", LakeResource(root=str(tmp_path / "tables"))
+    checkpoints, lake = tmp_path / "cp", Lake(root=str(tmp_path / "tables"))
     env = {
         **os.environ,
         "FUNNELPULSE_HOME": str(tmp_path / "home"),
@@ -308,7 +309,7 @@ def test_continuous_mode_keeps_processing_new_messages(spark, tmp_path, bootstra
 
     kafka = kafka_for(bootstrap, f"live-{uuid.uuid4().hex[:8]}")
     kafka.ensure_topic()
-    lake = LakeResource(root=str(tmp_path / "tables"))
+    lake = Lake(root=str(tmp_path / "tables"))
     message = {
         "event_type": "view",
         "product_id": 1,

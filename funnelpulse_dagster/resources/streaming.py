@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dagster import ConfigurableResource
 from pydantic import Field
+from pyspark.sql import SparkSession
+
+from funnelpulse_dagster.resources.kafka import KafkaResource
+from funnelpulse_dagster.resources.lake import LakeResource
+from funnelpulse_dagster.streaming.job import QueryTotals, run_stream
 
 
 class StreamingResource(ConfigurableResource):
@@ -22,3 +29,29 @@ class StreamingResource(ConfigurableResource):
 
     def checkpoint(self, query_name: str) -> str:
         return f"{self.checkpoint_root.rstrip('/')}/{query_name}"
+
+    def run(
+        self,
+        spark: SparkSession,
+        kafka: KafkaResource,
+        lake: LakeResource,
+        continuous: bool = False,
+        max_runtime_seconds: float | None = None,
+        max_events_per_trigger: int | None = None,
+        log: Callable[[str], None] = print,
+    ) -> tuple[str, dict[str, QueryTotals]]:
+        """`run_stream` configured from the deployment's resources (the live asset and the CLI
+        both use it); returns the Spark source format used and the totals per query."""
+        source_format, options = kafka.spark_stream_source(max_events_per_trigger or self.max_events_per_trigger)
+        totals = run_stream(
+            spark,
+            source_format,
+            options,
+            lake.plain,
+            self.checkpoint_root,
+            available_now=not continuous,
+            processing_time_seconds=self.processing_time_seconds,
+            max_runtime_seconds=max_runtime_seconds,
+            log=log,
+        )
+        return source_format, totals

@@ -16,8 +16,8 @@ from typing import Any
 
 import duckdb
 
+from funnelpulse_dagster.rules import EVENT_COUNTS, FUNNEL_RATES, REVENUE, rate_of
 from funnelpulse_dagster.tables import (
-    FUNNEL_RATES,
     GOLD_ANOMALIES_HOURLY_BRAND,
     GOLD_FUNNEL_DAILY_BRAND,
     GOLD_FUNNEL_DAILY_CATEGORY,
@@ -51,11 +51,8 @@ BREAKDOWN_DIMENSIONS: dict[str, tuple[Table, str]] = {
 }
 # event counts add up across rows; rates are recomputed from the sums
 ADDITIVE = (
-    "views",
-    "carts",
-    "remove_from_carts",
-    "purchases",
-    "revenue",
+    *EVENT_COUNTS,
+    REVENUE,
     "view_sessions",
     "purchase_sessions",
 )
@@ -189,7 +186,7 @@ def _paged(con, sql: str, params: list[Any], order_by: str, limit: int, offset: 
 
 def _rates(prefix: str = "") -> str:
     return ", ".join(
-        f"{prefix}{num} / NULLIF({prefix}{den}, 0) AS {rate}" for rate, (num, den) in FUNNEL_RATES.items()
+        f"{prefix}{r.numerator} / NULLIF({prefix}{r.denominator}, 0) AS {r.name}" for r in FUNNEL_RATES
     )
 
 
@@ -285,9 +282,7 @@ def funnel_totals(con, start: date | None, end: date | None) -> dict[str, Any]:
     """The whole shop's event funnel over [start, end] (every event is in exactly one brand
     row, the brand-less ones included, so the brand table's sums are the shop's)."""
     start, end = date_range(con, GOLD_FUNNEL_DAILY_BRAND, start, end, 30)
-    sums = ", ".join(
-        f"sum({c}) AS {c}" for c in ("views", "carts", "remove_from_carts", "purchases", "revenue")
-    )
+    sums = ", ".join(f"sum({c}) AS {c}" for c in (*EVENT_COUNTS, REVENUE))
     [row] = rows(
         con,
         f'SELECT {sums}, count(DISTINCT brand) AS brands FROM "{GOLD_FUNNEL_DAILY_BRAND.name}" '
@@ -295,15 +290,12 @@ def funnel_totals(con, start: date | None, end: date | None) -> dict[str, Any]:
         [start, end],
         order_by="views",  # one row
     )
-    views, carts, purchases = row["views"] or 0, row["carts"] or 0, row["purchases"] or 0
-    return {
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        **{k: (v if v is not None else 0) for k, v in row.items()},
-        "view_to_cart_rate": carts / views if views else None,
-        "cart_to_purchase_rate": purchases / carts if carts else None,
-        "conversion_rate": purchases / views if views else None,
+    totals = {k: (v if v is not None else 0) for k, v in row.items()}
+    # the shop-wide totals have no distinct counts, so the session rate has no denominator here
+    rates = {
+        r.name: rate_of(totals[r.numerator], totals[r.denominator]) for r in FUNNEL_RATES if r.denominator in totals
     }
+    return {"start": start.isoformat(), "end": end.isoformat(), **totals, **rates}
 
 
 def daily_anomaly_counts(con, start: date, end: date) -> list[dict[str, Any]]:

@@ -33,9 +33,7 @@ from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import StructType
 
 from funnelpulse_dagster.lake import Lake
-from funnelpulse_dagster.resources.kafka import KafkaResource
-from funnelpulse_dagster.resources.lake import LakeResource
-from funnelpulse_dagster.resources.streaming import StreamingResource
+from funnelpulse_dagster.rules import SILVER_RULE_NAMES, violated_rule
 from funnelpulse_dagster.streaming.kafka_source import register
 from funnelpulse_dagster.tables import (
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
@@ -44,7 +42,6 @@ from funnelpulse_dagster.tables import (
     STREAM_GOLD_QUERY,
     STREAM_INGEST_QUERY,
 )
-from funnelpulse_dagster.transforms.silver import SILVER_RULE_NAMES, violated_rule
 from funnelpulse_dagster.transforms.stream import (
     DEAD_LETTER_ROWS,
     REASON,
@@ -195,7 +192,7 @@ def start_ingest(
     spark: SparkSession,
     source_format: str,
     source_options: dict[str, str],
-    lake: LakeResource,
+    lake: Lake,
     checkpoint: str,
     trigger: dict,
 ) -> StreamingQuery:
@@ -204,14 +201,14 @@ def start_ingest(
         .transform(parsed_stream)
         .writeStream.queryName(STREAM_INGEST_QUERY)
         .option("checkpointLocation", checkpoint)
-        # the plain Lake: under Spark Connect the function runs in a Python worker of the server
-        .foreachBatch(publish_micro_batch(lake.plain))
+        # a plain Lake: under Spark Connect the function runs in a Python worker of the server
+        .foreachBatch(publish_micro_batch(lake))
         .trigger(**trigger)
         .start()
     )
 
 
-def start_gold(spark: SparkSession, lake: LakeResource, checkpoint: str, trigger: dict) -> StreamingQuery:
+def start_gold(spark: SparkSession, lake: Lake, checkpoint: str, trigger: dict) -> StreamingQuery:
     # a file-stream source needs its directory; there is none before the first published batch
     lake.make_dirs(lake.table_uri(STREAM_EVENTS))
     events = spark.readStream.schema(STREAM_EVENTS.schema).parquet(lake.table_uri(STREAM_EVENTS))
@@ -285,7 +282,7 @@ def run_stream(
     spark: SparkSession,
     source_format: str,
     source_options: dict[str, str],
-    lake: LakeResource,
+    lake: Lake,
     checkpoint_root: str,
     available_now: bool = True,
     processing_time_seconds: int = 30,
@@ -311,32 +308,3 @@ def run_stream(
     for name in (STREAM_INGEST_QUERY, STREAM_GOLD_QUERY):
         progress.totals.setdefault(name, QueryTotals(name))
     return progress.totals
-
-
-def run_configured(
-    spark: SparkSession,
-    kafka: KafkaResource,
-    lake: LakeResource,
-    streaming: StreamingResource,
-    continuous: bool = False,
-    max_runtime_seconds: float | None = None,
-    max_events_per_trigger: int | None = None,
-    log: Callable[[str], None] = print,
-) -> tuple[str, dict[str, QueryTotals]]:
-    """`run_stream` configured from the deployment's resources (the asset and the CLI both use
-    it); returns the Spark source format used and the totals per query."""
-    source_format, options = kafka.spark_stream_source(
-        max_events_per_trigger or streaming.max_events_per_trigger
-    )
-    totals = run_stream(
-        spark,
-        source_format,
-        options,
-        lake,
-        streaming.checkpoint_root,
-        available_now=not continuous,
-        processing_time_seconds=streaming.processing_time_seconds,
-        max_runtime_seconds=max_runtime_seconds,
-        log=log,
-    )
-    return source_format, totals

@@ -32,28 +32,23 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from funnelpulse_dagster.rules import (
+    BAND_Z,
+    CHI2_1_MEDIAN,
+    CURRENT_HOUR_Z,
+    HINT_DIMENSIONS,
+    HINT_PRIOR_VIEWS,
+    HINTS_PER_DIMENSION,
+    LOOKBACK_DAYS,
+    MAX_RUN_HOURS,
+    MIN_EVIDENCE_VIEWS,
+    MIN_VIEWS,
+    OUTLIER_Z,
+    PRIOR_VIEWS,
+    THRESHOLD,
+)
 from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND
 from funnelpulse_dagster.transforms.silver import to_silver
-
-LOOKBACK_DAYS = 28
-MIN_VIEWS = 20  # a brand-hour with fewer views is never flagged
-# ... but from this many views on an hour adds its (small, on the Anscombe scale) evidence to a run
-MIN_EVIDENCE_VIEWS = 5
-MAX_RUN_HOURS = 6
-THRESHOLD = 4.5
-CURRENT_HOUR_Z = 1.5
-# prior strength of each baseline level, in views
-PRIOR_VIEWS = {"brand": 2_000, "hour": 1_000, "weekday": 1_000}
-# history hours this far from their first-pass baseline are left out of the final one, so an
-# earlier anomaly (a spike of purchases) does not inflate the baseline of its hour for weeks
-OUTLIER_Z = 3.0
-# the median of a χ²(1) variable: turns a median squared residual into a dispersion
-CHI2_1_MEDIAN = 0.4549
-HINTS_PER_DIMENSION = 2
-HINT_PRIOR_VIEWS = 50
-HINT_DIMENSIONS = ("category_root", "price_band", "product_id")
-# the report's baseline band: single-hour evidence within ±BAND_Z
-BAND_Z = 2.0
 
 
 def with_time_keys(gold: DataFrame) -> DataFrame:

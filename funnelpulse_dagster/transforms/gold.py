@@ -8,8 +8,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from funnelpulse_dagster.rules import EVENT_COUNTS, FUNNEL_RATES, FUNNEL_STEPS, REVENUE
 from funnelpulse_dagster.tables import (
-    FUNNEL_RATES,
     GOLD_FUNNEL_DAILY_BRAND,
     GOLD_FUNNEL_DAILY_CATEGORY,
     GOLD_FUNNEL_HOURLY_BRAND,
@@ -18,7 +18,6 @@ from funnelpulse_dagster.tables import (
     Table,
 )
 
-FUNNEL_STEPS = ("view", "cart", "purchase")
 # who is counted distinctly per step: column of silver → suffix of the metric
 ACTORS = {"user_session": "sessions", "user_id": "users"}
 
@@ -29,24 +28,22 @@ def _count_of(event_type: str) -> Column:
 
 def funnel_aggregations() -> list[Column]:
     """Event counts per type and purchase revenue (exact decimal)."""
-    return [
-        _count_of("view").alias("views"),
-        _count_of("cart").alias("carts"),
-        _count_of("remove_from_cart").alias("remove_from_carts"),
-        _count_of("purchase").alias("purchases"),
-        F.coalesce(F.sum(F.when(F.col("event_type") == "purchase", F.col("price"))), F.lit(0))
+    return [_count_of(event_type).alias(metric) for metric, event_type in EVENT_COUNTS.items()] + [
+        F.coalesce(F.sum(F.when(F.col("event_type") == EVENT_COUNTS["purchases"], F.col("price"))), F.lit(0))
         .cast(REVENUE_TYPE)
-        .alias("revenue"),
+        .alias(REVENUE)
     ]
 
 
 def add_funnel_rates(metrics: DataFrame) -> DataFrame:
     """Each rate = numerator / denominator as a double, NULL where the denominator is 0."""
-    for rate, (numerator, denominator) in FUNNEL_RATES.items():
-        if numerator in metrics.columns and denominator in metrics.columns:
+    for rate in FUNNEL_RATES:
+        if rate.numerator in metrics.columns and rate.denominator in metrics.columns:
             metrics = metrics.withColumn(
-                rate,
-                F.when(F.col(denominator) > 0, F.col(numerator) / F.col(denominator)).cast("double"),
+                rate.name,
+                F.when(F.col(rate.denominator) > 0, F.col(rate.numerator) / F.col(rate.denominator)).cast(
+                    "double"
+                ),
             )
     return metrics
 
@@ -73,8 +70,8 @@ def _left_join_on_grain(left: DataFrame, right: DataFrame, grain: list[str]) -> 
 
 
 def _sum_event_metrics() -> list[Column]:
-    return [F.sum(c).cast("long").alias(c) for c in ("views", "carts", "remove_from_carts", "purchases")] + [
-        F.sum("revenue").cast(REVENUE_TYPE).alias("revenue")
+    return [F.sum(c).cast("long").alias(c) for c in EVENT_COUNTS] + [
+        F.sum(REVENUE).cast(REVENUE_TYPE).alias(REVENUE)
     ]
 
 

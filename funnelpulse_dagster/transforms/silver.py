@@ -1,7 +1,7 @@
 """Bronze events → clean, normalised, de-duplicated silver events.
 
-These functions are the one implementation of the silver rules; the batch asset and the
-streaming job both import them, so the two paths cannot drift apart.
+The rules themselves are stated in rules.py; these functions apply them, and the batch asset and
+the streaming job both import them, so the two paths cannot drift apart.
 """
 
 from __future__ import annotations
@@ -9,42 +9,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from funnelpulse_dagster.tables import (
-    EVENT_KEY,
-    EVENT_TYPES,
-    RAW_COLUMNS,
-    SILVER_EVENTS,
-)
-
-# The silver rules in the order they are applied; a dropped row is counted under the first
-# rule it breaks, so the per-rule counts add up to the rows removed.
-SILVER_RULE_NAMES = (
-    "null_event_time",
-    "null_event_type",
-    "unknown_event_type",
-    "null_price",
-    "non_positive_price",
-)
-
-
-def silver_rules() -> list[tuple[str, Column]]:
-    """(rule name, condition that breaks it); built on call because Columns need a session."""
-    conditions = (
-        F.col("event_time").isNull(),
-        F.col("event_type").isNull(),
-        ~F.col("event_type").isin(*EVENT_TYPES),
-        F.col("price").isNull(),
-        F.col("price") <= 0,
-    )
-    return list(zip(SILVER_RULE_NAMES, conditions, strict=True))
-
-
-def violated_rule() -> Column:
-    """Name of the first silver rule a row breaks, NULL for a row that passes them all."""
-    expr = None
-    for name, broken in silver_rules():
-        expr = F.when(broken, F.lit(name)) if expr is None else expr.when(broken, F.lit(name))
-    return expr
+from funnelpulse_dagster.rules import SILVER_KEY_RULE, violated_rule
+from funnelpulse_dagster.tables import RAW_COLUMNS, SILVER_EVENTS
 
 
 def _normalise_text(col: Column) -> Column:
@@ -89,13 +55,13 @@ def normalise_events(events: DataFrame) -> DataFrame:
 
 
 def deduplicate_events(events: DataFrame) -> DataFrame:
-    """One row per event key (contracts.md), chosen deterministically.
+    """One row per event key (rules.SILVER_KEY_RULE), chosen deterministically.
 
     Duplicates in the export are usually identical rows; where the non-key columns differ, the
     smallest of them wins, so re-running a day always keeps the same row. `event_date` joins the
     grouping key (it is a function of `event_time`) so the output keeps the day column.
     """
-    key = ["event_date", *EVENT_KEY]
+    key = ["event_date", *SILVER_KEY_RULE.key]
     rest = [c for c in events.columns if c not in key]
     # Shuffling by the key first lets Spark aggregate with one sort after the exchange; grouping
     # directly plans a sort-based partial aggregate on each side of it (measured on a month:

@@ -7,7 +7,6 @@ of the day replaces the whole day with its own verdicts)."""
 from datetime import timedelta
 
 from dagster import (
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetSpec,
     Config,
@@ -18,10 +17,10 @@ from dagster import (
 from pydantic import Field
 from pyspark.sql import functions as F
 
-from funnelpulse_dagster.checks.quality import STREAM_MATCHES_BATCH, stream_matches_batch
-from funnelpulse_dagster.partitions import day_range
+from funnelpulse_dagster.lib.partitions import day_range
+from funnelpulse_dagster.lib.quality import check_spec, stream_matches_batch
 from funnelpulse_dagster.resources import KafkaResource, LakeResource, SparkResource, StreamingResource
-from funnelpulse_dagster.streaming.job import run_configured
+from funnelpulse_dagster.rules import STREAM_MATCHES_BATCH
 from funnelpulse_dagster.tables import (
     BRONZE_EVENTS,
     GOLD_ANOMALIES_HOURLY_BRAND,
@@ -135,12 +134,11 @@ def judge_closed_hours(session, lake: LakeResource, closed_before, log) -> int:
         ),
     ],
     check_specs=[
-        AssetCheckSpec(
+        check_spec(
             STREAM_MATCHES_BATCH,
-            asset=GOLD_STREAM_FUNNEL_HOURLY_BRAND.name,
+            GOLD_STREAM_FUNNEL_HOURLY_BRAND.name,
+            blocking=False,
             additional_deps=[GOLD_FUNNEL_HOURLY_BRAND.name],
-            description="Every hour closed by the watermark equals batch gold_funnel_hourly_brand "
-            "(on the days batch has built).",
         )
     ],
     op_tags={STREAM_RUN_TAG: "true"},
@@ -158,11 +156,10 @@ def live_funnel(
         session = spark.spark_session
     closed_before = last_closed_hour(session, lake)
     with timer.phase("stream"):
-        source_format, totals = run_configured(
+        source_format, totals = streaming.run(
             session,
             kafka,
             lake,
-            streaming,
             continuous=config.continuous,
             max_runtime_seconds=config.max_runtime_seconds,
             max_events_per_trigger=config.max_events_per_trigger,

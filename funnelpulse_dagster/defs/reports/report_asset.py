@@ -14,7 +14,7 @@ from pydantic import Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from funnelpulse_dagster.partitions import day_range, single_run_backfill
+from funnelpulse_dagster.lib.partitions import day_range, single_run_backfill
 from funnelpulse_dagster.reports.funnel_report import (
     CHARTS,
     gather,

@@ -1,7 +1,6 @@
 """The daily and price-band gold tables, built from one read of silver."""
 
 from dagster import (
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetSpec,
     MaterializeResult,
@@ -10,24 +9,23 @@ from dagster import (
 )
 from pyspark import StorageLevel
 
-from funnelpulse_dagster.checks.quality import (
-    GOLD_DAILY_MATCHES_HOURLY,
-    GOLD_MATCHES_SILVER,
-    GOLD_RATES_VALID,
-    daily_matches_hourly,
-    daily_totals,
-    for_asset,
-    rates_valid,
-    totals_match,
-)
-from funnelpulse_dagster.partitions import (
+from funnelpulse_dagster.lib.partitions import (
     daily_partitions,
     gold_day_figures,
     partition_days,
     report_partitions,
     single_run_backfill,
 )
+from funnelpulse_dagster.lib.quality import (
+    check_spec,
+    daily_matches_hourly,
+    daily_totals,
+    for_asset,
+    rates_valid,
+    totals_match,
+)
 from funnelpulse_dagster.resources import LakeResource, SparkResource
+from funnelpulse_dagster.rules import DAILY_MATCHES_HOURLY, RATES_VALID, TOTALS_MATCH_SILVER
 from funnelpulse_dagster.tables import (
     GOLD_FUNNEL_DAILY_BRAND,
     GOLD_FUNNEL_DAILY_CATEGORY,
@@ -72,10 +70,6 @@ def _spec(table: Table, description: str, extra_deps: list[str] | None = None) -
     )
 
 
-def _check(name: str, table: str, text: str) -> AssetCheckSpec:
-    return AssetCheckSpec(name, asset=table, blocking=True, description=text)
-
-
 @multi_asset(
     specs=[
         _spec(
@@ -90,25 +84,9 @@ def _check(name: str, table: str, text: str) -> AssetCheckSpec:
         _spec(GOLD_FUNNEL_HOURLY_PRICE_BAND, "Funnel per UTC hour × price band (<10, 10-30, 30-60, 60+)."),
     ],
     check_specs=[
-        _check(
-            GOLD_DAILY_MATCHES_HOURLY,
-            GOLD_FUNNEL_DAILY_BRAND.name,
-            "Daily brand event metrics equal the sum of the day's hourly brand rows.",
-        ),
-        _check(
-            GOLD_MATCHES_SILVER,
-            GOLD_FUNNEL_DAILY_CATEGORY.name,
-            "Per day, views, carts, purchases and revenue equal silver's.",
-        ),
-        _check(
-            GOLD_MATCHES_SILVER,
-            GOLD_FUNNEL_HOURLY_PRICE_BAND.name,
-            "Per day, views, carts, purchases and revenue equal silver's.",
-        ),
-        *[
-            _check(GOLD_RATES_VALID, name, "Every rate ≥ 0 and NULL only where its denominator is 0.")
-            for name in _BUILDERS
-        ],
+        check_spec(DAILY_MATCHES_HOURLY, GOLD_FUNNEL_DAILY_BRAND.name),
+        *[check_spec(TOTALS_MATCH_SILVER, name) for name in _BUILDERS if name in TOTALS_MATCH_SILVER.tables],
+        *[check_spec(RATES_VALID, name) for name in _BUILDERS],
     ],
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
@@ -139,7 +117,7 @@ def gold_daily_tables(context: AssetExecutionContext, spark: SparkResource, lake
                     if silver_totals is None:
                         silver_totals = daily_totals(silver, SILVER_EVENTS.partition_column, from_events=True)
                     totals = daily_totals(stored, table.partition_column, from_events=False)
-                    check = totals_match(GOLD_MATCHES_SILVER, totals, silver_totals, table.name)
+                    check = totals_match(totals, silver_totals, table.name)
                 validity = rates_valid(stored)
             report_partitions(context, name, gold_day_figures(rows_by_day))
             yield MaterializeResult(

@@ -5,7 +5,6 @@ from datetime import timedelta
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
     MaterializeResult,
@@ -16,7 +15,7 @@ from dagster import (
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from funnelpulse_dagster.partitions import (
+from funnelpulse_dagster.lib.partitions import (
     ROW_COUNT,
     daily_partitions,
     day_range,
@@ -24,13 +23,13 @@ from funnelpulse_dagster.partitions import (
     report_partitions,
     single_run_backfill,
 )
+from funnelpulse_dagster.lib.quality import check_spec
 from funnelpulse_dagster.resources import LakeResource, SparkResource
+from funnelpulse_dagster.rules import EVERY_ANOMALY_EXPLAINED, LOOKBACK_DAYS, NEW_DROPS
 from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND, GOLD_FUNNEL_HOURLY_BRAND, SILVER_EVENTS
 from funnelpulse_dagster.timing import PhaseTimer
-from funnelpulse_dagster.transforms.anomalies import LOOKBACK_DAYS, anomaly_rows
+from funnelpulse_dagster.transforms.anomalies import anomaly_rows
 
-NEW_DROPS = "new_drops"
-EVERY_ANOMALY_EXPLAINED = "every_anomaly_explained"
 INCIDENT_LIMIT = 25
 
 # a day's verdicts read that day and the LOOKBACK_DAYS (+1 for the previous evening's evidence)
@@ -57,7 +56,7 @@ def incident_list(anomalies: DataFrame) -> AssetCheckResult:
         ],
     ]
     return AssetCheckResult(
-        check_name=NEW_DROPS,
+        check_name=NEW_DROPS.name,
         asset_key=GOLD_ANOMALIES_HOURLY_BRAND.name,
         passed=count == 0,
         severity=AssetCheckSeverity.WARN,
@@ -79,7 +78,7 @@ def explained(anomalies: DataFrame) -> AssetCheckResult:
     count = unexplained.count()
     sample = [f"{r['brand']} {r['window_start']}" for r in unexplained.limit(5).collect()]
     return AssetCheckResult(
-        check_name=EVERY_ANOMALY_EXPLAINED,
+        check_name=EVERY_ANOMALY_EXPLAINED.name,
         asset_key=GOLD_ANOMALIES_HOURLY_BRAND.name,
         passed=count == 0,
         severity=AssetCheckSeverity.ERROR,
@@ -104,18 +103,8 @@ def explained(anomalies: DataFrame) -> AssetCheckResult:
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
     check_specs=[
-        AssetCheckSpec(
-            NEW_DROPS,
-            asset=GOLD_ANOMALIES_HOURLY_BRAND.name,
-            description="The incident list: the run's conversion drops with expected vs observed "
-            "and the top root-cause hint (WARN when there are any).",
-        ),
-        AssetCheckSpec(
-            EVERY_ANOMALY_EXPLAINED,
-            asset=GOLD_ANOMALIES_HOURLY_BRAND.name,
-            blocking=True,
-            description="Every anomaly row has its baseline and at least one root-cause hint.",
-        ),
+        check_spec(NEW_DROPS, GOLD_ANOMALIES_HOURLY_BRAND.name, blocking=False),
+        check_spec(EVERY_ANOMALY_EXPLAINED, GOLD_ANOMALIES_HOURLY_BRAND.name),
     ],
 )
 def gold_anomalies_hourly_brand(context: AssetExecutionContext, spark: SparkResource, lake: LakeResource):

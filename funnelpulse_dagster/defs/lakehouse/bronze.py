@@ -5,7 +5,6 @@ from collections import Counter, defaultdict
 from datetime import date
 
 from dagster import (
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetSpec,
     MaterializeResult,
@@ -14,7 +13,6 @@ from dagster import (
 )
 from pyspark.sql import Observation
 
-from funnelpulse_dagster.checks.quality import BRONZE_RECONCILES, ingest_reconciliation
 from funnelpulse_dagster.ingest import (
     files_owning,
     ledger_rows,
@@ -23,15 +21,17 @@ from funnelpulse_dagster.ingest import (
     stored_rows_by_file_day,
     survey,
 )
-from funnelpulse_dagster.ownership import ExportFormatError
-from funnelpulse_dagster.partitions import (
+from funnelpulse_dagster.lib.partitions import (
     ROW_COUNT,
     daily_partitions,
     partition_days,
     report_partitions,
     single_run_backfill,
 )
+from funnelpulse_dagster.lib.quality import check_spec, ingest_reconciliation
+from funnelpulse_dagster.ownership import ExportFormatError
 from funnelpulse_dagster.resources import LakeResource, RawDataResource, SparkResource
+from funnelpulse_dagster.rules import INPUT_ROWS_RECONCILE
 from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_INGEST_LEDGER, BRONZE_QUARANTINE
 from funnelpulse_dagster.timing import PhaseTimer
 from funnelpulse_dagster.transforms.bronze import (
@@ -66,13 +66,7 @@ from funnelpulse_dagster.transforms.bronze import (
         ),
     ],
     check_specs=[
-        AssetCheckSpec(
-            BRONZE_RECONCILES,
-            asset=BRONZE_EVENTS.name,
-            blocking=True,
-            description="For every file the run touched, over all the days the file owns: its lines "
-            "= its bronze rows + its quarantine rows. Days not built yet are named, never hidden.",
-        )
+        check_spec(INPUT_ROWS_RECONCILE, BRONZE_EVENTS.name)
     ],
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,

@@ -25,9 +25,9 @@ from dagster import (
 )
 
 from funnelpulse_dagster import lakefs
-from funnelpulse_dagster.assets.report import funnel_report
+from funnelpulse_dagster.defs.jobs import batch_lakehouse_job, live_funnel_job
+from funnelpulse_dagster.defs.reports.report_asset import funnel_report
 from funnelpulse_dagster.ingest import list_exports
-from funnelpulse_dagster.jobs import batch_lakehouse_job, live_funnel_job
 from funnelpulse_dagster.ownership import (
     STANDARD_LAYOUT,
     ExportFormatError,

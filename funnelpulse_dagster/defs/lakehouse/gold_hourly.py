@@ -1,28 +1,22 @@
 """Gold funnel tables built from silver."""
 
 from dagster import (
-    AssetCheckSpec,
     AssetExecutionContext,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
-from funnelpulse_dagster.checks.quality import (
-    GOLD_MATCHES_SILVER,
-    GOLD_RATES_VALID,
-    daily_totals,
-    rates_valid,
-    totals_match,
-)
-from funnelpulse_dagster.partitions import (
+from funnelpulse_dagster.lib.partitions import (
     daily_partitions,
     gold_day_figures,
     partition_days,
     report_partitions,
     single_run_backfill,
 )
+from funnelpulse_dagster.lib.quality import check_spec, daily_totals, rates_valid, totals_match
 from funnelpulse_dagster.resources import LakeResource, SparkResource
+from funnelpulse_dagster.rules import RATES_VALID, TOTALS_MATCH_SILVER
 from funnelpulse_dagster.tables import GOLD_FUNNEL_HOURLY_BRAND, SILVER_EVENTS
 from funnelpulse_dagster.timing import PhaseTimer
 from funnelpulse_dagster.transforms.gold import hourly_brand_funnel
@@ -38,18 +32,8 @@ from funnelpulse_dagster.transforms.gold import hourly_brand_funnel
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
     check_specs=[
-        AssetCheckSpec(
-            GOLD_MATCHES_SILVER,
-            asset=GOLD_FUNNEL_HOURLY_BRAND.name,
-            blocking=True,
-            description="Per day, views, carts, purchases and revenue (to the cent) equal silver's.",
-        ),
-        AssetCheckSpec(
-            GOLD_RATES_VALID,
-            asset=GOLD_FUNNEL_HOURLY_BRAND.name,
-            blocking=True,
-            description="Every rate ≥ 0 and NULL only where its denominator is 0.",
-        ),
+        check_spec(TOTALS_MATCH_SILVER, GOLD_FUNNEL_HOURLY_BRAND.name),
+        check_spec(RATES_VALID, GOLD_FUNNEL_HOURLY_BRAND.name),
     ],
 )
 def gold_funnel_hourly_brand(context: AssetExecutionContext, spark: SparkResource, lake: LakeResource):
@@ -76,5 +60,5 @@ def gold_funnel_hourly_brand(context: AssetExecutionContext, spark: SparkResourc
             "run_seconds_by_phase": MetadataValue.json(timer.phases),
         }
     )
-    yield totals_match(GOLD_MATCHES_SILVER, gold_totals, silver_totals, GOLD_FUNNEL_HOURLY_BRAND.name)
+    yield totals_match(gold_totals, silver_totals, GOLD_FUNNEL_HOURLY_BRAND.name)
     yield validity

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job
 
-from funnelpulse_dagster.assets.anomalies import gold_anomalies_hourly_brand
-from funnelpulse_dagster.assets.bronze import bronze
-from funnelpulse_dagster.assets.gold import gold_funnel_hourly_brand
-from funnelpulse_dagster.assets.gold_daily import gold_daily_tables
-from funnelpulse_dagster.assets.report import funnel_report
-from funnelpulse_dagster.assets.silver import silver_events
-from funnelpulse_dagster.assets.streaming import STREAM_RUN_TAG, kafka_events_topic, live_funnel
-from funnelpulse_dagster.ops.replay import kafka_replay_job
+from funnelpulse_dagster.defs.lakehouse.anomalies import gold_anomalies_hourly_brand
+from funnelpulse_dagster.defs.lakehouse.bronze import bronze
+from funnelpulse_dagster.defs.lakehouse.gold_daily import gold_daily_tables
+from funnelpulse_dagster.defs.lakehouse.gold_hourly import gold_funnel_hourly_brand
+from funnelpulse_dagster.defs.lakehouse.silver import silver_events
+from funnelpulse_dagster.defs.reports.report_asset import funnel_report
+from funnelpulse_dagster.defs.streaming.live_funnel import STREAM_RUN_TAG, kafka_events_topic, live_funnel
+from funnelpulse_dagster.defs.streaming.replay import kafka_replay_job
 
 batch_assets = [
     bronze,

@@ -1,43 +1,25 @@
 """silver_events: clean, normalised, de-duplicated events."""
 
 from dagster import (
-    AssetCheckSpec,
     AssetExecutionContext,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
-from funnelpulse_dagster.checks.quality import (
-    SILVER_KNOWN_EVENT_TYPES,
-    SILVER_NO_NULL_REQUIRED,
-    SILVER_POSITIVE_PRICE,
-    SILVER_UNIQUE_KEY,
-    silver_quality,
-    silver_violation_counts,
-)
-from funnelpulse_dagster.partitions import (
+from funnelpulse_dagster.lib.partitions import (
     ROW_COUNT,
     daily_partitions,
     partition_days,
     report_partitions,
     single_run_backfill,
 )
+from funnelpulse_dagster.lib.quality import check_spec, silver_quality, silver_violation_counts
 from funnelpulse_dagster.resources import LakeResource, SparkResource
+from funnelpulse_dagster.rules import SILVER_KEY_RULE, SILVER_ROW_RULES, SILVER_RULE_NAMES
 from funnelpulse_dagster.tables import BRONZE_EVENTS, SILVER_EVENTS
 from funnelpulse_dagster.timing import PhaseTimer
-from funnelpulse_dagster.transforms.silver import (
-    SILVER_RULE_NAMES,
-    silver_rule_counts,
-    to_silver,
-)
-
-_CHECKS = {
-    SILVER_NO_NULL_REQUIRED: "No NULL event_time, event_type, price or event_date.",
-    SILVER_POSITIVE_PRICE: "Every price is strictly positive.",
-    SILVER_KNOWN_EVENT_TYPES: "event_type is one of view, cart, remove_from_cart, purchase.",
-    SILVER_UNIQUE_KEY: "One row per (event_time, user_id, user_session, product_id, event_type).",
-}
+from funnelpulse_dagster.transforms.silver import silver_rule_counts, to_silver
 
 
 @asset(
@@ -50,8 +32,7 @@ _CHECKS = {
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
     check_specs=[
-        AssetCheckSpec(name, asset=SILVER_EVENTS.name, blocking=True, description=text)
-        for name, text in _CHECKS.items()
+        check_spec(rule, SILVER_EVENTS.name) for rule in (*SILVER_ROW_RULES, SILVER_KEY_RULE)
     ],
 )
 def silver_events(context: AssetExecutionContext, spark: SparkResource, lake: LakeResource):
@@ -75,7 +56,7 @@ def silver_events(context: AssetExecutionContext, spark: SparkResource, lake: La
     figures = {}
     for day, counts in by_day.items():
         removed = {name: counts[name] for name in SILVER_RULE_NAMES}
-        removed["duplicate_event_key"] = counts["passed"] - stored[day]
+        removed[SILVER_KEY_RULE.name] = counts["passed"] - stored[day]
         figures[day] = {
             ROW_COUNT: stored[day],
             "rows_in": sum(counts.values()),

@@ -10,22 +10,35 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import date
 
-from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from funnelpulse_dagster.tables import EVENT_KEY, EVENT_TYPES
+from funnelpulse_dagster.rules import (
+    DAILY_MATCHES_HOURLY,
+    EVENT_COUNTS,
+    FUNNEL_RATES,
+    INPUT_ROWS_RECONCILE,
+    RATES_VALID,
+    RECONCILED_TOTALS,
+    SILVER_KEY_RULE,
+    SILVER_ROW_RULES,
+    STREAM_MATCHES_BATCH,
+    TOTALS_MATCH_SILVER,
+    KeyRule,
+    RowRule,
+    TableCheck,
+)
 
 SAMPLE_LIMIT = 5
 
-BRONZE_RECONCILES = "input_rows_reconcile"
-SILVER_NO_NULL_REQUIRED = "no_null_required_fields"
-SILVER_POSITIVE_PRICE = "no_non_positive_price"
-SILVER_KNOWN_EVENT_TYPES = "no_unknown_event_type"
-SILVER_UNIQUE_KEY = "no_duplicate_event_key"
-GOLD_MATCHES_SILVER = "daily_totals_match_silver"
 
-SILVER_REQUIRED_COLUMNS = ("event_time", "event_type", "price", "event_date")
+def check_spec(rule: RowRule | KeyRule | TableCheck, asset: str, blocking: bool = True, **kwargs) -> AssetCheckSpec:
+    """The asset check that enforces `rule` on `asset`: its name and description come from
+    rules.py, so the UI, the result and the docs say the same thing."""
+    return AssetCheckSpec(
+        rule.check_name, asset=asset, blocking=blocking, description=rule.requirement, **kwargs
+    )
 
 
 def _result(name: str, passed: bool, description: str, metadata: dict) -> AssetCheckResult:
@@ -110,7 +123,7 @@ def ingest_reconciliation(
             f"{len(pending)} file-day(s) not built yet, first {pending[0]['file']} on {pending[0]['day']}"
         )
     return _result(
-        BRONZE_RECONCILES,
+        INPUT_ROWS_RECONCILE.name,
         not mismatched,
         description,
         {
@@ -131,64 +144,52 @@ def _any_of(conditions: list[Column]) -> Column:
     return combined
 
 
-def silver_violation_conditions() -> dict[str, Column]:
-    """What breaks each hard silver rule, row by row."""
-    return {
-        SILVER_NO_NULL_REQUIRED: _any_of([F.col(c).isNull() for c in SILVER_REQUIRED_COLUMNS]),
-        SILVER_POSITIVE_PRICE: F.col("price") <= 0,
-        SILVER_KNOWN_EVENT_TYPES: ~F.col("event_type").isin(*EVENT_TYPES),
-    }
-
-
 def silver_violation_counts(stored_silver: DataFrame) -> dict[str, int]:
-    """Violations of each hard rule in the stored partitions (one aggregate job)."""
+    """Stored rows breaking each silver row rule, by check name, and `rows_written` (one job)."""
     return stored_silver.select(*silver_violation_metrics()).first().asDict()
 
 
 def silver_violation_metrics() -> list[Column]:
-    return [
-        F.count(F.when(cond, True)).alias(name) for name, cond in silver_violation_conditions().items()
-    ] + [F.count(F.lit(1)).alias("rows_written")]
+    return [F.count(F.when(rule.broken(), True)).alias(rule.check_name) for rule in SILVER_ROW_RULES] + [
+        F.count(F.lit(1)).alias("rows_written")
+    ]
 
 
-def silver_quality(violations_by_rule: Mapping[str, int], stored_silver: DataFrame) -> list[AssetCheckResult]:
-    """The hard silver rules on the stored partitions: violation counts (from
-    silver_violation_counts), duplicate keys, and samples of whatever breaks a rule."""
+def silver_quality(violations_by_check: Mapping[str, int], stored_silver: DataFrame) -> list[AssetCheckResult]:
+    """The silver rules on the stored partitions: violation counts (from silver_violation_counts),
+    duplicate keys, and samples of whatever breaks a rule."""
+    key = list(SILVER_KEY_RULE.key)
 
     def sample(condition: Column) -> list[dict]:
-        rows = stored_silver.filter(condition).select(*EVENT_KEY, "price").limit(SAMPLE_LIMIT).collect()
+        rows = stored_silver.filter(condition).select(*key, "price").limit(SAMPLE_LIMIT).collect()
         return [{k: str(v) for k, v in r.asDict().items()} for r in rows]
 
     results = []
-    for name, condition in silver_violation_conditions().items():
-        violations = violations_by_rule[name]
+    for rule in SILVER_ROW_RULES:
+        violations = violations_by_check[rule.check_name]
         results.append(
             _result(
-                name,
+                rule.check_name,
                 violations == 0,
-                {
-                    SILVER_NO_NULL_REQUIRED: f"no NULL in {', '.join(SILVER_REQUIRED_COLUMNS)}",
-                    SILVER_POSITIVE_PRICE: "every price is > 0",
-                    SILVER_KNOWN_EVENT_TYPES: f"event_type in {', '.join(EVENT_TYPES)}",
-                }[name],
+                rule.requirement,
                 {
                     "violations": violations,
-                    "rows_checked": violations_by_rule["rows_written"],
-                    "sample": MetadataValue.json(sample(condition) if violations else []),
+                    "rows_checked": violations_by_check["rows_written"],
+                    "sample": MetadataValue.json(sample(rule.broken()) if violations else []),
                 },
             )
         )
     # one job: group the stored rows by key; only a failing check pays for a second one
-    duplicates = stored_silver.groupBy(*EVENT_KEY).count().filter(F.col("count") > 1)
+    duplicates = stored_silver.groupBy(*key).count().filter(F.col("count") > 1)
     duplicate_sample = [
         {k: str(v) for k, v in r.asDict().items()} for r in duplicates.limit(SAMPLE_LIMIT).collect()
     ]
     duplicate_keys = duplicates.count() if duplicate_sample else 0
     results.append(
         _result(
-            SILVER_UNIQUE_KEY,
+            SILVER_KEY_RULE.check_name,
             duplicate_keys == 0,
-            f"one row per ({', '.join(EVENT_KEY)})",
+            SILVER_KEY_RULE.requirement,
             {"duplicate_keys": duplicate_keys, "sample": MetadataValue.json(duplicate_sample)},
         )
     )
@@ -199,26 +200,23 @@ def daily_totals(events_or_metrics: DataFrame, day_column: str, from_events: boo
     """views / carts / purchases / revenue per day, from silver events or from a gold table."""
     if from_events:
         aggregations = [
-            F.count(F.when(F.col("event_type") == t, True)).alias(name)
-            for t, name in (("view", "views"), ("cart", "carts"), ("purchase", "purchases"))
+            F.count(F.when(F.col("event_type") == EVENT_COUNTS[name], True)).alias(name)
+            for name in RECONCILED_TOTALS
+            if name in EVENT_COUNTS
         ] + [
             F.coalesce(F.sum(F.when(F.col("event_type") == "purchase", F.col("price"))), F.lit(0)).alias(
                 "revenue"
             )
         ]
     else:
-        aggregations = [
-            F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in ("views", "carts", "purchases", "revenue")
-        ]
+        aggregations = [F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in RECONCILED_TOTALS]
     rows = events_or_metrics.groupBy(F.col(day_column).alias("day")).agg(*aggregations).collect()
-    return {r["day"]: {k: r[k] for k in ("views", "carts", "purchases", "revenue")} for r in rows}
+    return {r["day"]: {k: r[k] for k in RECONCILED_TOTALS} for r in rows}
 
 
-def totals_match(
-    name: str, gold: Mapping[date, dict], silver: Mapping[date, dict], what: str
-) -> AssetCheckResult:
+def totals_match(gold: Mapping[date, dict], silver: Mapping[date, dict], what: str) -> AssetCheckResult:
     """Gold's daily totals equal silver's exactly (revenue is DECIMAL: to the cent)."""
-    empty = {"views": 0, "carts": 0, "purchases": 0, "revenue": 0}
+    empty = dict.fromkeys(RECONCILED_TOTALS, 0)
     mismatched = {}
     for day in sorted(set(gold) | set(silver)):
         g, s = gold.get(day, empty), silver.get(day, empty)
@@ -226,7 +224,7 @@ def totals_match(
         if diff:
             mismatched[day.isoformat()] = diff
     return _result(
-        name,
+        TOTALS_MATCH_SILVER.name,
         not mismatched,
         f"{what}: daily views, carts, purchases and revenue equal silver's"
         + ("" if not mismatched else f"; {len(mismatched)} day(s) differ"),
@@ -239,16 +237,11 @@ def totals_match(
     )
 
 
-GOLD_RATES_VALID = "rates_valid"
-GOLD_DAILY_MATCHES_HOURLY = "matches_hourly_brand"
-
-
 def rates_valid(gold: DataFrame) -> AssetCheckResult:
     """Every rate is ≥ 0, and NULL exactly where its denominator is 0."""
-    from funnelpulse_dagster.tables import FUNNEL_RATES
-
     problems = {}
-    for rate, (_, denominator) in FUNNEL_RATES.items():
+    for rate in FUNNEL_RATES:
+        rate, denominator = rate.name, rate.denominator
         problems[rate] = (
             (F.col(rate) < 0)
             | (F.col(rate).isNull() & (F.col(denominator) > 0))
@@ -260,9 +253,9 @@ def rates_valid(gold: DataFrame) -> AssetCheckResult:
     ).first()
     bad = {rate: counts[rate] for rate in problems if counts[rate]}
     return _result(
-        GOLD_RATES_VALID,
+        RATES_VALID.name,
         not bad,
-        "every rate within [0, ∞) and NULL only where its denominator is 0",
+        RATES_VALID.requirement,
         {"rows_checked": counts["rows"], "invalid_rates": MetadataValue.json(bad)},
     )
 
@@ -270,7 +263,7 @@ def rates_valid(gold: DataFrame) -> AssetCheckResult:
 def daily_matches_hourly(daily: DataFrame, hourly: DataFrame) -> AssetCheckResult:
     """Daily brand event metrics equal the sum of the day's hourly brand rows, brand by brand.
     (Session and user counts are not additive over hours, so they are not compared.)"""
-    metrics = ["views", "carts", "remove_from_carts", "purchases", "revenue"]
+    metrics = [*EVENT_COUNTS, "revenue"]
     rolled = hourly.groupBy(F.col("window_date").alias("date"), "brand").agg(
         *[F.sum(m).alias(m) for m in metrics]
     )
@@ -294,14 +287,11 @@ def daily_matches_hourly(daily: DataFrame, hourly: DataFrame) -> AssetCheckResul
     ]
     count = mismatched.count() if sample else 0
     return _result(
-        GOLD_DAILY_MATCHES_HOURLY,
+        DAILY_MATCHES_HOURLY.name,
         count == 0,
-        "daily brand views, carts, removes, purchases and revenue = sum of the day's hourly brand rows",
+        DAILY_MATCHES_HOURLY.requirement,
         {"mismatched_day_brands": count, "sample": MetadataValue.json(sample)},
     )
-
-
-STREAM_MATCHES_BATCH = "closed_hours_match_batch"
 
 
 def _rows_as_text(frame: DataFrame, columns: list[str]) -> list[dict]:
@@ -321,7 +311,7 @@ def stream_matches_batch(stream: DataFrame, batch: DataFrame) -> AssetCheckResul
     lo, hi = stream.agg(F.min("window_start"), F.max("window_end")).first()
     if lo is None:
         return AssetCheckResult(
-            check_name=STREAM_MATCHES_BATCH,
+            check_name=STREAM_MATCHES_BATCH.name,
             passed=True,
             severity=AssetCheckSeverity.ERROR,
             description="the stream has closed no hour yet: nothing to compare",
@@ -358,7 +348,7 @@ def stream_matches_batch(stream: DataFrame, batch: DataFrame) -> AssetCheckResul
     only_batch.unpersist()
     passed = mismatch_stream == 0 and mismatch_batch == 0
     return AssetCheckResult(
-        check_name=STREAM_MATCHES_BATCH,
+        check_name=STREAM_MATCHES_BATCH.name,
         passed=passed,
         severity=AssetCheckSeverity.ERROR,
         description=(

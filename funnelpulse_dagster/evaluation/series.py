@@ -1,0 +1,96 @@
+"""Hand-made hourly series for the anomaly detector: three brands with a daily rhythm and a fixed
+conversion rate, optionally with a 90 % purchase drop. Shared by the tests (test_anomalies.py)
+and benchmarks/judge_memory.py."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, timedelta
+
+from pyspark.sql import functions as F
+
+FIRST = date(2019, 10, 1)
+JUDGED = date(2019, 10, 15)
+RATE = 0.12
+
+
+def views_of(brand: str, hour: int) -> int:
+    """A daily rhythm: busy evenings, quiet nights."""
+    peak = {"big": 240, "steady": 120, "quiet": 12}[brand]
+    return max(1, round(peak * (0.35 + 0.65 * math.sin(math.pi * hour / 24) ** 2)))
+
+
+def purchases_of(brand: str, day: date, hour: int, views: int) -> int:
+    # deterministic Poisson-like wobble around the rate, so no hour is exactly on its baseline
+    wobble = math.sin(day.toordinal() * 7.1 + hour * 3.7 + len(brand))
+    return max(0, round(views * RATE + wobble * math.sqrt(views * RATE)))
+
+
+def series(days: int, drop: tuple[str, date, range] | None = None) -> list[tuple]:
+    rows = []
+    for d in range(days):
+        day = FIRST + timedelta(days=d)
+        for hour in range(24):
+            for brand in ("big", "steady", "quiet"):
+                views = views_of(brand, hour)
+                purchases = purchases_of(brand, day, hour, views)
+                if drop and brand == drop[0] and day == drop[1] and hour in drop[2]:
+                    purchases = round(views * RATE * 0.1)  # 90 % of purchases gone
+                start = datetime(day.year, day.month, day.day, hour)
+                # one session per view and per purchase: the series is its own session funnel
+                rows.append(
+                    (
+                        start,
+                        start + timedelta(hours=1),
+                        brand,
+                        views,
+                        purchases,
+                        purchases / views,
+                        views,
+                        purchases,
+                        day,
+                    )
+                )
+    return rows
+
+
+def gold_frame(spark, rows):
+    schema = (
+        "window_start timestamp, window_end timestamp, brand string, views long, purchases long, "
+        "conversion_rate double, view_sessions long, purchase_sessions long, window_date date"
+    )
+    return spark.createDataFrame(rows, schema)
+
+
+def with_drop(rows: list[tuple], brand: str, hours: set[datetime]) -> list[tuple]:
+    """The same series with 90 % of `brand`'s purchases gone in `hours`."""
+    changed = []
+    for r in rows:
+        if r[2] == brand and r[0] in hours:
+            purchases = round(r[3] * RATE * 0.1)
+            r = (*r[:4], purchases, purchases / r[3], r[6], purchases, r[8])
+        changed.append(r)
+    return changed
+
+
+def judgeable(spark, days: int, brand: str, drop_hours: set[datetime]):
+    """What `anomaly_rows` judges, from the hand-made series with a drop of `brand` in
+    `drop_hours`: hourly gold (with its session rate) and silver events of `brand` (for the
+    root-cause hints)."""
+    rows = with_drop(series(days), brand, drop_hours)
+    gold = gold_frame(spark, rows).withColumn(
+        "session_conversion_rate", F.col("purchase_sessions") / F.col("view_sessions")
+    )
+    events = [
+        (row_brand, start, day, kind, "hair", "<10", 1)
+        for start, _, row_brand, views, purchases, _, _, _, day in rows
+        if row_brand == brand
+        for kind, count in (("view", views), ("purchase", purchases))
+        for _ in range(count)
+    ]
+    silver = spark.createDataFrame(
+        events,
+        "brand_norm string, event_time timestamp, event_date date, event_type string, "
+        "category_root string, price_band string, product_id long",
+    )
+    return gold, silver

@@ -1,0 +1,91 @@
+"""What the Dagster catalog shows for every table, derived from tables.py in one place.
+
+`with_catalog(defs)` maps every asset spec that is a table of tables.py: its column schema (the
+Spark schema the code writes and reads), its table name and URI under the configured lake, an
+owner, tags for layer and domain, and a freshness policy where a stale table means something is
+broken (the gold tables after a missed daily run, the live table after a stalled stream).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from dagster import (
+    AssetSpec,
+    Definitions,
+    FreshnessPolicy,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+)
+
+from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.settings import load_settings
+from funnelpulse_dagster.tables import (
+    ALL_TABLES,
+    GOLD_ANOMALIES_HOURLY_BRAND,
+    GOLD_STREAM_FUNNEL_HOURLY_BRAND,
+    GOLD_TABLES,
+    STREAM_TABLES,
+    Table,
+)
+
+OWNER = "team:data-engineering"
+# the batch gold tables are rebuilt daily by the schedule: a day and a couple of hours of slack
+DAILY_FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=25))
+# the live table is materialized by every stream run the Kafka sensor starts while the topic has
+# messages; half an hour without one is a stalled stream (or an idle shop, which the warn says)
+LIVE_FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(minutes=30), warn_window=timedelta(minutes=10))
+FRESHNESS = {
+    **{table.name: DAILY_FRESHNESS for table in (*GOLD_TABLES, GOLD_ANOMALIES_HOURLY_BRAND)},
+    GOLD_STREAM_FUNNEL_HOURLY_BRAND.name: LIVE_FRESHNESS,
+}
+
+
+def table_schema(table: Table) -> TableSchema:
+    """The table's Spark schema as the catalog's column list (the partition column says so)."""
+    return TableSchema(
+        columns=[
+            TableColumn(
+                name=field.name,
+                type=field.dataType.simpleString(),
+                description="partition column: one directory per value" if field.name == table.partition_column else None,
+            )
+            for field in table.schema.fields
+        ]
+    )
+
+
+def _layer(name: str) -> str:
+    return name.split("_", 1)[0] if name.split("_", 1)[0] in {"bronze", "silver", "gold"} else "stream"
+
+
+def table_metadata(table: Table, lake: Lake) -> dict:
+    return {
+        "dagster/column_schema": MetadataValue.table_schema(table_schema(table)),
+        "dagster/table_name": table.name,
+        "dagster/uri": lake.table_uri(table),
+        "partition_column": table.partition_column,
+        "format": "parquet (zstd), one directory per partition value",
+    }
+
+
+def _with_table_facts(spec: AssetSpec, lake: Lake) -> AssetSpec:
+    table = ALL_TABLES.get(spec.key.to_user_string())
+    if table is None:
+        return spec
+    updated = spec.merge_attributes(
+        metadata=table_metadata(table, lake),
+        owners=[OWNER] if OWNER not in spec.owners else [],
+        tags={
+            "layer": _layer(table.name),
+            "domain": "streaming" if table.name in STREAM_TABLES else "lakehouse",
+        },
+    )
+    policy = FRESHNESS.get(table.name)
+    return updated.replace_attributes(freshness_policy=policy) if policy else updated
+
+
+def with_catalog(defs: Definitions) -> Definitions:
+    lake = Lake(load_settings().lake)
+    return defs.map_resolved_asset_specs(func=lambda spec: _with_table_facts(spec, lake))
