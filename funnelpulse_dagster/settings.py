@@ -14,6 +14,8 @@ from pathlib import Path
 ENV_HOME = "FUNNELPULSE_HOME"
 ENV_LAKE = "FUNNELPULSE_LAKE"
 ENV_START_DATE = "FUNNELPULSE_START_DATE"
+# optional last partition day (the demo sets it to its last day); unset: up to today
+ENV_END_DATE = "FUNNELPULSE_END_DATE"
 ENV_KAFKA_BOOTSTRAP = "FUNNELPULSE_KAFKA_BOOTSTRAP"
 ENV_KAFKA_TOPIC = "FUNNELPULSE_KAFKA_TOPIC"
 ENV_SPARK_MASTER = "FUNNELPULSE_SPARK_MASTER"
@@ -51,6 +53,7 @@ class Settings:
     home: Path
     lake: str
     start_date: date
+    end_date: date | None  # the last daily partition; None: partitions run up to today
     kafka_bootstrap: str
     kafka_topic: str
     spark_master: str
@@ -86,17 +89,25 @@ def spark_conf_overrides() -> dict[str, str]:
     return overrides
 
 
+def _date_setting(name: str, value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}={value!r} is not a date in YYYY-MM-DD form") from exc
+
+
 def load_settings() -> Settings:
     home = home_dir()
-    start = _env(ENV_START_DATE) or DEFAULT_START_DATE
-    try:
-        start_date = date.fromisoformat(start)
-    except ValueError as exc:
-        raise ValueError(f"{ENV_START_DATE}={start!r} is not a date in YYYY-MM-DD form") from exc
+    start_date = _date_setting(ENV_START_DATE, _env(ENV_START_DATE) or DEFAULT_START_DATE)
+    end = _env(ENV_END_DATE)
+    end_date = _date_setting(ENV_END_DATE, end) if end else None
+    if end_date is not None and end_date < start_date:
+        raise ValueError(f"{ENV_END_DATE}={end_date} is before {ENV_START_DATE}={start_date}")
     return Settings(
         home=home,
         lake=_env(ENV_LAKE) or str(home / "tables"),
         start_date=start_date,
+        end_date=end_date,
         kafka_bootstrap=_env(ENV_KAFKA_BOOTSTRAP) or DEFAULT_KAFKA_BOOTSTRAP,
         kafka_topic=_env(ENV_KAFKA_TOPIC) or DEFAULT_KAFKA_TOPIC,
         spark_master=_env(ENV_SPARK_MASTER) or DEFAULT_SPARK_MASTER,

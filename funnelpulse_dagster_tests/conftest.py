@@ -99,19 +99,29 @@ def bootstrap(tmp_path_factory):
     broker.stop(home)
 
 
+def batch_assets() -> list:
+    """The batch lakehouse's asset definitions (what batch_lakehouse_job selects by group)."""
+    from funnelpulse_dagster.defs.lakehouse.anomalies import gold_anomalies_hourly_brand
+    from funnelpulse_dagster.defs.lakehouse.bronze import bronze
+    from funnelpulse_dagster.defs.lakehouse.gold_daily import gold_daily_tables
+    from funnelpulse_dagster.defs.lakehouse.gold_hourly import gold_funnel_hourly_brand
+    from funnelpulse_dagster.defs.lakehouse.silver import silver_events
+
+    return [bronze, silver_events, gold_funnel_hourly_brand, gold_daily_tables, gold_anomalies_hourly_brand]
+
+
 @pytest.fixture(scope="session")
 def batch_lake(tmp_path_factory, spark_resource, sample_raw_dir):
     """Bronze … batch gold for the sample's three days, built by a real materialization."""
     from dagster import DagsterInstance, materialize
 
-    from funnelpulse_dagster.defs.jobs import batch_assets
     from funnelpulse_dagster.resources import LakeResource, RawDataResource
     from funnelpulse_dagster_tests.live import DAYS
 
     root = tmp_path_factory.mktemp("batch_lake")
     lake = LakeResource(root=str(root / "tables"))
     result = materialize(
-        batch_assets,
+        batch_assets(),
         instance=DagsterInstance.ephemeral(),
         tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[1]},
         resources={

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from funnelpulse_dagster.defs.jobs import kafka_replay_job
+from funnelpulse_dagster.defs.streaming.replay import kafka_replay_job
 from funnelpulse_dagster.resources import KafkaResource
 
 # the sample's days (conftest.sample_raw_dir)

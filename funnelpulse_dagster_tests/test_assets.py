@@ -12,7 +12,6 @@ import pandas as pd
 from dagster import DagsterInstance, materialize
 from pyspark.testing import assertDataFrameEqual
 
-from funnelpulse_dagster.defs.jobs import batch_assets
 from funnelpulse_dagster.resources import LakeResource, RawDataResource
 from funnelpulse_dagster.rules import (
     SILVER_KEY_RULE,
@@ -34,8 +33,9 @@ from funnelpulse_dagster.tables import (
     SILVER_EVENTS,
 )
 from funnelpulse_dagster_tests import reference
+from funnelpulse_dagster_tests.conftest import batch_assets
 
-ASSETS = batch_assets
+ASSETS = batch_assets()
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -107,3 +107,4 @@ def test_rates_and_schema_agree():
         r.denominator for r in rules.FUNNEL_RATES
     } <= metric_columns
     assert set(rules.EVENT_COUNTS) <= metric_columns
+

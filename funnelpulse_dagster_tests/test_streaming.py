@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
-from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context
+from dagster import DagsterInstance, RunRequest, SensorResult, build_sensor_context
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
@@ -80,6 +80,10 @@ def test_replay_sends_every_bronze_event_in_event_time_order(spark, batch_lake, 
     bronze_rows = batch_lake.read(spark, BRONZE_EVENTS).count()
     assert produced == bronze_rows
     assert sum(kafka.end_offsets_now().values()) == bronze_rows
+    # the replay observes the topic it fed: the catalog shows its messages
+    [observation] = replay_result.asset_observations_for_node("replay_bronze_to_kafka")
+    assert observation.asset_key.to_user_string() == "kafka_events_topic"
+    assert observation.metadata["messages"].value == bronze_rows
     # every partition is in event-time order (a key always maps to the same partition)
     from confluent_kafka import Consumer, TopicPartition
 
@@ -142,25 +146,38 @@ def test_sensor_requests_runs_only_for_new_data(tmp_path, bootstrap, streamed):
     kafka, streaming, _, _, _ = streamed
     instance = DagsterInstance.ephemeral()
 
-    def evaluate(kafka_resource, streaming_resource=streaming):
+    def evaluate(kafka_resource, streaming_resource=streaming, cursor=None):
         context = build_sensor_context(
-            instance=instance, resources={"kafka": kafka_resource, "streaming": streaming_resource}
+            instance=instance,
+            cursor=cursor,
+            resources={"kafka": kafka_resource, "streaming": streaming_resource},
         )
         return kafka_offsets_sensor(context)
 
-    # everything on the topic is processed: nothing to do
+    def decision(result: SensorResult):
+        return result.run_requests[0] if result.run_requests else result.skip_reason
+
+    # everything on the topic is processed: nothing to do, but the topic is observed
     result = evaluate(kafka)
-    assert isinstance(result, SkipReason) and "no new messages" in result.skip_message
-    # a fresh checkpoint (nothing processed) sees the whole topic, keyed by its end offsets
-    request = evaluate(kafka, StreamingResource(checkpoint_root=str(tmp_path / "cp")))
-    assert isinstance(request, RunRequest)
+    assert "no new messages" in decision(result).skip_message
+    [observation] = result.asset_events
     ends = kafka.end_offsets_now()
+    assert observation.asset_key.to_user_string() == "kafka_events_topic"
+    assert observation.metadata["messages"].value == sum(ends.values())
+    assert observation.metadata["backlog"].value == 0
+    # the same offsets at the next tick: no second observation
+    assert evaluate(kafka, cursor=result.cursor).asset_events == []
+    # a fresh checkpoint (nothing processed) sees the whole topic, keyed by its end offsets
+    request = decision(evaluate(kafka, StreamingResource(checkpoint_root=str(tmp_path / "cp"))))
+    assert isinstance(request, RunRequest)
     assert request.run_key == f"{kafka.topic}:" + json.dumps({str(p): o for p, o in sorted(ends.items())})
-    # new messages after the last run: a run up to the new end
+    # new messages after the last run: a run up to the new end, and the topic observed again
     producer = kafka.producer()
     producer.produce(kafka.topic, value=b'{"event_time": "2019-10-04 00:00:00 UTC"}', key=b"k")
     assert producer.flush(10) == 0
-    assert isinstance(evaluate(kafka), RunRequest)
+    result = evaluate(kafka, cursor=result.cursor)
+    assert isinstance(decision(result), RunRequest)
+    assert result.asset_events[0].metadata["backlog"].value == 1
     # one streaming run at a time
     instance.add_run(
         DagsterRun(job_name=live_funnel_job.name, run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED)

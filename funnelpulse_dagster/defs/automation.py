@@ -25,8 +25,8 @@ from dagster import (
 )
 
 from funnelpulse_dagster import lakefs
-from funnelpulse_dagster.defs.jobs import batch_lakehouse_job, live_funnel_job
-from funnelpulse_dagster.defs.reports.report_asset import funnel_report
+from funnelpulse_dagster.defs.jobs import REPORT_ASSET, batch_lakehouse_job, live_funnel_job
+from funnelpulse_dagster.defs.streaming.live_funnel import topic_observation
 from funnelpulse_dagster.ingest import list_exports
 from funnelpulse_dagster.ownership import (
     STANDARD_LAYOUT,
@@ -56,8 +56,11 @@ def partition_range_tags(first: date, last: date) -> dict[str, str]:
     default_status=DefaultScheduleStatus.STOPPED,
     description="Every day at 01:15 UTC, build yesterday's partition of the whole batch chain.",
 )
-def daily_lakehouse_schedule(context: ScheduleEvaluationContext) -> RunRequest:
+def daily_lakehouse_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
     yesterday = (context.scheduled_execution_time - timedelta(days=1)).date()
+    end = load_settings().end_date
+    if end is not None and yesterday > end:
+        return SkipReason(f"{yesterday} is after the last partition day {end} (FUNNELPULSE_END_DATE)")
     return RunRequest(run_key=f"daily:{yesterday.isoformat()}", partition_key=yesterday.isoformat())
 
 
@@ -130,8 +133,8 @@ def raw_files_sensor(context: SensorEvaluationContext):
     if not raw_dir.is_dir():
         return SkipReason(f"{raw_dir} does not exist yet")
     seen = json.loads(context.cursor) if context.cursor else {}
-    # partitions run from the configured start to today (the partitions' end offset is one day)
-    last_day = datetime.now(UTC).date()
+    # partitions run from the configured start to the configured end, else to today
+    last_day = settings.end_date or datetime.now(UTC).date()
     requests, now_seen = runs_for_new_files(
         str(raw_dir), seen, settings.start_date, last_day, log=context.log.warning
     )
@@ -175,7 +178,8 @@ def stream_run_request(
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.STOPPED,
     description="Compares the Kafka topic's end offsets with the streaming checkpoint and starts "
-    "the streaming job when there is new data; one streaming run at a time.",
+    "the streaming job when there is new data; one streaming run at a time. Observes the topic "
+    "(end offsets, backlog) whenever its offsets move.",
 )
 def kafka_offsets_sensor(
     context: SensorEvaluationContext, kafka: KafkaResource, streaming: StreamingResource
@@ -190,14 +194,20 @@ def kafka_offsets_sensor(
     except KafkaUnavailable as exc:
         return SkipReason(f"Kafka is not reachable at {kafka.bootstrap_servers}: {exc}")
     committed = committed_checkpoint_offsets(streaming.checkpoint(STREAM_INGEST_QUERY), kafka.topic)
-    return stream_run_request(ends, committed, kafka.topic)
+    decision = stream_run_request(ends, committed, kafka.topic)
+    # the topic is observed whenever its end offsets moved since the last tick (the cursor)
+    observed = json.dumps({str(p): o for p, o in sorted(ends.items())})
+    events = [] if context.cursor == observed else [topic_observation(kafka.topic, ends, committed)]
+    if isinstance(decision, RunRequest):
+        return SensorResult(run_requests=[decision], asset_events=events, cursor=observed)
+    return SensorResult(skip_reason=decision, asset_events=events, cursor=observed)
 
 
 # evaluates funnel_report's eager condition: a run of the report once any upstream gold
 # partition has been materialized since the report was last built
 report_automation_sensor = AutomationConditionSensorDefinition(
     "report_automation_sensor",
-    target=AssetSelection.assets(funnel_report),
+    target=AssetSelection.assets(REPORT_ASSET),
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,
     description="Re-materializes funnel_report after the gold tables it reads change.",

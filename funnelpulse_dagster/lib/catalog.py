@@ -8,15 +8,19 @@ broken (the gold tables after a missed daily run, the live table after a stalled
 
 from __future__ import annotations
 
+import warnings
 from datetime import timedelta
 
 from dagster import (
     AssetSpec,
+    BetaWarning,
     Definitions,
     FreshnessPolicy,
     MetadataValue,
+    PreviewWarning,
     TableColumn,
     TableSchema,
+    with_source_code_references,
 )
 
 from funnelpulse_dagster.lake import Lake
@@ -32,10 +36,14 @@ from funnelpulse_dagster.tables import (
 
 OWNER = "team:data-engineering"
 # the batch gold tables are rebuilt daily by the schedule: a day and a couple of hours of slack
-DAILY_FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=25))
+DAILY_FRESHNESS = FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=26), warn_window=timedelta(hours=25)
+)
 # the live table is materialized by every stream run the Kafka sensor starts while the topic has
 # messages; half an hour without one is a stalled stream (or an idle shop, which the warn says)
-LIVE_FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(minutes=30), warn_window=timedelta(minutes=10))
+LIVE_FRESHNESS = FreshnessPolicy.time_window(
+    fail_window=timedelta(minutes=30), warn_window=timedelta(minutes=10)
+)
 FRESHNESS = {
     **{table.name: DAILY_FRESHNESS for table in (*GOLD_TABLES, GOLD_ANOMALIES_HOURLY_BRAND)},
     GOLD_STREAM_FUNNEL_HOURLY_BRAND.name: LIVE_FRESHNESS,
@@ -49,7 +57,9 @@ def table_schema(table: Table) -> TableSchema:
             TableColumn(
                 name=field.name,
                 type=field.dataType.simpleString(),
-                description="partition column: one directory per value" if field.name == table.partition_column else None,
+                description="partition column: one directory per value"
+                if field.name == table.partition_column
+                else None,
             )
             for field in table.schema.fields
         ]
@@ -87,5 +97,22 @@ def _with_table_facts(spec: AssetSpec, lake: Lake) -> AssetSpec:
 
 
 def with_catalog(defs: Definitions) -> Definitions:
+    """`defs` with links from every asset to its source (the UI's code references) and the table
+    facts above on every table asset."""
     lake = Lake(load_settings().lake)
-    return defs.map_resolved_asset_specs(func=lambda spec: _with_table_facts(spec, lake))
+    with warnings.catch_warnings():
+        # code references and map_resolved_asset_specs are beta / preview APIs of Dagster 1.13
+        warnings.simplefilter("ignore", BetaWarning)
+        warnings.simplefilter("ignore", PreviewWarning)
+        linked = Definitions(
+            assets=with_source_code_references(list(defs.assets or [])),
+            asset_checks=defs.asset_checks,
+            jobs=defs.jobs,
+            schedules=defs.schedules,
+            sensors=defs.sensors,
+            resources=defs.resources,
+            executor=defs.executor,
+            loggers=defs.loggers,
+            metadata=defs.metadata,
+        )
+        return linked.map_resolved_asset_specs(func=lambda spec: _with_table_facts(spec, lake))

@@ -10,12 +10,21 @@ from dagster import AssetExecutionContext, BackfillPolicy, DailyPartitionsDefini
 
 from funnelpulse_dagster.settings import load_settings
 
-daily_partitions = DailyPartitionsDefinition(
-    start_date=load_settings().start_date.isoformat(),
-    timezone="UTC",
+
+def _daily_partitions() -> DailyPartitionsDefinition:
+    settings = load_settings()
+    if settings.end_date is not None:
+        # bounded to the data (the demo): the UI shows those days, not years of empty ones
+        return DailyPartitionsDefinition(
+            start_date=settings.start_date.isoformat(),
+            end_date=(settings.end_date + timedelta(days=1)).isoformat(),  # exclusive
+            timezone="UTC",
+        )
     # today's partition exists too, so a live day can be built while it fills up
-    end_offset=1,
-)
+    return DailyPartitionsDefinition(start_date=settings.start_date.isoformat(), timezone="UTC", end_offset=1)
+
+
+daily_partitions = _daily_partitions()
 
 # A range backfill runs as one run and one Spark job per asset, not one run per day.
 single_run_backfill = BackfillPolicy.single_run()
@@ -52,7 +61,9 @@ def report_partitions(
         context.add_asset_metadata(dict(figures), asset_key=asset_name, partition_key=day.isoformat())
 
 
-def gold_day_figures(rows_by_day: Mapping[date, int], totals_by_day: Mapping[date, Mapping] | None = None) -> dict:
+def gold_day_figures(
+    rows_by_day: Mapping[date, int], totals_by_day: Mapping[date, Mapping] | None = None
+) -> dict:
     """A gold table's per-partition figures: its rows, and its purchases and revenue when known."""
     figures = {}
     for day, rows in rows_by_day.items():

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from dagster import (
     AssetExecutionContext,
+    AssetObservation,
     AssetSpec,
     Config,
     MaterializeResult,
@@ -21,6 +22,7 @@ from funnelpulse_dagster.lib.partitions import day_range
 from funnelpulse_dagster.lib.quality import check_spec, stream_matches_batch
 from funnelpulse_dagster.resources import KafkaResource, LakeResource, SparkResource, StreamingResource
 from funnelpulse_dagster.rules import STREAM_MATCHES_BATCH
+from funnelpulse_dagster.streaming.offsets import KafkaUnavailable, committed_checkpoint_offsets
 from funnelpulse_dagster.tables import (
     BRONZE_EVENTS,
     GOLD_ANOMALIES_HOURLY_BRAND,
@@ -48,6 +50,22 @@ kafka_events_topic = AssetSpec(
     group_name="streaming",
     kinds={"kafka"},
 )
+
+
+def topic_observation(topic: str, ends: dict[int, int], processed: dict[int, int] | None) -> AssetObservation:
+    """What the catalog shows of the topic: its end offsets, how many messages it has held, and
+    how far the streaming checkpoint has read (the Kafka sensor and the replay job report it)."""
+    processed = processed or {}
+    return AssetObservation(
+        asset_key=KAFKA_TOPIC_ASSET,
+        metadata={
+            "topic": topic,
+            "end_offsets": MetadataValue.json({str(p): o for p, o in sorted(ends.items())}),
+            "messages": sum(ends.values()),
+            "processed_by_stream": sum(min(processed.get(p, 0), o) for p, o in ends.items()),
+            "backlog": sum(max(o - processed.get(p, 0), 0) for p, o in ends.items()),
+        },
+    )
 
 
 def _stream_table_spec(name: str, upstream: str, description: str) -> AssetSpec:
@@ -166,6 +184,12 @@ def live_funnel(
             log=context.log.info,
         )
     ingest_totals = totals[STREAM_INGEST_QUERY]
+    try:  # the topic as the stream left it: its ends and how far the checkpoint has read
+        ends = kafka.end_offsets_now(timeout=5)
+        read = committed_checkpoint_offsets(streaming.checkpoint(STREAM_INGEST_QUERY), kafka.topic)
+        context.log_event(topic_observation(kafka.topic, ends, read))
+    except KafkaUnavailable as exc:
+        context.log.warning(f"topic not observed: {exc}")
     gold_totals = totals[STREAM_GOLD_QUERY]
     with timer.phase("anomalies"):
         judged = judge_closed_hours(session, lake, closed_before, context.log.info)

@@ -5,6 +5,7 @@ from datetime import date, timedelta
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
 from pydantic import Field
 
+from funnelpulse_dagster.defs.streaming.live_funnel import topic_observation
 from funnelpulse_dagster.resources import KafkaResource, LakeResource, SparkResource
 from funnelpulse_dagster.streaming.replay import Pacer, replay, to_messages
 from funnelpulse_dagster.tables import BRONZE_EVENTS
@@ -79,6 +80,7 @@ def replay_bronze_to_kafka(
             f"{totals.failed} of {totals.produced} messages were not delivered: {totals.first_error}",
             metadata=metadata,
         )
+    context.log_event(topic_observation(kafka.topic, kafka.end_offsets_now(), None))
     context.log.info(
         f"replayed {totals.produced:,} events in {totals.seconds:.1f}s ({totals.events_per_second:,.0f}/s)"
     )
