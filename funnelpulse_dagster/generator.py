@@ -1,7 +1,7 @@
 """Sample data in the format of Kaggle's "eCommerce Events History in Cosmetics Shop".
 
 The real files cannot be downloaded on our machines, so this generator produces monthly CSVs with
-the statistics of ../shared/docs/dataset-facts.md (event mix, null shares, price distribution,
+the statistics of the real data set (docs/sample-data.md lists them) (event mix, null shares, price distribution,
 daily and weekly rhythm, brand concentration, duplicated rows, zero and negative prices, purchases
 without a prior view) plus a few malformed lines of every kind the pipeline must survive, and
 optionally injected funnel anomalies whose ground truth is written beside the data.

@@ -139,7 +139,7 @@ def rate_of(numerator: float | None, denominator: float | None) -> float | None:
     return (numerator or 0) / denominator
 
 
-# -- the anomaly detector's thresholds (transforms/anomalies.py says what each one does) ------
+# -- the anomaly detector's thresholds (transforms/anomalies/__init__.py says what each one does) ------
 
 LOOKBACK_DAYS = 28
 MIN_VIEWS = 20  # a brand-hour with fewer views is never flagged

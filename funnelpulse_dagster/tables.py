@@ -39,7 +39,7 @@ RAW_COLUMNS = (
     "user_session",
 )
 EVENT_TYPES = ("view", "cart", "remove_from_cart", "purchase")
-# silver de-duplicates on this key (contracts.md)
+# silver de-duplicates on this key (docs/contracts.md; rules.SILVER_KEY_RULE)
 EVENT_KEY = ("event_time", "user_id", "user_session", "product_id", "event_type")
 PRICE_BANDS = ("<10", "10-30", "30-60", "60+")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[1]  # the repository root, for every test
 TEST_DATA = Path(__file__).parent / "data"
-SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 
 
 SPARK_MODE = os.environ.get("FUNNELPULSE_TEST_SPARK", "in-process")

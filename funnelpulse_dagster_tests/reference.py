@@ -1,7 +1,7 @@
 """An independent implementation of the contracts' rules in plain Python and pandas.
 
 Tests compare the Spark pipeline with this, never with its own output. It is written from
-contracts.md, shares no code with funnelpulse_dagster, and is only meant for small data.
+docs/contracts.md, shares no code with funnelpulse_dagster, and is only meant for small data.
 """
 
 from __future__ import annotations

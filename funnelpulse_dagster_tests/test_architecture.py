@@ -11,7 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from funnelpulse_dagster_tests.conftest import REPO
+
 PACKAGE = "funnelpulse_dagster"
 WIRING = ("defs", "lib", "definitions", "evaluation", "cli")
 RESOURCES = ("resources",)

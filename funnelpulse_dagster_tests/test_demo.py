@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from funnelpulse_dagster_tests.conftest import SPARK_MODE
+from funnelpulse_dagster_tests.conftest import REPO, SPARK_MODE
 from funnelpulse_dagster_tests.live import free_port
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(SPARK_MODE == "connect", reason="the demo runs once per suite, in the in-process pass")

@@ -61,7 +61,9 @@ def _rows(n: int = 50) -> list[list[str]]:
     return rows
 
 
-def _write(path: Path, lines: list[str], newline: str = "\n", bom: bool = False, compress: bool = False) -> Path:
+def _write(
+    path: Path, lines: list[str], newline: str = "\n", bom: bool = False, compress: bool = False
+) -> Path:
     text = ("\ufeff" if bom else "") + newline.join(lines) + newline
     data = text.encode("utf-8")
     path.write_bytes(gzip.compress(data) if compress else data)
@@ -89,10 +91,7 @@ def _materialize(spark_resource, home: Path, first: str, last: str, raise_on_err
 def _stored(spark, home: Path):
     lake = LakeResource(root=str(home / "tables"))
     good = lake.read(spark, BRONZE_EVENTS).drop("source_file").toPandas()
-    bad = sorted(
-        (r.raw_line, r.reason, r.ingest_date)
-        for r in lake.read(spark, BRONZE_QUARANTINE).collect()
-    )
+    bad = sorted((r.raw_line, r.reason, r.ingest_date) for r in lake.read(spark, BRONZE_QUARANTINE).collect())
     return lake, good, bad
 
 
@@ -100,7 +99,16 @@ def _assert_equals_reference(spark, home: Path, files: list[Path]):
     expected_good, expected_bad = reference.parse_files(files)
     _, good, bad = _stored(spark, home)
     assert len(good) == len(expected_good)
-    columns = ["event_time", "event_type", "product_id", "brand", "price", "user_id", "user_session", "event_date"]
+    columns = [
+        "event_time",
+        "event_type",
+        "product_id",
+        "brand",
+        "price",
+        "user_id",
+        "user_session",
+        "event_date",
+    ]
 
     def key(frame):
         return sorted(
@@ -109,7 +117,9 @@ def _assert_equals_reference(spark, home: Path, files: list[Path]):
         )
 
     assert key(good) == key(expected_good)
-    assert bad == sorted(expected_bad[["raw_line", "reason", "ingest_date"]].itertuples(index=False, name=None))
+    assert bad == sorted(
+        expected_bad[["raw_line", "reason", "ingest_date"]].itertuples(index=False, name=None)
+    )
 
 
 def _check(result):
@@ -216,7 +226,9 @@ def _shape_lines(kind: str) -> tuple[list[str], dict]:
 @pytest.mark.parametrize(
     "kind", ["reordered_columns", "extra_named_column", "gzip", "crlf_and_bom", "header_only", "empty"]
 )
-def test_export_shapes_are_ingested_as_the_reference_reads_them(spark, spark_resource, funnelpulse_home, kind):
+def test_export_shapes_are_ingested_as_the_reference_reads_them(
+    spark, spark_resource, funnelpulse_home, kind
+):
     lines, options = _shape_lines(kind)
     name = "export.csv.gz" if options.get("compress") else "export.csv"
     path = _write(funnelpulse_home / "data_raw" / name, lines, **options) if lines else None
@@ -247,7 +259,9 @@ def test_export_shapes_are_ingested_as_the_reference_reads_them(spark, spark_res
         ("no_dated_line", ["garbage", "more garbage,with,a,comma"], "carries a date"),
     ],
 )
-def test_files_it_cannot_read_fail_the_run_naming_the_file(spark_resource, funnelpulse_home, kind, lines, message):
+def test_files_it_cannot_read_fail_the_run_naming_the_file(
+    spark_resource, funnelpulse_home, kind, lines, message
+):
     _write(funnelpulse_home / "data_raw" / "plain.csv", [HEADER, *[",".join(r) for r in _rows(6)]])
     bad = _write(funnelpulse_home / "data_raw" / f"{kind}.csv", lines)
     result = _materialize(spark_resource, funnelpulse_home, "2019-11-04", "2019-11-05", raise_on_error=False)
@@ -270,12 +284,16 @@ def test_sensor_and_bronze_give_a_hostile_file_the_same_days(spark, funnelpulse_
     ]
     path = _write(funnelpulse_home / "data_raw" / "hostile.csv", lines, newline="\r\n")
     (surveyed,) = survey(spark, [lakefs.info(str(path))])
-    assert set(surveyed.lines_by_day) == days_owned_by(str(path)) == {
-        NOV4,
-        NOV5,
-        date(2019, 11, 6),
-        date(2019, 11, 7),
-    }
+    assert (
+        set(surveyed.lines_by_day)
+        == days_owned_by(str(path))
+        == {
+            NOV4,
+            NOV5,
+            date(2019, 11, 6),
+            date(2019, 11, 7),
+        }
+    )
     # "   " is blank (Spark's trim strips spaces); Feb 30 and "nonsense" go to the anchor day
     assert surveyed.anchor == NOV4 and surveyed.undated_lines == 2
 
@@ -285,7 +303,8 @@ def test_each_partition_reports_its_own_day(spark_resource, funnelpulse_home):
     _write(funnelpulse_home / "data_raw" / "x.csv", lines)
     result = _materialize(spark_resource, funnelpulse_home, "2019-11-04", "2019-11-05")
     by_partition = {
-        (e.asset_key, e.partition): e.materialization.metadata for e in result.get_asset_materialization_events()
+        (e.asset_key, e.partition): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
     }
     good, bad = reference.parse_files([funnelpulse_home / "data_raw" / "x.csv"])
     for day in (NOV4, NOV5):

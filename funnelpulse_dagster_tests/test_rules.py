@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from pyspark.sql.types import DoubleType
@@ -16,9 +15,10 @@ from funnelpulse_dagster import rules
 from funnelpulse_dagster.lib.quality import silver_quality, silver_violation_counts
 from funnelpulse_dagster.tables import BRONZE_EVENTS, FUNNEL_METRIC_FIELDS, SILVER_EVENTS
 from funnelpulse_dagster.transforms.silver import normalise_events, silver_rule_counts, to_silver
+from funnelpulse_dagster_tests.conftest import REPO
 
 DAY = date(2019, 10, 1)
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = REPO / "docs"
 # a value that breaks each rule, and only that rule
 BREAKING = {
     "null_event_time": {"event_time": None},
@@ -107,4 +107,3 @@ def test_rates_and_schema_agree():
         r.denominator for r in rules.FUNNEL_RATES
     } <= metric_columns
     assert set(rules.EVENT_COUNTS) <= metric_columns
-

@@ -17,9 +17,10 @@ import pytest
 
 from funnelpulse_dagster.resources import build_resources
 from funnelpulse_dagster.resources.spark import SparkResource, SparkUnavailable, _hint, connect_endpoint
+from funnelpulse_dagster_tests.conftest import REPO
 from funnelpulse_dagster_tests.live import free_port
 
-PACKAGE = Path(__file__).resolve().parents[1] / "funnelpulse_dagster"
+PACKAGE = REPO / "funnelpulse_dagster"
 FUNNELPULSE = Path(sys.executable).with_name("funnelpulse")
 
 
@@ -39,7 +40,9 @@ def test_the_mode_is_chosen_by_configuration(monkeypatch):
     monkeypatch.setenv("FUNNELPULSE_SPARK_REMOTE", "sc://spark.example:15002/;token=abc;use_ssl=true")
     spark = build_resources(resolved=True)["spark"]
     assert spark.is_remote and spark.remote == "sc://spark.example:15002/;token=abc;use_ssl=true"
-    assert build_resources()["spark"].remote.env_var_name == "FUNNELPULSE_SPARK_REMOTE"  # shown as EnvVar in the UI
+    assert (
+        build_resources()["spark"].remote.env_var_name == "FUNNELPULSE_SPARK_REMOTE"
+    )  # shown as EnvVar in the UI
     assert connect_endpoint(spark.remote) == ("spark.example", 15002)
     assert connect_endpoint("sc://cluster") == ("cluster", 15002)
     with pytest.raises(SparkUnavailable, match="expected sc://"):

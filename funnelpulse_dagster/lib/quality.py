@@ -17,8 +17,10 @@ from pyspark.sql import functions as F
 from funnelpulse_dagster.rules import (
     DAILY_MATCHES_HOURLY,
     EVENT_COUNTS,
+    EVERY_ANOMALY_EXPLAINED,
     FUNNEL_RATES,
     INPUT_ROWS_RECONCILE,
+    NEW_DROPS,
     RATES_VALID,
     RECONCILED_TOTALS,
     SILVER_KEY_RULE,
@@ -29,11 +31,14 @@ from funnelpulse_dagster.rules import (
     RowRule,
     TableCheck,
 )
+from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND
 
 SAMPLE_LIMIT = 5
 
 
-def check_spec(rule: RowRule | KeyRule | TableCheck, asset: str, blocking: bool = True, **kwargs) -> AssetCheckSpec:
+def check_spec(
+    rule: RowRule | KeyRule | TableCheck, asset: str, blocking: bool = True, **kwargs
+) -> AssetCheckSpec:
     """The asset check that enforces `rule` on `asset`: its name and description come from
     rules.py, so the UI, the result and the docs say the same thing."""
     return AssetCheckSpec(
@@ -130,8 +135,8 @@ def ingest_reconciliation(
             "files": len(files),
             "input_lines": total,
             "bronze_plus_quarantine_rows": stored_total,
-            "mismatched_file_days": MetadataValue.json(mismatched[:SAMPLE_LIMIT * 10]),
-            "pending_file_days": MetadataValue.json(pending[:SAMPLE_LIMIT * 10]),
+            "mismatched_file_days": MetadataValue.json(mismatched[: SAMPLE_LIMIT * 10]),
+            "pending_file_days": MetadataValue.json(pending[: SAMPLE_LIMIT * 10]),
             "pending_lines": sum(p["lines"] for p in pending),
         },
     )
@@ -155,7 +160,9 @@ def silver_violation_metrics() -> list[Column]:
     ]
 
 
-def silver_quality(violations_by_check: Mapping[str, int], stored_silver: DataFrame) -> list[AssetCheckResult]:
+def silver_quality(
+    violations_by_check: Mapping[str, int], stored_silver: DataFrame
+) -> list[AssetCheckResult]:
     """The silver rules on the stored partitions: violation counts (from silver_violation_counts),
     duplicate keys, and samples of whatever breaks a rule."""
     key = list(SILVER_KEY_RULE.key)
@@ -357,4 +364,57 @@ def stream_matches_batch(stream: DataFrame, batch: DataFrame) -> AssetCheckResul
             else f"{mismatch_stream} stream rows and {mismatch_batch} batch rows have no equal on the other side"
         ),
         metadata=metadata,
+    )
+
+
+INCIDENT_LIMIT = 25
+
+
+def incident_list(anomalies: DataFrame) -> AssetCheckResult:
+    """WARN: the run's drops, biggest first, as a table in the check's metadata."""
+    drops = anomalies.filter(F.col("anomaly_type") == "drop").orderBy(F.desc("score"))
+    count = drops.count()
+    rows = drops.limit(INCIDENT_LIMIT).collect()
+    lines = [
+        "| brand | hour (UTC) | views | conversion | expected | session conversion | expected | score | top hint |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        *[
+            f"| {r['brand']} | {r['window_start']:%Y-%m-%d %H:00} | {r['views']} | "
+            f"{r['conversion_rate']:.3f} | {r['expected_conversion_rate']:.3f} | "
+            f"{r['session_conversion_rate'] or 0:.3f} | {r['expected_session_conversion_rate']:.3f} | "
+            f"{r['score']:.1f} | {r['top_hint']} |"
+            for r in rows
+        ],
+    ]
+    return AssetCheckResult(
+        check_name=NEW_DROPS.name,
+        asset_key=GOLD_ANOMALIES_HOURLY_BRAND.name,
+        passed=count == 0,
+        severity=AssetCheckSeverity.WARN,
+        description=f"{count} conversion drop(s) in the run's days" if count else "no conversion drops",
+        metadata={
+            "drops": count,
+            "incidents": MetadataValue.md("\n".join(lines) if rows else "no drops"),
+        },
+    )
+
+
+def explained(anomalies: DataFrame) -> AssetCheckResult:
+    """ERROR: every anomaly carries the baseline it was compared with and at least one hint."""
+    unexplained = anomalies.filter(
+        F.col("expected_conversion_rate").isNull()
+        | F.col("root_cause_hints").isNull()
+        | (F.size("root_cause_hints") == 0)
+    )
+    count = unexplained.count()
+    sample = [f"{r['brand']} {r['window_start']}" for r in unexplained.limit(5).collect()]
+    return AssetCheckResult(
+        check_name=EVERY_ANOMALY_EXPLAINED.name,
+        asset_key=GOLD_ANOMALIES_HOURLY_BRAND.name,
+        passed=count == 0,
+        severity=AssetCheckSeverity.ERROR,
+        description="every anomaly has its baseline and a root-cause hint"
+        if count == 0
+        else f"{count} anomalies lack a baseline or a hint",
+        metadata={"unexplained": count, "sample": MetadataValue.json(sample)},
     )

@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
-from funnelpulse_dagster.serving import queries
+from funnelpulse_dagster.serving import jsonrows, queries
 from funnelpulse_dagster.tables import PRICE_BANDS
 
 TOP_BRANDS = 15
@@ -62,7 +62,7 @@ def pick_brand(con, start: date, end: date, requested: str | None) -> str | None
     range, else the top brand by revenue."""
     if requested:
         return requested
-    flagged = queries.rows(
+    flagged = jsonrows.rows(
         con,
         "SELECT brand, count(*) AS n FROM gold_anomalies_hourly_brand WHERE window_date BETWEEN ? AND ? "
         "GROUP BY brand ORDER BY n DESC, brand LIMIT 1",
@@ -83,7 +83,7 @@ def report_range(con, end: date | None, days: int) -> tuple[date, date]:
 
 def gather(con, start: date, end: date, brand: str | None) -> ReportData:
     """Every number of the report except the asset's Spark parts, from the serving SQL."""
-    every = queries.MAX_PAGE
+    every = jsonrows.MAX_PAGE
     # events without a brand are one row of the brand table; they are not a brand to rank
     brands, _, _ = queries.totals_by(
         con, queries.BREAKDOWN_DIMENSIONS, "brand", start, end, limit=TOP_BRANDS + 1
@@ -93,7 +93,7 @@ def gather(con, start: date, end: date, brand: str | None) -> ReportData:
     daily_page, _, _ = (
         queries.funnel_rows(con, queries.DAILY_DIMENSIONS, "brand", trend, start, end, limit=every)
         if trend
-        else (queries.Page("[]", 0, every, 0, 0), start, end)
+        else (jsonrows.Page("[]", 0, every, 0, 0), start, end)
     )
     # the columns the trend charts draw (from the records, or an empty frame with them)
     daily = pd.DataFrame(daily_page.items, columns=["date", "brand", "revenue", "conversion_rate", "views"])

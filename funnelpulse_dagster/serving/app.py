@@ -2,7 +2,7 @@
 
 Endpoints are plain `def`s: FastAPI runs them in its thread pool, and DuckDB releases the GIL
 while it works, so concurrent requests use both cores. Row lists are written as JSON text by
-DuckDB itself (`queries.rows_json`) and sent unchanged: building a month of hourly rows as Python
+DuckDB itself (`jsonrows.rows_json`) and sent unchanged: building a month of hourly rows as Python
 objects and encoding them again cost more than the query and held the GIL while it did.
 """
 
@@ -18,14 +18,14 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import AfterValidator
 
-from funnelpulse_dagster.serving import queries
-from funnelpulse_dagster.serving.queries import QueryError
+from funnelpulse_dagster.serving import jsonrows, queries
+from funnelpulse_dagster.serving.jsonrows import QueryError
 from funnelpulse_dagster.serving.store import SERVED_TABLES, LakeStore, Refresher
 
 STATIC = resources.files("funnelpulse_dagster.serving") / "static"
 
-Limit = Annotated[int, Query(ge=1, le=queries.MAX_PAGE, description="rows per page")]
-Offset = Annotated[int, Query(ge=0, le=queries.MAX_OFFSET, description="rows to skip")]
+Limit = Annotated[int, Query(ge=1, le=jsonrows.MAX_PAGE, description="rows per page")]
+Offset = Annotated[int, Query(ge=0, le=jsonrows.MAX_OFFSET, description="rows to skip")]
 _DAYS = {"ge": queries.FIRST_DAY, "le": queries.LAST_DAY}
 Start = Annotated[
     date | None, Query(**_DAYS, description="first day (UTC), default: a window ending at `end`")
@@ -58,7 +58,7 @@ class PreEncodedJSONResponse(JSONResponse):
         return content.encode()
 
 
-def _page(page: queries.Page, **extra) -> JSONResponse:
+def _page(page: jsonrows.Page, **extra) -> JSONResponse:
     # the page's rows are already JSON (written by DuckDB); only the envelope is encoded here
     return PreEncodedJSONResponse(page.as_json(**extra))
 

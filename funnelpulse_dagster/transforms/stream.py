@@ -32,7 +32,7 @@ _CORRUPT = "_corrupt_record"
 _MESSAGE_JSON_SCHEMA = StructType(
     [StructField(c, StringType(), True) for c in RAW_COLUMNS] + [StructField(_CORRUPT, StringType(), True)]
 )
-# a message without these cannot be an event (contracts.md, "Kafka messages")
+# a message without these cannot be an event (docs/contracts.md, "Kafka messages")
 REQUIRED_FIELDS = ("event_time", "event_type", "price")
 
 

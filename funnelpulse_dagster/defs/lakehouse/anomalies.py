@@ -1,10 +1,6 @@
 """Anomalies of hourly brand conversion, judged against earlier days only."""
 
-from datetime import timedelta
-
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
     AssetDep,
     AssetExecutionContext,
     MaterializeResult,
@@ -12,81 +8,26 @@ from dagster import (
     TimeWindowPartitionMapping,
     asset,
 )
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from funnelpulse_dagster.lib.partitions import (
     ROW_COUNT,
     daily_partitions,
-    day_range,
     partition_days,
     report_partitions,
     single_run_backfill,
 )
-from funnelpulse_dagster.lib.quality import check_spec
+from funnelpulse_dagster.lib.quality import check_spec, explained, incident_list
 from funnelpulse_dagster.resources import LakeResource, SparkResource
 from funnelpulse_dagster.rules import EVERY_ANOMALY_EXPLAINED, LOOKBACK_DAYS, NEW_DROPS
 from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND, GOLD_FUNNEL_HOURLY_BRAND, SILVER_EVENTS
 from funnelpulse_dagster.timing import PhaseTimer
-from funnelpulse_dagster.transforms.anomalies import anomaly_rows
-
-INCIDENT_LIMIT = 25
+from funnelpulse_dagster.transforms.anomalies import anomaly_rows, history_days
 
 # a day's verdicts read that day and the LOOKBACK_DAYS (+1 for the previous evening's evidence)
 # before it, never a later day
 _TRAILING_WINDOW = TimeWindowPartitionMapping(
     start_offset=-(LOOKBACK_DAYS + 1), end_offset=0, allow_nonexistent_upstream_partitions=True
 )
-
-
-def incident_list(anomalies: DataFrame) -> AssetCheckResult:
-    """WARN: the run's drops, biggest first, as a table in the check's metadata."""
-    drops = anomalies.filter(F.col("anomaly_type") == "drop").orderBy(F.desc("score"))
-    count = drops.count()
-    rows = drops.limit(INCIDENT_LIMIT).collect()
-    lines = [
-        "| brand | hour (UTC) | views | conversion | expected | session conversion | expected | score | top hint |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
-        *[
-            f"| {r['brand']} | {r['window_start']:%Y-%m-%d %H:00} | {r['views']} | "
-            f"{r['conversion_rate']:.3f} | {r['expected_conversion_rate']:.3f} | "
-            f"{r['session_conversion_rate'] or 0:.3f} | {r['expected_session_conversion_rate']:.3f} | "
-            f"{r['score']:.1f} | {r['top_hint']} |"
-            for r in rows
-        ],
-    ]
-    return AssetCheckResult(
-        check_name=NEW_DROPS.name,
-        asset_key=GOLD_ANOMALIES_HOURLY_BRAND.name,
-        passed=count == 0,
-        severity=AssetCheckSeverity.WARN,
-        description=f"{count} conversion drop(s) in the run's days" if count else "no conversion drops",
-        metadata={
-            "drops": count,
-            "incidents": MetadataValue.md("\n".join(lines) if rows else "no drops"),
-        },
-    )
-
-
-def explained(anomalies: DataFrame) -> AssetCheckResult:
-    """ERROR: every anomaly carries the baseline it was compared with and at least one hint."""
-    unexplained = anomalies.filter(
-        F.col("expected_conversion_rate").isNull()
-        | F.col("root_cause_hints").isNull()
-        | (F.size("root_cause_hints") == 0)
-    )
-    count = unexplained.count()
-    sample = [f"{r['brand']} {r['window_start']}" for r in unexplained.limit(5).collect()]
-    return AssetCheckResult(
-        check_name=EVERY_ANOMALY_EXPLAINED.name,
-        asset_key=GOLD_ANOMALIES_HOURLY_BRAND.name,
-        passed=count == 0,
-        severity=AssetCheckSeverity.ERROR,
-        description="every anomaly has its baseline and a root-cause hint"
-        if count == 0
-        else f"{count} anomalies lack a baseline or a hint",
-        metadata={"unexplained": count, "sample": MetadataValue.json(sample)},
-    )
 
 
 @asset(
@@ -112,7 +53,7 @@ def gold_anomalies_hourly_brand(context: AssetExecutionContext, spark: SparkReso
     with timer.phase("spark_session"):
         session = spark.spark_session
     days = partition_days(context)
-    history = day_range(min(days) - timedelta(days=LOOKBACK_DAYS + 1), max(days))
+    history = history_days(days)
     gold = lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, history)
     silver = lake.read(session, SILVER_EVENTS, history)
     with timer.phase("detect_and_write"):

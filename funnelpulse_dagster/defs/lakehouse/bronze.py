@@ -65,9 +65,7 @@ from funnelpulse_dagster.transforms.bronze import (
             kinds={"spark", "parquet"},
         ),
     ],
-    check_specs=[
-        check_spec(INPUT_ROWS_RECONCILE, BRONZE_EVENTS.name)
-    ],
+    check_specs=[check_spec(INPUT_ROWS_RECONCILE, BRONZE_EVENTS.name)],
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
     # `--select '*gold_funnel_hourly_brand'` selects bronze_events without its twins. All three
@@ -149,7 +147,10 @@ def bronze(
             ROW_COUNT: d["quarantine"],
             "reasons": MetadataValue.json(d["reasons"]),
         },
-        BRONZE_INGEST_LEDGER.name: lambda d: {ROW_COUNT: d["ledger"], "input_files": MetadataValue.json(d["files"])},
+        BRONZE_INGEST_LEDGER.name: lambda d: {
+            ROW_COUNT: d["ledger"],
+            "input_files": MetadataValue.json(d["files"]),
+        },
     }
     for table in (BRONZE_EVENTS, BRONZE_QUARANTINE, BRONZE_INGEST_LEDGER):
         if table.name not in selected:

@@ -31,9 +31,7 @@ from funnelpulse_dagster.transforms.silver import silver_rule_counts, to_silver
     kinds={"spark", "parquet"},
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
-    check_specs=[
-        check_spec(rule, SILVER_EVENTS.name) for rule in (*SILVER_ROW_RULES, SILVER_KEY_RULE)
-    ],
+    check_specs=[check_spec(rule, SILVER_EVENTS.name) for rule in (*SILVER_ROW_RULES, SILVER_KEY_RULE)],
 )
 def silver_events(context: AssetExecutionContext, spark: SparkResource, lake: LakeResource):
     timer = PhaseTimer()

@@ -1,6 +1,6 @@
 """`funnel_report`: the analyst's one-page view of the funnel, re-built after the gold tables."""
 
-from datetime import date, timedelta
+from datetime import date
 
 from dagster import (
     AssetExecutionContext,
@@ -11,8 +11,6 @@ from dagster import (
     asset,
 )
 from pydantic import Field
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from funnelpulse_dagster.lib.partitions import day_range, single_run_backfill
 from funnelpulse_dagster.reports.funnel_report import (
@@ -32,7 +30,8 @@ from funnelpulse_dagster.tables import (
     SILVER_EVENTS,
 )
 from funnelpulse_dagster.timing import PhaseTimer
-from funnelpulse_dagster.transforms.anomalies import LOOKBACK_DAYS, evidence_for_days, with_baseline_band
+from funnelpulse_dagster.transforms.anomalies import history_days
+from funnelpulse_dagster.transforms.report import deep_dive_hours, session_funnel
 
 REPORT_FILE = "funnel_report.html"
 
@@ -44,33 +43,6 @@ class ReportConfig(Config):
     )
     brand: str = Field(
         default="", description="deep-dive brand; default: the most anomalies, else top revenue"
-    )
-
-
-def session_funnel(silver: DataFrame) -> dict[str, int]:
-    """Distinct sessions with at least one view, cart and purchase."""
-    steps = ("view", "cart", "purchase")
-    row = silver.agg(
-        *[F.countDistinct(F.when(F.col("event_type") == s, F.col("user_session"))).alias(s) for s in steps]
-    ).first()
-    return {s: int(row[s] or 0) for s in steps}
-
-
-def deep_dive_hours(gold: DataFrame, brand: str, days: list[date]):
-    """The brand's hours in `days` with the detector's baseline and band, as pandas. The whole
-    gold goes into the baselines (the global prior is every brand's), then one brand is kept."""
-    evidence = with_baseline_band(evidence_for_days(gold, days))
-    return (
-        evidence.filter((F.col("brand") == brand) & F.col("window_date").between(min(days), max(days)))
-        .select(
-            F.date_format("window_start", "yyyy-MM-dd'T'HH:mm:ss'Z'").alias("window_start"),
-            "session_conversion_rate",
-            "expected_session_conversion_rate",
-            "band_low",
-            "band_high",
-        )
-        .orderBy("window_start")
-        .toPandas()
     )
 
 
@@ -112,7 +84,7 @@ def funnel_report(
         session = spark.spark_session
         data.session_funnel = session_funnel(lake.read(session, SILVER_EVENTS, days))
         if brand:
-            history = day_range(start - timedelta(days=LOOKBACK_DAYS + 1), end)
+            history = history_days(days)
             data.deep_dive_hours = deep_dive_hours(
                 lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, history), brand, days
             )

@@ -1,10 +1,7 @@
 """The live path as assets: the Kafka topic, and the tables the streaming job keeps fresh.
 
-After each run the closed hours of the days it touched are judged by the same anomaly detector
-as batch and upserted into gold_anomalies_hourly_brand with `source = stream` (a later batch run
-of the day replaces the whole day with its own verdicts)."""
-
-from datetime import timedelta
+After each run the closed hours of the days it touched are judged by the batch detector
+(streaming/live_judge.py)."""
 
 from dagster import (
     AssetExecutionContext,
@@ -18,24 +15,21 @@ from dagster import (
 from pydantic import Field
 from pyspark.sql import functions as F
 
-from funnelpulse_dagster.lib.partitions import day_range
 from funnelpulse_dagster.lib.quality import check_spec, stream_matches_batch
 from funnelpulse_dagster.resources import KafkaResource, LakeResource, SparkResource, StreamingResource
 from funnelpulse_dagster.rules import STREAM_MATCHES_BATCH
+from funnelpulse_dagster.streaming.live_judge import judge_closed_hours, last_closed_hour
 from funnelpulse_dagster.streaming.offsets import KafkaUnavailable, committed_checkpoint_offsets
 from funnelpulse_dagster.tables import (
     BRONZE_EVENTS,
-    GOLD_ANOMALIES_HOURLY_BRAND,
     GOLD_FUNNEL_HOURLY_BRAND,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
-    SILVER_EVENTS,
     STREAM_DEAD_LETTERS,
     STREAM_EVENTS,
     STREAM_GOLD_QUERY,
     STREAM_INGEST_QUERY,
 )
 from funnelpulse_dagster.timing import PhaseTimer
-from funnelpulse_dagster.transforms.anomalies import LOOKBACK_DAYS, anomaly_rows, live_gold, live_silver
 
 KAFKA_TOPIC_ASSET = "kafka_events_topic"
 STREAM_RUN_TAG = "funnelpulse/streaming"
@@ -93,44 +87,6 @@ class StreamRunConfig(Config):
     )
 
 
-def last_closed_hour(session, lake: LakeResource):
-    """End of the last hour the live table holds (None when it is empty)."""
-    return lake.read(session, GOLD_STREAM_FUNNEL_HOURLY_BRAND).agg(F.max("window_end")).first()[0]
-
-
-def judge_closed_hours(session, lake: LakeResource, closed_before, log) -> int:
-    """Judge the closed hours of the days this run touched with the batch detector and upsert
-    them, marked `source = stream`, into gold_anomalies_hourly_brand. The whole day is
-    re-judged, not only the new hours: a run that passes the threshold in a new hour also flags
-    the earlier hours of the day it reaches back over, exactly as the batch detector does.
-    Idempotent: a re-judged hour replaces its earlier live verdict. Returns the number of live
-    anomalies in the hours this run closed."""
-    closed_after = last_closed_hour(session, lake)
-    if closed_after is None or (closed_before is not None and closed_after <= closed_before):
-        return 0
-    stream_gold = lake.read(session, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
-    lo = closed_before or stream_gold.agg(F.min("window_start")).first()[0]
-    new_hours = (F.col("window_end") > F.lit(lo)) & (F.col("window_end") <= F.lit(closed_after))
-    days = sorted(r[0] for r in stream_gold.filter(new_hours).select("window_date").distinct().collect())
-    history = day_range(days[0] - timedelta(days=LOOKBACK_DAYS + 1), days[-1])
-    gold = live_gold(stream_gold, lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, history))
-    stream_events = lake.read(session, STREAM_EVENTS).filter(F.to_date("event_time").isin(history))
-    silver = live_silver(stream_gold, lake.read(session, SILVER_EVENTS, history), stream_events)
-    closed = F.col("window_end") <= F.lit(closed_after)
-    verdicts = anomaly_rows(gold, silver, days, source="stream").filter(closed)
-    earlier = lake.read(session, GOLD_ANOMALIES_HOURLY_BRAND, days).filter(
-        ~((F.col("source") == "stream") & closed)
-    )
-    # the files being replaced are read first: cut the lineage before overwriting them
-    merged = earlier.localCheckpoint().unionByName(verdicts)
-    lake.replace_partitions(merged, GOLD_ANOMALIES_HOURLY_BRAND, days)
-    count = verdicts.filter(new_hours).count()
-    log(
-        f"judged live hours up to {closed_after} ({', '.join(map(str, days))}): {count} anomalies in new hours"
-    )
-    return count
-
-
 @multi_asset(
     specs=[
         _stream_table_spec(
@@ -172,7 +128,7 @@ def live_funnel(
     timer = PhaseTimer()
     with timer.phase("spark_session"):
         session = spark.spark_session
-    closed_before = last_closed_hour(session, lake)
+    closed_before = last_closed_hour(session, lake.plain)
     with timer.phase("stream"):
         source_format, totals = streaming.run(
             session,
@@ -192,7 +148,7 @@ def live_funnel(
         context.log.warning(f"topic not observed: {exc}")
     gold_totals = totals[STREAM_GOLD_QUERY]
     with timer.phase("anomalies"):
-        judged = judge_closed_hours(session, lake, closed_before, context.log.info)
+        judged = judge_closed_hours(session, lake.plain, closed_before, context.log.info)
     with timer.phase("table_stats"):
         gold = lake.read(session, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
         gold_stats = gold.agg(F.count(F.lit(1)), F.max("window_end"), F.sum("views")).first()

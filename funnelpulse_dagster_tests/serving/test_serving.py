@@ -373,7 +373,16 @@ def test_bad_parameters_get_a_4xx_with_a_message(client, url, status, message):
 
 RAW = "raw:"  # sent as is, percent-escapes included: bytes that are not UTF-8
 HOSTILE_BY_TYPE = {
-    "integer": ["99999999999999999999", "-99999999999999999999", str(2**63), str(2**31), "1e9", "0x10", "", " "],
+    "integer": [
+        "99999999999999999999",
+        "-99999999999999999999",
+        str(2**63),
+        str(2**31),
+        "1e9",
+        "0x10",
+        "",
+        " ",
+    ],
     "date": ["0001-01-01", "9999-12-31", "2019-02-30", "20191001", "2019-10-01T00:00:00", "-1"],
     "date-time": [
         "0001-01-01T00:00:00Z",
@@ -383,7 +392,18 @@ HOSTILE_BY_TYPE = {
         "2019-10-01",
         "1e30",
     ],
-    "string": ["\x00", "%", "_", "\\", "'; DROP TABLE x; --", "ü" * 300, "x" * 10_000, '"', RAW + "%FF%FE", RAW + "%ED%A0%80"],
+    "string": [
+        "\x00",
+        "%",
+        "_",
+        "\\",
+        "'; DROP TABLE x; --",
+        "ü" * 300,
+        "x" * 10_000,
+        '"',
+        RAW + "%FF%FE",
+        RAW + "%ED%A0%80",
+    ],
 }
 
 
@@ -408,7 +428,7 @@ def test_hostile_parameters_never_reach_a_500(client):
     for path, params in requests:
         ((name, value),) = params.items()
         if value.startswith(RAW):
-            response = client.get(f"{path}?{name}={value[len(RAW):]}")
+            response = client.get(f"{path}?{name}={value[len(RAW) :]}")
         else:
             response = client.get(path, params=params)
         if response.status_code >= 500:
@@ -440,7 +460,7 @@ def test_rows_are_written_as_json_by_duckdb_in_the_api_format():
     tile the rows with a total from the same scan."""
     import duckdb
 
-    from funnelpulse_dagster.serving import queries
+    from funnelpulse_dagster.serving import jsonrows
 
     con = duckdb.connect()
     con.execute(
@@ -476,13 +496,13 @@ def test_rows_are_written_as_json_by_duckdb_in_the_api_format():
             "hints": [{"c": 1.5}],
         },
     ]
-    text = queries.rows_json(con, "SELECT * FROM t", [], order_by="window_start DESC")
+    text = jsonrows.rows_json(con, "SELECT * FROM t", [], order_by="window_start DESC")
     assert json.loads(text) == expected
     json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} is not JSON"))  # strict
-    assert queries.rows_json(con, "SELECT * FROM t WHERE false", [], order_by="d") == "[]"
+    assert jsonrows.rows_json(con, "SELECT * FROM t WHERE false", [], order_by="d") == "[]"
 
     pages = [
-        queries._paged(con, "SELECT * FROM t", [], "window_start DESC", 2, offset) for offset in (0, 2, 4)
+        jsonrows.paged(con, "SELECT * FROM t", [], "window_start DESC", 2, offset) for offset in (0, 2, 4)
     ]
     assert [p.items for p in pages] == [expected[:2], expected[2:], []]
     assert [(p.total, p.count, p.next_offset) for p in pages] == [(3, 2, 2), (3, 1, None), (3, 0, None)]

@@ -17,7 +17,6 @@ import time
 import uuid
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 
 import pandas as pd
 from dagster import DagsterInstance, RunRequest, SensorResult, build_sensor_context
@@ -44,10 +43,9 @@ from funnelpulse_dagster.tables import (
 )
 from funnelpulse_dagster.transforms.stream import parse_messages
 from funnelpulse_dagster_tests import reference
+from funnelpulse_dagster_tests.conftest import REPO
 from funnelpulse_dagster_tests.live import DAYS, free_port, replay
 from funnelpulse_dagster_tests.live import kafka as kafka_for
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _reference_hourly_brand(sample_raw_dir) -> pd.DataFrame:
@@ -401,10 +399,14 @@ def test_live_hints_count_each_event_once(spark, sample_raw_dir, batch_lake, str
         "brand string, window_start timestamp, window_date date, anomaly_type string",
     )
     (row,) = root_cause_hints(flag, silver).collect()
-    hour = expected[(expected.brand_norm == busiest.brand) & (expected.hour == pd.Timestamp(busiest.window_start))]
+    hour = expected[
+        (expected.brand_norm == busiest.brand) & (expected.hour == pd.Timestamp(busiest.window_start))
+    ]
     assert row.root_cause_hints
     for hint in row.root_cause_hints:
-        values = hour[hint.dimension].astype(object).where(hour[hint.dimension].notna(), "unknown").astype(str)
+        values = (
+            hour[hint.dimension].astype(object).where(hour[hint.dimension].notna(), "unknown").astype(str)
+        )
         segment = hour[values == hint.value]
         assert hint.views == int((segment.event_type == "view").sum()), hint
         assert hint.purchases == int((segment.event_type == "purchase").sum()), hint

@@ -41,7 +41,9 @@ def _silver_row(**overrides):
 
 def test_reconciliation_over_every_day_a_file_owns():
     owned = {("/a.csv", D1): 7, ("/a.csv", D2): 3}
-    assert ingest_reconciliation(owned, {("/a.csv", D1): 6, ("/a.csv", D2): 3}, {("/a.csv", D1): 1}, [D1, D2]).passed
+    assert ingest_reconciliation(
+        owned, {("/a.csv", D1): 6, ("/a.csv", D2): 3}, {("/a.csv", D1): 1}, [D1, D2]
+    ).passed
 
     # a line lost on a day of the run: failed, with the file and the day named
     lost = ingest_reconciliation(owned, {("/a.csv", D1): 6, ("/a.csv", D2): 2}, {("/a.csv", D1): 1}, [D1, D2])
@@ -52,7 +54,9 @@ def test_reconciliation_over_every_day_a_file_owns():
     # a day the run did not build and nothing stored yet: passed, and named as pending
     partial = ingest_reconciliation(owned, {("/a.csv", D1): 6}, {("/a.csv", D1): 1}, [D1])
     assert partial.passed and partial.metadata["pending_lines"].value == 3
-    assert partial.metadata["pending_file_days"].value == [{"file": "/a.csv", "day": "2019-10-02", "lines": 3}]
+    assert partial.metadata["pending_file_days"].value == [
+        {"file": "/a.csv", "day": "2019-10-02", "lines": 3}
+    ]
     assert "not built yet" in partial.description
 
     # a day outside the run that holds a different count of the file's rows (it changed): failed

@@ -33,10 +33,9 @@ from funnelpulse_dagster.tables import (
     SILVER_EVENTS,
 )
 from funnelpulse_dagster_tests import reference
-from funnelpulse_dagster_tests.conftest import batch_assets
+from funnelpulse_dagster_tests.conftest import REPO, batch_assets
 
 ASSETS = batch_assets()
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(spark_resource, home: Path, partition_range: tuple[str, str], instance: DagsterInstance):
@@ -71,7 +70,9 @@ def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample
     checks = result.get_asset_check_evaluations()
     expected_checks = {key for a in ASSETS for key in a.check_keys}
     # every rule of rules.py on every batch table it guards (the stream's check is not in this run)
-    stated = len(SILVER_ROW_RULES) + 1 + sum(len(c.tables) for c in TABLE_CHECKS if c is not STREAM_MATCHES_BATCH)
+    stated = (
+        len(SILVER_ROW_RULES) + 1 + sum(len(c.tables) for c in TABLE_CHECKS if c is not STREAM_MATCHES_BATCH)
+    )
     assert {c.asset_check_key for c in checks} == expected_checks and len(expected_checks) == stated == 17
     assert all(c.passed for c in checks), [(c.check_name, c.passed) for c in checks if not c.passed]
 
@@ -113,8 +114,14 @@ def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample
         BRONZE_EVENTS.name: good.groupby("event_date").size().to_dict(),
         BRONZE_QUARANTINE.name: bad.groupby("ingest_date").size().to_dict(),
         SILVER_EVENTS.name: expected_silver_days,
-        GOLD_FUNNEL_HOURLY_BRAND.name: reference.hourly_brand(expected_silver).groupby("window_date").size().to_dict(),
-        GOLD_FUNNEL_DAILY_CATEGORY.name: reference.daily_category(expected_silver).groupby("date").size().to_dict(),
+        GOLD_FUNNEL_HOURLY_BRAND.name: reference.hourly_brand(expected_silver)
+        .groupby("window_date")
+        .size()
+        .to_dict(),
+        GOLD_FUNNEL_DAILY_CATEGORY.name: reference.daily_category(expected_silver)
+        .groupby("date")
+        .size()
+        .to_dict(),
     }
     by_partition = _partition_metadata(result)
     for name, rows_by_day in expected_rows.items():
