@@ -43,33 +43,34 @@ def _config(_: argparse.Namespace) -> int:
         ("FUNNELPULSE_SPARK_MASTER", s.spark_master),
         ("FUNNELPULSE_SPARK_REMOTE", s.spark_remote or "(in-process Spark)"),
         ("checkpoints", s.checkpoints),
-        ("data_raw", s.data_raw),
+        ("raw (FUNNELPULSE_RAW)", s.raw),
     ):
         print(f"{name:28} {value}")
     return 0
 
 
 def _summary(_: argparse.Namespace) -> int:
-    """Rows and day partitions of every table on a local lake (no Spark needed)."""
+    """Rows and partitions of every table on the lake, local or `gs://` (no Spark needed: pyarrow
+    lists and counts, with credentials from the environment)."""
     import pyarrow.dataset as ds
 
+    from funnelpulse_dagster import lakefs
+    from funnelpulse_dagster.lake import Lake
     from funnelpulse_dagster.tables import ALL_TABLES
 
-    lake = load_settings().lake
-    if "://" in lake and not lake.startswith("file://"):
-        print(f"summary reads local lakes only; {lake} is remote (use the Dagster UI)")
-        return 0
-    root = Path(lake.removeprefix("file://"))
+    lake = Lake(load_settings().lake)
     print(f"{'table':32} {'rows':>12} {'parts':>6}  first..last")
     for name, table in ALL_TABLES.items():
-        path = root / name
-        values = [p.name.split("=", 1)[1] for p in path.glob(f"{table.partition_column}=*")]
+        uri = lake.table_uri(table)
+        prefix = f"{table.partition_column}="
+        values = [n.removeprefix(prefix) for n in lakefs.child_names(uri) if n.startswith(prefix)]
         # batch ids sort as numbers, dates as text
         days = sorted(values, key=lambda v: (len(v), v) if v.isdigit() else (0, v))
         if not days:
             print(f"{name:32} {'-':>12} {0:>6}")
             continue
-        rows = ds.dataset(path, format="parquet", partitioning="hive").count_rows()
+        fs, path = lakefs.filesystem(uri)
+        rows = ds.dataset(path, filesystem=fs, format="parquet", partitioning="hive").count_rows()
         print(f"{name:32} {rows:>12,} {len(days):>6}  {days[0]}..{days[-1]}")
     return 0
 
@@ -145,11 +146,17 @@ def _spark(args: argparse.Namespace) -> int:
         print(f"use it from every run, the CLI and `dagster dev`:  export FUNNELPULSE_SPARK_REMOTE={url}")
         return 0
     if args.action == "stop":
-        print("Spark Connect server stopped" if spark_server.stop(settings.home) else "no Spark Connect server was running")
+        print(
+            "Spark Connect server stopped"
+            if spark_server.stop(settings.home)
+            else "no Spark Connect server was running"
+        )
         return 0
     pid = spark_server.status(settings.home)
     url = (files.root / "url").read_text().strip() if (files.root / "url").exists() else None
-    print(f"local Spark Connect server: {'running, pid ' + str(pid) + ' at ' + str(url) if pid else 'not running'}")
+    print(
+        f"local Spark Connect server: {'running, pid ' + str(pid) + ' at ' + str(url) if pid else 'not running'}"
+    )
     print(f"FUNNELPULSE_SPARK_REMOTE: {settings.spark_remote or '(unset: runs use in-process Spark)'}")
     return 0 if pid else 3
 
@@ -157,6 +164,7 @@ def _spark(args: argparse.Namespace) -> int:
 def _stream(args: argparse.Namespace) -> int:
     """The streaming job without Dagster, for always-on deployments and for operators."""
     from funnelpulse_dagster.resources import build_resources
+
     resources = build_resources(resolved=True)
     _, totals = resources["streaming"].run(
         resources["spark"].spark_session,

@@ -110,7 +110,7 @@ def exists(uri: str) -> bool:
         return True
     if not is_local(uri):
         # object stores have no directories: a "directory" exists when something is under it
-        return bool(fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False)))
+        return bool(child_names(uri))
     return False
 
 
@@ -118,7 +118,12 @@ def list_files(uri: str, suffixes: tuple[str, ...]) -> list[FileEntry]:
     """Files directly under `uri` whose names end with one of `suffixes`, sorted by name.
     Hidden files (a leading `.` or `_`) are left out, as Spark's readers do."""
     fs, path = filesystem(uri)
-    entries = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False))
+    if is_local(uri):
+        entries = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False))
+    else:  # direct children from a full listing (see child_names)
+        prefix = path.rstrip("/") + "/"
+        listed = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=True))
+        entries = [e for e in listed if e.path.startswith(prefix) and "/" not in e.path[len(prefix) :]]
     found = [
         FileEntry(uri=_uri_of(uri, e.path), size=e.size or 0, mtime=_utc(e.mtime))
         for e in entries
@@ -129,11 +134,33 @@ def list_files(uri: str, suffixes: tuple[str, ...]) -> list[FileEntry]:
     return sorted(found, key=lambda e: e.uri)
 
 
-def child_names(uri: str) -> frozenset[str]:
-    """Names of the entries directly under `uri` (empty when it does not exist)."""
+def list_tree(uri: str, suffix: str) -> list[FileEntry]:
+    """Every file under `uri`, at any depth, whose name ends with `suffix` (hidden ones left out)."""
     fs, path = filesystem(uri)
-    entries = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False))
-    return frozenset(e.base_name for e in entries)
+    entries = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=True))
+    return sorted(
+        (
+            FileEntry(uri=_uri_of(uri, e.path), size=e.size or 0, mtime=_utc(e.mtime))
+            for e in entries
+            if e.type == pafs.FileType.File
+            and e.base_name.endswith(suffix)
+            and not e.base_name.startswith((".", "_"))
+        ),
+        key=lambda e: e.uri,
+    )
+
+
+def child_names(uri: str) -> frozenset[str]:
+    """Names of the entries directly under `uri` (empty when it does not exist). On an object
+    store the "directories" are derived from the objects' names under the prefix, which every
+    store (and emulator) lists the same way; a delimiter listing of implicit folders is not."""
+    fs, path = filesystem(uri)
+    if is_local(uri):
+        entries = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False))
+        return frozenset(e.base_name for e in entries)
+    prefix = path.rstrip("/") + "/"
+    entries = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=True))
+    return frozenset(e.path[len(prefix) :].split("/", 1)[0] for e in entries if e.path.startswith(prefix))
 
 
 def delete_dir(uri: str) -> None:
@@ -167,6 +194,13 @@ def read_head(uri: str, nbytes: int = 65_536) -> bytes:
     fs, path = filesystem(uri)
     with fs.open_input_stream(path, compression="detect") as stream:
         return _read_up_to(stream, nbytes)
+
+
+def read_text(uri: str) -> str:
+    """A small file's whole content as UTF-8 text (a checkpoint's log entry, a marker)."""
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(path) as stream:
+        return stream.read().decode("utf-8")
 
 
 def _read_up_to(stream, nbytes: int) -> bytes:

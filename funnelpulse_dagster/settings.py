@@ -13,6 +13,10 @@ from pathlib import Path
 
 ENV_HOME = "FUNNELPULSE_HOME"
 ENV_LAKE = "FUNNELPULSE_LAKE"
+# where the shop's exports land: a folder, or gs://bucket/prefix (default $FUNNELPULSE_HOME/data_raw)
+ENV_RAW = "FUNNELPULSE_RAW"
+# the GCP project of the GCS client (dagster-gcp's GCSResource); credentials come from the environment
+ENV_GCP_PROJECT = "FUNNELPULSE_GCP_PROJECT"
 ENV_START_DATE = "FUNNELPULSE_START_DATE"
 # optional last partition day (the demo sets it to its last day); unset: up to today
 ENV_END_DATE = "FUNNELPULSE_END_DATE"
@@ -52,6 +56,8 @@ class Settings:
 
     home: Path
     lake: str
+    raw: str  # the landing folder or gs:// prefix of the exports
+    gcp_project: str
     start_date: date
     end_date: date | None  # the last daily partition; None: partitions run up to today
     kafka_bootstrap: str
@@ -106,6 +112,8 @@ def load_settings() -> Settings:
     return Settings(
         home=home,
         lake=_env(ENV_LAKE) or str(home / "tables"),
+        raw=_env(ENV_RAW) or str(home / "data_raw"),
+        gcp_project=_env(ENV_GCP_PROJECT) or "funnelpulse-local",
         start_date=start_date,
         end_date=end_date,
         kafka_bootstrap=_env(ENV_KAFKA_BOOTSTRAP) or DEFAULT_KAFKA_BOOTSTRAP,

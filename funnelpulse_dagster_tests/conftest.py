@@ -8,6 +8,8 @@ CLI subprocesses some tests launch). CI runs the suite once in each mode."""
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from datetime import date
 from pathlib import Path
 
@@ -154,3 +156,34 @@ def streamed(tmp_path_factory, spark_resource, batch_lake, bootstrap):
     run = materialize([live_funnel], resources=resources, instance=DagsterInstance.ephemeral())
     assert run.success
     return kafka_resource, streaming, resources, replay_result, run
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """A local GCS on a free port for the whole session; STORAGE_EMULATOR_HOST names it."""
+    from funnelpulse_dagster_tests.live import free_port
+
+    port = free_port()
+    emulator = REPO / ".venv" / "bin" / "gcp-storage-emulator"
+    command = [str(emulator) if emulator.exists() else "gcp-storage-emulator"]
+    proc = subprocess.Popen(
+        [*command, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    host = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            import urllib.request
+
+            urllib.request.urlopen(f"{host}/storage/v1/b?project=test", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        raise RuntimeError("gcp-storage-emulator did not start")
+    yield host
+    proc.terminate()
+    proc.wait(10)

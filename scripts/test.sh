@@ -6,6 +6,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# real components the tests start themselves: PostgreSQL (the deployment test's Dagster storage)
+# and Chromium (the dashboard test). Debian packages, installed once when missing (needs root).
+need=()
+command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ "${#need[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing ${need[*]} (Debian packages)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "warning: ${need[*]} missing and cannot be installed here (not root with apt-get); the tests that need them will fail" >&2
+  fi
+fi
 if [ -n "${FUNNELPULSE_TEST_SPARK:-}" ]; then
   exec .venv/bin/python -m pytest "$@"
 fi

@@ -27,7 +27,6 @@ from dagster import (
 from funnelpulse_dagster import lakefs
 from funnelpulse_dagster.defs.jobs import REPORT_ASSET, batch_lakehouse_job, live_funnel_job
 from funnelpulse_dagster.defs.streaming.live_funnel import topic_observation
-from funnelpulse_dagster.ingest import list_exports
 from funnelpulse_dagster.ownership import (
     STANDARD_LAYOUT,
     ExportFormatError,
@@ -35,7 +34,8 @@ from funnelpulse_dagster.ownership import (
     own_days_in,
     owned_days,
 )
-from funnelpulse_dagster.resources import KafkaResource, StreamingResource
+from funnelpulse_dagster.resources import KafkaResource, RawDataResource, StreamingResource
+from funnelpulse_dagster.resources.raw_data import LandedExport
 from funnelpulse_dagster.settings import load_settings
 from funnelpulse_dagster.streaming.offsets import KafkaUnavailable, backlog, committed_checkpoint_offsets
 from funnelpulse_dagster.tables import STREAM_INGEST_QUERY
@@ -88,18 +88,18 @@ def contiguous_ranges(days: Iterable[date]) -> list[tuple[date, date]]:
 
 
 def runs_for_new_files(
-    raw_uri: str, seen: dict[str, str], first_day: date, last_day: date, log=None
+    exports: Iterable[LandedExport], seen: dict[str, str], first_day: date, last_day: date, log=None
 ) -> tuple[list[RunRequest], dict[str, str]]:
     """Run requests for the days of files that are new or changed since `seen`.
 
     A file's run key is its name and fingerprint, so the same file content is never processed
-    twice, even if the cursor is lost; a changed file (new size or mtime) is processed again.
+    twice, even if the cursor is lost; a changed file (new content) is processed again.
     A file with lines but no date at all cannot be given to any day: it is logged, and every
     bronze run fails naming it until it is fixed or removed.
     """
     requests: list[RunRequest] = []
     now_seen = dict(seen)
-    for entry in list_exports(raw_uri):
+    for entry in exports:
         if seen.get(entry.name) == entry.fingerprint:
             continue
         try:
@@ -124,22 +124,22 @@ def runs_for_new_files(
     job=batch_lakehouse_job,
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.STOPPED,
-    description="Watches data_raw/ for new or changed exports (*.csv, *.csv.gz) and builds exactly "
-    "the days their lines belong to.",
+    description="Watches the landing folder or bucket (FUNNELPULSE_RAW: a path or gs://bucket/prefix) "
+    "for new or changed exports (*.csv, *.csv.gz) and builds exactly the days their lines belong to.",
 )
-def raw_files_sensor(context: SensorEvaluationContext):
+def raw_files_sensor(context: SensorEvaluationContext, raw_data: RawDataResource):
     settings = load_settings()
-    raw_dir = settings.data_raw
-    if not raw_dir.is_dir():
-        return SkipReason(f"{raw_dir} does not exist yet")
+    raw = raw_data.uri
+    if lakefs.is_local(raw) and not lakefs.exists(raw):
+        return SkipReason(f"{raw} does not exist yet")
     seen = json.loads(context.cursor) if context.cursor else {}
     # partitions run from the configured start to the configured end, else to today
     last_day = settings.end_date or datetime.now(UTC).date()
     requests, now_seen = runs_for_new_files(
-        str(raw_dir), seen, settings.start_date, last_day, log=context.log.warning
+        raw_data.exports(), seen, settings.start_date, last_day, log=context.log.warning
     )
     if not requests and now_seen == seen:
-        return SkipReason(f"no new or changed export in {raw_dir}")
+        return SkipReason(f"no new or changed export in {raw}")
     return SensorResult(run_requests=requests, cursor=json.dumps(now_seen, sort_keys=True))
 
 

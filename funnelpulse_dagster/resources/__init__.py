@@ -20,6 +20,7 @@ from funnelpulse_dagster.resources.spark import SparkResource
 from funnelpulse_dagster.resources.streaming import StreamingResource
 from funnelpulse_dagster.settings import (
     ENV_CHECKPOINTS,
+    ENV_GCP_PROJECT,
     ENV_KAFKA_BOOTSTRAP,
     ENV_KAFKA_END_OFFSETS,
     ENV_KAFKA_SASL_MECHANISM,
@@ -30,6 +31,7 @@ from funnelpulse_dagster.settings import (
     ENV_KAFKA_SSL_CA_LOCATION,
     ENV_KAFKA_TOPIC,
     ENV_LAKE,
+    ENV_RAW,
     ENV_REPORTS,
     ENV_SPARK_MASTER,
     ENV_SPARK_REMOTE,
@@ -87,6 +89,8 @@ def build_resources(resolved: bool = False) -> dict[str, object]:
             spark_config=spark_conf_overrides(),
         ),
         "lake": LakeResource(root=_from_env(ENV_LAKE, settings.lake)),
-        "raw_data": RawDataResource(uri=str(settings.data_raw)),
+        "raw_data": RawDataResource(
+            uri=_from_env(ENV_RAW, settings.raw), gcp_project=_from_env(ENV_GCP_PROJECT, settings.gcp_project)
+        ),
         "reports": ReportsResource(root=_from_env(ENV_REPORTS, str(settings.reports))),
     }

@@ -27,7 +27,8 @@ class KafkaResource(ConfigurableResource):
     sasl_mechanism: str = Field(default="", description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, ...")
     sasl_username: str = Field(default="", description="SASL user (FUNNELPULSE_KAFKA_SASL_USERNAME).")
     sasl_password: str = Field(
-        default="", description="SASL password (FUNNELPULSE_KAFKA_SASL_PASSWORD); set it through the environment."
+        default="",
+        description="SASL password (FUNNELPULSE_KAFKA_SASL_PASSWORD); set it through the environment.",
     )
     ssl_ca_location: str = Field(default="", description="CA bundle for TLS brokers.")
     end_offsets: str = Field(

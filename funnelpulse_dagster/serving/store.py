@@ -3,13 +3,19 @@ service. Both run the same SQL (serving/queries.py) against tables named as in t
 
 Two ways to present the tables to that SQL:
 - `parquet`: each table is a view over its committed Parquet files. Nothing is copied; right for
-  a one-shot reader (the report) and for a lake on `gs://` read in place.
+  a one-shot reader (the report). Reading in place needs a local lake: DuckDB would read `gs://`
+  only through its httpfs extension, which it downloads at run time, so a lake on `gs://` is
+  always copied (an in-memory replica when this mode is asked for).
 - `replica`: a DuckDB database file mirrors the tables partition by partition. `refresh()`
   compares every partition's files (path, size, modification time) with what it copied last
   time and re-copies only partitions that changed, so a background refresh every few seconds
   costs a directory listing when nothing moved. Why: one brand over a month from Parquet decodes
   every column of ~30 daily files, ~40 ms of CPU a request; from DuckDB's own storage the same
   answer costs about a millisecond (docs/performance.md, `benchmarks/api.py`).
+
+A lake on `gs://` (or any URI pyarrow knows) is listed and read through pyarrow's filesystems
+(lakefs.py: credentials from the environment, STORAGE_EMULATOR_HOST for an emulator) and copied
+into DuckDB from Arrow, so nothing is downloaded at run time.
 
 Either way a table only ever holds what its writer committed: for the batch tables that is every
 Parquet file in a partition directory (Spark moves whole files into place); for the streaming
@@ -45,6 +51,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from funnelpulse_dagster import lakefs
 from funnelpulse_dagster.tables import (
     GOLD_ANOMALIES_HOURLY_BRAND,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
@@ -109,6 +116,21 @@ def _local_or_uri(root: str) -> str:
     return str(Path(root).expanduser().resolve())
 
 
+def is_remote(root: str) -> bool:
+    """A lake DuckDB cannot read by itself (no httpfs here): anything but a local path."""
+    return not lakefs.is_local(root)
+
+
+def _arrow_partition(table: Table, files: tuple[str, ...]):
+    """One partition's files read through pyarrow (the partition column is in the path, not in
+    the files), as an Arrow table with the data columns only."""
+    import pyarrow.parquet as pq
+
+    fs, _ = lakefs.filesystem(files[0])
+    paths = [lakefs.filesystem(f)[1] for f in files]
+    return pq.ParquetDataset(paths, filesystem=fs).read(columns=list(table.data_columns))
+
+
 @dataclass(frozen=True)
 class PartitionFiles:
     """The committed files of one partition and a signature that changes when any does."""
@@ -169,10 +191,41 @@ def _file_sink_entries(con: duckdb.DuckDBPyConnection, location: str) -> list[tu
     return list(live.values())
 
 
+def _remote_file_sink_entries(location: str) -> list[tuple[str, int, object]]:
+    """`_file_sink_entries` for a lake on remote storage, read through pyarrow."""
+    log = f"{location}/_spark_metadata"
+    batches: dict[int, tuple[str, bool]] = {}
+    for name in lakefs.child_names(log):
+        match = re.fullmatch(r"(\d+)(\.compact)?", name)
+        if match:
+            batches[int(match.group(1))] = (f"{log}/{name}", bool(match.group(2)))
+    if not batches:
+        return []
+    compacted = [b for b, (_, is_compact) in batches.items() if is_compact]
+    first = max(compacted) if compacted else min(batches)
+    live: dict[str, tuple[str, int, object]] = {}
+    for batch in sorted(b for b in batches if b >= first):
+        for line in lakefs.read_text(batches[batch][0]).splitlines()[1:]:
+            if not line.strip():
+                continue
+            entry = json.loads(line)
+            path = entry["path"]
+            if entry.get("action") == "delete":
+                live.pop(path, None)
+            else:
+                live[path] = (path, int(entry.get("size", 0)), entry.get("modificationTime"))
+    return list(live.values())
+
+
 def list_partitions(con: duckdb.DuckDBPyConnection, root: str, table: Table) -> dict[str, PartitionFiles]:
     """Partition value → committed files of `table` under the lake `root`."""
     location = f"{_local_or_uri(root)}/{table.name}"
-    if table.name in FILE_SINK_TABLES:
+    if is_remote(root):
+        if table.name in FILE_SINK_TABLES:
+            entries = _remote_file_sink_entries(location)
+        else:
+            entries = [(e.uri, e.size, e.mtime) for e in lakefs.list_tree(location, ".parquet")]
+    elif table.name in FILE_SINK_TABLES:
         entries = _file_sink_entries(con, location)
     else:
         # read_blob lists size and modification time without reading the files
@@ -213,12 +266,14 @@ class LakeStore:
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "parquet" and is_remote(lake_root):
+            mode, database = "replica", ":memory:"  # in place needs httpfs: copy instead
         if mode == "replica" and database is None:
             raise ValueError("replica mode needs a database file")
         self.lake_root = lake_root
         self.mode = mode
         self.database = str(database) if mode == "replica" else ":memory:"
-        if mode == "replica":
+        if mode == "replica" and self.database != ":memory:":
             Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         try:
             self._con = duckdb.connect(self.database)
@@ -339,10 +394,17 @@ class LakeStore:
             con.execute("BEGIN TRANSACTION")
             try:
                 con.execute(f'DELETE FROM "{table.name}" WHERE CAST("{part}" AS VARCHAR) = ?', [value])
-                con.execute(
-                    f'INSERT INTO "{table.name}" {self._scan(table, "?", value)}',
-                    [list(files.files)],
-                )
+                if is_remote(self.lake_root):
+                    con.register("_incoming", _arrow_partition(table, files.files))
+                    data_columns = ", ".join(f'"{c}"' for c in table.data_columns)
+                    source = f"SELECT {data_columns}, '{value}' AS \"{part}\" FROM _incoming"
+                    con.execute(f'INSERT INTO "{table.name}" SELECT {_select_list(table)} FROM ({source})')
+                    con.unregister("_incoming")
+                else:
+                    con.execute(
+                        f'INSERT INTO "{table.name}" {self._scan(table, "?", value)}',
+                        [list(files.files)],
+                    )
                 rows = con.execute(
                     f'SELECT count(*) FROM "{table.name}" WHERE CAST("{part}" AS VARCHAR) = ?', [value]
                 ).fetchone()[0]

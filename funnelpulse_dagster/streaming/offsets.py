@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from funnelpulse_dagster import lakefs
+
 END_OFFSET_MODES = ("fetch", "list")
 
 
@@ -100,12 +102,13 @@ def committed_checkpoint_offsets(checkpoint: str | Path, topic: str) -> dict[int
     """End offsets of the last micro-batch a streaming checkpoint has committed, or None when
     the query has never committed one. Reads Spark's offset log (`offsets/<batch>`: a version
     line, a metadata line, then one JSON line per source) for the newest batch that also has a
-    `commits/<batch>` marker, because an offset entry alone means "planned", not "done"."""
-    root = Path(str(checkpoint).removeprefix("file://"))
-    commits = {int(p.name) for p in (root / "commits").glob("*") if p.name.isdigit()}
+    `commits/<batch>` marker, because an offset entry alone means "planned", not "done".
+    The checkpoint may be a path or a URI on shared storage (`gs://…`), read through pyarrow."""
+    root = str(checkpoint).rstrip("/")
+    commits = {int(name) for name in lakefs.child_names(f"{root}/commits") if name.isdigit()}
     if not commits:
         return None
-    lines = (root / "offsets" / str(max(commits))).read_text().splitlines()
+    lines = lakefs.read_text(f"{root}/offsets/{max(commits)}").splitlines()
     return offsets_from_json(json.loads(lines[2]), topic)
 
 

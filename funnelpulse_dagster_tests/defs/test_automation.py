@@ -16,6 +16,8 @@ from funnelpulse_dagster.defs.automation import (
 )
 from funnelpulse_dagster.defs.jobs import batch_lakehouse_job
 from funnelpulse_dagster.generator import generate
+from funnelpulse_dagster.resources import RawDataResource
+from funnelpulse_dagster.settings import load_settings
 
 START, END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
@@ -36,7 +38,8 @@ def test_days_owned_by_file_and_ranges(tmp_path):
 
 
 def _evaluate(instance, cursor=None):
-    context = build_sensor_context(instance=instance, cursor=cursor, definitions=None)
+    raw_data = RawDataResource(uri=load_settings().raw)
+    context = build_sensor_context(instance=instance, cursor=cursor, resources={"raw_data": raw_data})
     return raw_files_sensor(context)
 
 

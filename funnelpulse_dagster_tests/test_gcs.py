@@ -1,0 +1,216 @@
+"""Every Python path that accepts `gs://`, against a real local GCS (gcp-storage-emulator): the
+landing bucket and its sensor (dagster-gcp's GCS client), the lake served from a bucket (API
+answers equal to those from local disk), `funnelpulse summary`, and a streaming checkpoint in a
+bucket read by the Kafka sensor. Spark's own reads and writes of `gs://` need the GCS connector
+on a cluster (docs/deploy-gcp.md), not this emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import DagsterInstance, RunRequest, SensorResult, SkipReason, build_sensor_context
+from fastapi.testclient import TestClient
+
+from funnelpulse_dagster import lakefs
+from funnelpulse_dagster.defs.automation import kafka_offsets_sensor, raw_files_sensor
+from funnelpulse_dagster.resources import RawDataResource, StreamingResource
+from funnelpulse_dagster.serving.app import create_app
+from funnelpulse_dagster.serving.store import SERVED_TABLES, LakeStore
+from funnelpulse_dagster.streaming.offsets import committed_checkpoint_offsets
+from funnelpulse_dagster.tables import ALL_TABLES, STREAM_INGEST_QUERY
+
+
+@pytest.fixture()
+def bucket(gcs_emulator, monkeypatch):
+    """A fresh bucket on the emulator, with the environment pointing every client at it."""
+    from google.cloud import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    name = f"fp-{uuid.uuid4().hex[:12]}"
+    storage.Client(project="funnelpulse-test").create_bucket(name)
+    return name
+
+
+def _client():
+    from google.cloud import storage
+
+    return storage.Client(project="funnelpulse-test")
+
+
+def _upload_tree(local: Path, bucket: str, prefix: str, rewrite: tuple[str, str] | None = None) -> None:
+    """Copy a folder into the bucket. `rewrite` replaces a path prefix inside Spark's sink logs,
+    as Spark writing the lake on gs:// would have named its files."""
+    target = _client().bucket(bucket)
+    for path in sorted(local.rglob("*")):
+        if not path.is_file() or path.name.endswith(".crc"):
+            continue
+        key = f"{prefix}/{path.relative_to(local).as_posix()}"
+        if rewrite and "_spark_metadata" in path.parts:
+            target.blob(key).upload_from_string(path.read_text().replace(*rewrite))
+        else:
+            target.blob(key).upload_from_filename(str(path))
+
+
+def _sensor_decision(result):
+    if isinstance(result, SensorResult):
+        return result.run_requests or result.skip_reason
+    return result
+
+
+def test_an_export_landing_in_the_bucket_asks_for_exactly_its_days(bucket, sample_raw_dir, monkeypatch):
+    monkeypatch.setenv("FUNNELPULSE_START_DATE", "2019-09-01")
+    raw = RawDataResource(uri=f"gs://{bucket}/exports", gcp_project="funnelpulse-test")
+    instance = DagsterInstance.ephemeral()
+
+    def tick(cursor=None):
+        context = build_sensor_context(instance=instance, cursor=cursor, resources={"raw_data": raw})
+        return raw_files_sensor(context)
+
+    assert isinstance(tick(), SkipReason)  # an empty bucket: nothing to do
+    export = min(sample_raw_dir.glob("*.csv"))
+    _client().bucket(bucket).blob(f"exports/{export.name}").upload_from_filename(str(export))
+    _client().bucket(bucket).blob("exports/notes.txt").upload_from_string("not an export")
+    _client().bucket(bucket).blob("exports/older/2019-Sep.csv").upload_from_string("a deeper folder")
+
+    first = tick()
+    # independent: the days the export's own event times fall on (pandas, UTC)
+    days = pd.to_datetime(pd.read_csv(export)["event_time"], utc=True, errors="coerce").dt.date.dropna()
+    expected = (min(days).isoformat(), max(days).isoformat())
+    [request] = first.run_requests
+    assert (
+        request.tags["dagster/asset_partition_range_start"],
+        request.tags["dagster/asset_partition_range_end"],
+    ) == expected
+    assert request.tags["funnelpulse/source_file"] == export.name
+    # the fingerprint is the object's generation, md5 and size
+    blob = _client().bucket(bucket).get_blob(f"exports/{export.name}")
+    assert json.loads(first.cursor) == {export.name: f"{blob.generation}:{blob.md5_hash}:{blob.size}"}
+
+    # the same objects at the next tick (and after a restart, from the stored cursor): nothing
+    assert isinstance(tick(first.cursor), SkipReason)
+    # the file is replaced: a new generation, a run with a new key, for its days
+    text = export.read_text()
+    _client().bucket(bucket).blob(f"exports/{export.name}").upload_from_string(
+        text + text.splitlines()[-1] + "\n"
+    )
+    again = tick(first.cursor)
+    [rerun] = again.run_requests
+    assert rerun.run_key != request.run_key and rerun.tags == request.tags
+
+
+def test_the_lake_served_from_a_bucket_answers_as_from_local_disk(
+    bucket, tmp_path, batch_lake, streamed, monkeypatch
+):
+    local_root = Path(batch_lake.root)
+    _upload_tree(
+        local_root, bucket, "lake/tables", rewrite=(f"file:{local_root}", f"gs://{bucket}/lake/tables")
+    )
+    local = LakeStore(str(local_root), mode="replica", database=tmp_path / "local.duckdb")
+    remote = LakeStore(f"gs://{bucket}/lake/tables", mode="replica", database=tmp_path / "remote.duckdb")
+    local.refresh()
+    report = remote.refresh()
+    assert report.changed  # copied from the bucket
+    for table in SERVED_TABLES:
+        a = local.cursor().execute(f'SELECT * FROM "{table.name}" ORDER BY ALL').fetchall()
+        b = remote.cursor().execute(f'SELECT * FROM "{table.name}" ORDER BY ALL').fetchall()
+        assert a == b and (a or table.name == "gold_anomalies_hourly_brand"), table.name
+    # the API over each: the same answers, byte for byte
+    paths = [
+        "/api/brands?limit=20",
+        "/api/funnel/totals",
+        "/api/funnel/daily?brand=",
+        "/api/breakdown?dimension=category",
+        "/api/live?hours=48",
+        "/api/anomalies?limit=50",
+    ]
+    with TestClient(create_app(local, refresh_seconds=None)) as a, TestClient(create_app(remote, None)) as b:
+        for path in paths:
+            left, right = a.get(path), b.get(path)
+            assert left.status_code == right.status_code == 200, (path, left.text[:300])
+            assert left.json() == right.json(), path
+    # a one-shot reader (the report's parquet mode) on gs:// copies into memory instead
+    one_shot = LakeStore(f"gs://{bucket}/lake/tables", mode="parquet")
+    one_shot.refresh()
+    assert one_shot.mode == "replica" and one_shot.state == remote.state
+
+    # `funnelpulse summary` reads the bucket too
+    env = os.environ | {"FUNNELPULSE_LAKE": f"gs://{bucket}/lake/tables"}
+    out = subprocess.run(
+        [sys.executable, "-m", "funnelpulse_dagster.cli", "summary"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:] if line.strip()}
+    import pyarrow.dataset as ds
+
+    for name in ("silver_events", "gold_funnel_hourly_brand"):
+        expected = ds.dataset(local_root / name, partitioning="hive").count_rows()
+        assert rows[name] == f"{expected:,}", name
+    assert set(rows) == set(ALL_TABLES)
+
+
+def test_a_checkpoint_in_a_bucket_gives_the_kafka_sensor_its_backlog(bucket, streamed):
+    kafka, streaming, _, _, _ = streamed
+    local = Path(streaming.checkpoint_root)
+    _upload_tree(local, bucket, "checkpoints")
+    remote = StreamingResource(checkpoint_root=f"gs://{bucket}/checkpoints")
+    done_local = committed_checkpoint_offsets(streaming.checkpoint(STREAM_INGEST_QUERY), kafka.topic)
+    done_remote = committed_checkpoint_offsets(remote.checkpoint(STREAM_INGEST_QUERY), kafka.topic)
+    assert done_remote == done_local and sum(done_remote.values()) > 0
+    assert lakefs.exists(f"gs://{bucket}/checkpoints/{STREAM_INGEST_QUERY}/commits")
+
+    def tick(checkpoints: StreamingResource):
+        context = build_sensor_context(
+            instance=DagsterInstance.ephemeral(), resources={"kafka": kafka, "streaming": checkpoints}
+        )
+        return kafka_offsets_sensor(context)
+
+    def backlog(result) -> int:
+        return result.asset_events[0].metadata["backlog"].value
+
+    # the bucket's checkpoint gives the sensor what the local one gives (other tests may have
+    # left messages on the topic: compare, then add one)
+    before = backlog(tick(streaming))
+    assert backlog(tick(remote)) == before
+    producer = kafka.producer()
+    producer.produce(kafka.topic, value=b'{"event_time": "2019-10-04 00:00:00 UTC"}', key=b"gcs")
+    assert producer.flush(10) == 0
+    result = tick(remote)
+    assert isinstance(_sensor_decision(result)[0], RunRequest)
+    assert backlog(result) == before + 1
+
+
+def test_the_file_operations_around_spark_work_on_a_bucket(bucket):
+    """lakefs is what the lake, the ingest and the streaming publish use around Spark's own reads
+    and writes: listing, heads, moves (a streaming batch's publish), deletes (an emptied
+    partition), on gs:// as on disk."""
+    import gzip
+
+    root = f"gs://{bucket}/lake"
+    target = _client().bucket(bucket)
+    target.blob("lake/t/day=1/part-0.parquet").upload_from_string(b"one")
+    target.blob("lake/t/day=2/part-0.parquet").upload_from_string(b"two")
+    target.blob("lake/in/2019-Oct.csv.gz").upload_from_string(gzip.compress(b"event_time\n2019-10-01 UTC\n"))
+    assert lakefs.child_names(f"{root}/t") == {"day=1", "day=2"}
+    assert lakefs.exists(f"{root}/t/day=1") and not lakefs.exists(f"{root}/t/day=3")
+    assert [e.name for e in lakefs.list_files(f"{root}/in", (".csv.gz",))] == ["2019-Oct.csv.gz"]
+    assert lakefs.read_head(f"{root}/in/2019-Oct.csv.gz").startswith(b"event_time\n2019-10-01")
+    assert [e.uri for e in lakefs.list_tree(f"{root}/t", ".parquet")] == [
+        f"{root}/t/day=1/part-0.parquet",
+        f"{root}/t/day=2/part-0.parquet",
+    ]
+    lakefs.move(f"{root}/t/day=2/part-0.parquet", f"{root}/t/day=3/part-0.parquet")
+    assert lakefs.child_names(f"{root}/t") == {"day=1", "day=3"}
+    assert lakefs.read_text(f"{root}/t/day=3/part-0.parquet") == "two"
+    lakefs.delete_dir(f"{root}/t/day=1")
+    assert lakefs.child_names(f"{root}/t") == {"day=3"}
