@@ -136,5 +136,9 @@ class Lake:
     def make_dirs(self, uri: str) -> None:
         lakefs.make_dirs(uri)
 
+    def child_names(self, table: Table) -> frozenset[str]:
+        """Names directly under the table's folder (its partitions, and hidden entries)."""
+        return lakefs.child_names(self.table_uri(table))
+
     def delete(self, uri: str) -> None:
         lakefs.delete_dir(uri)

@@ -299,7 +299,49 @@ STREAM_DEAD_LETTERS = Table(
     ),
 )
 
-STREAM_TABLES = {t.name: t for t in (STREAM_EVENTS, STREAM_DEAD_LETTERS, GOLD_STREAM_FUNNEL_HOURLY_BRAND)}
+# The live path's provisional state: the hours the watermark has not closed yet, per brand, and
+# minute windows for the shop and its top brands, as of the newest event the stream has
+# published. Replaced after every ingest micro-batch that publishes events: each state is one
+# partition named by that batch id (`version`), renamed into place whole; readers take the
+# newest version and the hours after the last closed one. The closed table stays the reference.
+LIVE_OPEN_HOURLY_BRAND = Table(
+    "live_open_hourly_brand",
+    "version",
+    _fields(
+        ("window_start", TimestampType()),
+        ("window_end", TimestampType()),
+        ("brand", StringType()),
+        *FUNNEL_METRIC_FIELDS,
+        ("window_date", DateType()),
+        ("as_of", TimestampType()),  # the newest event time in this state
+        ("version", LongType()),
+    ),
+)
+SHOP_SCOPE = "shop"  # the live minute windows' scope for the whole shop (else a brand)
+LIVE_MINUTE_FUNNEL = Table(
+    "live_minute_funnel",
+    "version",
+    _fields(
+        ("window_start", TimestampType()),
+        ("window_end", TimestampType()),
+        ("scope", StringType()),  # "shop", or a brand among the top brands of the open hours
+        ("views", LongType()),
+        ("carts", LongType()),
+        ("purchases", LongType()),
+        ("revenue", REVENUE_TYPE),
+        ("view_sessions", LongType()),
+        ("purchase_sessions", LongType()),
+        ("conversion_rate", DoubleType()),
+        ("session_conversion_rate", DoubleType()),
+        ("as_of", TimestampType()),
+        ("version", LongType()),
+    ),
+)
+LIVE_TABLES = (LIVE_OPEN_HOURLY_BRAND, LIVE_MINUTE_FUNNEL)
+
+STREAM_TABLES = {
+    t.name: t for t in (STREAM_EVENTS, STREAM_DEAD_LETTERS, GOLD_STREAM_FUNNEL_HOURLY_BRAND, *LIVE_TABLES)
+}
 ALL_TABLES = {**BATCH_TABLES, **STREAM_TABLES}
 
 # Streaming checkpoints live under FUNNELPULSE_CHECKPOINTS/<query name>: the ingest query owns

@@ -30,6 +30,7 @@ from funnelpulse_dagster.tables import (
     GOLD_ANOMALIES_HOURLY_BRAND,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
     GOLD_TABLES,
+    LIVE_TABLES,
     STREAM_TABLES,
     Table,
 )
@@ -47,6 +48,7 @@ LIVE_FRESHNESS = FreshnessPolicy.time_window(
 FRESHNESS = {
     **{table.name: DAILY_FRESHNESS for table in (*GOLD_TABLES, GOLD_ANOMALIES_HOURLY_BRAND)},
     GOLD_STREAM_FUNNEL_HOURLY_BRAND.name: LIVE_FRESHNESS,
+    **{table.name: LIVE_FRESHNESS for table in LIVE_TABLES},
 }
 
 

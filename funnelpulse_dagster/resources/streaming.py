@@ -10,7 +10,7 @@ from pyspark.sql import SparkSession
 
 from funnelpulse_dagster.resources.kafka import KafkaResource
 from funnelpulse_dagster.resources.lake import LakeResource
-from funnelpulse_dagster.streaming.job import QueryTotals, run_stream
+from funnelpulse_dagster.streaming.job import LiveSettings, QueryTotals, run_stream
 
 
 class StreamingResource(ConfigurableResource):
@@ -25,6 +25,13 @@ class StreamingResource(ConfigurableResource):
     )
     processing_time_seconds: int = Field(
         default=30, description="Micro-batch interval of the continuous mode."
+    )
+
+    live_minute_window_minutes: int = Field(
+        default=1, description="Length of the live minute windows (the open state's second table)."
+    )
+    live_top_brands: int = Field(
+        default=5, description="Brands, by views in the open hours, that get minute windows beside the shop."
     )
 
     def checkpoint(self, query_name: str) -> str:
@@ -55,5 +62,8 @@ class StreamingResource(ConfigurableResource):
             processing_time_seconds=self.processing_time_seconds,
             max_runtime_seconds=max_runtime_seconds,
             log=log,
+            live=LiveSettings(
+                minute_window_minutes=self.live_minute_window_minutes, top_brands=self.live_top_brands
+            ),
         )
         return source_format, totals

@@ -30,6 +30,9 @@ from funnelpulse_dagster.tables import (
     GOLD_FUNNEL_HOURLY_BRAND,
     GOLD_FUNNEL_HOURLY_PRICE_BAND,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
+    LIVE_MINUTE_FUNNEL,
+    LIVE_OPEN_HOURLY_BRAND,
+    SHOP_SCOPE,
     Table,
 )
 
@@ -229,14 +232,15 @@ def anomalies(
 
 
 def live_funnel(con, hours: int = 12, brand: str | None = None, top: int = 10) -> dict[str, Any]:
-    """The streaming gold's last `hours` closed hours (all brands summed, or one brand), and
-    the brands of the newest hour by views. An hour appears once the watermark closes it."""
+    """The streaming gold's last `hours` closed hours (all brands summed, or one brand), the
+    brands of the newest closed hour by views, and the provisional open state (`open`)."""
     if not 1 <= hours <= 24 * 14:
         raise QueryError(f"hours must be between 1 and {24 * 14}, got {hours}")
     table = GOLD_STREAM_FUNNEL_HOURLY_BRAND.name
     latest = con.execute(f'SELECT max(window_start), max(window_date) FROM "{table}"').fetchone()
     if latest[0] is None:
-        return {"latest_window_start": None, "hours": [], "top_brands": [], "lag_seconds": None}
+        closed = {"latest_window_start": None, "hours": [], "top_brands": [], "lag_seconds": None}
+        return {**closed, "open": open_funnel(con, None, brand, top)}
     newest, newest_day = latest
     first = newest - timedelta(hours=hours - 1)
     brand_clause, params = "", [first.date(), newest_day, first]
@@ -266,6 +270,61 @@ def live_funnel(con, hours: int = 12, brand: str | None = None, top: int = 10) -
         "lag_seconds": round((utc_now() - window_end).total_seconds()),
         "hours": hourly,
         "top_brands": top_brands,
+        "open": open_funnel(con, window_end, brand, top),
+    }
+
+
+MINUTES_SHOWN = 60
+
+
+def open_funnel(con, closed_end: datetime | None, brand: str | None, top: int) -> dict[str, Any]:
+    """The newest open state (transforms/live.py): the hours after the last closed one, summed
+    over brands (or one brand), the newest open hour's top brands, and the last minute windows
+    of the shop (or of the brand, when it is among the state's top brands). Provisional: an open
+    hour's numbers change until the watermark closes it."""
+    hourly_table, minute_table = LIVE_OPEN_HOURLY_BRAND.name, LIVE_MINUTE_FUNNEL.name
+    version, as_of = con.execute(
+        f'SELECT max(version), max(as_of) FILTER (WHERE version = (SELECT max(version) FROM "{hourly_table}")) '
+        f'FROM "{hourly_table}"'
+    ).fetchone()
+    if version is None:
+        return {"provisional": True, "as_of": None, "hours": [], "top_brands": [], "minutes": []}
+    after = "" if closed_end is None else " AND window_start >= ?"
+    params: list[Any] = [version] + ([] if closed_end is None else [closed_end])
+    brand_clause = ""
+    if brand is not None:
+        brand_clause, params = " AND brand = ?", [*params, brand]
+    sums = ", ".join(f"sum({c}) AS {c}" for c in ADDITIVE)
+    hours = rows(
+        con,
+        f'SELECT *, {_rates()} FROM (SELECT window_start, window_end, {sums} FROM "{hourly_table}" '
+        f"WHERE version = ?{after}{brand_clause} GROUP BY window_start, window_end)",
+        params,
+        order_by="window_start",
+    )
+    top_brands = rows(
+        con,
+        f'SELECT brand, views, carts, purchases, revenue, conversion_rate FROM "{hourly_table}" '
+        f'WHERE version = ? AND window_start = (SELECT max(window_start) FROM "{hourly_table}" WHERE version = ?) '
+        "ORDER BY views DESC, brand NULLS LAST LIMIT ?",
+        [version, version, top],
+        order_by="views DESC, brand NULLS LAST",
+    )
+    minutes = rows(
+        con,
+        f"SELECT window_start, window_end, scope, views, carts, purchases, revenue, view_sessions, "
+        f'purchase_sessions, conversion_rate, session_conversion_rate FROM "{minute_table}" '
+        f"WHERE version = ? AND scope = ? AND window_start >= ? - INTERVAL {MINUTES_SHOWN} MINUTE",
+        [version, SHOP_SCOPE if brand is None else brand, as_of],
+        order_by="window_start",
+    )
+    return {
+        "provisional": True,
+        "as_of": as_utc(as_of).strftime(TIME_FORMAT) if as_of else None,
+        "state_version": version,
+        "hours": hours,
+        "top_brands": top_brands,
+        "minutes": minutes,
     }
 
 

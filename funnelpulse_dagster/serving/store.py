@@ -56,6 +56,7 @@ from funnelpulse_dagster.tables import (
     GOLD_ANOMALIES_HOURLY_BRAND,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
     GOLD_TABLES,
+    LIVE_TABLES,
     Table,
 )
 
@@ -64,6 +65,7 @@ SERVED_TABLES: tuple[Table, ...] = (
     *GOLD_TABLES,
     GOLD_ANOMALIES_HOURLY_BRAND,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
+    *LIVE_TABLES,
 )
 FILE_SINK_TABLES = frozenset({GOLD_STREAM_FUNNEL_HOURLY_BRAND.name})
 MODES = ("replica", "parquet")

@@ -37,11 +37,17 @@ from funnelpulse_dagster.rules import SILVER_RULE_NAMES, violated_rule
 from funnelpulse_dagster.streaming.kafka_source import register
 from funnelpulse_dagster.tables import (
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
+    LIVE_MINUTE_FUNNEL,
+    LIVE_OPEN_HOURLY_BRAND,
+    LIVE_TABLES,
     STREAM_DEAD_LETTERS,
     STREAM_EVENTS,
     STREAM_GOLD_QUERY,
     STREAM_INGEST_QUERY,
+    Table,
 )
+from funnelpulse_dagster.transforms.anomalies.plan import computed
+from funnelpulse_dagster.transforms.live import minute_funnel, open_hourly_brand, open_silver
 from funnelpulse_dagster.transforms.stream import (
     DEAD_LETTER_ROWS,
     REASON,
@@ -152,7 +158,42 @@ def gold_from_events(events: DataFrame) -> DataFrame:
     return clean.transform(stream_hourly_brand_funnel)
 
 
-def publish_micro_batch(lake: Lake) -> Callable[[DataFrame, int], None]:
+@dataclass(frozen=True)
+class LiveSettings:
+    """The open state published after each ingest micro-batch (transforms/live.py)."""
+
+    minute_window_minutes: int = 1
+    top_brands: int = 5
+    keep_versions: int = 3  # older states are deleted; a reader copying one has time to finish
+
+
+def publish_open_state(spark: SparkSession, lake: Lake, version: int, live: LiveSettings) -> None:
+    """The hours not closed yet, per brand, and the minute windows, from the published events
+    after the last closed hour; each table's state renamed into place whole as partition
+    `version=<batch id>` (a re-run of the batch finds it there), then states older than the
+    newest `keep_versions` deleted."""
+    closed_end = lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND).agg(F.max("window_end")).first()[0]
+    silver = computed(open_silver(lake.read(spark, STREAM_EVENTS), closed_end))
+    lake.publish_batch(open_hourly_brand(silver, version), LIVE_OPEN_HOURLY_BRAND, version)
+    minutes = minute_funnel(silver, version, live.minute_window_minutes, live.top_brands)
+    lake.publish_batch(minutes, LIVE_MINUTE_FUNNEL, version)
+    for table in LIVE_TABLES:
+        prefix = f"{table.partition_column}="
+        versions = sorted(
+            int(n.removeprefix(prefix)) for n in lake.child_names(table) if n.startswith(prefix)
+        )
+        for old in versions[: -live.keep_versions]:
+            lake.delete(lake.batch_uri(table, old))
+
+
+def newest_batch(lake: Lake, table: Table) -> int | None:
+    """The highest batch id published to a batch-partitioned table (None when there is none)."""
+    prefix = f"{table.partition_column}="
+    ids = [int(n.removeprefix(prefix)) for n in lake.child_names(table) if n.startswith(prefix)]
+    return max(ids, default=None)
+
+
+def publish_micro_batch(lake: Lake, live: LiveSettings | None = None) -> Callable[[DataFrame, int], None]:
     """The ingest query's sink: one pass over the micro-batch writes its valid events and
     collects its dead letters (rare; they ride back in the write's observed metrics, as bronze's
     quarantine does), so Kafka is read and parsed once.
@@ -165,6 +206,8 @@ def publish_micro_batch(lake: Lake) -> Callable[[DataFrame, int], None]:
     def publish(parsed: DataFrame, batch_id: int) -> None:
         spark = parsed.sparkSession
         if lake.batch_published(STREAM_EVENTS, batch_id):
+            if live is not None and not lake.batch_published(LIVE_MINUTE_FUNNEL, batch_id):
+                publish_open_state(spark, lake, batch_id, live)  # crashed after the events' rename
             return
         observation = Observation(f"dead_letters_{batch_id}")
         observed = parsed.observe(
@@ -182,6 +225,8 @@ def publish_micro_batch(lake: Lake) -> Callable[[DataFrame, int], None]:
             lake.publish_batch(frame, STREAM_DEAD_LETTERS, batch_id)
         if metrics["valid_events"]:
             lake.commit_batch(STREAM_EVENTS, batch_id)
+            if live is not None:
+                publish_open_state(spark, lake, batch_id, live)
         else:  # nothing to publish: no empty partition per idle trigger
             lake.delete(lake.batch_uri(STREAM_EVENTS, batch_id, staged=True))
 
@@ -195,6 +240,7 @@ def start_ingest(
     lake: Lake,
     checkpoint: str,
     trigger: dict,
+    live: LiveSettings | None = None,
 ) -> StreamingQuery:
     return (
         read_messages(spark, source_format, source_options)
@@ -202,7 +248,7 @@ def start_ingest(
         .writeStream.queryName(STREAM_INGEST_QUERY)
         .option("checkpointLocation", checkpoint)
         # a plain Lake: under Spark Connect the function runs in a Python worker of the server
-        .foreachBatch(publish_micro_batch(lake))
+        .foreachBatch(publish_micro_batch(lake, live))
         .trigger(**trigger)
         .start()
     )
@@ -288,6 +334,7 @@ def run_stream(
     processing_time_seconds: int = 30,
     max_runtime_seconds: float | None = None,
     log: Callable[[str], None] = print,
+    live: LiveSettings | None = LiveSettings(),
 ) -> dict[str, QueryTotals]:
     """Run the ingest and gold queries and total their progress per query name. A failed query
     raises its exception after the other one is stopped, so a run never leaves a query behind."""
@@ -297,12 +344,17 @@ def run_stream(
     deadline = time.monotonic() + max_runtime_seconds if max_runtime_seconds is not None else None
     if available_now:
         trigger = {"availableNow": True}
+        # a run that works off a backlog publishes the open state once, at its end, after gold
+        # has closed what it can: the states of its intermediate batches would be stale at once
         ingest = start_ingest(spark, source_format, source_options, lake, ingest_checkpoint, trigger)
         _await([ingest], progress, deadline, log)
         _await([start_gold(spark, lake, gold_checkpoint, trigger)], progress, deadline, log)
+        newest = newest_batch(lake, STREAM_EVENTS)
+        if live is not None and newest is not None and not lake.batch_published(LIVE_MINUTE_FUNNEL, newest):
+            publish_open_state(spark, lake, newest, live)
     else:
         trigger = {"processingTime": f"{processing_time_seconds} seconds"}
-        queries = [start_ingest(spark, source_format, source_options, lake, ingest_checkpoint, trigger)]
+        queries = [start_ingest(spark, source_format, source_options, lake, ingest_checkpoint, trigger, live)]
         queries.append(start_gold(spark, lake, gold_checkpoint, trigger))
         _await(queries, progress, deadline, log)
     for name in (STREAM_INGEST_QUERY, STREAM_GOLD_QUERY):

@@ -13,6 +13,7 @@ from funnelpulse_dagster.tables import (
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
     SILVER_EVENTS,
     STREAM_EVENTS,
+    Table,
 )
 from funnelpulse_dagster.transforms.anomalies import anomaly_rows, history_days, live_gold, live_silver
 
@@ -53,3 +54,13 @@ def judge_closed_hours(session, lake: Lake, closed_before, log) -> int:
         f"judged live hours up to {closed_after} ({', '.join(map(str, days))}): {count} anomalies in new hours"
     )
     return count
+
+
+def newest_state(session, lake: Lake, table: Table) -> tuple[int | None, int, object]:
+    """(version, rows, as_of) of the newest published open state of a live table."""
+    frame = lake.read(session, table)
+    version = frame.agg(F.max("version")).first()[0]
+    if version is None:
+        return None, 0, None
+    rows, as_of = frame.filter(F.col("version") == version).agg(F.count(F.lit(1)), F.max("as_of")).first()
+    return version, rows, as_of

@@ -38,6 +38,7 @@ from funnelpulse_dagster.tables import (
     GOLD_FUNNEL_DAILY_CATEGORY,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
     GOLD_TABLES,
+    LIVE_TABLES,
     PRICE_BANDS,
     SILVER_EVENTS,
 )
@@ -113,7 +114,7 @@ def served_lake(tmp_path_factory, spark, batch_lake, streamed, top_brands) -> Pa
     root = tmp_path_factory.mktemp("served") / "tables"
     root.mkdir()
     built = Path(batch_lake.root)
-    for table in (*GOLD_TABLES, SILVER_EVENTS, GOLD_STREAM_FUNNEL_HOURLY_BRAND):
+    for table in (*GOLD_TABLES, SILVER_EVENTS, GOLD_STREAM_FUNNEL_HOURLY_BRAND, *LIVE_TABLES):
         (root / table.name).symlink_to(built / table.name, target_is_directory=True)
     a, b, c = top_brands
     rows = [
@@ -304,6 +305,26 @@ def test_live_funnel_sums_the_streaming_table(client, ref):
     assert [r["views"] for r in live["top_brands"]] == top["views"].head(10).tolist()
     # the open hours are not in the live table yet: the newest closed hour is before the last event
     assert pd.Timestamp(newest.rstrip("Z")) < ref["event_time"].max() - pd.Timedelta(hours=1)
+    # ... they are in the provisional open state, equal to the reference's hours after it
+    opened = live["open"]
+    closed_end = pd.Timestamp(newest.rstrip("Z")) + pd.Timedelta(hours=1)
+    expected = (
+        hourly[hourly["window_start"] >= closed_end].groupby("window_start")[["views", "purchases"]].sum()
+    )
+    assert opened["provisional"] is True and len(opened["hours"]) == len(expected) > 0
+    for hour in opened["hours"]:
+        start = pd.Timestamp(hour["window_start"].rstrip("Z"))
+        assert (hour["views"], hour["purchases"]) == tuple(expected.loc[start]), start
+    assert pd.Timestamp(opened["as_of"].rstrip("Z")) == ref["event_time"].max()
+    minutes = pd.DataFrame(opened["minutes"])
+    shown = minutes.set_index(pd.to_datetime(minutes["window_start"].str.rstrip("Z")))["views"]
+    viewed = ref[ref["event_type"] == "view"]
+    per_minute = viewed.groupby(viewed["event_time"].dt.floor("min")).size()
+    assert shown.index.max() == ref["event_time"].max().floor("min")
+    assert shown.to_dict() == per_minute.reindex(shown.index, fill_value=0).astype(int).to_dict()
+    # every minute of the last hour that had a view is shown
+    recent = per_minute[per_minute.index >= ref["event_time"].max() - pd.Timedelta(minutes=59)]
+    assert set(recent.index) <= set(shown.index)
 
 
 def test_anomaly_filters(client, anomaly_frame, top_brands):
@@ -794,6 +815,13 @@ def test_dashboard_renders_live_funnel_and_incidents_in_chromium(served_url, tmp
     cards = re.search(r'id="live-cards">(.*?)</div></div></div>', dom, re.DOTALL).group(0)
     assert f"{newest['views']:,}" in cards and f"{newest['purchases']:,}" in cards
     assert 'class="main-svg"' in dom  # plotly drew the charts
+    # the open hour, provisional, with the API's numbers (the stream left hours open)
+    assert live["open"]["hours"], live["open"]
+    open_hour = live["open"]["hours"][-1]
+    assert 'id="live-open" data-ready="true"' in dom
+    open_cards = re.search(r'id="open-cards">(.*?)</div></div></div>', dom, re.DOTALL).group(0)
+    assert f"{open_hour['views']:,}" in open_cards and f"{open_hour['purchases']:,}" in open_cards
+    assert "provisional" in dom
     assert 'id="incidents" data-ready="true"' in dom
     assert dom.count('<tr class="incident">') == 6
     assert "6 in all" in dom

@@ -18,12 +18,15 @@ from pyspark.sql import functions as F
 from funnelpulse_dagster.lib.quality import check_spec, stream_matches_batch
 from funnelpulse_dagster.resources import KafkaResource, LakeResource, SparkResource, StreamingResource
 from funnelpulse_dagster.rules import STREAM_MATCHES_BATCH
-from funnelpulse_dagster.streaming.live_judge import judge_closed_hours, last_closed_hour
+from funnelpulse_dagster.streaming.live_judge import judge_closed_hours, last_closed_hour, newest_state
 from funnelpulse_dagster.streaming.offsets import KafkaUnavailable, committed_checkpoint_offsets
 from funnelpulse_dagster.tables import (
     BRONZE_EVENTS,
     GOLD_FUNNEL_HOURLY_BRAND,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
+    LIVE_MINUTE_FUNNEL,
+    LIVE_OPEN_HOURLY_BRAND,
+    LIVE_TABLES,
     STREAM_DEAD_LETTERS,
     STREAM_EVENTS,
     STREAM_GOLD_QUERY,
@@ -106,6 +109,18 @@ class StreamRunConfig(Config):
             KAFKA_TOPIC_ASSET,
             "Messages that are not valid events: raw bytes, topic/partition/offset, reason.",
         ),
+        _stream_table_spec(
+            LIVE_OPEN_HOURLY_BRAND.name,
+            STREAM_EVENTS.name,
+            "Provisional: the hours the watermark has not closed yet, per brand, as of the newest "
+            "published event (`as_of`); replaced whole after every ingest micro-batch.",
+        ),
+        _stream_table_spec(
+            LIVE_MINUTE_FUNNEL.name,
+            STREAM_EVENTS.name,
+            "Provisional: minute windows of the open hours for the shop and its top brands, as "
+            "of the newest published event; replaced whole after every ingest micro-batch.",
+        ),
     ],
     check_specs=[
         check_spec(
@@ -155,6 +170,7 @@ def live_funnel(
         dead = lake.read(session, STREAM_DEAD_LETTERS)
         reasons = {r["reason"]: r["count"] for r in dead.groupBy("reason").count().collect()}
         events_stored = lake.read(session, STREAM_EVENTS).count()
+        open_state = {table.name: newest_state(session, lake.plain, table) for table in LIVE_TABLES}
     with timer.phase("check"):
         check = stream_matches_batch(gold, lake.read(session, GOLD_FUNNEL_HOURLY_BRAND))
     context.log.info(f"streaming phases (s): {timer.phases}")
@@ -190,4 +206,15 @@ def live_funnel(
             "anomalies_in_new_hours": judged,
         },
     )
+    for table in LIVE_TABLES:
+        version, rows, as_of = open_state[table.name]
+        yield MaterializeResult(
+            asset_key=table.name,
+            metadata={
+                "version": version if version is not None else -1,
+                "table_rows": rows,
+                "as_of": str(as_of) if as_of else "",
+                "path": MetadataValue.path(lake.table_uri(table)),
+            },
+        )
     yield check

@@ -1,0 +1,192 @@
+"""The open state of the live funnel (transforms/live.py, published by the ingest query) on the real
+broker and Spark: it equals an independent recount of the events sent so far (pandas), survives a
+restart unchanged, rolls over when the watermark closes an hour (the closed hour leaves the open
+view and lands in the closed table with the same numbers), and is served by the API."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from datetime import datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.serving import queries
+from funnelpulse_dagster.serving.store import LakeStore
+from funnelpulse_dagster.streaming.job import run_stream
+from funnelpulse_dagster.tables import (
+    GOLD_STREAM_FUNNEL_HOURLY_BRAND,
+    LIVE_MINUTE_FUNNEL,
+    LIVE_OPEN_HOURLY_BRAND,
+)
+from funnelpulse_dagster_tests.live import kafka as kafka_for
+
+HOUR = datetime(2019, 10, 7, 14)
+BRANDS = ["acme", " Acme ", "zeta", None]
+
+
+def _events(start: datetime, count: int, seed: int) -> list[dict]:
+    """Hand-made traffic in one hour: sessions that view, cart and buy, mixed brands (spelled two
+    ways), a no-brand product, duplicates, a zero price and an unknown event type."""
+    rng = random.Random(seed)
+    events = []
+    for i in range(count):
+        session = f"s{seed}-{rng.randrange(40)}"
+        kind = rng.choices(["view", "cart", "purchase", "remove_from_cart"], [60, 25, 10, 5])[0]
+        events.append(
+            {
+                "event_time": (start + timedelta(seconds=rng.randrange(3600))).strftime(
+                    "%Y-%m-%d %H:%M:%S UTC"
+                ),
+                "event_type": kind,
+                "product_id": rng.randrange(1, 30),
+                "category_id": 5,
+                "category_code": None,
+                "brand": rng.choice(BRANDS),
+                "price": round(rng.uniform(1, 60), 2),
+                "user_id": 1000 + int(session.split("-")[1]),
+                "user_session": session,
+            }
+        )
+    events.append(dict(events[0]))  # an exact duplicate: counted once
+    events.append({**events[1], "price": 0.0, "product_id": 99})  # breaks a silver rule
+    events.append({**events[2], "event_type": "wishlist", "product_id": 98})  # unknown type
+    return events
+
+
+def _recount(events: list[dict]) -> pd.DataFrame:
+    """Per UTC hour × brand, written apart from the code: silver's rules, de-duplication on the
+    event key, lower(trim(brand)), event counts, revenue, distinct viewing / purchasing sessions."""
+    frame = pd.DataFrame(events)
+    frame["event_time"] = pd.to_datetime(frame["event_time"].str.removesuffix(" UTC"))
+    frame = frame[
+        frame["event_type"].isin(["view", "cart", "remove_from_cart", "purchase"]) & (frame["price"] > 0)
+    ]
+    frame = frame.drop_duplicates(["event_time", "user_id", "user_session", "product_id", "event_type"])
+    frame["brand"] = frame["brand"].str.strip().str.lower().replace("", None)
+    frame["window_start"] = frame["event_time"].dt.floor("h")
+    rows = []
+    for (start, brand), group in frame.groupby(["window_start", frame["brand"].fillna("∅")]):
+        kinds = group["event_type"].value_counts()
+        rows.append(
+            {
+                "window_start": start,
+                "brand": None if brand == "∅" else brand,
+                "views": int(kinds.get("view", 0)),
+                "carts": int(kinds.get("cart", 0)),
+                "purchases": int(kinds.get("purchase", 0)),
+                "revenue": round(float(group.loc[group["event_type"] == "purchase", "price"].sum()), 2),
+                "view_sessions": group.loc[group["event_type"] == "view", "user_session"].nunique(),
+                "purchase_sessions": group.loc[group["event_type"] == "purchase", "user_session"].nunique(),
+            }
+        )
+    return (
+        pd.DataFrame(rows).sort_values(["window_start", "brand"], na_position="last").reset_index(drop=True)
+    )
+
+
+def _state(spark, lake: Lake, table) -> tuple[int, pd.DataFrame]:
+    frame = lake.read(spark, table).toPandas()
+    version = int(frame["version"].max())
+    return version, frame[frame["version"] == version].drop(columns="version")
+
+
+def _hourly(frame: pd.DataFrame) -> pd.DataFrame:
+    columns = [
+        "window_start",
+        "brand",
+        "views",
+        "carts",
+        "purchases",
+        "revenue",
+        "view_sessions",
+        "purchase_sessions",
+    ]
+    out = frame[columns].copy()
+    out["revenue"] = out["revenue"].astype(float).round(2)
+    out["window_start"] = pd.to_datetime(out["window_start"])
+    return out.sort_values(["window_start", "brand"], na_position="last").reset_index(drop=True)
+
+
+def _send(kafka, events: list[dict]) -> None:
+    producer = kafka.producer()
+    for event in events:
+        producer.produce(kafka.topic, value=json.dumps(event).encode(), key=event["user_session"].encode())
+    assert producer.flush(10) == 0
+
+
+@pytest.fixture()
+def live_stream(spark, tmp_path, bootstrap):
+    kafka = kafka_for(bootstrap, f"open-{uuid.uuid4().hex[:8]}")
+    kafka.ensure_topic()
+    lake, checkpoints = Lake(str(tmp_path / "tables")), str(tmp_path / "cp")
+    source_format, options = kafka.spark_stream_source()
+
+    def run():
+        return run_stream(spark, source_format, options, lake, checkpoints, log=lambda _: None)
+
+    return kafka, lake, run
+
+
+def test_open_hour_equals_a_recount_survives_a_restart_and_rolls_over(spark, tmp_path, live_stream):
+    kafka, lake, run = live_stream
+    first = _events(HOUR, 400, seed=1)
+    _send(kafka, first)
+    run()
+    # nothing is closed yet (the watermark is 2 h behind the newest event): all of it is open
+    assert lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND).count() == 0
+    version, open_state = _state(spark, lake, LIVE_OPEN_HOURLY_BRAND)
+    pd.testing.assert_frame_equal(_hourly(open_state), _recount(first), check_dtype=False)
+    newest = max(pd.to_datetime(e["event_time"].removesuffix(" UTC")) for e in first)
+    assert set(pd.to_datetime(open_state["as_of"])) == {newest}
+    # minute windows: the shop's views per minute equal the recount's
+    _, minutes = _state(spark, lake, LIVE_MINUTE_FUNNEL)
+    shop = minutes[minutes["scope"] == "shop"].set_index(
+        pd.to_datetime(minutes.loc[minutes["scope"] == "shop", "window_start"])
+    )
+    clean = pd.DataFrame(first)
+    clean["t"] = pd.to_datetime(clean["event_time"].str.removesuffix(" UTC"))
+    clean = clean[
+        clean["event_type"].isin(["view", "cart", "remove_from_cart", "purchase"]) & (clean["price"] > 0)
+    ]
+    clean = clean.drop_duplicates(["t", "user_id", "user_session", "product_id", "event_type"])
+    per_minute = clean[clean["event_type"] == "view"].groupby(clean["t"].dt.floor("min")).size()
+    assert shop["views"].sort_index().to_dict() == {
+        k: v for k, v in per_minute.sort_index().to_dict().items()
+    }
+    assert {"acme", "zeta"} <= set(minutes["scope"])  # the top brands beside the shop
+
+    # a restart with nothing new: the same state, not a new one
+    run()
+    again, same = _state(spark, lake, LIVE_OPEN_HOURLY_BRAND)
+    assert again == version
+    pd.testing.assert_frame_equal(_hourly(same), _hourly(open_state))
+
+    # events three hours later push the watermark past the first hour's end: it closes
+    later = _events(HOUR + timedelta(hours=3), 150, seed=2)
+    _send(kafka, later)
+    run()
+    closed = lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND).toPandas()
+    pd.testing.assert_frame_equal(_hourly(closed), _recount(first), check_dtype=False)
+    # served: the open view holds only the hours after the last closed one, as the recount of
+    # the later events says; the closed hour is in the closed part
+    store = LakeStore(lake.root, mode="replica", database=tmp_path / "replica.duckdb")
+    store.refresh()
+    live = queries.live_funnel(store.cursor(), hours=6)
+    assert [h["window_start"] for h in live["hours"]] == [HOUR.strftime("%Y-%m-%dT%H:%M:%SZ")]
+    opened = live["open"]
+    assert opened["provisional"] is True
+    expected = _recount(later)
+    assert [h["window_start"] for h in opened["hours"]] == [
+        (HOUR + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ]
+    assert opened["hours"][0]["views"] == int(expected["views"].sum())
+    assert opened["hours"][0]["purchases"] == int(expected["purchases"].sum())
+    assert round(opened["hours"][0]["revenue"], 2) == round(float(expected["revenue"].sum()), 2)
+    assert sum(m["views"] for m in opened["minutes"]) > 0
+    # older states are pruned: at most three versions stay
+    versions = lake.read(spark, LIVE_OPEN_HOURLY_BRAND).select("version").distinct().count()
+    assert 2 <= versions <= 3
