@@ -32,17 +32,6 @@ from funnelpulse_dagster.tables import (
 )
 from funnelpulse_dagster.transforms import gold
 
-SILVER_COLUMNS = [
-    "event_time",
-    "event_type",
-    "price",
-    "user_id",
-    "user_session",
-    "brand_norm",
-    "category_root",
-    "price_band",
-    "event_date",
-]
 STEPS = gold.FUNNEL_STEPS
 
 
@@ -145,7 +134,7 @@ def main() -> None:
         out = Lake(f"{out_root}/{name}")
         for attempt in range(args.repeat):
             started, seconds = time.perf_counter(), {}
-            shared = source.read(spark, SILVER_EVENTS, days).select(*SILVER_COLUMNS)
+            shared = source.read(spark, SILVER_EVENTS, days).select(*gold.GOLD_INPUT_COLUMNS)
             if prepare is not None:
                 shared = prepare(shared)
             shared = shared.persist(StorageLevel.MEMORY_AND_DISK)

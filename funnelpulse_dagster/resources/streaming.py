@@ -24,7 +24,9 @@ class StreamingResource(ConfigurableResource):
         "backlog is worked off in bounded steps and a crash redoes at most one step.",
     )
     processing_time_seconds: int = Field(
-        default=30, description="Micro-batch interval of the continuous mode."
+        default=5,
+        description="Micro-batch interval of the continuous mode: how fresh the open state is "
+        "(5 s: p95 12 s from produce to the API at 2,000 events/s; 30 s: p95 56 s; benchmarks/live_latency.py).",
     )
 
     live_minute_window_minutes: int = Field(

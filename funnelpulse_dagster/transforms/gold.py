@@ -22,6 +22,20 @@ from funnelpulse_dagster.tables import (
 ACTORS = {"user_session": "sessions", "user_id": "users"}
 
 
+# the silver columns the gold tables read (a narrower projection to cache)
+GOLD_INPUT_COLUMNS = (
+    "event_time",
+    "event_type",
+    "price",
+    "user_id",
+    "user_session",
+    "brand_norm",
+    "category_root",
+    "price_band",
+    "event_date",
+)
+
+
 def _count_of(event_type: str) -> Column:
     return F.count(F.when(F.col("event_type") == event_type, True))
 

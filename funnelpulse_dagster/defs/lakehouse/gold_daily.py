@@ -36,6 +36,7 @@ from funnelpulse_dagster.tables import (
 )
 from funnelpulse_dagster.timing import PhaseTimer
 from funnelpulse_dagster.transforms.gold import (
+    GOLD_INPUT_COLUMNS,
     daily_brand_funnel,
     daily_category_funnel,
     hourly_price_band_funnel,
@@ -46,18 +47,6 @@ _BUILDERS = {
     GOLD_FUNNEL_DAILY_CATEGORY.name: (GOLD_FUNNEL_DAILY_CATEGORY, daily_category_funnel),
     GOLD_FUNNEL_HOURLY_PRICE_BAND.name: (GOLD_FUNNEL_HOURLY_PRICE_BAND, hourly_price_band_funnel),
 }
-# the silver columns these tables need (the cached projection)
-_SILVER_COLUMNS = [
-    "event_time",
-    "event_type",
-    "price",
-    "user_id",
-    "user_session",
-    "brand_norm",
-    "category_root",
-    "price_band",
-    "event_date",
-]
 
 
 def _spec(table: Table, description: str, extra_deps: list[str] | None = None) -> AssetSpec:
@@ -99,7 +88,7 @@ def gold_daily_tables(context: AssetExecutionContext, spark: SparkResource, lake
     selected_keys = {key.to_user_string() for key in context.selected_asset_keys}
     selected = [name for name in _BUILDERS if name in selected_keys]  # this multi-asset's own, in order
     # one read of silver serves every selected table; cached only when more than one uses it
-    silver = lake.read(session, SILVER_EVENTS, days).select(*_SILVER_COLUMNS)
+    silver = lake.read(session, SILVER_EVENTS, days).select(*GOLD_INPUT_COLUMNS)
     if len(selected) > 1:
         silver = silver.persist(StorageLevel.MEMORY_AND_DISK)
     try:

@@ -62,6 +62,17 @@ async function refreshStatus() {
   }
 }
 
+// one hour's funnel as cards: views, carts, purchases, conversion, revenue
+function hourCards(hour, viewsLabel) {
+  return [
+    card(viewsLabel, fmtInt.format(hour.views)),
+    card("carts", fmtInt.format(hour.carts)),
+    card("purchases", fmtInt.format(hour.purchases)),
+    card("conversion", pct(hour.conversion_rate)),
+    card("revenue", fmtMoney.format(hour.revenue)),
+  ];
+}
+
 function renderOpen(open) {
   // the hours the watermark has not closed yet, as of the newest published event: numbers that
   // still change (late events), labelled provisional; the closed table below is the reference
@@ -74,13 +85,7 @@ function renderOpen(open) {
   const hour = open.hours[open.hours.length - 1];
   el("open-caption").textContent = `${hour.window_start}, as of ${open.as_of}` +
     (open.hours.length > 1 ? ` (${open.hours.length} hours open)` : "");
-  el("open-cards").innerHTML = [
-    card("views so far", fmtInt.format(hour.views)),
-    card("carts", fmtInt.format(hour.carts)),
-    card("purchases", fmtInt.format(hour.purchases)),
-    card("conversion", pct(hour.conversion_rate)),
-    card("revenue", fmtMoney.format(hour.revenue)),
-  ].join("");
+  el("open-cards").innerHTML = hourCards(hour, "views so far").join("");
   const x = open.minutes.map((m) => m.window_start);
   Plotly.react("open-chart", [
     { x, y: open.minutes.map((m) => m.views), name: "views / min", type: "bar", marker: { color: "#aab7cf" } },
@@ -107,11 +112,7 @@ async function refreshLive() {
     const sum = (key) => live.hours.reduce((acc, h) => acc + (h[key] || 0), 0);
     el("live-caption").textContent = `newest closed hour ${newest.window_start} (${behind(live.lag_seconds)} behind the clock)`;
     el("live-cards").innerHTML = [
-      card("views, newest hour", fmtInt.format(newest.views)),
-      card("carts", fmtInt.format(newest.carts)),
-      card("purchases", fmtInt.format(newest.purchases)),
-      card("conversion", pct(newest.conversion_rate)),
-      card("revenue", fmtMoney.format(newest.revenue)),
+      ...hourCards(newest, "views, newest hour"),
       card(`purchases, last ${live.hours.length} h`, fmtInt.format(sum("purchases"))),
       card(`conversion, last ${live.hours.length} h`, pct(sum("views") ? sum("purchases") / sum("views") : null)),
     ].join("");
