@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+from datetime import datetime, timedelta
+
+from pyspark.sql import Row
 
 from funnelpulse_dagster.defs.streaming.replay import kafka_replay_job
 from funnelpulse_dagster.resources import KafkaResource
@@ -32,3 +35,48 @@ def replay(spark_resource, lake, kafka_resource, **pace):
     )
     assert result.success
     return result
+
+
+def hint_row(dimension, value, views, purchases, expected):
+    return Row(
+        dimension=dimension,
+        value=value,
+        views=views,
+        purchases=purchases,
+        expected_purchases=expected,
+        contribution=purchases - expected,
+    )
+
+
+def anomaly_row(brand: str, start: datetime, kind: str, severity: str, score: float) -> dict:
+    """A gold_anomalies_hourly_brand row in the table's format, for tests that need anomalies
+    the detector would not flag on small data."""
+    hints = [hint_row("price_band", "<10", 40, 1, 6.5), hint_row("category_root", "unknown", 60, 2, 7.0)]
+    return {
+        "window_start": start,
+        "window_end": start + timedelta(hours=1),
+        "brand": brand,
+        "anomaly_type": kind,
+        "severity": severity,
+        "score": score,
+        "evidence_hours": 2,
+        "views": 60,
+        "purchases": 2,
+        "conversion_rate": 2 / 60,
+        "expected_conversion_rate": 0.12,
+        "expected_purchases": 7.2,
+        "view_sessions": 40,
+        "purchase_sessions": 2,
+        "session_conversion_rate": 0.05,
+        "expected_session_conversion_rate": 0.11,
+        "expected_purchase_sessions": 4.4,
+        "z_hour": -2.1 if kind == "drop" else 2.3,
+        "z_brand": None,
+        "z_brand_hour": None,
+        "is_drop_anomaly": kind == "drop",
+        "is_spike_anomaly": kind == "spike",
+        "root_cause_hints": hints,
+        "top_hint": "price_band=<10: 1 purchases vs 6.5 expected",
+        "source": "batch",
+        "window_date": start.date(),
+    }

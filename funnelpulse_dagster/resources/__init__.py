@@ -12,6 +12,7 @@ from functools import partial
 
 from dagster import EnvVar
 
+from funnelpulse_dagster.resources.alerts import AlertsResource
 from funnelpulse_dagster.resources.kafka import KafkaResource
 from funnelpulse_dagster.resources.lake import LakeResource
 from funnelpulse_dagster.resources.raw_data import RawDataResource
@@ -19,6 +20,8 @@ from funnelpulse_dagster.resources.reports import ReportsResource
 from funnelpulse_dagster.resources.spark import SparkResource
 from funnelpulse_dagster.resources.streaming import StreamingResource
 from funnelpulse_dagster.settings import (
+    ENV_ALERT_FORMAT,
+    ENV_ALERT_WEBHOOK,
     ENV_CHECKPOINTS,
     ENV_GCP_PROJECT,
     ENV_KAFKA_BOOTSTRAP,
@@ -40,6 +43,7 @@ from funnelpulse_dagster.settings import (
 )
 
 __all__ = [
+    "AlertsResource",
     "KafkaResource",
     "LakeResource",
     "RawDataResource",
@@ -91,6 +95,9 @@ def build_resources(resolved: bool = False) -> dict[str, object]:
         "lake": LakeResource(root=_from_env(ENV_LAKE, settings.lake)),
         "raw_data": RawDataResource(
             uri=_from_env(ENV_RAW, settings.raw), gcp_project=_from_env(ENV_GCP_PROJECT, settings.gcp_project)
+        ),
+        "alerts": AlertsResource(
+            webhook_url=_from_env(ENV_ALERT_WEBHOOK, ""), format=_from_env(ENV_ALERT_FORMAT, "slack")
         ),
         "reports": ReportsResource(root=_from_env(ENV_REPORTS, str(settings.reports))),
     }

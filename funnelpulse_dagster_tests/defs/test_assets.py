@@ -200,6 +200,7 @@ def test_definitions_load():
         "raw_files_sensor",
         "kafka_offsets_sensor",
         "report_automation_sensor",
+        "alerts_sensor",
     }
 
 

@@ -72,7 +72,7 @@ def test_every_resource_field_says_what_it_is():
         for _, cls in inspect.getmembers(resources, inspect.isclass)
         if issubclass(cls, ConfigurableResource) and cls.__module__.startswith("funnelpulse_dagster")
     ]
-    assert len(classes) == 6
+    assert len(classes) == 7
     missing = [
         f"{c.__name__}.{f}" for c in classes for f, info in c.model_fields.items() if not info.description
     ]

@@ -26,7 +26,6 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 from fastapi.testclient import TestClient
-from pyspark.sql import Row
 
 from funnelpulse_dagster.defs.reports.report_asset import REPORT_FILE, funnel_report
 from funnelpulse_dagster.reports.funnel_report import CHARTS, TOP_BRANDS, TREND_BRANDS
@@ -43,7 +42,7 @@ from funnelpulse_dagster.tables import (
     SILVER_EVENTS,
 )
 from funnelpulse_dagster_tests import reference
-from funnelpulse_dagster_tests.live import DAYS, free_port
+from funnelpulse_dagster_tests.live import DAYS, anomaly_row, free_port
 
 FIRST, LAST = (date.fromisoformat(d) for d in DAYS)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -55,49 +54,6 @@ def ref(sample_raw_dir) -> pd.DataFrame:
     """Silver events of the sample's days, by the independent pandas reference."""
     good, _ = reference.parse_files(sorted(sample_raw_dir.glob("*.csv")))
     return reference.silver(good[good["event_time"].dt.date.between(FIRST, LAST)])
-
-
-def _hint(dimension, value, views, purchases, expected):
-    return Row(
-        dimension=dimension,
-        value=value,
-        views=views,
-        purchases=purchases,
-        expected_purchases=expected,
-        contribution=purchases - expected,
-    )
-
-
-def _anomaly(brand: str, start: datetime, kind: str, severity: str, score: float) -> dict:
-    hints = [_hint("price_band", "<10", 40, 1, 6.5), _hint("category_root", "unknown", 60, 2, 7.0)]
-    return {
-        "window_start": start,
-        "window_end": start + timedelta(hours=1),
-        "brand": brand,
-        "anomaly_type": kind,
-        "severity": severity,
-        "score": score,
-        "evidence_hours": 2,
-        "views": 60,
-        "purchases": 2,
-        "conversion_rate": 2 / 60,
-        "expected_conversion_rate": 0.12,
-        "expected_purchases": 7.2,
-        "view_sessions": 40,
-        "purchase_sessions": 2,
-        "session_conversion_rate": 0.05,
-        "expected_session_conversion_rate": 0.11,
-        "expected_purchase_sessions": 4.4,
-        "z_hour": -2.1 if kind == "drop" else 2.3,
-        "z_brand": None,
-        "z_brand_hour": None,
-        "is_drop_anomaly": kind == "drop",
-        "is_spike_anomaly": kind == "spike",
-        "root_cause_hints": hints,
-        "top_hint": "price_band=<10: 1 purchases vs 6.5 expected",
-        "source": "batch",
-        "window_date": start.date(),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -118,12 +74,12 @@ def served_lake(tmp_path_factory, spark, batch_lake, streamed, top_brands) -> Pa
         (root / table.name).symlink_to(built / table.name, target_is_directory=True)
     a, b, c = top_brands
     rows = [
-        _anomaly(a, datetime(2019, 10, 2, 10), "drop", "high", 10.0),
-        _anomaly(a, datetime(2019, 10, 2, 11), "drop", "medium", 7.5),
-        _anomaly(b, datetime(2019, 10, 2, 15), "spike", "low", 5.0),
-        _anomaly(a, datetime(2019, 10, 3, 9), "spike", "high", 12.0),
-        _anomaly(c, datetime(2019, 10, 3, 9), "drop", "low", 4.6),
-        _anomaly(b, datetime(2019, 10, 3, 20), "drop", "medium", 7.0),
+        anomaly_row(a, datetime(2019, 10, 2, 10), "drop", "high", 10.0),
+        anomaly_row(a, datetime(2019, 10, 2, 11), "drop", "medium", 7.5),
+        anomaly_row(b, datetime(2019, 10, 2, 15), "spike", "low", 5.0),
+        anomaly_row(a, datetime(2019, 10, 3, 9), "spike", "high", 12.0),
+        anomaly_row(c, datetime(2019, 10, 3, 9), "drop", "low", 4.6),
+        anomaly_row(b, datetime(2019, 10, 3, 20), "drop", "medium", 7.0),
     ]
     table = GOLD_ANOMALIES_HOURLY_BRAND
     frame = spark.createDataFrame(

@@ -1,0 +1,83 @@
+"""The alerts sensor: every new incident to the webhook, once, retried until it goes through."""
+
+from __future__ import annotations
+
+import time
+
+from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, SkipReason, sensor
+
+from funnelpulse_dagster.alerts import (
+    AlertState,
+    anomaly_incidents,
+    deliver_new,
+    newest_closed_hour_end,
+    payload,
+    post_json,
+    stream_gap,
+)
+from funnelpulse_dagster.resources import KafkaResource, LakeResource, StreamingResource
+from funnelpulse_dagster.resources.alerts import AlertsResource
+from funnelpulse_dagster.serving.store import LakeStore
+from funnelpulse_dagster.streaming.offsets import KafkaUnavailable, backlog, committed_checkpoint_offsets
+from funnelpulse_dagster.tables import STREAM_INGEST_QUERY
+
+
+@sensor(
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.STOPPED,
+    description="Sends every new incident (conversion drops and spikes, a stalled live stream) to "
+    "FUNNELPULSE_ALERT_WEBHOOK once; failed posts are retried with back-off, and a delivery that "
+    "keeps failing shows in this sensor's ticks.",
+)
+def alerts_sensor(
+    context: SensorEvaluationContext,
+    alerts: AlertsResource,
+    lake: LakeResource,
+    kafka: KafkaResource,
+    streaming: StreamingResource,
+):
+    if not alerts.webhook_url:
+        return SkipReason("FUNNELPULSE_ALERT_WEBHOOK is not set: nowhere to send alerts")
+    state = AlertState.load(context.cursor)
+    now = time.time()
+    store = LakeStore(lake.root, mode="parquet")
+    try:
+        store.refresh()
+        con = store.cursor()
+        incidents, horizon = anomaly_incidents(con, alerts.lookback_days)
+        closed_end = newest_closed_hour_end(con)
+    finally:
+        store.close()
+    try:
+        ends = kafka.end_offsets_now(timeout=5)
+        waiting = backlog(
+            ends, committed_checkpoint_offsets(streaming.checkpoint(STREAM_INGEST_QUERY), kafka.topic)
+        )
+    except KafkaUnavailable:
+        waiting = None  # no broker: a stall cannot be told from an idle shop
+    if gap := stream_gap(state, closed_end, waiting, now, alerts.stream_gap_minutes):
+        incidents.append(gap)
+    outcome = deliver_new(
+        state,
+        incidents,
+        now,
+        lambda incident: post_json(alerts.webhook_url, payload(incident, alerts.format)),
+        alerts.retry_seconds,
+        horizon,
+    )
+    for key in outcome.delivered:
+        context.log.info(f"alert sent: {key}")
+    if outcome.failing:
+        first = next(iter(outcome.failing.items()))
+        context.log.error(
+            f"alert delivery failing for {len(outcome.failing)} incident(s), e.g. {first[0]}: {first[1]}"
+        )
+        reason = (
+            f"ALERT DELIVERY FAILING for {len(outcome.failing)} incident(s) (retrying with back-off): "
+            f"{first[1]}; sent this tick: {len(outcome.delivered)}"
+        )
+    elif outcome.delivered:
+        reason = f"sent {len(outcome.delivered)} alert(s): {', '.join(outcome.delivered[:5])}"
+    else:
+        reason = f"no new incident ({len(state.sent)} sent before)"
+    return SensorResult(skip_reason=SkipReason(reason), cursor=state.dump())
