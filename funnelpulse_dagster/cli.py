@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from funnelpulse_dagster.generator import DEFAULT_EVENTS_PER_DAY, generate
@@ -24,6 +24,7 @@ def _generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         events_per_day=args.events_per_day,
         anomalies=args.anomalies,
+        visible_anomalies=args.visible_anomalies,
         ground_truth_path=truth,
     )
     print(f"wrote {summary.rows:,} rows to {', '.join(summary.files)}")
@@ -179,6 +180,54 @@ def _stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def _anomalies(args: argparse.Namespace) -> int:
+    """Each injected anomaly with the hours the detector flagged inside it, and the flags that
+    match no injection: what a demo user checks first."""
+    import csv
+
+    from funnelpulse_dagster.serving.store import LakeStore
+
+    settings = load_settings()
+    truth = Path(args.ground_truth) if args.ground_truth else settings.ground_truth / "injected_anomalies.csv"
+    injected = list(csv.DictReader(truth.open())) if truth.exists() else []
+    store = LakeStore(settings.lake, mode="parquet")
+    store.refresh()
+    flagged = (
+        store.cursor()
+        .execute(
+            "SELECT brand, window_start, anomaly_type, score FROM gold_anomalies_hourly_brand ORDER BY window_start"
+        )
+        .fetchall()
+    )
+    store.close()
+    matched: set[int] = set()
+    print(f"{'injected (ground truth)':58} {'flagged hours':>13}")
+    found_all = {"drop": 0, "spike": 0}
+    for a in injected:
+        start = datetime.fromisoformat(a["window_start"].replace("Z", "")).replace(tzinfo=None)
+        end = start + timedelta(hours=int(a["hours"]))
+        hits = [
+            i for i, (brand, hour, kind, _) in enumerate(flagged)
+            if brand == a["brand"] and kind == a["anomaly_type"] and start <= hour < end
+        ]  # fmt: skip
+        matched.update(hits)
+        found_all[a["anomaly_type"]] += bool(hits)
+        label = (
+            f"{a['anomaly_type']:5} {a['brand']:12} {start:%Y-%m-%d %H:00} +{a['hours']} h x{a['magnitude']}"
+        )
+        print(f"{label:58} {len(hits):>6} of {a['hours']}")
+    others = [f for i, f in enumerate(flagged) if i not in matched]
+    drops = sum(a["anomaly_type"] == "drop" for a in injected)
+    spikes = len(injected) - drops
+    print(
+        f"found {found_all['drop']} of {drops} injected drops and {found_all['spike']} of {spikes} spikes; "
+        f"{len(others)} flagged hour(s) match no injection"
+    )
+    for brand, hour, kind, score in others[:10]:
+        print(f"  not injected: {kind:5} {brand} {hour:%Y-%m-%d %H:00} (score {score:.1f})")
+    return 0
+
+
 def _rules(args: argparse.Namespace) -> int:
     """The asset checks and the funnel rates as stated in rules.py, as Markdown tables: what
     docs/data-quality.md and docs/tables.md show (a test holds the docs to it)."""
@@ -221,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--events-per-day", type=int, default=DEFAULT_EVENTS_PER_DAY)
     gen.add_argument("--anomalies", type=int, default=0, help="funnel anomalies to inject")
+    gen.add_argument(
+        "--visible-anomalies",
+        action="store_true",
+        help="place the anomalies where the data makes them detectable (the demo): drops and spikes "
+        "in turn on the three busiest brands, in busy hours, one a day from the eighth day",
+    )
     gen.add_argument("--out", help="output folder (default: $FUNNELPULSE_HOME/data_raw)")
     gen.add_argument(
         "--ground-truth", help="CSV of injected anomalies (default: $FUNNELPULSE_HOME/ground_truth/)"
@@ -229,6 +284,14 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = sub.add_parser("config", help="print the resolved configuration")
     cfg.set_defaults(func=_config)
+
+    found = sub.add_parser(
+        "anomalies", help="injected anomalies (the generator's ground truth) beside what the detector flagged"
+    )
+    found.add_argument(
+        "--ground-truth", help="default: $FUNNELPULSE_HOME/ground_truth/injected_anomalies.csv"
+    )
+    found.set_defaults(func=_anomalies)
 
     rules_cmd = sub.add_parser("rules", help="print the data-quality rules and rates (the docs' tables)")
     rules_cmd.set_defaults(func=_rules)

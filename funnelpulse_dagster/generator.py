@@ -325,7 +325,11 @@ def _inject_anomalies(
     days: int,
     count: int,
     top_brands: int = 25,
+    visible: bool = False,
 ) -> tuple[dict[str, np.ndarray], list[InjectedAnomaly]]:
+    """`visible`: what a demo needs to show, instead of a random draw: drops and spikes in turn,
+    on the three busiest brands, 3 to 5 hours in the busy part of the day (11:00 to 20:00 UTC),
+    one per day from the eighth day on, purchases cut by 85 to 95 % or multiplied 2.5 to 3."""
     if count <= 0:
         return events, []
     brand_of_event = catalog.brand[events["product"]]
@@ -338,22 +342,30 @@ def _inject_anomalies(
     keep = np.ones(len(events["event_time"]), dtype=bool)
     event_type = events["event_type"].copy()
     injected: list[InjectedAnomaly] = []
-    for _ in range(count):
-        brand = str(rng.choice(candidates))
-        hours = int(rng.integers(2, 7))
-        start_hour = int(rng.integers(earliest, max(earliest + 1, latest - hours)))
+    for index in range(count):
+        if visible:
+            brand = str(candidates[index % min(3, len(candidates))])
+            hours = int(rng.integers(3, 6))
+            day = min(days - 1, 7 + index)
+            start_hour = first_hour + day * 24 + int(rng.integers(11, 21 - hours))
+        else:
+            brand = str(rng.choice(candidates))
+            hours = int(rng.integers(2, 7))
+            start_hour = int(rng.integers(earliest, max(earliest + 1, latest - hours)))
         in_window = (
             (brand_of_event == brand)
             & (events["event_time"] // 3600 >= start_hour)
             & (events["event_time"] // 3600 < start_hour + hours)
         )
-        if rng.random() < 0.5:
-            magnitude = float(np.round(rng.uniform(0.7, 0.95), 2))
+        if (index % 2 == 0) if visible else (rng.random() < 0.5):
+            low, high = (0.85, 0.95) if visible else (0.7, 0.95)
+            magnitude = float(np.round(rng.uniform(low, high), 2))
             victims = in_window & (event_type == PURCHASE) & (rng.random(len(keep)) < magnitude)
             keep &= ~victims
             kind = "drop"
         else:
-            magnitude = float(np.round(rng.uniform(1.5, 3.0), 2))
+            low, high = (2.5, 3.0) if visible else (1.5, 3.0)
+            magnitude = float(np.round(rng.uniform(low, high), 2))
             purchases = int((in_window & (event_type == PURCHASE)).sum())
             views = in_window & (event_type == VIEW)
             p = min(1.0, max(purchases, 3) * magnitude / max(1, int(views.sum())))
@@ -399,6 +411,7 @@ def generate(
     events_per_day: int = DEFAULT_EVENTS_PER_DAY,
     anomalies: int = 0,
     anomaly_top_brands: int = 25,
+    visible_anomalies: bool = False,
     malformed_per_kind: int = 1,
     ground_truth_path: Path | str | None = None,
 ) -> GenerationSummary:
@@ -414,7 +427,9 @@ def generate(
     n_products = int(np.clip(events_per_day * days / 200, 500, 25_000))
     catalog = _build_catalog(rng, n_products, n_brands=240)
     events = _generate_events(rng, catalog, start, days, events_per_day)
-    events, injected = _inject_anomalies(rng, events, catalog, start, days, anomalies, anomaly_top_brands)
+    events, injected = _inject_anomalies(
+        rng, events, catalog, start, days, anomalies, anomaly_top_brands, visible=visible_anomalies
+    )
     events = _add_duplicates(rng, events)
 
     # keep only the requested days (sessions may run past midnight of the last day)

@@ -76,3 +76,23 @@ def test_deterministic_for_a_seed(tmp_path):
     assert [p.split("/")[-1] for p in a.files] == ["2019-Nov.csv", "2019-Dec.csv"]
     for fa, fb in zip(a.files, b.files, strict=True):
         assert Path(fa).read_bytes() == Path(fb).read_bytes()
+
+
+def test_visible_anomalies_are_placed_where_a_demo_can_find_them(tmp_path):
+    """Drops and spikes in turn, on the three busiest brands (by the data written), in busy
+    hours, one a day from the eighth day, strong enough to stand out."""
+    summary = generate(
+        tmp_path / "raw", date(2019, 10, 1), 14, seed=3, events_per_day=20_000, anomalies=6,
+        visible_anomalies=True, ground_truth_path=tmp_path / "truth.csv",
+    )  # fmt: skip
+    truth = pd.read_csv(tmp_path / "truth.csv")
+    frame = pd.concat(pd.read_csv(p) for p in (tmp_path / "raw").glob("*.csv"))
+    busiest = frame["brand"].dropna().value_counts().index[:3]
+    assert list(truth["anomaly_type"]) == ["drop", "spike"] * 3
+    assert set(truth["brand"]) <= set(busiest)
+    starts = pd.to_datetime(truth["window_start"])
+    assert [s.day for s in starts] == [8, 9, 10, 11, 12, 13]
+    assert all(11 <= s.hour and s.hour + h <= 21 for s, h in zip(starts, truth["hours"], strict=True))
+    drops, spikes = truth[truth["anomaly_type"] == "drop"], truth[truth["anomaly_type"] == "spike"]
+    assert drops["magnitude"].between(0.85, 0.95).all() and spikes["magnitude"].between(2.5, 3.0).all()
+    assert len(summary.anomalies) == 6

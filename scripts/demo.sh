@@ -19,7 +19,7 @@ export FUNNELPULSE_END_DATE="${FUNNELPULSE_END_DATE:-$END}"
 DG=(.venv/bin/dagster job execute -m funnelpulse_dagster.definitions)
 
 if ! ls "$FUNNELPULSE_HOME"/data_raw/*.csv >/dev/null 2>&1; then
-  .venv/bin/funnelpulse generate --start "$START" --days "$DAYS" --anomalies 6
+  .venv/bin/funnelpulse generate --start "$START" --days "$DAYS" --anomalies 6 --visible-anomalies
 fi
 
 echo "== batch_lakehouse_job: bronze → silver → gold → anomalies for $START...$END (one run)"
@@ -40,6 +40,9 @@ if [ "${DEMO_LIVE:-1}" = "1" ]; then
 fi
 
 .venv/bin/funnelpulse summary
+echo
+echo "== injected anomalies beside what the detector flagged"
+.venv/bin/funnelpulse anomalies
 echo
 echo "Tables are under ${FUNNELPULSE_LAKE:-$FUNNELPULSE_HOME/tables}."
 echo "The funnel report (opens offline): ${FUNNELPULSE_REPORTS:-$FUNNELPULSE_HOME/reports}/funnel_report.html"
