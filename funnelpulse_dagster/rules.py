@@ -216,6 +216,12 @@ EVERY_ANOMALY_EXPLAINED = TableCheck(
     "every anomaly row has its baseline and at least one root-cause hint",
     (GOLD_ANOMALIES_HOURLY_BRAND.name,),
 )
+ORDERED_FUNNEL_CONSISTENT = TableCheck(
+    "ordered_funnel_consistent",
+    "purchased ≤ carted ≤ viewed sessions and the drop-offs are their differences on every row, and "
+    "per day the shop's viewed sessions = the sessions that started that day with a view",
+    ("gold_session_funnel_daily",),
+)
 TABLE_CHECKS = (
     INPUT_ROWS_RECONCILE,
     TOTALS_MATCH_SILVER,
@@ -224,6 +230,7 @@ TABLE_CHECKS = (
     STREAM_MATCHES_BATCH,
     NEW_DROPS,
     EVERY_ANOMALY_EXPLAINED,
+    ORDERED_FUNNEL_CONSISTENT,
 )
 
 

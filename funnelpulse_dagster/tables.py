@@ -181,6 +181,34 @@ GOLD_FUNNEL_HOURLY_PRICE_BAND = Table(
     ),
 )
 
+# The funnel as analysts read it: sessions that viewed, then carted after a view, then purchased
+# after a cart, in event-time order within the session (transforms/ordered_funnel.py), per day the
+# session started × dimension (`shop`, `brand`, `category_root`, `price_band`) × value.
+ORDERED_DIMENSIONS = ("shop", "brand", "category_root", "price_band")
+GOLD_SESSION_FUNNEL_DAILY = Table(
+    "gold_session_funnel_daily",
+    "session_date",
+    _fields(
+        ("dimension", StringType()),
+        ("value", StringType()),  # NULL: the shop as a whole, or no brand / category
+        ("viewed_sessions", LongType()),
+        ("carted_sessions", LongType()),  # carted after a view
+        ("purchased_sessions", LongType()),  # purchased after that cart
+        ("dropped_after_view", LongType()),
+        ("dropped_after_cart", LongType()),
+        ("view_to_cart_rate", DoubleType()),
+        ("cart_to_purchase_rate", DoubleType()),
+        ("conversion_rate", DoubleType()),
+        ("median_seconds_view_to_cart", DoubleType()),
+        ("p90_seconds_view_to_cart", DoubleType()),
+        ("median_seconds_cart_to_purchase", DoubleType()),
+        ("p90_seconds_cart_to_purchase", DoubleType()),
+        ("median_seconds_view_to_purchase", DoubleType()),
+        ("p90_seconds_view_to_purchase", DoubleType()),
+        ("session_date", DateType()),
+    ),
+)
+
 GOLD_TABLES = (
     GOLD_FUNNEL_HOURLY_BRAND,
     GOLD_FUNNEL_DAILY_BRAND,
@@ -245,6 +273,7 @@ BATCH_TABLES = {
         SILVER_EVENTS,
         *GOLD_TABLES,
         GOLD_ANOMALIES_HOURLY_BRAND,
+        GOLD_SESSION_FUNNEL_DAILY,
     )
 }
 

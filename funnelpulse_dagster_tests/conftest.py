@@ -107,9 +107,17 @@ def batch_assets() -> list:
     from funnelpulse_dagster.defs.lakehouse.bronze import bronze
     from funnelpulse_dagster.defs.lakehouse.gold_daily import gold_daily_tables
     from funnelpulse_dagster.defs.lakehouse.gold_hourly import gold_funnel_hourly_brand
+    from funnelpulse_dagster.defs.lakehouse.session_funnel import gold_session_funnel_daily
     from funnelpulse_dagster.defs.lakehouse.silver import silver_events
 
-    return [bronze, silver_events, gold_funnel_hourly_brand, gold_daily_tables, gold_anomalies_hourly_brand]
+    return [
+        bronze,
+        silver_events,
+        gold_funnel_hourly_brand,
+        gold_daily_tables,
+        gold_anomalies_hourly_brand,
+        gold_session_funnel_daily,
+    ]
 
 
 @pytest.fixture(scope="session")

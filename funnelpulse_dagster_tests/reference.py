@@ -280,3 +280,55 @@ def as_spark_frame(spark, pdf: pd.DataFrame, table_schema, columns):
         tuple(_plain(record[f.name], f.dataType) for f in schema.fields) for record in pdf.to_dict("records")
     ]
     return spark.createDataFrame(rows, schema)
+
+
+def ordered_funnel(silver_events: pd.DataFrame, window_minutes: int | None = None) -> pd.DataFrame:
+    """The ordered session funnel, session by session in plain Python: per session, its day (the
+    date of its first event) and, for the shop and each brand / category root / price band value of
+    its products: the first view, the first cart at or after it, the first purchase at or after
+    that cart (all within `window_minutes` of the view when given)."""
+    import numpy as np
+
+    limit = timedelta(minutes=window_minutes) if window_minutes is not None else None
+    per_group: dict[tuple, list[tuple]] = {}
+    events = silver_events[silver_events["user_session"].notna()]
+    for session, rows in events.groupby("user_session"):
+        rows = rows.sort_values("event_time")
+        day = rows["event_time"].min().date()
+        for dimension, column in (("shop", None), ("brand", "brand_norm"), ("category_root", "category_root"), ("price_band", "price_band")):
+            values = [None] if column is None else list(dict.fromkeys(rows[column].tolist()))
+            for value in values:
+                mine = rows if column is None else rows[rows[column].isna()] if value is None else rows[rows[column] == value]
+                views = mine[mine["event_type"] == "view"]["event_time"]
+                if views.empty:
+                    continue
+                t_view = views.min()
+                end = t_view + limit if limit is not None else None
+                carts = [t for t in mine[mine["event_type"] == "cart"]["event_time"] if t >= t_view and (end is None or t <= end)]
+                t_cart = min(carts) if carts else None
+                buys = [] if t_cart is None else [
+                    t for t in mine[mine["event_type"] == "purchase"]["event_time"] if t >= t_cart and (end is None or t <= end)
+                ]
+                t_buy = min(buys) if buys else None
+                per_group.setdefault((day, dimension, value), []).append((t_view, t_cart, t_buy))
+    out = []
+    for (day, dimension, value), sessions in per_group.items():
+        def seconds(pairs):
+            return [(b - a).total_seconds() for a, b in pairs if a is not None and b is not None]
+
+        v2c = seconds([(v, c) for v, c, _ in sessions])
+        c2p = seconds([(c, p) for _, c, p in sessions])
+        v2p = seconds([(v, p) for v, _, p in sessions])
+        q = lambda xs, p: float(np.percentile(xs, p)) if xs else None
+        viewed, carted, bought = len(sessions), len(v2c), len(v2p)
+        out.append({
+            "session_date": day, "dimension": dimension, "value": value,
+            "viewed_sessions": viewed, "carted_sessions": carted, "purchased_sessions": bought,
+            "dropped_after_view": viewed - carted, "dropped_after_cart": carted - bought,
+            "view_to_cart_rate": carted / viewed, "cart_to_purchase_rate": bought / carted if carted else None,
+            "conversion_rate": bought / viewed,
+            "median_seconds_view_to_cart": q(v2c, 50), "p90_seconds_view_to_cart": q(v2c, 90),
+            "median_seconds_cart_to_purchase": q(c2p, 50), "p90_seconds_cart_to_purchase": q(c2p, 90),
+            "median_seconds_view_to_purchase": q(v2p, 50), "p90_seconds_view_to_purchase": q(v2p, 90),
+        })  # fmt: skip
+    return pd.DataFrame(out)

@@ -21,6 +21,7 @@ from funnelpulse_dagster.rules import (
     FUNNEL_RATES,
     INPUT_ROWS_RECONCILE,
     NEW_DROPS,
+    ORDERED_FUNNEL_CONSISTENT,
     RATES_VALID,
     RECONCILED_TOTALS,
     SILVER_KEY_RULE,
@@ -417,4 +418,49 @@ def explained(anomalies: DataFrame) -> AssetCheckResult:
         if count == 0
         else f"{count} anomalies lack a baseline or a hint",
         metadata={"unexplained": count, "sample": MetadataValue.json(sample)},
+    )
+
+
+def ordered_funnel_consistent(
+    stored: DataFrame, silver_around: DataFrame, days: Iterable[date]
+) -> AssetCheckResult:
+    """The stored ordered funnel against itself and against silver: steps never grow, drop-offs
+    are differences, and the shop's viewed sessions per day equal a recount from silver by another
+    route (each session's first event and whether it viewed at all)."""
+    inconsistent = stored.filter(
+        (F.col("purchased_sessions") > F.col("carted_sessions"))
+        | (F.col("carted_sessions") > F.col("viewed_sessions"))
+        | (F.col("dropped_after_view") != F.col("viewed_sessions") - F.col("carted_sessions"))
+        | (F.col("dropped_after_cart") != F.col("carted_sessions") - F.col("purchased_sessions"))
+    )
+    bad_rows = inconsistent.count()
+    shop = {
+        r["session_date"]: r["viewed_sessions"]
+        for r in stored.filter(F.col("dimension") == "shop")
+        .select("session_date", "viewed_sessions")
+        .collect()
+    }
+    recount = {
+        r["day"]: r["sessions"]
+        for r in silver_around.filter(F.col("user_session").isNotNull())
+        .groupBy("user_session")
+        .agg(
+            F.to_date(F.min("event_time")).alias("day"),
+            F.max((F.col("event_type") == "view").cast("int")).alias("v"),
+        )
+        .filter((F.col("v") == 1) & F.col("day").isin(sorted(set(days))))
+        .groupBy("day")
+        .agg(F.count(F.lit(1)).alias("sessions"))
+        .collect()
+    }
+    mismatched = {
+        d.isoformat(): {"table": shop.get(d, 0), "silver": recount.get(d, 0)}
+        for d in sorted(set(days))
+        if shop.get(d, 0) != recount.get(d, 0)
+    }
+    return _result(
+        ORDERED_FUNNEL_CONSISTENT.name,
+        bad_rows == 0 and not mismatched,
+        ORDERED_FUNNEL_CONSISTENT.requirement,
+        {"inconsistent_rows": bad_rows, "mismatched_days": MetadataValue.json(mismatched)},
     )

@@ -178,6 +178,19 @@ def create_app(store: LakeStore, refresh_seconds: float | None = 5.0) -> FastAPI
         """The shop's event funnel over a date range (default: the last 30 days)."""
         return JSONResponse(queries.funnel_totals(store.cursor(), start, end))
 
+    @app.get("/api/funnel/ordered", tags=["funnel"])
+    def ordered(
+        dimension: Literal["shop", "brand", "category_root", "price_band"] = "shop",
+        value: Annotated[
+            str | None, Query(max_length=200, description="the brand, category root or band")
+        ] = None,
+        start: Start = None,
+        end: End = None,
+    ) -> JSONResponse:
+        """The ordered session funnel (view, then cart, then purchase, in order within a session)
+        over a date range (default: the last day), beside the same weekdays a week earlier."""
+        return JSONResponse(queries.ordered_funnel(store.cursor(), dimension, value, start, end))
+
     @app.get("/api/live", tags=["live"])
     def live(
         hours: Annotated[int, Query(ge=1, le=24 * 14, description="closed hours to return")] = 12,

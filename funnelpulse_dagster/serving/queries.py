@@ -29,9 +29,11 @@ from funnelpulse_dagster.tables import (
     GOLD_FUNNEL_DAILY_CATEGORY,
     GOLD_FUNNEL_HOURLY_BRAND,
     GOLD_FUNNEL_HOURLY_PRICE_BAND,
+    GOLD_SESSION_FUNNEL_DAILY,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
     LIVE_MINUTE_FUNNEL,
     LIVE_OPEN_HOURLY_BRAND,
+    ORDERED_DIMENSIONS,
     SHOP_SCOPE,
     Table,
 )
@@ -271,6 +273,70 @@ def live_funnel(con, hours: int = 12, brand: str | None = None, top: int = 10) -
         "hours": hourly,
         "top_brands": top_brands,
         "open": open_funnel(con, window_end, brand, top),
+    }
+
+
+ORDERED_COUNTS = (
+    "viewed_sessions",
+    "carted_sessions",
+    "purchased_sessions",
+    "dropped_after_view",
+    "dropped_after_cart",
+)
+ORDERED_RATES = {
+    "view_to_cart_rate": ("carted_sessions", "viewed_sessions"),
+    "cart_to_purchase_rate": ("purchased_sessions", "carted_sessions"),
+    "conversion_rate": ("purchased_sessions", "viewed_sessions"),
+}
+
+
+def ordered_funnel(
+    con, dimension: str, value: str | None, start: date | None, end: date | None
+) -> dict[str, Any]:
+    """The ordered session funnel of the shop (or one brand / category root / price band) over
+    [start, end] (default: the table's last day), beside the same weekdays one week earlier, with
+    the change per step; the days themselves carry the time to convert (medians and 90th
+    percentiles do not add up over days, so a range has none)."""
+    if dimension not in ORDERED_DIMENSIONS:
+        raise QueryError(f"dimension must be one of {', '.join(ORDERED_DIMENSIONS)}, got {dimension!r}")
+    if dimension == "shop":
+        value = None
+    elif value is None:
+        raise QueryError(f"value is required for dimension {dimension!r} (a {dimension} to show)")
+    start, end = date_range(con, GOLD_SESSION_FUNNEL_DAILY, start, end, 1)
+    table = GOLD_SESSION_FUNNEL_DAILY.name
+    where = 'WHERE session_date BETWEEN ? AND ? AND dimension = ? AND "value" IS NOT DISTINCT FROM ?'
+
+    def totals(first: date, last: date) -> dict[str, Any]:
+        sums = ", ".join(f"coalesce(sum({c}), 0) AS {c}" for c in ORDERED_COUNTS)
+        [row] = rows(
+            con, f'SELECT {sums} FROM "{table}" {where}', [first, last, dimension, value], order_by="1"
+        )
+        rates = {name: rate_of(row[num], row[den]) for name, (num, den) in ORDERED_RATES.items()}
+        return {"start": first.isoformat(), "end": last.isoformat(), **row, **rates}
+
+    current = totals(start, end)
+    previous = totals(start - timedelta(days=7), end - timedelta(days=7))
+    change = {}
+    for column in (*ORDERED_COUNTS, *ORDERED_RATES):
+        now, then = current[column], previous[column]
+        if now is None or then is None:
+            change[column] = {"absolute": None, "relative": None}
+        else:
+            change[column] = {"absolute": now - then, "relative": (now - then) / then if then else None}
+    days = rows(
+        con,
+        f'SELECT * EXCLUDE (dimension, "value") FROM "{table}" {where}',
+        [start, end, dimension, value],
+        order_by="session_date",
+    )
+    return {
+        "dimension": dimension,
+        "value": value,
+        **current,
+        "previous_week": previous,
+        "change": change,
+        "days": days,
     }
 
 

@@ -54,6 +54,7 @@ from pyspark.sql.types import (
 from funnelpulse_dagster import lakefs
 from funnelpulse_dagster.tables import (
     GOLD_ANOMALIES_HOURLY_BRAND,
+    GOLD_SESSION_FUNNEL_DAILY,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
     GOLD_TABLES,
     LIVE_TABLES,
@@ -66,6 +67,7 @@ SERVED_TABLES: tuple[Table, ...] = (
     GOLD_ANOMALIES_HOURLY_BRAND,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
     *LIVE_TABLES,
+    GOLD_SESSION_FUNNEL_DAILY,
 )
 FILE_SINK_TABLES = frozenset({GOLD_STREAM_FUNNEL_HOURLY_BRAND.name})
 MODES = ("replica", "parquet")

@@ -30,6 +30,7 @@ from funnelpulse_dagster.tables import (
     GOLD_FUNNEL_DAILY_CATEGORY,
     GOLD_FUNNEL_HOURLY_BRAND,
     GOLD_FUNNEL_HOURLY_PRICE_BAND,
+    GOLD_SESSION_FUNNEL_DAILY,
     SILVER_EVENTS,
 )
 from funnelpulse_dagster_tests import reference
@@ -73,7 +74,7 @@ def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample
     stated = (
         len(SILVER_ROW_RULES) + 1 + sum(len(c.tables) for c in TABLE_CHECKS if c is not STREAM_MATCHES_BATCH)
     )
-    assert {c.asset_check_key for c in checks} == expected_checks and len(expected_checks) == stated == 17
+    assert {c.asset_check_key for c in checks} == expected_checks and len(expected_checks) == stated == 18
     assert all(c.passed for c in checks), [(c.check_name, c.passed) for c in checks if not c.passed]
 
     lake = LakeResource(root=str(funnelpulse_home / "tables"))
@@ -107,6 +108,19 @@ def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample
             "purchase_users",
         ):
             assert gold[column].sum() == expected[column].sum(), (table.name, column)  # Decimal: to the cent
+    # the ordered session funnel, row for row (the reference goes session by session)
+    ordered = lake.read(spark, GOLD_SESSION_FUNNEL_DAILY).toPandas()
+    expected = reference.ordered_funnel(
+        expected_silver.assign(event_time=pd.to_datetime(expected_silver["event_time"]))
+    )
+    keys = ["session_date", "dimension", "value"]
+    columns = ["viewed_sessions", "carted_sessions", "purchased_sessions", "median_seconds_view_to_purchase"]
+    ordered["session_date"] = pd.to_datetime(ordered["session_date"]).dt.date
+    pd.testing.assert_frame_equal(
+        ordered.sort_values(keys, na_position="first")[keys + columns].reset_index(drop=True),
+        expected.sort_values(keys, na_position="first")[keys + columns].reset_index(drop=True),
+        check_dtype=False,
+    )
 
     # each partition's materialization carries that day's own figures, equal to the reference's
     expected_silver_days = expected_silver.groupby("event_date").size().to_dict()

@@ -35,6 +35,7 @@ from funnelpulse_dagster.serving.store import LakeStore
 from funnelpulse_dagster.tables import (
     GOLD_ANOMALIES_HOURLY_BRAND,
     GOLD_FUNNEL_DAILY_CATEGORY,
+    GOLD_SESSION_FUNNEL_DAILY,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
     GOLD_TABLES,
     LIVE_TABLES,
@@ -70,7 +71,13 @@ def served_lake(tmp_path_factory, spark, batch_lake, streamed, top_brands) -> Pa
     root = tmp_path_factory.mktemp("served") / "tables"
     root.mkdir()
     built = Path(batch_lake.root)
-    for table in (*GOLD_TABLES, SILVER_EVENTS, GOLD_STREAM_FUNNEL_HOURLY_BRAND, *LIVE_TABLES):
+    for table in (
+        *GOLD_TABLES,
+        SILVER_EVENTS,
+        GOLD_STREAM_FUNNEL_HOURLY_BRAND,
+        *LIVE_TABLES,
+        GOLD_SESSION_FUNNEL_DAILY,
+    ):
         (root / table.name).symlink_to(built / table.name, target_is_directory=True)
     a, b, c = top_brands
     rows = [
@@ -283,6 +290,35 @@ def test_live_funnel_sums_the_streaming_table(client, ref):
     assert set(recent.index) <= set(shown.index)
 
 
+def test_ordered_funnel_with_the_week_before(client, ref, top_brands):
+    expected = reference.ordered_funnel(ref.assign(event_time=pd.to_datetime(ref["event_time"])))
+    # default: the last day, the shop
+    last = _get(client, "/api/funnel/ordered")
+    shop = expected[(expected["dimension"] == "shop") & (expected["session_date"] == LAST)].iloc[0]
+    assert (last["start"], last["end"], last["dimension"], last["value"]) == (LAST.isoformat(),) * 2 + (
+        "shop",
+        None,
+    )
+    for column in ("viewed_sessions", "carted_sessions", "purchased_sessions", "dropped_after_view"):
+        assert last[column] == shop[column], column
+    assert last["conversion_rate"] == pytest.approx(shop["purchased_sessions"] / shop["viewed_sessions"])
+    [day] = last["days"]
+    assert day["median_seconds_view_to_purchase"] == pytest.approx(shop["median_seconds_view_to_purchase"])
+    # the week before has no data: zeros, and no relative change
+    assert last["previous_week"]["viewed_sessions"] == 0
+    assert last["change"]["viewed_sessions"] == {"absolute": int(shop["viewed_sessions"]), "relative": None}
+    # one brand over the three days
+    brand = top_brands[0]
+    body = _get(client, f"/api/funnel/ordered?dimension=brand&value={brand}&start={FIRST}&end={LAST}")
+    rows = expected[(expected["dimension"] == "brand") & (expected["value"] == brand)]
+    assert body["viewed_sessions"] == rows["viewed_sessions"].sum()
+    assert body["purchased_sessions"] == rows["purchased_sessions"].sum()
+    assert [d["session_date"] for d in body["days"]] == sorted(d.isoformat() for d in rows["session_date"])
+    # bad parameters are the caller's error
+    assert client.get("/api/funnel/ordered?dimension=brand").status_code == 400
+    assert client.get("/api/funnel/ordered?dimension=colour").status_code == 422
+
+
 def test_anomaly_filters(client, anomaly_frame, top_brands):
     def keys(body):
         return [(r["window_start"], r["brand"]) for r in body["items"]]
@@ -424,6 +460,7 @@ def test_openapi_documents_every_endpoint(client):
         "/api/funnel/hourly",
         "/api/funnel/daily",
         "/api/funnel/totals",
+        "/api/funnel/ordered",
         "/api/live",
         "/api/anomalies",
     ):
@@ -778,6 +815,12 @@ def test_dashboard_renders_live_funnel_and_incidents_in_chromium(served_url, tmp
     open_cards = re.search(r'id="open-cards">(.*?)</div></div></div>', dom, re.DOTALL).group(0)
     assert f"{open_hour['views']:,}" in open_cards and f"{open_hour['purchases']:,}" in open_cards
     assert "provisional" in dom
+    # the ordered session funnel, the shop's steps as the API gives them
+    ordered = json.loads(urllib.request.urlopen(f"{served_url}/api/funnel/ordered").read())
+    assert 'id="ordered-funnel" data-ready="true"' in dom
+    table = re.search(r'id="ordered-table">(.*?)</table>', dom, re.DOTALL).group(1)
+    for column in ("viewed_sessions", "carted_sessions", "purchased_sessions"):
+        assert f">{ordered[column]:,}<" in table, column
     assert 'id="incidents" data-ready="true"' in dom
     assert dom.count('<tr class="incident">') == 6
     assert "6 in all" in dom

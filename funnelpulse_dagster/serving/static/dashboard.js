@@ -205,11 +205,52 @@ async function refreshIncidents() {
   }
 }
 
+const duration = (s) => (s === null || s === undefined ? "–" : s < 90 ? `${Math.round(s)} s` : `${(s / 60).toFixed(1)} min`);
+const change = (c) => (c.relative === null || c.relative === undefined ? "–" : `${c.relative >= 0 ? "+" : ""}${(100 * c.relative).toFixed(1)} %`);
+
+function orderedRows(label, f) {
+  const day = f.days.length === 1 ? f.days[0] : {};
+  const steps = [
+    ["viewed", "viewed_sessions", null, null],
+    ["then carted", "carted_sessions", "view_to_cart_rate", "median_seconds_view_to_cart"],
+    ["then bought", "purchased_sessions", "cart_to_purchase_rate", "median_seconds_cart_to_purchase"],
+  ];
+  return steps.map(([step, count, rate, time], i) =>
+    `<tr><td>${i === 0 ? escapeHtml(label) : ""}</td><td>${step}</td><td class="num">${fmtInt.format(f[count])}</td>` +
+    `<td class="num">${rate ? pct(f[rate]) : ""}</td>` +
+    `<td class="num">${i === 1 ? fmtInt.format(f.dropped_after_view) : i === 2 ? fmtInt.format(f.dropped_after_cart) : ""}</td>` +
+    `<td class="num">${time ? duration(day[time]) : ""}</td>` +
+    `<td class="num">${fmtInt.format(f.previous_week[count])}</td><td class="num">${change(f.change[count])}</td></tr>`).join("");
+}
+
+async function refreshOrdered() {
+  // the shop and the chosen brand, on the newest day, beside the same weekday a week earlier
+  try {
+    const brand = el("brand-select").value;
+    const shop = await getJSON("/api/funnel/ordered");
+    const parts = [orderedRows("shop", shop)];
+    if (brand) {
+      const one = await getJSON(`/api/funnel/ordered?dimension=brand&value=${encodeURIComponent(brand)}&start=${shop.start}&end=${shop.end}`);
+      parts.push(orderedRows(brand, one));
+    }
+    clearError("ordered-funnel");
+    el("ordered-caption").textContent = `sessions starting ${shop.start}${shop.end !== shop.start ? " to " + shop.end : ""}, vs ${shop.previous_week.start}; a step counts only after the one before`;
+    el("ordered-table").innerHTML =
+      "<table><thead><tr><th></th><th>step</th><th class='num'>sessions</th><th class='num'>of the step before</th>" +
+      "<th class='num'>dropped</th><th class='num'>median time</th><th class='num'>a week before</th><th class='num'>change</th></tr></thead><tbody>" +
+      parts.join("") + "</tbody></table>";
+    el("ordered-funnel").dataset.ready = "true";
+  } catch (error) {
+    showError("ordered-funnel", error);
+  }
+}
+
 async function main() {
   el("incident-type").addEventListener("change", refreshIncidents);
   await refreshStatus();
   try { await loadBrands(); } catch (error) { showError("brand-trend", error); }
-  await Promise.all([refreshLive(), refreshTrend(), refreshIncidents()]);
+  el("brand-select").addEventListener("change", refreshOrdered);
+  await Promise.all([refreshLive(), refreshTrend(), refreshIncidents(), refreshOrdered()]);
   setInterval(() => { refreshStatus(); refreshLive(); refreshIncidents(); }, REFRESH_SECONDS * 1000);
 }
 

@@ -1,0 +1,108 @@
+"""The ordered session funnel: view → cart → purchase in event-time order within a session.
+
+Per session and per dimension value (the shop; the brand, category root or price band of the
+event's product), a session
+- *viewed* when it has a view of such a product (t_view: the first one);
+- *carted* when it has a cart of such a product at or after t_view (t_cart: the first one);
+- *purchased* when it has a purchase of such a product at or after t_cart (t_purchase),
+each within the conversion window after t_view when one is set (default: the session itself).
+A step is attributed to a brand only through that brand's own products: a session that views
+brand A and buys brand B converts for neither brand (it does for the shop). Events with the same
+timestamp count as in order (the export has one-second resolution, so a view and a cart in the
+same second are taken as view, then cart). A session counts on the UTC day of its first event,
+so one that spans midnight counts once, on the day it started.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from funnelpulse_dagster.tables import GOLD_SESSION_FUNNEL_DAILY
+
+
+def _dimension_values() -> Column:
+    return F.array(
+        F.struct(F.lit("shop").alias("dimension"), F.lit(None).cast("string").alias("value")),
+        F.struct(F.lit("brand").alias("dimension"), F.col("brand_norm").alias("value")),
+        F.struct(F.lit("category_root").alias("dimension"), F.col("category_root").alias("value")),
+        F.struct(F.lit("price_band").alias("dimension"), F.col("price_band").alias("value")),
+    )
+
+
+def session_steps(silver: DataFrame, window_minutes: int | None = None) -> DataFrame:
+    """One row per session × dimension value it viewed: session_date, t_view, t_cart, t_purchase."""
+    sessions = silver.filter(F.col("user_session").isNotNull()).withColumn(
+        "session_date", F.to_date(F.min("event_time").over(Window.partitionBy("user_session")))
+    )
+    events = sessions.select(
+        "user_session", "session_date", "event_time", "event_type", F.explode(_dimension_values()).alias("d")
+    ).select("user_session", "session_date", "event_time", "event_type", "d.dimension", "d.value")
+    group = Window.partitionBy("user_session", "dimension", "value")
+
+    def within(start: str) -> Column:
+        if window_minutes is None:
+            return F.lit(True)
+        return F.col("event_time") <= F.col(start) + F.make_interval(mins=F.lit(window_minutes))
+
+    step = lambda kind, after: (F.col("event_type") == kind) & (F.col("event_time") >= F.col(after))
+    stepped = (
+        events.withColumn(
+            "t_view", F.min(F.when(F.col("event_type") == "view", F.col("event_time"))).over(group)
+        )
+        .withColumn(
+            "t_cart",
+            F.min(F.when(step("cart", "t_view") & within("t_view"), F.col("event_time"))).over(group),
+        )
+        .withColumn(
+            "t_purchase",
+            F.min(F.when(step("purchase", "t_cart") & within("t_view"), F.col("event_time"))).over(group),
+        )
+    )
+    return (
+        stepped.filter(F.col("t_view").isNotNull())
+        .groupBy("user_session", "session_date", "dimension", "value")
+        .agg(
+            F.first("t_view").alias("t_view"),
+            F.first("t_cart").alias("t_cart"),
+            F.first("t_purchase").alias("t_purchase"),
+        )
+    )
+
+
+def _seconds(end: str, start: str) -> Column:
+    return (F.unix_micros(F.col(end)) - F.unix_micros(F.col(start))) / 1e6
+
+
+def _percentile(column: Column, q: float) -> Column:
+    return F.percentile(column, F.lit(q))
+
+
+def ordered_funnel(steps: DataFrame) -> DataFrame:
+    """gold_session_funnel_daily from `session_steps`: counts, drop-offs, step rates and time to
+    convert (exact median and 90th percentile, in seconds, over the sessions that made the step)."""
+    view_to_cart, cart_to_purchase = _seconds("t_cart", "t_view"), _seconds("t_purchase", "t_cart")
+    view_to_purchase = _seconds("t_purchase", "t_view")
+    counted = steps.groupBy("session_date", "dimension", "value").agg(
+        F.count(F.lit(1)).alias("viewed_sessions"),
+        F.count("t_cart").alias("carted_sessions"),
+        F.count("t_purchase").alias("purchased_sessions"),
+        _percentile(view_to_cart, 0.5).alias("median_seconds_view_to_cart"),
+        _percentile(view_to_cart, 0.9).alias("p90_seconds_view_to_cart"),
+        _percentile(cart_to_purchase, 0.5).alias("median_seconds_cart_to_purchase"),
+        _percentile(cart_to_purchase, 0.9).alias("p90_seconds_cart_to_purchase"),
+        _percentile(view_to_purchase, 0.5).alias("median_seconds_view_to_purchase"),
+        _percentile(view_to_purchase, 0.9).alias("p90_seconds_view_to_purchase"),
+    )
+    rate = lambda num, den: F.when(F.col(den) > 0, F.col(num) / F.col(den)).cast("double")
+    return (
+        counted.withColumn("dropped_after_view", F.col("viewed_sessions") - F.col("carted_sessions"))
+        .withColumn("dropped_after_cart", F.col("carted_sessions") - F.col("purchased_sessions"))
+        .withColumn("view_to_cart_rate", rate("carted_sessions", "viewed_sessions"))
+        .withColumn("cart_to_purchase_rate", rate("purchased_sessions", "carted_sessions"))
+        .withColumn("conversion_rate", rate("purchased_sessions", "viewed_sessions"))
+        .withColumn("viewed_sessions", F.col("viewed_sessions").cast("long"))
+        .withColumn("carted_sessions", F.col("carted_sessions").cast("long"))
+        .withColumn("purchased_sessions", F.col("purchased_sessions").cast("long"))
+        .select(*GOLD_SESSION_FUNNEL_DAILY.schema.fieldNames())
+    )

@@ -1,0 +1,100 @@
+"""The ordered session funnel equals an independent session-by-session computation (pandas,
+reference.ordered_funnel) on hand-made edge cases and on generated data."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from funnelpulse_dagster.tables import GOLD_SESSION_FUNNEL_DAILY
+from funnelpulse_dagster.transforms.ordered_funnel import ordered_funnel, session_steps
+from funnelpulse_dagster_tests import reference
+from funnelpulse_dagster_tests.live import DAYS
+
+T0 = datetime(2019, 10, 1, 10, 0, 0)
+COLUMNS = ["user_session", "event_time", "event_type", "brand_norm", "category_root", "price_band"]
+
+
+def _event(session, minutes, kind, brand="acme", category="hair", band="<10"):
+    return (session, T0 + timedelta(minutes=minutes), kind, brand, category, band)
+
+
+EDGE_CASES = [
+    # in order: view, cart, purchase
+    _event("ordered", 0, "view"), _event("ordered", 5, "cart"), _event("ordered", 9, "purchase"),
+    # out of order: the purchase and cart come before the view, so nothing after the view
+    _event("reversed", 0, "purchase"), _event("reversed", 1, "cart"), _event("reversed", 2, "view"),
+    # a purchase with no view at all: not in the funnel
+    _event("no-view", 3, "cart"), _event("no-view", 4, "purchase"),
+    # repeated carts: the first one after the view counts
+    _event("carts", 0, "cart"), _event("carts", 1, "view"), _event("carts", 3, "cart"),
+    _event("carts", 7, "cart"), _event("carts", 30, "purchase"),
+    # across midnight: counts on the day it started, converting after midnight
+    _event("midnight", 13 * 60 + 50, "view"), _event("midnight", 14 * 60 + 5, "cart"),
+    _event("midnight", 14 * 60 + 20, "purchase"),
+    # two brands: views A, carts A, buys B: A carts, neither buys, the shop converts
+    _event("two", 0, "view", brand="alpha"), _event("two", 2, "cart", brand="alpha"),
+    _event("two", 4, "view", brand="beta", band="60+"), _event("two", 6, "purchase", brand="beta", band="60+"),
+    # no brand and no category: their own NULL group
+    _event("nobrand", 0, "view", brand=None, category=None), _event("nobrand", 1, "cart", brand=None, category=None),
+    # identical timestamps: view, cart and purchase in the same second count as in order
+    _event("same", 0, "purchase"), _event("same", 0, "cart"), _event("same", 0, "view"),
+    # a slow purchase, outside a 60-minute window but inside the session
+    _event("slow", 0, "view"), _event("slow", 10, "cart"), _event("slow", 120, "purchase"),
+]  # fmt: skip
+
+
+def _compare(spark, events: pd.DataFrame, window_minutes: int | None = None) -> None:
+    frame = spark.createDataFrame(
+        events[COLUMNS].astype(object).where(events[COLUMNS].notna(), None),
+        "user_session string, event_time timestamp, event_type string, brand_norm string, "
+        "category_root string, price_band string",
+    )
+    got = ordered_funnel(session_steps(frame, window_minutes)).toPandas()
+    expected = reference.ordered_funnel(events, window_minutes)
+    keys = ["session_date", "dimension", "value"]
+    columns = GOLD_SESSION_FUNNEL_DAILY.schema.fieldNames()
+    got = got[columns].sort_values(keys, na_position="first").reset_index(drop=True)
+    expected = expected[columns].sort_values(keys, na_position="first").reset_index(drop=True)
+    got["session_date"] = pd.to_datetime(got["session_date"]).dt.date
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False, atol=1e-6)
+
+
+@pytest.mark.parametrize("window_minutes", [None, 60])
+def test_edge_cases_equal_the_reference(spark, window_minutes):
+    _compare(spark, pd.DataFrame(EDGE_CASES, columns=COLUMNS), window_minutes)
+
+
+def test_edge_cases_say_what_the_definitions_say(spark):
+    events = pd.DataFrame(EDGE_CASES, columns=COLUMNS)
+    frame = spark.createDataFrame(
+        events.astype(object).where(events.notna(), None),
+        "user_session string, event_time timestamp, event_type string, brand_norm string, "
+        "category_root string, price_band string",
+    )
+    rows = {(r["dimension"], r["value"]): r for r in ordered_funnel(session_steps(frame)).collect()}
+    shop = rows[("shop", None)]
+    # viewed: ordered, reversed, carts, midnight, two, nobrand, same, slow; "no-view" is not in it
+    assert shop["viewed_sessions"] == 8
+    # carted after a view: ordered, carts, midnight, two, nobrand, same, slow (not reversed)
+    assert shop["carted_sessions"] == 7
+    # purchased after that cart: ordered, carts, midnight, two (beta bought after alpha's cart), same, slow
+    assert shop["purchased_sessions"] == 6
+    alpha, beta = rows[("brand", "alpha")], rows[("brand", "beta")]
+    assert (alpha["carted_sessions"], alpha["purchased_sessions"]) == (1, 0)  # bought beta, not alpha
+    assert (beta["viewed_sessions"], beta["carted_sessions"]) == (1, 0)
+    assert rows[("brand", None)]["carted_sessions"] == 1  # the no-brand group
+    # view → cart, minutes: same 0, nobrand 1, carts 2, two 2, ordered 5, slow 10, midnight 15
+    assert shop["median_seconds_view_to_cart"] == 2 * 60
+    # the session across midnight counts on the day it started
+    assert {r["session_date"] for r in ordered_funnel(session_steps(frame)).collect()} == {T0.date()}
+
+
+def test_generated_data_equals_the_reference(spark, sample_raw_dir):
+    good, _ = reference.parse_files(sorted(sample_raw_dir.glob("*.csv")))
+    first, last = (pd.Timestamp(d).date() for d in DAYS)
+    silver = reference.silver(good[good["event_time"].dt.date.between(first, last)])
+    silver["event_time"] = pd.to_datetime(silver["event_time"])
+    _compare(spark, silver)
