@@ -32,6 +32,7 @@ CHARTS = {
     "category": "Revenue and conversion by category root",
     "price-band": "Revenue and conversion by price band",
     "funnel": "The funnel: views → carts → purchases",
+    "ordered-funnel": "Sessions in order: viewed, then carted, then bought (drop-off and time to convert)",
     "anomaly-counts": "Anomalies per day by type",
     "brand-deep-dive": "Brand deep dive: hourly session conversion, baseline band and anomalies",
 }
@@ -51,6 +52,7 @@ class ReportData:
     deep_dive_anomalies: list[dict[str, Any]]
     session_funnel: dict[str, int] = field(default_factory=dict)  # view/cart/purchase → sessions
     deep_dive_hours: pd.DataFrame | None = None  # window_start, session rates, band (from Spark)
+    ordered: dict[str, dict[str, Any]] = field(default_factory=dict)  # "shop" / the brand → ordered funnel
 
 
 def _label(value: Any) -> str:
@@ -116,7 +118,11 @@ def gather(con, start: date, end: date, brand: str | None) -> ReportData:
         if brand
         else []
     )
+    ordered = {"shop": queries.ordered_funnel(con, "shop", None, start, end)}
+    if brand:
+        ordered[brand] = queries.ordered_funnel(con, "brand", brand, start, end)
     return ReportData(
+        ordered=ordered,
         start=start,
         end=end,
         totals=queries.funnel_totals(con, start, end),
@@ -219,6 +225,34 @@ def funnel_figure(data: ReportData) -> go.Figure:
     return _titled(figure, "funnel", showlegend=False)
 
 
+def _minutes(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def ordered_funnel_figure(data: ReportData) -> go.Figure:
+    """The shop's and the deep-dive brand's ordered session funnels over the report's days, with
+    the newest day's median time to convert under each."""
+    names = list(data.ordered)
+    figure = make_subplots(rows=1, cols=max(1, len(names)), specs=[[{"type": "funnel"}] * max(1, len(names))],
+                           subplot_titles=[
+                               f"{name}: median view → cart {_minutes(f['days'][-1]['median_seconds_view_to_cart'] if f['days'] else None)}, "
+                               f"cart → purchase {_minutes(f['days'][-1]['median_seconds_cart_to_purchase'] if f['days'] else None)}"
+                               for name, f in data.ordered.items()
+                           ] or ["no ordered funnel"])  # fmt: skip
+    for column, (name, funnel) in enumerate(data.ordered.items(), start=1):
+        figure.add_trace(
+            go.Funnel(
+                y=["viewed", "then carted", "then bought"],
+                x=[funnel["viewed_sessions"], funnel["carted_sessions"], funnel["purchased_sessions"]],
+                name=name,
+                textinfo="value+percent previous",
+            ),
+            row=1,
+            col=column,
+        )
+    return _titled(figure, "ordered-funnel", showlegend=False)
+
+
 def anomaly_counts_figure(data: ReportData) -> go.Figure:
     figure = go.Figure()
     days = pd.date_range(data.start, data.end, freq="D").strftime("%Y-%m-%d").tolist()
@@ -312,6 +346,7 @@ def figures(data: ReportData) -> dict[str, go.Figure]:
         "category": _revenue_and_conversion(data.categories, "category", "category root"),
         "price-band": _revenue_and_conversion(data.price_bands, "price-band", "price band (USD)"),
         "funnel": funnel_figure(data),
+        "ordered-funnel": ordered_funnel_figure(data),
         "anomaly-counts": anomaly_counts_figure(data),
         "brand-deep-dive": deep_dive_figure(data),
     }

@@ -701,6 +701,18 @@ def test_report_numbers_equal_the_reference(report, ref, anomaly_frame):
         with_session.loc[with_session["event_type"] == t, "user_session"].nunique()
         for t in ("view", "cart", "purchase")
     ]
+    # the ordered session funnels over the report's days: the shop's and the deep-dive brand's
+    ordered = reference.ordered_funnel(ref.assign(event_time=pd.to_datetime(ref["event_time"])))
+    deep_brand = anomaly_frame["brand"].value_counts().idxmax()
+    shop_trace, brand_trace = charts["ordered-funnel"]
+    steps = ["viewed_sessions", "carted_sessions", "purchased_sessions"]
+    assert _decode(shop_trace["x"]) == [
+        int(ordered.loc[ordered["dimension"] == "shop", s].sum()) for s in steps
+    ]
+    mine = ordered[(ordered["dimension"] == "brand") & (ordered["value"] == deep_brand)]
+    assert brand_trace["name"] == deep_brand and _decode(brand_trace["x"]) == [
+        int(mine[s].sum()) for s in steps
+    ]
     # anomalies per day and type
     drops, spikes = charts["anomaly-counts"]
     per_day = anomaly_frame.groupby([anomaly_frame["window_start"].dt.date, "anomaly_type"]).size()
