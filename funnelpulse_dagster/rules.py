@@ -132,6 +132,24 @@ FUNNEL_RATES: tuple[Rate, ...] = (
 )
 
 
+# the ordered session funnel's rates (gold_session_funnel_daily): step over the step before
+ORDERED_RATES: tuple[Rate, ...] = (
+    Rate("view_to_cart_rate", "carted_sessions", "viewed_sessions", "sessions that carted after a view"),
+    Rate(
+        "cart_to_purchase_rate",
+        "purchased_sessions",
+        "carted_sessions",
+        "sessions that bought after that cart",
+    ),
+    Rate(
+        "conversion_rate",
+        "purchased_sessions",
+        "viewed_sessions",
+        "sessions that went the whole way in order",
+    ),
+)
+
+
 def rate_of(numerator: float | None, denominator: float | None) -> float | None:
     """A rate in Python (the API's range totals), with the tables' NULL rule."""
     if not denominator:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from funnelpulse_dagster.rules import EVENT_COUNTS, FUNNEL_RATES, REVENUE, rate_of
+from funnelpulse_dagster.rules import EVENT_COUNTS, FUNNEL_RATES, ORDERED_RATES, REVENUE, rate_of
 from funnelpulse_dagster.serving.jsonrows import (
     MAX_PAGE,
     TIME_FORMAT,
@@ -283,11 +283,6 @@ ORDERED_COUNTS = (
     "dropped_after_view",
     "dropped_after_cart",
 )
-ORDERED_RATES = {
-    "view_to_cart_rate": ("carted_sessions", "viewed_sessions"),
-    "cart_to_purchase_rate": ("purchased_sessions", "carted_sessions"),
-    "conversion_rate": ("purchased_sessions", "viewed_sessions"),
-}
 
 
 def ordered_funnel(
@@ -312,13 +307,13 @@ def ordered_funnel(
         [row] = rows(
             con, f'SELECT {sums} FROM "{table}" {where}', [first, last, dimension, value], order_by="1"
         )
-        rates = {name: rate_of(row[num], row[den]) for name, (num, den) in ORDERED_RATES.items()}
+        rates = {r.name: rate_of(row[r.numerator], row[r.denominator]) for r in ORDERED_RATES}
         return {"start": first.isoformat(), "end": last.isoformat(), **row, **rates}
 
     current = totals(start, end)
     previous = totals(start - timedelta(days=7), end - timedelta(days=7))
     change = {}
-    for column in (*ORDERED_COUNTS, *ORDERED_RATES):
+    for column in (*ORDERED_COUNTS, *(r.name for r in ORDERED_RATES)):
         now, then = current[column], previous[column]
         if now is None or then is None:
             change[column] = {"absolute": None, "relative": None}

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from funnelpulse_dagster.rules import EVENT_COUNTS, FUNNEL_RATES, FUNNEL_STEPS, REVENUE
+from funnelpulse_dagster.rules import EVENT_COUNTS, FUNNEL_RATES, FUNNEL_STEPS, REVENUE, Rate
 from funnelpulse_dagster.tables import (
     GOLD_FUNNEL_DAILY_BRAND,
     GOLD_FUNNEL_DAILY_CATEGORY,
@@ -49,9 +49,9 @@ def funnel_aggregations() -> list[Column]:
     ]
 
 
-def add_funnel_rates(metrics: DataFrame) -> DataFrame:
+def add_funnel_rates(metrics: DataFrame, rates: tuple[Rate, ...] = FUNNEL_RATES) -> DataFrame:
     """Each rate = numerator / denominator as a double, NULL where the denominator is 0."""
-    for rate in FUNNEL_RATES:
+    for rate in rates:
         if rate.numerator in metrics.columns and rate.denominator in metrics.columns:
             metrics = metrics.withColumn(
                 rate.name,

@@ -18,7 +18,9 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from funnelpulse_dagster.rules import ORDERED_RATES
 from funnelpulse_dagster.tables import GOLD_SESSION_FUNNEL_DAILY
+from funnelpulse_dagster.transforms.gold import add_funnel_rates
 
 
 def _dimension_values() -> Column:
@@ -94,13 +96,10 @@ def ordered_funnel(steps: DataFrame) -> DataFrame:
         _percentile(view_to_purchase, 0.5).alias("median_seconds_view_to_purchase"),
         _percentile(view_to_purchase, 0.9).alias("p90_seconds_view_to_purchase"),
     )
-    rate = lambda num, den: F.when(F.col(den) > 0, F.col(num) / F.col(den)).cast("double")
     return (
         counted.withColumn("dropped_after_view", F.col("viewed_sessions") - F.col("carted_sessions"))
         .withColumn("dropped_after_cart", F.col("carted_sessions") - F.col("purchased_sessions"))
-        .withColumn("view_to_cart_rate", rate("carted_sessions", "viewed_sessions"))
-        .withColumn("cart_to_purchase_rate", rate("purchased_sessions", "carted_sessions"))
-        .withColumn("conversion_rate", rate("purchased_sessions", "viewed_sessions"))
+        .transform(lambda metrics: add_funnel_rates(metrics, ORDERED_RATES))
         .withColumn("viewed_sessions", F.col("viewed_sessions").cast("long"))
         .withColumn("carted_sessions", F.col("carted_sessions").cast("long"))
         .withColumn("purchased_sessions", F.col("purchased_sessions").cast("long"))
