@@ -108,6 +108,11 @@ class Lake:
         local disk)."""
         lakefs.move(self.batch_uri(table, batch_id, staged=True), self.batch_uri(table, batch_id))
 
+    def batch_ids(self, table: Table) -> list[int]:
+        """The batch ids published to a batch-partitioned table, in order."""
+        prefix = f"{table.partition_column}="
+        return sorted(int(n.removeprefix(prefix)) for n in self.child_names(table) if n.startswith(prefix))
+
     def batch_published(self, table: Table, batch_id: int) -> bool:
         return self.exists(self.batch_uri(table, batch_id))
 

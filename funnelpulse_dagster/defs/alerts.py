@@ -18,8 +18,7 @@ from funnelpulse_dagster.alerts import (
 from funnelpulse_dagster.resources import KafkaResource, LakeResource, StreamingResource
 from funnelpulse_dagster.resources.alerts import AlertsResource
 from funnelpulse_dagster.serving.store import LakeStore
-from funnelpulse_dagster.streaming.offsets import KafkaUnavailable, backlog, committed_checkpoint_offsets
-from funnelpulse_dagster.tables import STREAM_INGEST_QUERY
+from funnelpulse_dagster.streaming.offsets import KafkaUnavailable, backlog
 
 
 @sensor(
@@ -50,9 +49,7 @@ def alerts_sensor(
         store.close()
     try:
         ends = kafka.end_offsets_now(timeout=5)
-        waiting = backlog(
-            ends, committed_checkpoint_offsets(streaming.checkpoint(STREAM_INGEST_QUERY), kafka.topic)
-        )
+        waiting = backlog(ends, streaming.committed_offsets(kafka.topic))
     except KafkaUnavailable:
         waiting = None  # no broker: a stall cannot be told from an idle shop
     if gap := stream_gap(state, closed_end, waiting, now, alerts.stream_gap_minutes):

@@ -37,8 +37,7 @@ from funnelpulse_dagster.ownership import (
 from funnelpulse_dagster.resources import KafkaResource, RawDataResource, StreamingResource
 from funnelpulse_dagster.resources.raw_data import LandedExport
 from funnelpulse_dagster.settings import load_settings
-from funnelpulse_dagster.streaming.offsets import KafkaUnavailable, backlog, committed_checkpoint_offsets
-from funnelpulse_dagster.tables import STREAM_INGEST_QUERY
+from funnelpulse_dagster.streaming.offsets import KafkaUnavailable, backlog
 
 
 def partition_range_tags(first: date, last: date) -> dict[str, str]:
@@ -193,7 +192,7 @@ def kafka_offsets_sensor(
         ends = kafka.end_offsets_now(timeout=5)
     except KafkaUnavailable as exc:
         return SkipReason(f"Kafka is not reachable at {kafka.bootstrap_servers}: {exc}")
-    committed = committed_checkpoint_offsets(streaming.checkpoint(STREAM_INGEST_QUERY), kafka.topic)
+    committed = streaming.committed_offsets(kafka.topic)
     decision = stream_run_request(ends, committed, kafka.topic)
     # the topic is observed whenever its end offsets moved since the last tick (the cursor)
     observed = json.dumps({str(p): o for p, o in sorted(ends.items())})

@@ -11,6 +11,8 @@ from pyspark.sql import SparkSession
 from funnelpulse_dagster.resources.kafka import KafkaResource
 from funnelpulse_dagster.resources.lake import LakeResource
 from funnelpulse_dagster.streaming.job import LiveSettings, QueryTotals, run_stream
+from funnelpulse_dagster.streaming.offsets import committed_checkpoint_offsets
+from funnelpulse_dagster.tables import STREAM_INGEST_QUERY
 
 
 class StreamingResource(ConfigurableResource):
@@ -38,6 +40,10 @@ class StreamingResource(ConfigurableResource):
 
     def checkpoint(self, query_name: str) -> str:
         return f"{self.checkpoint_root.rstrip('/')}/{query_name}"
+
+    def committed_offsets(self, topic: str) -> dict[int, int] | None:
+        """How far the ingest query has read `topic` (None before its first committed batch)."""
+        return committed_checkpoint_offsets(self.checkpoint(STREAM_INGEST_QUERY), topic)
 
     def run(
         self,

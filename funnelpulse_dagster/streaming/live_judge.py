@@ -7,6 +7,7 @@ from __future__ import annotations
 from pyspark.sql import functions as F
 
 from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.streaming.job import last_closed_hour
 from funnelpulse_dagster.tables import (
     GOLD_ANOMALIES_HOURLY_BRAND,
     GOLD_FUNNEL_HOURLY_BRAND,
@@ -16,11 +17,6 @@ from funnelpulse_dagster.tables import (
     Table,
 )
 from funnelpulse_dagster.transforms.anomalies import anomaly_rows, history_days, live_gold, live_silver
-
-
-def last_closed_hour(session, lake: Lake):
-    """End of the last hour the live table holds (None when it is empty)."""
-    return lake.read(session, GOLD_STREAM_FUNNEL_HOURLY_BRAND).agg(F.max("window_end")).first()[0]
 
 
 def judge_closed_hours(session, lake: Lake, closed_before, log) -> int:

@@ -30,21 +30,20 @@ def open_silver(stream_events: DataFrame, closed_end: datetime | None) -> DataFr
     return to_silver(events)
 
 
-def _as_of(silver: DataFrame):
-    return F.lit(silver.agg(F.max("event_time")).first()[0]).cast("timestamp")
-
-
-def open_hourly_brand(silver: DataFrame, version: int) -> DataFrame:
-    """The open hours per brand: the closed table's columns, `as_of`, `version`."""
+def open_hourly_brand(silver: DataFrame, version: int, as_of: datetime) -> DataFrame:
+    """The open hours per brand: the closed table's columns, `as_of` (the newest event time in
+    `silver`), `version`."""
     return (
         hourly_brand_funnel(silver)
-        .withColumn("as_of", _as_of(silver))
+        .withColumn("as_of", F.lit(as_of).cast("timestamp"))
         .withColumn("version", F.lit(version).cast("long"))
         .select(*LIVE_OPEN_HOURLY_BRAND.schema.fieldNames())
     )
 
 
-def minute_funnel(silver: DataFrame, version: int, minutes: int, top_brands: int) -> DataFrame:
+def minute_funnel(
+    silver: DataFrame, version: int, as_of: datetime, minutes: int, top_brands: int
+) -> DataFrame:
     """`minutes`-long windows for the shop and for the `top_brands` brands with the most views in
     the open hours: the event funnel, revenue, viewing and purchasing sessions, conversion."""
     window = F.window("event_time", f"{minutes} minutes")
@@ -62,7 +61,7 @@ def minute_funnel(silver: DataFrame, version: int, minutes: int, top_brands: int
     brands = timed.filter(F.col("brand_norm").isin(top)).withColumn("scope", F.col("brand_norm"))
     return (
         funnel_metrics(shop.unionByName(brands), ["window_start", "window_end", "scope"])
-        .withColumn("as_of", _as_of(silver))
+        .withColumn("as_of", F.lit(as_of).cast("timestamp"))
         .withColumn("version", F.lit(version).cast("long"))
         .select(*LIVE_MINUTE_FUNNEL.schema.fieldNames())
     )

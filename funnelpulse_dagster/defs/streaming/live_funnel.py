@@ -18,8 +18,9 @@ from pyspark.sql import functions as F
 from funnelpulse_dagster.lib.quality import check_spec, stream_matches_batch
 from funnelpulse_dagster.resources import KafkaResource, LakeResource, SparkResource, StreamingResource
 from funnelpulse_dagster.rules import STREAM_MATCHES_BATCH
-from funnelpulse_dagster.streaming.live_judge import judge_closed_hours, last_closed_hour, newest_state
-from funnelpulse_dagster.streaming.offsets import KafkaUnavailable, committed_checkpoint_offsets
+from funnelpulse_dagster.streaming.job import last_closed_hour
+from funnelpulse_dagster.streaming.live_judge import judge_closed_hours, newest_state
+from funnelpulse_dagster.streaming.offsets import KafkaUnavailable
 from funnelpulse_dagster.tables import (
     BRONZE_EVENTS,
     GOLD_FUNNEL_HOURLY_BRAND,
@@ -157,7 +158,7 @@ def live_funnel(
     ingest_totals = totals[STREAM_INGEST_QUERY]
     try:  # the topic as the stream left it: its ends and how far the checkpoint has read
         ends = kafka.end_offsets_now(timeout=5)
-        read = committed_checkpoint_offsets(streaming.checkpoint(STREAM_INGEST_QUERY), kafka.topic)
+        read = streaming.committed_offsets(kafka.topic)
         context.log_event(topic_observation(kafka.topic, ends, read))
     except KafkaUnavailable as exc:
         context.log.warning(f"topic not observed: {exc}")
