@@ -114,19 +114,40 @@ def exists(uri: str) -> bool:
     return False
 
 
+def _under(uri: str) -> tuple[pafs.FileSystem, str, list[pafs.FileInfo]]:
+    """The entries directly under `uri`: a directory listing on a local disk; on an object store
+    the objects whose names continue the prefix, from a full listing (every store, and the
+    emulator, lists objects the same way; a delimiter listing of implicit folders is not)."""
+    fs, path = filesystem(uri)
+    if is_local(uri):
+        return fs, path, fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False))
+    return fs, path, fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=True))
+
+
 def list_files(uri: str, suffixes: tuple[str, ...]) -> list[FileEntry]:
     """Files directly under `uri` whose names end with one of `suffixes`, sorted by name.
     Hidden files (a leading `.` or `_`) are left out, as Spark's readers do."""
-    fs, path = filesystem(uri)
-    if is_local(uri):
-        entries = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False))
-    else:  # direct children from a full listing (see child_names)
+    _, path, entries = _under(uri)
+    if not is_local(uri):  # the objects whose names hold no further "/"
         prefix = path.rstrip("/") + "/"
-        listed = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=True))
-        entries = [e for e in listed if e.path.startswith(prefix) and "/" not in e.path[len(prefix) :]]
+        entries = [e for e in entries if e.path.startswith(prefix) and "/" not in e.path[len(prefix) :]]
+    return _file_entries(uri, entries, suffixes)
+
+
+def list_tree(uri: str, suffix: str) -> list[FileEntry]:
+    """Every file under `uri`, at any depth, whose name ends with `suffix` (hidden ones left out)."""
+    fs, path = filesystem(uri)
+    return _file_entries(
+        uri, fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=True)), (suffix,)
+    )
+
+
+def _file_entries(uri: str, infos: list[pafs.FileInfo], suffixes: tuple[str, ...]) -> list[FileEntry]:
+    """The files among `infos` whose names end with one of `suffixes`, sorted by URI; hidden
+    files (a leading `.` or `_`) are left out, as Spark's readers do."""
     found = [
         FileEntry(uri=_uri_of(uri, e.path), size=e.size or 0, mtime=_utc(e.mtime))
-        for e in entries
+        for e in infos
         if e.type == pafs.FileType.File
         and e.base_name.endswith(suffixes)
         and not e.base_name.startswith((".", "_"))
@@ -134,32 +155,13 @@ def list_files(uri: str, suffixes: tuple[str, ...]) -> list[FileEntry]:
     return sorted(found, key=lambda e: e.uri)
 
 
-def list_tree(uri: str, suffix: str) -> list[FileEntry]:
-    """Every file under `uri`, at any depth, whose name ends with `suffix` (hidden ones left out)."""
-    fs, path = filesystem(uri)
-    entries = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=True))
-    return sorted(
-        (
-            FileEntry(uri=_uri_of(uri, e.path), size=e.size or 0, mtime=_utc(e.mtime))
-            for e in entries
-            if e.type == pafs.FileType.File
-            and e.base_name.endswith(suffix)
-            and not e.base_name.startswith((".", "_"))
-        ),
-        key=lambda e: e.uri,
-    )
-
-
 def child_names(uri: str) -> frozenset[str]:
-    """Names of the entries directly under `uri` (empty when it does not exist). On an object
-    store the "directories" are derived from the objects' names under the prefix, which every
-    store (and emulator) lists the same way; a delimiter listing of implicit folders is not."""
-    fs, path = filesystem(uri)
+    """Names of the entries directly under `uri` (empty when it does not exist); on an object
+    store the first name segment of every object under the prefix (see `_under`)."""
+    _, path, entries = _under(uri)
     if is_local(uri):
-        entries = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=False))
         return frozenset(e.base_name for e in entries)
     prefix = path.rstrip("/") + "/"
-    entries = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=True))
     return frozenset(e.path[len(prefix) :].split("/", 1)[0] for e in entries if e.path.startswith(prefix))
 
 

@@ -164,39 +164,10 @@ def _group_by_partition(table: Table, entries: list[tuple[str, int, object]]) ->
     }
 
 
-def _file_sink_entries(con: duckdb.DuckDBPyConnection, location: str) -> list[tuple[str, int, object]]:
+def _file_sink_entries(location: str) -> list[tuple[str, int, object]]:
     """Files committed by a Spark file sink: the newest compacted log plus the batch logs after
     it, adds minus deletes (the layout of `_spark_metadata`, one JSON entry per line after a
-    version line)."""
-    logs = con.execute("SELECT file FROM glob(?)", [f"{location}/_spark_metadata/*"]).fetchall()
-    batches: dict[int, tuple[str, bool]] = {}
-    for (name,) in logs:
-        match = re.search(r"/(\d+)(\.compact)?$", name)
-        if match:
-            batches[int(match.group(1))] = (name, bool(match.group(2)))
-    if not batches:
-        return []
-    compacted = [b for b, (_, is_compact) in batches.items() if is_compact]
-    first = max(compacted) if compacted else min(batches)
-    wanted = [batches[b][0] for b in sorted(batches) if b >= first]
-    texts = con.execute("SELECT filename, content FROM read_text(?)", [wanted]).fetchall()
-    order = {name: i for i, name in enumerate(wanted)}
-    live: dict[str, tuple[str, int, object]] = {}
-    for _, content in sorted(texts, key=lambda t: order[t[0]]):
-        for line in content.splitlines()[1:]:
-            if not line.strip():
-                continue
-            entry = json.loads(line)
-            path = _local_or_uri(entry["path"])
-            if entry.get("action") == "delete":
-                live.pop(path, None)
-            else:
-                live[path] = (path, int(entry.get("size", 0)), entry.get("modificationTime"))
-    return list(live.values())
-
-
-def _remote_file_sink_entries(location: str) -> list[tuple[str, int, object]]:
-    """`_file_sink_entries` for a lake on remote storage, read through pyarrow."""
+    version line). Read through pyarrow, so a lake on local disk and one on `gs://` alike."""
     log = f"{location}/_spark_metadata"
     batches: dict[int, tuple[str, bool]] = {}
     for name in lakefs.child_names(log):
@@ -213,7 +184,7 @@ def _remote_file_sink_entries(location: str) -> list[tuple[str, int, object]]:
             if not line.strip():
                 continue
             entry = json.loads(line)
-            path = entry["path"]
+            path = _local_or_uri(entry["path"])
             if entry.get("action") == "delete":
                 live.pop(path, None)
             else:
@@ -224,13 +195,10 @@ def _remote_file_sink_entries(location: str) -> list[tuple[str, int, object]]:
 def list_partitions(con: duckdb.DuckDBPyConnection, root: str, table: Table) -> dict[str, PartitionFiles]:
     """Partition value → committed files of `table` under the lake `root`."""
     location = f"{_local_or_uri(root)}/{table.name}"
-    if is_remote(root):
-        if table.name in FILE_SINK_TABLES:
-            entries = _remote_file_sink_entries(location)
-        else:
-            entries = [(e.uri, e.size, e.mtime) for e in lakefs.list_tree(location, ".parquet")]
-    elif table.name in FILE_SINK_TABLES:
-        entries = _file_sink_entries(con, location)
+    if table.name in FILE_SINK_TABLES:
+        entries = _file_sink_entries(location)
+    elif is_remote(root):
+        entries = [(e.uri, e.size, e.mtime) for e in lakefs.list_tree(location, ".parquet")]
     else:
         # read_blob lists size and modification time without reading the files
         entries = con.execute(
