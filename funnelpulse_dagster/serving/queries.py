@@ -233,6 +233,29 @@ def anomalies(
     return paged(con, sql, params, "window_start DESC, score DESC, brand, source", limit, offset)
 
 
+def _hours_summed(con, table: str, where: str, params: list[Any]) -> list[dict[str, Any]]:
+    """The hours of `table` matching `where`, brands summed, rates recomputed from the sums."""
+    sums = ", ".join(f"sum({c}) AS {c}" for c in ADDITIVE)
+    return rows(
+        con,
+        f'SELECT *, {_rates()} FROM (SELECT window_start, window_end, {sums} FROM "{table}" '
+        f"WHERE {where} GROUP BY window_start, window_end)",
+        params,
+        order_by="window_start",
+    )
+
+
+def _top_brands(con, table: str, where: str, params: list[Any], top: int) -> list[dict[str, Any]]:
+    """The `top` brand rows of `table` matching `where` (one hour) by views."""
+    return rows(
+        con,
+        f'SELECT brand, views, carts, purchases, revenue, conversion_rate FROM "{table}" '
+        f"WHERE {where} ORDER BY views DESC, brand NULLS LAST LIMIT ?",
+        [*params, top],
+        order_by="views DESC, brand NULLS LAST",
+    )
+
+
 def live_funnel(con, hours: int = 12, brand: str | None = None, top: int = 10) -> dict[str, Any]:
     """The streaming gold's last `hours` closed hours (all brands summed, or one brand), the
     brands of the newest closed hour by views, and the provisional open state (`open`)."""
@@ -249,22 +272,10 @@ def live_funnel(con, hours: int = 12, brand: str | None = None, top: int = 10) -
     if brand is not None:
         brand_clause = " AND brand = ?"
         params.append(brand)
-    sums = ", ".join(f"sum({c}) AS {c}" for c in ADDITIVE)
-    hourly = rows(
-        con,
-        f"SELECT *, {_rates()} FROM (SELECT window_start, window_end, {sums} "
-        f'FROM "{table}" WHERE window_date BETWEEN ? AND ? AND window_start >= ?{brand_clause} '
-        "GROUP BY window_start, window_end)",
-        params,
-        order_by="window_start",
+    hourly = _hours_summed(
+        con, table, f"window_date BETWEEN ? AND ? AND window_start >= ?{brand_clause}", params
     )
-    top_brands = rows(
-        con,
-        f'SELECT brand, views, carts, purchases, revenue, conversion_rate FROM "{table}" '
-        "WHERE window_date = ? AND window_start = ? ORDER BY views DESC, brand NULLS LAST LIMIT ?",
-        [newest_day, newest, top],
-        order_by="views DESC, brand NULLS LAST",
-    )
+    top_brands = _top_brands(con, table, "window_date = ? AND window_start = ?", [newest_day, newest], top)
     window_end = newest + timedelta(hours=1)
     return {
         "latest_window_start": newest.strftime(TIME_FORMAT),
@@ -355,22 +366,11 @@ def open_funnel(con, closed_end: datetime | None, brand: str | None, top: int) -
     brand_clause = ""
     if brand is not None:
         brand_clause, params = " AND brand = ?", [*params, brand]
-    sums = ", ".join(f"sum({c}) AS {c}" for c in ADDITIVE)
-    hours = rows(
-        con,
-        f'SELECT *, {_rates()} FROM (SELECT window_start, window_end, {sums} FROM "{hourly_table}" '
-        f"WHERE version = ?{after}{brand_clause} GROUP BY window_start, window_end)",
-        params,
-        order_by="window_start",
+    hours = _hours_summed(con, hourly_table, f"version = ?{after}{brand_clause}", params)
+    newest_open = (
+        f'version = ? AND window_start = (SELECT max(window_start) FROM "{hourly_table}" WHERE version = ?)'
     )
-    top_brands = rows(
-        con,
-        f'SELECT brand, views, carts, purchases, revenue, conversion_rate FROM "{hourly_table}" '
-        f'WHERE version = ? AND window_start = (SELECT max(window_start) FROM "{hourly_table}" WHERE version = ?) '
-        "ORDER BY views DESC, brand NULLS LAST LIMIT ?",
-        [version, version, top],
-        order_by="views DESC, brand NULLS LAST",
-    )
+    top_brands = _top_brands(con, hourly_table, newest_open, [version, version], top)
     minutes = rows(
         con,
         f"SELECT window_start, window_end, scope, views, carts, purchases, revenue, view_sessions, "
