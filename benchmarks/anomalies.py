@@ -1,20 +1,16 @@
-"""Anomaly evaluation harness: precision, recall and F1 against injected ground truth, beside the
-seed's method on the same data.
+"""Anomaly evaluation over scenario families: precision, recall and F1 per shop and overall,
+recall and time to detect per anomaly factor level, beside the seed's method on the same data.
 
-    .venv/bin/python benchmarks/anomalies.py                 # the standard scenarios
-    .venv/bin/python benchmarks/anomalies.py --quick         # one small scenario
-    .venv/bin/python benchmarks/anomalies.py --json out.json
-    .venv/bin/python benchmarks/anomalies.py --holdout      # other seeds, never tuned on
+    .venv/bin/python benchmarks/anomalies.py --json /tmp/heldout.json            # held-out seeds, all shops
+    .venv/bin/python benchmarks/anomalies.py --seeds tuning --json /tmp/tuning.json
+    .venv/bin/python benchmarks/anomalies.py --shops default,"traffic 2x"        # some shops only
+    .venv/bin/python benchmarks/anomalies.py --report /tmp/heldout.json          # print a saved run
 
-For each scenario (seed, days, events per day, injected anomalies) it generates data with the
-sample generator, materializes bronze → silver → gold_funnel_hourly_brand → the anomaly table
-with real Dagster runs, and scores brand-hours:
-- positive: a brand-hour inside an injected anomaly window (ground truth CSV);
-- flagged: a row of gold_anomalies_hourly_brand (ours), or |z| ≥ 2 of the seed's method: the
-  hour's conversion rate against the mean and standard deviation of the brand's hourly rates
-  over all hours of the data (and of its hours of the same hour of day), judged hour included;
-- only brand-hours with at least `--min-views` views (default 50) on days after the first week
-  (where anomalies may be injected) count.
+Each scenario is one shop (traffic, brand curve, weekly rhythm; evaluation/scenarios.py SHOPS)
+and one seed: 35 days, one anomaly a day from day 7 with its size, duration, hour of day, brand
+tier and history drawn in rotation, materialized bronze → anomalies with real Dagster runs.
+The scoring rules are in the docstring of funnelpulse_dagster/evaluation/scenarios.py. Results
+are written to --json after every scenario, so a long run can be read while it goes on.
 """
 
 from __future__ import annotations
@@ -24,66 +20,129 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from funnelpulse_dagster.evaluation.scenarios import HOLDOUT, QUICK, SCENARIOS, run_scenario
+from funnelpulse_dagster.evaluation.scenarios import (
+    HELDOUT_SEEDS,
+    SHOPS,
+    TUNING_SEEDS,
+    Scenario,
+    run_scenario,
+    summary,
+)
 from funnelpulse_dagster.resources.spark import SparkResource
+
+
+def _prf(m: dict) -> str:
+    return f"{m['precision']:.2f} / {m['recall']:.2f} / {m['f1']:.2f}"
+
+
+def _hours(value) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def report(results: list[dict]) -> str:
+    s = summary(results)
+    lines = [
+        "| shop | scenarios | eligible brand-hours | injected brand-hours | ours P / R / F1 | seed's method P / R / F1 |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for name, m in s["by_shop"].items():
+        rows = [r for r in results if r["shop"]["name"] == name]
+        lines.append(
+            f"| {name} | {len(rows)} | {sum(r['eligible_brand_hours'] for r in rows):,} | "
+            f"{sum(r['positive_brand_hours'] for r in rows)} | {_prf(m['ours'])} | {_prf(m['seed_method'])} |"
+        )
+    o = s["overall"]
+    lines.append(
+        f"| **all** | {len(results)} | {sum(r['eligible_brand_hours'] for r in results):,} | "
+        f"{sum(r['positive_brand_hours'] for r in results)} | **{_prf(o['ours'])}** | {_prf(o['seed_method'])} |"
+    )
+    lines += [
+        "",
+        "| factor | level | incidents | detected | eligible hours | hour recall, ours | hour recall, seed's | live time to detect (median h) | batch (median h) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in s["by_level"]:
+        if "unscorable_incidents" in row:
+            continue
+        lines.append(
+            f"| {row['factor']} | {row['level']} | {row['incidents']} | {row['detected']} | {row['eligible_hours']} | "
+            f"{row['recall']:.2f} | {row['seed_recall']:.2f} | {_hours(row['live_hours_to_detect_median'])} | "
+            f"{_hours(row['batch_hours_to_detect_median'])} |"
+        )
+    unscorable = [r for r in s["by_level"] if "unscorable_incidents" in r and r["factor"] == "brand"]
+    if unscorable:
+        lines.append("")
+        lines.append(
+            "Incidents with no hour of ≥ the minimum views (not scored): "
+            + ", ".join(
+                f"{r['level']}: {r['unscorable_incidents']} ({r['detected']} flagged anyway)"
+                for r in unscorable
+            )
+        )
+    t = s["time_to_detect"]
+    lines += [
+        "",
+        (
+            f"Time to detect, {t['incidents_detected']} detected incidents: live median {_hours(t['live_median_hours'])} h "
+            f"(p90 {_hours(t['live_p90_hours'])} h) from the first hour of the incident to the end of the hour whose "
+            f"evidence passed; batch median {_hours(t['batch_median_hours'])} h (p90 {_hours(t['batch_p90_hours'])} h) "
+            "to the daily run at 01:15 UTC."
+        ),
+    ]
+    return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument(
-        "--holdout", action="store_true", help="run the held-out scenarios e–h instead of a–d"
-    )
-    parser.add_argument("--only", help="scenario letters to run, e.g. ab")
+    parser.add_argument("--seeds", choices=("heldout", "tuning"), default="heldout")
+    parser.add_argument("--shops", help="comma-separated shop names (default: all)")
+    parser.add_argument("--days", type=int, default=35)
     parser.add_argument("--min-views", type=int, default=50)
-    parser.add_argument("--json", help="write the results here")
-    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--json", help="write the results here (after every scenario)")
+    parser.add_argument("--report", help="print the report of a saved --json run and exit")
+    parser.add_argument("--keep", action="store_true", help="keep the generated data and tables")
     args = parser.parse_args()
+    if args.report:
+        print(report(json.loads(Path(args.report).read_text())["scenarios"]))
+        return 0
+    wanted = set(args.shops.split(",")) if args.shops else None
+    shops = [s for s in SHOPS if wanted is None or s.name in wanted]
+    if wanted and len(shops) != len(wanted):
+        parser.error(f"unknown shop in {sorted(wanted)}; shops: {[s.name for s in SHOPS]}")
+    seeds = HELDOUT_SEEDS if args.seeds == "heldout" else TUNING_SEEDS
     work = Path(tempfile.mkdtemp(prefix="funnelpulse-anomaly-eval-"))
     spark_resource = SparkResource(master="local[2]")
     results = []
     try:
-        standard = HOLDOUT if args.holdout else SCENARIOS
-        chosen = QUICK if args.quick else [s for s in standard if not args.only or s.name[0] in args.only]
-        for scenario in chosen:
-            results.append(run_scenario(scenario, spark_resource, work, args.min_views))
-            r = results[-1]
-            print(
-                f"{r['scenario']:40} eligible {r['eligible_brand_hours']:6} positive {r['positive_brand_hours']:4}  "
-                f"ours P {r['ours']['precision']:.2f} R {r['ours']['recall']:.2f} F1 {r['ours']['f1']:.2f}  "
-                f"seed P {r['seed']['precision']:.2f} R {r['seed']['recall']:.2f} F1 {r['seed']['f1']:.2f}",
-                flush=True,
-            )
+        for shop in shops:
+            for seed in seeds:
+                began = time.perf_counter()
+                r = run_scenario(Scenario(shop, seed, args.days), spark_resource, work, args.min_views)
+                r["seconds"] = round(time.perf_counter() - began, 1)
+                results.append(r)
+                print(
+                    f"{r['scenario']:45} eligible {r['eligible_brand_hours']:6} injected {r['positive_brand_hours']:4}  "
+                    f"ours {_prf(r['ours'])}  seed's {_prf(r['seed_method'])}  ({r['seconds']} s)",
+                    flush=True,
+                )
+                if args.json:
+                    Path(args.json).write_text(json.dumps({"scenarios": results}, indent=2, default=str))
+                if not args.keep:
+                    shutil.rmtree(work, ignore_errors=True)
+                    work.mkdir()
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    totals = {}
-    for method in ("ours", "seed"):
-        tp = sum(r[method]["tp"] for r in results)
-        fp = sum(r[method]["fp"] for r in results)
-        fn = sum(r[method]["fn"] for r in results)
-        p = tp / (tp + fp) if tp + fp else 0.0
-        rc = tp / (tp + fn) if tp + fn else 0.0
-        totals[method] = {
-            "tp": tp,
-            "fp": fp,
-            "fn": fn,
-            "precision": p,
-            "recall": rc,
-            "f1": 2 * p * rc / (p + rc) if p + rc else 0.0,
-        }
-        print(
-            f"{'all scenarios, ' + method:40} P {p:.2f} R {rc:.2f} F1 {totals[method]['f1']:.2f} (tp {tp}, fp {fp}, fn {fn})"
-        )
-    if args.json:
-        Path(args.json).write_text(json.dumps({"scenarios": results, "total": totals}, indent=2, default=str))
+    print()
+    print(report(results))
     return 0
 
 

@@ -57,6 +57,10 @@ SESSION_KINDS = (
 _HOUR_ANCHORS = {0: 1.3, 1: 1.0, 4: 1.3, 7: 2.6, 10: 4.2, 13: 5.4, 16: 6.6, 19: 8.0, 21: 6.4, 23: 2.4}
 # Monday..Sunday: Thursday busiest, Saturday quietest.
 _WEEKDAY_FACTOR = (1.00, 1.03, 1.06, 1.14, 0.98, 0.82, 0.93)
+# How buying differs by weekday when a scenario asks for it (`weekday_conversion_swing`): the
+# share of buying sessions moves by swing × this, busiest days buying most. Unused by default
+# (the real data's weekday conversion is not in dataset-facts.md).
+_WEEKDAY_CONVERSION = (0.2, 0.4, 0.6, 1.0, -0.2, -1.0, -0.6)
 
 _REAL_BRANDS = (
     "runail",
@@ -132,6 +136,19 @@ class InjectedAnomaly:
     magnitude: float  # drop: share of purchases removed; spike: extra purchases per purchase
 
 
+@dataclass(frozen=True)
+class AnomalySpec:
+    """An anomaly placed by the caller instead of drawn at random (the evaluation's scenario
+    families choose each anomaly's brand, day, hour, length and size)."""
+
+    brand_rank: int  # 0 = the busiest brand
+    day: int  # days after the generated range's first day
+    start_hour: int  # UTC hour of day
+    hours: int
+    anomaly_type: str  # "drop" or "spike"
+    magnitude: float  # as InjectedAnomaly.magnitude
+
+
 @dataclass
 class GenerationSummary:
     files: list[str]
@@ -189,14 +206,16 @@ class _Catalog:
     brands_by_volume: list[str]
 
 
-def _build_catalog(rng: np.random.Generator, n_products: int, n_brands: int) -> _Catalog:
+def _build_catalog(
+    rng: np.random.Generator, n_products: int, n_brands: int, top_brand_share: float = TARGET_TOP_BRAND_SHARE
+) -> _Catalog:
     ranks = rng.permutation(n_products) + 1
     weight = ranks.astype(float) ** -0.7
     weight /= weight.sum()
 
     brand_names = list(_REAL_BRANDS) + [f"brand{i:03d}" for i in range(len(_REAL_BRANDS), n_brands)]
     branded = 1.0 - TARGET_NULL_BRAND
-    s = _zipf_exponent_for_top_share(n_brands, TARGET_TOP_BRAND_SHARE / branded)
+    s = _zipf_exponent_for_top_share(n_brands, top_brand_share / branded)
     brand_shares = branded * np.arange(1, n_brands + 1, dtype=float) ** -s
     brand_shares = brand_shares / brand_shares.sum() * branded
     buckets = _assign_by_share(weight, np.concatenate([[TARGET_NULL_BRAND], brand_shares]), rng)
@@ -262,7 +281,13 @@ def _format_price(cents: np.ndarray) -> pa.Array:
 
 
 def _generate_events(
-    rng: np.random.Generator, catalog: _Catalog, start: date, days: int, events_per_day: int
+    rng: np.random.Generator,
+    catalog: _Catalog,
+    start: date,
+    days: int,
+    events_per_day: int,
+    weekly_strength: float = 1.0,
+    weekday_conversion_swing: float = 0.0,
 ) -> dict[str, np.ndarray]:
     hour_weights = _hour_weights()
     kind_share = np.array([k[0] for k in SESSION_KINDS])
@@ -275,13 +300,17 @@ def _generate_events(
     day_starts, day_sessions = [], []
     for d in range(days):
         day = start + timedelta(days=d)
-        volume = events_per_day * _WEEKDAY_FACTOR[day.weekday()] * rng.lognormal(0, 0.05)
+        weekday_factor = 1.0 + weekly_strength * (_WEEKDAY_FACTOR[day.weekday()] - 1.0)
+        volume = events_per_day * weekday_factor * rng.lognormal(0, 0.05)
         day_sessions.append(int(volume * sessions_per_event))
         day_starts.append(int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()))
     n_sessions = int(sum(day_sessions))
     session_day_start = np.repeat(np.array(day_starts, dtype=np.int64), day_sessions)
 
-    kind = rng.choice(len(SESSION_KINDS), size=n_sessions, p=kind_share)
+    if weekday_conversion_swing:
+        kind = _session_kinds_by_weekday(rng, kind_share, start, day_sessions, weekday_conversion_swing)
+    else:
+        kind = rng.choice(len(SESSION_KINDS), size=n_sessions, p=kind_share)
     size = 1 + rng.poisson(kind_mean[kind] - 1)
     hour = rng.choice(24, size=n_sessions, p=hour_weights)
     session_start = session_day_start + hour * 3600 + rng.integers(0, 3600, n_sessions)
@@ -317,6 +346,50 @@ def _generate_events(
     }
 
 
+def _session_kinds_by_weekday(
+    rng: np.random.Generator, kind_share: np.ndarray, start: date, day_sessions: list[int], swing: float
+) -> np.ndarray:
+    """Session kinds drawn day by day, the buying kinds' share moved by the weekday's
+    _WEEKDAY_CONVERSION × swing (browse-only sessions take up the difference)."""
+    buying = np.array([kind[2][3] > 0 for kind in SESSION_KINDS])
+    kinds = []
+    for d, n in enumerate(day_sessions):
+        share = kind_share.copy()
+        share[buying] *= 1.0 + swing * _WEEKDAY_CONVERSION[(start + timedelta(days=d)).weekday()]
+        share[0] += 1.0 - share.sum()
+        kinds.append(rng.choice(len(SESSION_KINDS), size=n, p=share))
+    return np.concatenate(kinds)
+
+
+def _apply_anomaly(
+    rng: np.random.Generator,
+    events: dict[str, np.ndarray],
+    brand_of_event: np.ndarray,
+    keep: np.ndarray,
+    event_type: np.ndarray,
+    brand: str,
+    start_hour: int,
+    hours: int,
+    kind: str,
+    magnitude: float,
+) -> None:
+    """A drop removes `magnitude` of the brand's purchases in the window; a spike turns views
+    into purchases until there are ≈ `magnitude` extra purchases per purchase. Edits `keep` and
+    `event_type` in place."""
+    in_window = (
+        (brand_of_event == brand)
+        & (events["event_time"] // 3600 >= start_hour)
+        & (events["event_time"] // 3600 < start_hour + hours)
+    )
+    if kind == "drop":
+        keep &= ~(in_window & (event_type == PURCHASE) & (rng.random(len(keep)) < magnitude))
+    else:
+        purchases = int((in_window & (event_type == PURCHASE)).sum())
+        views = in_window & (event_type == VIEW)
+        p = min(1.0, max(purchases, 3) * magnitude / max(1, int(views.sum())))
+        event_type[views & (rng.random(len(keep)) < p)] = PURCHASE
+
+
 def _inject_anomalies(
     rng: np.random.Generator,
     events: dict[str, np.ndarray],
@@ -326,10 +399,15 @@ def _inject_anomalies(
     count: int,
     top_brands: int = 25,
     visible: bool = False,
+    plan: list[AnomalySpec] | None = None,
 ) -> tuple[dict[str, np.ndarray], list[InjectedAnomaly]]:
-    """`visible`: what a demo needs to show, instead of a random draw: drops and spikes in turn,
+    """`count` anomalies drawn at random among the `top_brands` busiest brands, or `plan`'s.
+
+    `visible`: what a demo needs to show, instead of a random draw: drops and spikes in turn,
     on the three busiest brands, 3 to 5 hours in the busy part of the day (11:00 to 20:00 UTC),
     one per day from the eighth day on, purchases cut by 85 to 95 % or multiplied 2.5 to 3."""
+    if plan:
+        return _inject_planned(rng, events, catalog, start, plan)
     if count <= 0:
         return events, []
     brand_of_event = catalog.brand[events["product"]]
@@ -352,28 +430,65 @@ def _inject_anomalies(
             brand = str(rng.choice(candidates))
             hours = int(rng.integers(2, 7))
             start_hour = int(rng.integers(earliest, max(earliest + 1, latest - hours)))
-        in_window = (
-            (brand_of_event == brand)
-            & (events["event_time"] // 3600 >= start_hour)
-            & (events["event_time"] // 3600 < start_hour + hours)
-        )
         if (index % 2 == 0) if visible else (rng.random() < 0.5):
             low, high = (0.85, 0.95) if visible else (0.7, 0.95)
-            magnitude = float(np.round(rng.uniform(low, high), 2))
-            victims = in_window & (event_type == PURCHASE) & (rng.random(len(keep)) < magnitude)
-            keep &= ~victims
             kind = "drop"
         else:
             low, high = (2.5, 3.0) if visible else (1.5, 3.0)
-            magnitude = float(np.round(rng.uniform(low, high), 2))
-            purchases = int((in_window & (event_type == PURCHASE)).sum())
-            views = in_window & (event_type == VIEW)
-            p = min(1.0, max(purchases, 3) * magnitude / max(1, int(views.sum())))
-            event_type[views & (rng.random(len(keep)) < p)] = PURCHASE
             kind = "spike"
+        magnitude = float(np.round(rng.uniform(low, high), 2))
+        _apply_anomaly(
+            rng, events, brand_of_event, keep, event_type, brand, start_hour, hours, kind, magnitude
+        )
         window_start = datetime.fromtimestamp(start_hour * 3600, tz=UTC)
         injected.append(
             InjectedAnomaly(brand, window_start.strftime("%Y-%m-%dT%H:00:00Z"), hours, kind, magnitude)
+        )
+    events = {k: v[keep] for k, v in events.items()}
+    events["event_type"] = event_type[keep]
+    return events, injected
+
+
+def _inject_planned(
+    rng: np.random.Generator,
+    events: dict[str, np.ndarray],
+    catalog: _Catalog,
+    start: date,
+    plan: list[AnomalySpec],
+) -> tuple[dict[str, np.ndarray], list[InjectedAnomaly]]:
+    brand_of_event = catalog.brand[events["product"]]
+    first_hour = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp()) // 3600
+    keep = np.ones(len(events["event_time"]), dtype=bool)
+    event_type = events["event_type"].copy()
+    injected: list[InjectedAnomaly] = []
+    for spec in plan:
+        if spec.anomaly_type not in ("drop", "spike"):
+            raise ValueError(f"anomaly_type must be drop or spike, not {spec.anomaly_type!r}")
+        if not 0 <= spec.start_hour < 24 or spec.hours < 1:
+            raise ValueError(f"an anomaly starts at hour 0..23 and lasts at least an hour: {spec}")
+        brand = str(catalog.brands_by_volume[spec.brand_rank])
+        start_hour = first_hour + spec.day * 24 + spec.start_hour
+        _apply_anomaly(
+            rng,
+            events,
+            brand_of_event,
+            keep,
+            event_type,
+            brand,
+            start_hour,
+            spec.hours,
+            spec.anomaly_type,
+            spec.magnitude,
+        )
+        window_start = datetime.fromtimestamp(start_hour * 3600, tz=UTC)
+        injected.append(
+            InjectedAnomaly(
+                brand,
+                window_start.strftime("%Y-%m-%dT%H:00:00Z"),
+                spec.hours,
+                spec.anomaly_type,
+                spec.magnitude,
+            )
         )
     events = {k: v[keep] for k, v in events.items()}
     events["event_type"] = event_type[keep]
@@ -412,23 +527,41 @@ def generate(
     anomalies: int = 0,
     anomaly_top_brands: int = 25,
     visible_anomalies: bool = False,
+    anomaly_plan: list[AnomalySpec] | None = None,
+    top_brand_share: float = TARGET_TOP_BRAND_SHARE,
+    weekly_strength: float = 1.0,
+    weekday_conversion_swing: float = 0.0,
     malformed_per_kind: int = 1,
     ground_truth_path: Path | str | None = None,
 ) -> GenerationSummary:
     """Write Kaggle-format monthly CSVs for `days` days from `start` into `out_dir`.
 
-    Anomalies go to brands among the `anomaly_top_brands` busiest (the same seed with the
-    default gives the same data as before the option existed)."""
+    Anomalies go to brands among the `anomaly_top_brands` busiest, or where `anomaly_plan`
+    puts them. The evaluation's scenario families vary the shop: `top_brand_share` (the
+    busiest brand's share of events: how steep the brand curve is), `weekly_strength` (1 =
+    the real weekday rhythm, 0 = none, 2 = twice as strong) and `weekday_conversion_swing`
+    (buying sessions' share moving by weekday, ± this fraction). The defaults give the same
+    bytes for the same seed as before these options existed."""
     if days < 1:
         raise ValueError("days must be at least 1")
     if events_per_day < 10:
         raise ValueError("events_per_day must be at least 10")
     rng = np.random.default_rng(seed)
     n_products = int(np.clip(events_per_day * days / 200, 500, 25_000))
-    catalog = _build_catalog(rng, n_products, n_brands=240)
-    events = _generate_events(rng, catalog, start, days, events_per_day)
+    catalog = _build_catalog(rng, n_products, n_brands=240, top_brand_share=top_brand_share)
+    events = _generate_events(
+        rng, catalog, start, days, events_per_day, weekly_strength, weekday_conversion_swing
+    )
     events, injected = _inject_anomalies(
-        rng, events, catalog, start, days, anomalies, anomaly_top_brands, visible=visible_anomalies
+        rng,
+        events,
+        catalog,
+        start,
+        days,
+        anomalies,
+        anomaly_top_brands,
+        visible=visible_anomalies,
+        plan=anomaly_plan,
     )
     events = _add_duplicates(rng, events)
 

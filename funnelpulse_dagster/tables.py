@@ -240,6 +240,7 @@ GOLD_ANOMALIES_HOURLY_BRAND = Table(
         ("severity", StringType()),  # low | medium | high
         ("score", DoubleType()),  # accumulated evidence, in standard deviations
         ("evidence_hours", IntegerType()),  # consecutive hours that gave the score
+        ("detectable_at", TimestampType()),  # end of the hour whose evidence first made this a flag
         ("views", LongType()),
         ("purchases", LongType()),
         ("conversion_rate", DoubleType()),

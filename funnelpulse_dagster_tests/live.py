@@ -60,6 +60,7 @@ def anomaly_row(brand: str, start: datetime, kind: str, severity: str, score: fl
         "severity": severity,
         "score": score,
         "evidence_hours": 2,
+        "detectable_at": start + timedelta(hours=2),
         "views": 60,
         "purchases": 2,
         "conversion_rate": 2 / 60,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from funnelpulse_dagster.generator import TARGET_EVENT_MIX, generate
+from funnelpulse_dagster.generator import TARGET_EVENT_MIX, AnomalySpec, generate
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +96,72 @@ def test_visible_anomalies_are_placed_where_a_demo_can_find_them(tmp_path):
     drops, spikes = truth[truth["anomaly_type"] == "drop"], truth[truth["anomaly_type"] == "spike"]
     assert drops["magnitude"].between(0.85, 0.95).all() and spikes["magnitude"].between(2.5, 3.0).all()
     assert len(summary.anomalies) == 6
+
+
+def _events(raw: Path) -> pd.DataFrame:
+    frame = pd.concat(pd.read_csv(p, dtype={"price": str}, on_bad_lines="skip") for p in sorted(raw.glob("*.csv")))
+    frame["event_time"] = pd.to_datetime(frame["event_time"], format="%Y-%m-%d %H:%M:%S UTC", errors="coerce")
+    return frame[frame["event_time"].notna() & frame["event_type"].isin(TARGET_EVENT_MIX.keys())]
+
+
+def test_planned_anomalies_land_where_the_plan_puts_them(tmp_path):
+    """The same shop with and without a plan: outside the planned hours the data is the same;
+    inside, the planned brand loses (drop) or gains (spike) purchases by about the planned size."""
+    plan = [AnomalySpec(0, 2, 12, 3, "drop", 0.9), AnomalySpec(1, 3, 18, 2, "spike", 2.0)]
+    kwargs = {"seed": 4, "events_per_day": 80_000}
+    generate(tmp_path / "clean", date(2019, 10, 1), 5, **kwargs)
+    generate(tmp_path / "hit", date(2019, 10, 1), 5, anomaly_plan=plan, ground_truth_path=tmp_path / "t.csv", **kwargs)
+    truth = pd.read_csv(tmp_path / "t.csv")
+    assert list(truth["window_start"]) == ["2019-10-03T12:00:00Z", "2019-10-04T18:00:00Z"]
+    assert list(truth["hours"]) == [3, 2] and list(truth["anomaly_type"]) == ["drop", "spike"]
+    clean, hit = _events(tmp_path / "clean"), _events(tmp_path / "hit")
+    for (_, a), spec in zip(truth.iterrows(), plan, strict=True):
+        start = pd.Timestamp(a["window_start"]).tz_localize(None)
+        window = lambda f, a=a, start=start: f[  # noqa: E731
+            (f["brand"] == a["brand"]) & (f["event_time"] >= start)
+            & (f["event_time"] < start + pd.Timedelta(hours=int(a["hours"])))
+        ]  # fmt: skip
+        before = (window(clean)["event_type"] == "purchase").sum()
+        after = (window(hit)["event_type"] == "purchase").sum()
+        assert before > 20
+        if spec.anomaly_type == "drop":
+            assert after <= before * 0.2
+        else:
+            assert after >= before * 2.5
+    # the brand ranks are the generator's own volume order: the first is among the busiest
+    busiest = clean["brand"].dropna().value_counts().index[:3]
+    assert truth["brand"].iloc[0] in busiest
+    with pytest.raises(ValueError, match="drop or spike"):
+        generate(tmp_path / "bad", date(2019, 10, 1), 2, anomaly_plan=[AnomalySpec(0, 1, 3, 2, "dip", 0.5)])
+
+
+def test_shop_factors_change_the_brand_curve_and_the_weekly_rhythm(tmp_path):
+    """A steeper brand curve gives the busiest brand a larger share; weekly_strength=0 gives
+    every weekday the same volume (within the daily noise), 2.5 widens the real rhythm; a
+    conversion swing makes the busiest weekday buy more than the quietest."""
+
+    def shop(name, **kwargs):
+        generate(tmp_path / name, date(2019, 10, 7), 7, seed=9, events_per_day=20_000, **kwargs)
+        return _events(tmp_path / name)
+
+    def top_share(frame):
+        return frame["brand"].value_counts().iloc[0] / len(frame)
+
+    def weekday_spread(frame):
+        per_day = frame.groupby(frame["event_time"].dt.weekday).size()
+        return per_day.max() / per_day.min()
+
+    def conversion(frame, weekday):
+        day = frame[frame["event_time"].dt.weekday == weekday]
+        return (day["event_type"] == "purchase").sum() / (day["event_type"] == "view").sum()
+
+    default, steep, flat_week, strong = (
+        shop("default"),
+        shop("steep", top_brand_share=0.14),
+        shop("flat", weekly_strength=0.0),
+        shop("strong", weekly_strength=2.5, weekday_conversion_swing=0.15),
+    )
+    assert top_share(steep) > 1.6 * top_share(default)
+    assert weekday_spread(flat_week) < 1.15 < 1.3 < weekday_spread(default) < weekday_spread(strong)
+    # Thursday (3) buys most under the swing, Saturday (5) least
+    assert conversion(strong, 3) > 1.15 * conversion(strong, 5)

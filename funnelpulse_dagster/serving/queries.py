@@ -224,7 +224,7 @@ def anomalies(
             where.append(f"{column} = ?")
             params.append(value)
     columns = (
-        "window_start, window_end, brand, anomaly_type, severity, score, evidence_hours, views, purchases, "
+        "window_start, window_end, brand, anomaly_type, severity, score, evidence_hours, detectable_at, views, purchases, "
         "conversion_rate, expected_conversion_rate, view_sessions, purchase_sessions, session_conversion_rate, "
         "expected_session_conversion_rate, expected_purchase_sessions, z_hour, top_hint, root_cause_hints, source"
     )

@@ -332,6 +332,8 @@ def test_anomaly_filters(client, anomaly_frame, top_brands):
     every = _get(client, "/api/anomalies")
     assert every["total"] == 6 and keys(every) == expect(anomaly_frame)
     first = every["items"][0]
+    # when it could first be flagged (the fixture's rows: two hours after the hour began)
+    assert pd.Timestamp(first["detectable_at"]) - pd.Timestamp(first["window_start"]) == pd.Timedelta(hours=2)
     assert first["root_cause_hints"][0] == {
         "dimension": "price_band",
         "value": "<10",

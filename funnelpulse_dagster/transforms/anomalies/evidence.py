@@ -65,7 +65,9 @@ def hourly_evidence(judged: DataFrame, base: DataFrame, phi: DataFrame) -> DataF
 def _covering_run(kind: str) -> Column:
     """The strongest run of `kind` (drop | spike) that passed the threshold and covers this hour:
     its own, or one ending up to MAX_RUN_HOURS − 1 hours later on the same day, as
-    struct(score, hours); NULL when there is none.
+    struct(score, hours, first_known_hour); NULL when there is none. `first_known_hour` is the
+    hour_index at which the earliest of the covering runs ends: the hour whose evidence first
+    made this hour a flag.
 
     The first hours of a drop rarely pass on their own (evidence needs two or three hours to
     add up), but once the run through them passes they are part of the same incident. Only runs
@@ -81,6 +83,7 @@ def _covering_run(kind: str) -> Column:
                 hours.alias("hours"),
                 (F.col("hour_index") - hours + 1).alias("first_hour"),
                 F.col("window_date").alias("day"),
+                F.col("hour_index").alias("last_hour"),
             ),
         )
     ).over(ahead)
@@ -89,7 +92,11 @@ def _covering_run(kind: str) -> Column:
         lambda run: (run["first_hour"] <= F.col("hour_index")) & (run["day"] == F.col("window_date")),
     )
     best = F.array_max(covering)  # structs order by their first field, the score
-    return F.struct(best["score"].alias("score"), best["hours"].alias("hours"))
+    return F.struct(
+        best["score"].alias("score"),
+        best["hours"].alias("hours"),
+        F.array_min(F.transform(covering, lambda run: run["last_hour"])).alias("first_known_hour"),
+    )
 
 
 def flag(evidence: DataFrame) -> DataFrame:
@@ -99,7 +106,10 @@ def flag(evidence: DataFrame) -> DataFrame:
     CURRENT_HOUR_Z, so an hour after an anomaly ends is not flagged for its predecessors) and a
     run covering it passed the threshold: the run ending at it, or a later run of the same day
     that reaches back over it (`_covering_run`). `score` and `evidence_hours` are that run's,
-    the strongest when several cover the hour."""
+    the strongest when several cover the hour. `detectable_at` is the end of the hour whose
+    evidence first made this hour a flag: a judge that sees every closed hour (the live path)
+    can flag it then, and no earlier (a run ending at hour u needs only hours up to u, and a
+    day's baselines only earlier days)."""
     scored = evidence.withColumn("_drop_run", _covering_run("drop")).withColumn(
         "_spike_run", _covering_run("spike")
     )
@@ -116,6 +126,7 @@ def flag(evidence: DataFrame) -> DataFrame:
         .withColumn("anomaly_type", F.when(is_drop, F.lit("drop")).otherwise(F.lit("spike")))
         .withColumn("score", score)
         .withColumn("evidence_hours", run["hours"])
+        .withColumn("detectable_at", F.timestamp_seconds((run["first_known_hour"] + 1) * 3600))
         .withColumn(
             "severity",
             F.when(score >= 2 * THRESHOLD, F.lit("high"))
