@@ -47,20 +47,31 @@ def _hours(value) -> str:
 
 def report(results: list[dict]) -> str:
     s = summary(results)
+
+    def within_reach(m: dict) -> str:
+        if "ours_within_reach" not in m:
+            return "– | –"
+        return f"{_prf(m['ours_within_reach'])} | {_prf(m['seed_method_within_reach'])}"
+
     lines = [
-        "| shop | scenarios | eligible brand-hours | injected brand-hours | ours P / R / F1 | seed's method P / R / F1 |",
-        "|---|---:|---:|---:|---|---|",
+        (
+            "| shop | scenarios | eligible brand-hours | injected brand-hours | ours P / R / F1 | seed's method P / R / F1 "
+            "| ours, incidents within reach | seed's, within reach |"
+        ),
+        "|---|---:|---:|---:|---|---|---|---|",
     ]
     for name, m in s["by_shop"].items():
         rows = [r for r in results if r["shop"]["name"] == name]
         lines.append(
             f"| {name} | {len(rows)} | {sum(r['eligible_brand_hours'] for r in rows):,} | "
-            f"{sum(r['positive_brand_hours'] for r in rows)} | {_prf(m['ours'])} | {_prf(m['seed_method'])} |"
+            f"{sum(r['positive_brand_hours'] for r in rows)} | {_prf(m['ours'])} | {_prf(m['seed_method'])} | "
+            f"{within_reach(m)} |"
         )
     o = s["overall"]
     lines.append(
         f"| **all** | {len(results)} | {sum(r['eligible_brand_hours'] for r in results):,} | "
-        f"{sum(r['positive_brand_hours'] for r in results)} | **{_prf(o['ours'])}** | {_prf(o['seed_method'])} |"
+        f"{sum(r['positive_brand_hours'] for r in results)} | **{_prf(o['ours'])}** | {_prf(o['seed_method'])} | "
+        f"{within_reach(o)} |"
     )
     lines += [
         "",

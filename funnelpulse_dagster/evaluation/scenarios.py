@@ -89,6 +89,13 @@ BRAND_TIERS = {"top 5": range(5), "mid 6th-12th": range(5, 12)}
 TIER_ROTATION = ("top 5", "top 5", "mid 6th-12th")  # a third on mid-sized brands
 
 
+# An incident whose oracle signal (see `incidents`) is under this is out of any detector's
+# reach at these volumes: a test that fires at z ≥ 3 raises ≈ 8 false alarms per scenario's
+# ≈ 3,000 eligible brand-hours (two directions) for the ≈ 10 hours it would find; at z ≥ 4 the
+# expected false alarms drop to ≈ 0.2.
+DETECTABLE_SIGNAL = 4.0
+
+
 def history_level(day: int) -> str:
     return "7-13 days" if day < 14 else "14-27 days" if day < 28 else "28+ days"
 
@@ -354,6 +361,12 @@ def run_scenario(
         ["brand", "window_start"]
     ]
     seed = seed_flags(gold)
+    found = incidents(plan, truth, eligible, ours, seed, gold)
+    # the same scoring on the incidents within reach: hours of weaker ones count neither way
+    strong = truth["incident"].isin([n for n, i in enumerate(found) if i["signal_z"] >= DETECTABLE_SIGNAL])
+    weak_hours = truth.loc[~strong, ["brand", "window_start"]]
+    outside_weak = eligible.merge(weak_hours, on=["brand", "window_start"], how="left", indicator=True)
+    eligible_strong = outside_weak[outside_weak["_merge"] == "left_only"][["brand", "window_start"]]
     return {
         "scenario": scenario.name,
         "shop": asdict(scenario.shop),
@@ -362,7 +375,9 @@ def run_scenario(
         "positive_brand_hours": int(eligible.merge(truth, on=["brand", "window_start"]).shape[0]),
         "ours": rates(hour_counts(eligible, truth, ours)),
         "seed_method": rates(hour_counts(eligible, truth, seed)),
-        "incidents": incidents(plan, truth, eligible, ours, seed, gold),
+        "ours_within_reach": rates(hour_counts(eligible_strong, truth[strong], ours)),
+        "seed_method_within_reach": rates(hour_counts(eligible_strong, truth[strong], seed)),
+        "incidents": found,
     }
 
 
@@ -409,10 +424,11 @@ def summary(results: list[dict]) -> dict:
                 }
             )
     found = incidents_all[incidents_all["detected"]]
+    methods = ("ours", "seed_method", "ours_within_reach", "seed_method_within_reach")
     return {
-        "overall": {"ours": total(results, "ours"), "seed_method": total(results, "seed_method")},
+        "overall": {m: total(results, m) for m in methods if all(m in r for r in results)},
         "by_shop": {
-            name: {"ours": total(rows, "ours"), "seed_method": total(rows, "seed_method")}
+            name: {m: total(rows, m) for m in methods if all(m in r for r in rows)}
             for name, rows in by_shop.items()
         },
         "by_level": per_level,

@@ -184,7 +184,14 @@ def test_harness_on_a_small_scenario(spark_resource, tmp_path):
     """The evaluation harness end to end: generate a planned scenario, materialize up to the
     anomaly table with real Dagster runs, score against the ground truth beside the seed's
     method, with the time to detect of each incident."""
-    from funnelpulse_dagster.evaluation.scenarios import PlannedAnomaly, Scenario, Shop, run_scenario, summary
+    from funnelpulse_dagster.evaluation.scenarios import (
+        DETECTABLE_SIGNAL,
+        PlannedAnomaly,
+        Scenario,
+        Shop,
+        run_scenario,
+        summary,
+    )
     from funnelpulse_dagster.generator import AnomalySpec
 
     # two unmistakable incidents on the busiest brand in the busy afternoon, so the small data
@@ -203,6 +210,10 @@ def test_harness_on_a_small_scenario(spark_resource, tmp_path):
         assert 0.0 <= counts["f1"] <= 1.0
     drop, spike, night = result["incidents"]
     assert night["eligible_hours"] == 0
+    # within reach: the incidents whose oracle signal is at least DETECTABLE_SIGNAL
+    strong = [i for i in result["incidents"] if i["signal_z"] >= DETECTABLE_SIGNAL]
+    reach = result["ours_within_reach"]
+    assert reach["tp"] + reach["fn"] == sum(i["eligible_hours"] for i in strong)
     for incident in (drop, spike):
         assert incident["detected"] and 0 < incident["found_hours"] <= incident["eligible_hours"] <= 4
         # live: once the evidence of an hour of the incident passed; batch: the next day at 01:15
