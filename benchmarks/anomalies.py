@@ -3,7 +3,7 @@ recall and time to detect per anomaly factor level, beside the seed's method on 
 
     .venv/bin/python benchmarks/anomalies.py --json /tmp/heldout.json            # held-out seeds, all shops
     .venv/bin/python benchmarks/anomalies.py --seeds tuning --json /tmp/tuning.json
-    .venv/bin/python benchmarks/anomalies.py --shops default,"traffic 2x"        # some shops only
+    .venv/bin/python benchmarks/anomalies.py --shop default --shop "traffic 2x"  # some shops only
     .venv/bin/python benchmarks/anomalies.py --report /tmp/heldout.json          # print a saved run
 
 Each scenario is one shop (traffic, brand curve, weekly rhythm; evaluation/scenarios.py SHOPS)
@@ -114,7 +114,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seeds", choices=("heldout", "tuning"), default="heldout")
-    parser.add_argument("--shops", help="comma-separated shop names (default: all)")
+    parser.add_argument("--shop", action="append", help="a shop to run (repeatable; default: all)")
     parser.add_argument("--days", type=int, default=35)
     parser.add_argument("--min-views", type=int, default=50)
     parser.add_argument("--json", help="write the results here (after every scenario)")
@@ -124,7 +124,7 @@ def main() -> int:
     if args.report:
         print(report(json.loads(Path(args.report).read_text())["scenarios"]))
         return 0
-    wanted = set(args.shops.split(",")) if args.shops else None
+    wanted = set(args.shop) if args.shop else None
     shops = [s for s in SHOPS if wanted is None or s.name in wanted]
     if wanted and len(shops) != len(wanted):
         parser.error(f"unknown shop in {sorted(wanted)}; shops: {[s.name for s in SHOPS]}")

@@ -342,6 +342,28 @@ def incidents(
     return out
 
 
+def false_flags(eligible: pd.DataFrame, truth: pd.DataFrame, flags: pd.DataFrame) -> list[dict]:
+    """The flags on eligible hours that match no injected hour of their type, each with how far
+    (hours) it is from the nearest injected hour of the same brand (None: the brand had none)."""
+    frame = eligible.merge(flags, on=["brand", "window_start"]).merge(
+        truth[["brand", "window_start", "truth"]], on=["brand", "window_start"], how="left"
+    )
+    wrong = frame[frame["truth"] != frame["flag"]]
+    out = []
+    for row in wrong.itertuples():
+        same_brand = truth.loc[truth["brand"] == row.brand, "window_start"]
+        gap = (same_brand - row.window_start).abs().min() if len(same_brand) else None
+        out.append(
+            {
+                "brand": row.brand,
+                "window_start": row.window_start,
+                "flag": row.flag,
+                "hours_from_injected": None if gap is None else gap.total_seconds() / 3600,
+            }
+        )
+    return out
+
+
 def run_scenario(
     scenario: Scenario,
     spark_resource: SparkResource,
@@ -378,6 +400,7 @@ def run_scenario(
         "ours_within_reach": rates(hour_counts(eligible_strong, truth[strong], ours)),
         "seed_method_within_reach": rates(hour_counts(eligible_strong, truth[strong], seed)),
         "incidents": found,
+        "false_flags": false_flags(eligible, truth, ours),
     }
 
 

@@ -20,20 +20,24 @@ def views_of(brand: str, hour: int) -> int:
     return max(1, round(peak * (0.35 + 0.65 * math.sin(math.pi * hour / 24) ** 2)))
 
 
-def purchases_of(brand: str, day: date, hour: int, views: int) -> int:
+def purchases_of(brand: str, day: date, hour: int, views: int, rate: float = RATE) -> int:
     # deterministic Poisson-like wobble around the rate, so no hour is exactly on its baseline
     wobble = math.sin(day.toordinal() * 7.1 + hour * 3.7 + len(brand))
-    return max(0, round(views * RATE + wobble * math.sqrt(views * RATE)))
+    return max(0, round(views * rate + wobble * math.sqrt(views * rate)))
 
 
-def series(days: int, drop: tuple[str, date, range] | None = None) -> list[tuple]:
+def series(
+    days: int, drop: tuple[str, date, range] | None = None, weekday_lift: dict[int, float] | None = None
+) -> list[tuple]:
+    """`weekday_lift`: the whole shop's conversion multiplied on some weekdays (date.weekday())."""
     rows = []
     for d in range(days):
         day = FIRST + timedelta(days=d)
+        rate = RATE * (weekday_lift or {}).get(day.weekday(), 1.0)
         for hour in range(24):
             for brand in ("big", "steady", "quiet"):
                 views = views_of(brand, hour)
-                purchases = purchases_of(brand, day, hour, views)
+                purchases = purchases_of(brand, day, hour, views, rate)
                 if drop and brand == drop[0] and day == drop[1] and hour in drop[2]:
                     purchases = round(views * RATE * 0.1)  # 90 % of purchases gone
                 start = datetime(day.year, day.month, day.day, hour)
