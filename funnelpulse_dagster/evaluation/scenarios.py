@@ -20,6 +20,7 @@ Scoring (benchmarks/anomalies.py prints it, docs/anomalies.md explains it):
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -112,12 +113,13 @@ def _rotation(rng: np.random.Generator, levels, n: int) -> list:
     return [cycled[i] for i in rng.permutation(n)]
 
 
-def anomaly_plan(seed: int, days: int) -> list[PlannedAnomaly]:
+def anomaly_plan(seed: int, days: int, shop: str = "") -> list[PlannedAnomaly]:
     """One anomaly a day from FIRST_ANOMALY_DAY on, drops and spikes in turn; sizes, durations,
     hours of day and brand tiers each rotate through their levels in an order drawn from `seed`
-    (independently, so no two factors move together). An anomaly may run past midnight; two
-    days in a row never hit the same brand."""
-    rng = np.random.default_rng(seed)
+    and the shop's name (independently, so no two factors move together, and each shop of a
+    seed gets its own plan, so a factor level is not the same few incidents in every shop). An
+    anomaly may run past midnight; two days in a row never hit the same brand."""
+    rng = np.random.default_rng([seed, zlib.crc32(shop.encode())])
     anomaly_days = list(range(FIRST_ANOMALY_DAY, days))
     n = len(anomaly_days)
     kinds = ["drop" if i % 2 == 0 else "spike" for i in range(n)]
@@ -297,10 +299,19 @@ def incidents(
 ) -> list[dict]:
     """Per injected anomaly: its factor levels, eligible hours, hours found by each method,
     (ours) the time to detect live and in batch, and its signal: the z an oracle would reach
-    that knew the incident's hours and the usual purchasing sessions Λ in them, size × √Λ
-    (a drop removes size × Λ, a spike adds it, against Poisson noise √Λ). Under ≈ 3 no test
-    can find an incident without raising false alarms as often."""
-    truth = truth.assign(usual=usual_purchase_sessions(gold, truth).to_numpy())
+    that knew the incident's hours and their usual purchasing sessions Λ (the brand's mean in
+    the same hours over the week before), |observed − Λ| / √Λ in the anomaly's direction (0 if
+    the sessions moved the other way). It is the realized effect in sessions: a drop removes
+    purchase *events*, and a session that bought several items often keeps one, so sessions
+    move less than the drop's size. Under ≈ 4 no test can find an incident without raising
+    false alarms about as often (DETECTABLE_SIGNAL)."""
+    observed = truth.merge(
+        gold[["brand", "window_start", "purchase_sessions"]], on=["brand", "window_start"], how="left"
+    )
+    truth = truth.assign(
+        usual=usual_purchase_sessions(gold, truth).to_numpy(),
+        observed=observed["purchase_sessions"].fillna(0).to_numpy(),
+    )
     eligible_keys = eligible.assign(eligible=True)
     hours = truth.merge(eligible_keys, on=["brand", "window_start"], how="left")
     hours["eligible"] = hours["eligible"].notna()
@@ -313,7 +324,9 @@ def incidents(
         mine = hours[hours["incident"] == incident]
         start = mine["window_start"].min()
         found = mine[mine["ours"]]
-        signal = p.spec.magnitude * float(mine["usual"].sum()) ** 0.5
+        usual, seen = float(mine["usual"].sum()), float(mine["observed"].sum())
+        direction = 1.0 if p.spec.anomaly_type == "spike" else -1.0
+        signal = max(0.0, direction * (seen - usual) / max(usual, 1.0) ** 0.5)
         row = {
             **p.levels,
             "signal": signal_level(signal),
@@ -373,7 +386,7 @@ def run_scenario(
 ) -> dict:
     """Generate, materialize and score one scenario; `plan` replaces the seed's anomaly plan."""
     home = work / f"{scenario.shop.name.split(':')[0].replace(' ', '_')}-{scenario.seed}"
-    plan = plan or anomaly_plan(scenario.seed, scenario.days)
+    plan = plan or anomaly_plan(scenario.seed, scenario.days, scenario.shop.name)
     gold, ours = materialize_scenario(scenario, spark_resource, home, plan)
     injected = pd.read_csv(home / "truth.csv")
     brands_of = {p.spec.brand_rank: brand for p, brand in zip(plan, injected["brand"], strict=True)}
