@@ -16,6 +16,7 @@ import calendar
 import csv
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -390,36 +391,31 @@ def _apply_anomaly(
         event_type[views & (rng.random(len(keep)) < p)] = PURCHASE
 
 
-def _inject_anomalies(
+# An anomaly's place: brand, first hour (hours since the epoch), hours, drop | spike, magnitude.
+_Placement = tuple[str, int, int, str, float]
+
+
+def _drawn_placements(
     rng: np.random.Generator,
-    events: dict[str, np.ndarray],
     catalog: _Catalog,
-    start: date,
+    first_hour: int,
     days: int,
     count: int,
-    top_brands: int = 25,
-    visible: bool = False,
-    plan: list[AnomalySpec] | None = None,
-) -> tuple[dict[str, np.ndarray], list[InjectedAnomaly]]:
-    """`count` anomalies drawn at random among the `top_brands` busiest brands, or `plan`'s.
+    top_brands: int,
+    visible: bool,
+) -> Iterator[_Placement]:
+    """`count` anomalies drawn at random among the `top_brands` busiest brands. Lazy, so each
+    anomaly's draws come right before the draws that apply it (the order every seed's data was
+    made with).
 
     `visible`: what a demo needs to show, instead of a random draw: drops and spikes in turn,
     on the three busiest brands, 3 to 5 hours in the busy part of the day (11:00 to 20:00 UTC),
     one per day from the eighth day on, purchases cut by 85 to 95 % or multiplied 2.5 to 3."""
-    if plan:
-        return _inject_planned(rng, events, catalog, start, plan)
-    if count <= 0:
-        return events, []
-    brand_of_event = catalog.brand[events["product"]]
     # candidates: the busiest brands, so that an anomaly has enough traffic to be detectable
     candidates = catalog.brands_by_volume[:top_brands]
-    first_hour = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp()) // 3600
     # leave the first days as clean history for baselines
     earliest = first_hour + min(days - 1, 7) * 24
     latest = first_hour + days * 24 - 6
-    keep = np.ones(len(events["event_time"]), dtype=bool)
-    event_type = events["event_type"].copy()
-    injected: list[InjectedAnomaly] = []
     for index in range(count):
         if visible:
             brand = str(candidates[index % min(3, len(candidates))])
@@ -436,31 +432,10 @@ def _inject_anomalies(
         else:
             low, high = (2.5, 3.0) if visible else (1.5, 3.0)
             kind = "spike"
-        magnitude = float(np.round(rng.uniform(low, high), 2))
-        _apply_anomaly(
-            rng, events, brand_of_event, keep, event_type, brand, start_hour, hours, kind, magnitude
-        )
-        window_start = datetime.fromtimestamp(start_hour * 3600, tz=UTC)
-        injected.append(
-            InjectedAnomaly(brand, window_start.strftime("%Y-%m-%dT%H:00:00Z"), hours, kind, magnitude)
-        )
-    events = {k: v[keep] for k, v in events.items()}
-    events["event_type"] = event_type[keep]
-    return events, injected
+        yield brand, start_hour, hours, kind, float(np.round(rng.uniform(low, high), 2))
 
 
-def _inject_planned(
-    rng: np.random.Generator,
-    events: dict[str, np.ndarray],
-    catalog: _Catalog,
-    start: date,
-    plan: list[AnomalySpec],
-) -> tuple[dict[str, np.ndarray], list[InjectedAnomaly]]:
-    brand_of_event = catalog.brand[events["product"]]
-    first_hour = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp()) // 3600
-    keep = np.ones(len(events["event_time"]), dtype=bool)
-    event_type = events["event_type"].copy()
-    injected: list[InjectedAnomaly] = []
+def _planned_placements(catalog: _Catalog, first_hour: int, plan: list[AnomalySpec]) -> Iterator[_Placement]:
     for spec in plan:
         if spec.anomaly_type not in ("drop", "spike"):
             raise ValueError(f"anomaly_type must be drop or spike, not {spec.anomaly_type!r}")
@@ -468,27 +443,41 @@ def _inject_planned(
             raise ValueError(f"an anomaly starts at hour 0..23 and lasts at least an hour: {spec}")
         brand = str(catalog.brands_by_volume[spec.brand_rank])
         start_hour = first_hour + spec.day * 24 + spec.start_hour
+        yield brand, start_hour, spec.hours, spec.anomaly_type, spec.magnitude
+
+
+def _inject_anomalies(
+    rng: np.random.Generator,
+    events: dict[str, np.ndarray],
+    catalog: _Catalog,
+    start: date,
+    days: int,
+    count: int,
+    top_brands: int = 25,
+    visible: bool = False,
+    plan: list[AnomalySpec] | None = None,
+) -> tuple[dict[str, np.ndarray], list[InjectedAnomaly]]:
+    """`plan`'s anomalies, or `count` drawn at random (`_drawn_placements`), applied to the
+    events; with their ground truth."""
+    if not plan and count <= 0:
+        return events, []
+    first_hour = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp()) // 3600
+    placements = (
+        _planned_placements(catalog, first_hour, plan)
+        if plan
+        else _drawn_placements(rng, catalog, first_hour, days, count, top_brands, visible)
+    )
+    brand_of_event = catalog.brand[events["product"]]
+    keep = np.ones(len(events["event_time"]), dtype=bool)
+    event_type = events["event_type"].copy()
+    injected: list[InjectedAnomaly] = []
+    for brand, start_hour, hours, kind, magnitude in placements:
         _apply_anomaly(
-            rng,
-            events,
-            brand_of_event,
-            keep,
-            event_type,
-            brand,
-            start_hour,
-            spec.hours,
-            spec.anomaly_type,
-            spec.magnitude,
+            rng, events, brand_of_event, keep, event_type, brand, start_hour, hours, kind, magnitude
         )
         window_start = datetime.fromtimestamp(start_hour * 3600, tz=UTC)
         injected.append(
-            InjectedAnomaly(
-                brand,
-                window_start.strftime("%Y-%m-%dT%H:00:00Z"),
-                spec.hours,
-                spec.anomaly_type,
-                spec.magnitude,
-            )
+            InjectedAnomaly(brand, window_start.strftime("%Y-%m-%dT%H:00:00Z"), hours, kind, magnitude)
         )
     events = {k: v[keep] for k, v in events.items()}
     events["event_type"] = event_type[keep]
