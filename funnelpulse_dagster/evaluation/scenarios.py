@@ -37,6 +37,7 @@ from funnelpulse_dagster.generator import (
     DEFAULT_EVENTS_PER_DAY,
     TARGET_TOP_BRAND_SHARE,
     AnomalySpec,
+    InjectedAnomaly,
     generate,
 )
 from funnelpulse_dagster.resources import LakeResource, RawDataResource
@@ -164,11 +165,12 @@ class Scenario:
 def materialize_scenario(
     scenario: Scenario, spark_resource: SparkResource, home: Path, plan: list[PlannedAnomaly]
 ):
-    """Generate the scenario and materialize it up to the anomaly table; hourly gold (brand
-    rows) and the anomaly rows as pandas frames."""
+    """Generate the scenario and materialize it up to the anomaly table: the anomalies the
+    generator injected (in `plan`'s order), hourly gold (brand rows) and the anomaly rows as
+    pandas frames."""
     raw = home / "data_raw"
     shop = scenario.shop
-    generate(
+    summary = generate(
         raw,
         START,
         scenario.days,
@@ -205,7 +207,11 @@ def materialize_scenario(
         .toPandas()
     )
     assert (flags["root_cause_hints"].map(len) > 0).all(), "every anomaly carries a hint"
-    return gold, flags.drop(columns="root_cause_hints").rename(columns={"anomaly_type": "flag"})
+    return (
+        summary.anomalies,
+        gold,
+        flags.drop(columns="root_cause_hints").rename(columns={"anomaly_type": "flag"}),
+    )
 
 
 def seed_flags(gold: pd.DataFrame) -> pd.DataFrame:
@@ -225,22 +231,18 @@ def seed_flags(gold: pd.DataFrame) -> pd.DataFrame:
     return g[g["flag"].notna()][["brand", "window_start", "flag"]]
 
 
-def truth_hours(plan: list[PlannedAnomaly], brands_of: dict[int, str]) -> pd.DataFrame:
+def truth_hours(injected: list[InjectedAnomaly]) -> pd.DataFrame:
     """One row per injected brand-hour: incident number, brand, hour, type."""
-    rows = []
-    for incident, p in enumerate(plan):
-        first = datetime(START.year, START.month, START.day) + timedelta(
-            days=p.spec.day, hours=p.spec.start_hour
-        )
-        for h in range(p.spec.hours):
-            rows.append(
-                {
-                    "incident": incident,
-                    "brand": brands_of[p.spec.brand_rank],
-                    "window_start": first + timedelta(hours=h),
-                    "truth": p.spec.anomaly_type,
-                }
-            )
+    rows = [
+        {
+            "incident": incident,
+            "brand": a.brand,
+            "window_start": datetime.strptime(a.window_start, "%Y-%m-%dT%H:%M:%SZ") + timedelta(hours=h),
+            "truth": a.anomaly_type,
+        }
+        for incident, a in enumerate(injected)
+        for h in range(a.hours)
+    ]
     return pd.DataFrame(rows, columns=["incident", "brand", "window_start", "truth"])
 
 
@@ -387,10 +389,8 @@ def run_scenario(
     """Generate, materialize and score one scenario; `plan` replaces the seed's anomaly plan."""
     home = work / f"{scenario.shop.name.split(':')[0].replace(' ', '_')}-{scenario.seed}"
     plan = plan or anomaly_plan(scenario.seed, scenario.days, scenario.shop.name)
-    gold, ours = materialize_scenario(scenario, spark_resource, home, plan)
-    injected = pd.read_csv(home / "truth.csv")
-    brands_of = {p.spec.brand_rank: brand for p, brand in zip(plan, injected["brand"], strict=True)}
-    truth = truth_hours(plan, brands_of)
+    injected, gold, ours = materialize_scenario(scenario, spark_resource, home, plan)
+    truth = truth_hours(injected)
     judged_from = pd.Timestamp(START + timedelta(days=FIRST_ANOMALY_DAY))
     eligible = gold[(gold["views"] >= min_views) & (gold["window_start"] >= judged_from)][
         ["brand", "window_start"]
@@ -431,9 +431,10 @@ def summary(results: list[dict]) -> dict:
     for r in results:
         by_shop.setdefault(r["shop"]["name"], []).append(r)
     incidents_all = pd.DataFrame([i for r in results for i in r["incidents"]])
+    scorable = incidents_all[incidents_all["eligible_hours"] > 0]
+    unscorable = incidents_all[incidents_all["eligible_hours"] == 0]
     per_level = []
     for factor in (f for f in FACTORS if f in incidents_all):
-        scorable = incidents_all[incidents_all["eligible_hours"] > 0]
         for level, group in scorable.groupby(factor, sort=True):
             eligible = int(group["eligible_hours"].sum())
             per_level.append(
@@ -449,7 +450,6 @@ def summary(results: list[dict]) -> dict:
                     "batch_hours_to_detect_median": _median(group["batch_hours_to_detect"]),
                 }
             )
-        unscorable = incidents_all[incidents_all["eligible_hours"] == 0]
         for level, group in unscorable.groupby(factor, sort=True):
             per_level.append(
                 {
