@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from funnelpulse_dagster import lakefs
 from funnelpulse_dagster.defs.automation import kafka_offsets_sensor, raw_files_sensor
 from funnelpulse_dagster.resources import RawDataResource, StreamingResource
+from funnelpulse_dagster.serving import queries
 from funnelpulse_dagster.serving.app import create_app
 from funnelpulse_dagster.serving.store import SERVED_TABLES, LakeStore
 from funnelpulse_dagster.streaming.offsets import committed_checkpoint_offsets
@@ -130,6 +131,9 @@ def test_the_lake_served_from_a_bucket_answers_as_from_local_disk(
         "/api/live?hours=48",
         "/api/anomalies?limit=50",
     ]
+    # one clock for both: /api/live's lag is measured from now, and two calls may straddle a second
+    now = queries.utc_now()
+    monkeypatch.setattr(queries, "utc_now", lambda: now)
     with TestClient(create_app(local, refresh_seconds=None)) as a, TestClient(create_app(remote, None)) as b:
         for path in paths:
             left, right = a.get(path), b.get(path)
