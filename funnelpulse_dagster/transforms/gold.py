@@ -62,59 +62,73 @@ def add_funnel_rates(metrics: DataFrame, rates: tuple[Rate, ...] = FUNNEL_RATES)
     return metrics
 
 
-def actors_per_step(events: DataFrame, grain: list[str], actor: str) -> DataFrame:
-    """Per grain, the number of distinct `actor`s (sessions or users) that viewed, carted and
-    purchased. Two hash aggregations (actor flags, then sums) instead of six COUNT(DISTINCT)s,
-    which Spark would expand into seven copies of every row (measured 31 s against 18 s)."""
-    suffix = ACTORS[actor]
-    flags = (
-        events.filter(F.col(actor).isNotNull())
-        .groupBy(*grain, actor)
-        .agg(*[F.max((F.col("event_type") == step).cast("int")).alias(step) for step in FUNNEL_STEPS])
+def _step_flags() -> list[Column]:
+    return [F.max((F.col("event_type") == step).cast("int")).alias(step) for step in FUNNEL_STEPS]
+
+
+# which actor an exploded row counts: its session (and the events) or its user
+_SESSION_ROW, _USER_ROW = 0, 1
+
+
+def _actor_rows(events: DataFrame, grain: list[str]) -> DataFrame:
+    """Each event twice: once under its session (`session`, NULL for an event without one),
+    once under its user (`user`), told apart by `actor_kind`."""
+    as_session = F.struct(
+        F.lit(_SESSION_ROW).cast("byte").alias("actor_kind"),
+        F.col("user_session").alias("session"),
+        F.lit(None).cast("bigint").alias("user"),
     )
-    return flags.groupBy(*grain).agg(
-        *[F.sum(step).cast("long").alias(f"{step}_{suffix}") for step in FUNNEL_STEPS]
+    as_user = F.struct(
+        F.lit(_USER_ROW).cast("byte").alias("actor_kind"),
+        F.lit(None).cast("string").alias("session"),
+        F.col("user_id").alias("user"),
     )
-
-
-def _left_join_on_grain(left: DataFrame, right: DataFrame, grain: list[str]) -> DataFrame:
-    """Join on the grain treating NULL = NULL (the no-brand / no-category group is a group)."""
-    joined = left.join(right, [left[c].eqNullSafe(right[c]) for c in grain], "left")
-    return joined.select(left["*"], *[right[c] for c in right.columns if c not in grain])
-
-
-def _sum_event_metrics() -> list[Column]:
-    return [F.sum(c).cast("long").alias(c) for c in EVENT_COUNTS] + [
-        F.sum(REVENUE).cast(REVENUE_TYPE).alias(REVENUE)
-    ]
+    return events.select(
+        *grain, "event_type", "price", F.explode(F.array(as_session, as_user)).alias("a")
+    ).select(*grain, "event_type", "price", "a.*")
 
 
 def funnel_metrics(events: DataFrame, grain: list[str]) -> DataFrame:
     """Event counts, revenue, session and user funnels and rates per grain.
 
-    Event metrics ride along with the per-session aggregation (events without a session form
-    one NULL-session group, counted for events but not as a session), so a table costs two
-    aggregations for events and sessions, two for users, and one join.
+    One shuffle: the events are partitioned by the grain, so each cell's sessions and users are
+    on one task, and everything after is local. Each event is counted twice there, under its
+    session and under its user; one aggregation gives per (cell, actor) the event metrics and
+    which steps it took, a second sums them per cell: events and revenue from the session rows
+    (events without a session form one NULL-session group, counted as events but not as a
+    session), sessions and users from their own rows. (Measured on a month's hourly brand table:
+    4.4 s warm against 7.6 s for separate session and user aggregations joined on the grain, which
+    shuffled the events twice and the results twice more; COUNT(DISTINCT) would expand every row
+    seven times.)
     """
-    per_session = events.groupBy(*grain, "user_session").agg(
-        *funnel_aggregations(),
-        *[F.max((F.col("event_type") == step).cast("int")).alias(step) for step in FUNNEL_STEPS],
+    per_actor = (
+        events.select(*grain, "event_type", "price", "user_session", "user_id")
+        .repartition(*grain)
+        .transform(lambda cells: _actor_rows(cells, grain))
+        .groupBy(*grain, "actor_kind", "session", "user")
+        .agg(*funnel_aggregations(), *_step_flags())
     )
-    has_session = F.col("user_session").isNotNull()
-    metrics = per_session.groupBy(*grain).agg(
-        *_sum_event_metrics(),
-        *[
-            F.coalesce(F.sum(F.when(has_session, F.col(step))), F.lit(0))
-            .cast("long")
-            .alias(f"{step}_sessions")
-            for step in FUNNEL_STEPS
-        ],
-    )
-    users = actors_per_step(events, grain, "user_id")
-    # a grain whose events all lack a user has no row on the right: zero users
-    user_columns = [f"{step}_users" for step in FUNNEL_STEPS]
+    session_row = F.col("actor_kind") == _SESSION_ROW
+    counted = {
+        ACTORS["user_session"]: session_row & F.col("session").isNotNull(),
+        ACTORS["user_id"]: (F.col("actor_kind") == _USER_ROW) & F.col("user").isNotNull(),
+    }
+
+    def total(column: str, where: Column, type_name: str = "long") -> Column:
+        return F.coalesce(F.sum(F.when(where, F.col(column))), F.lit(0)).cast(type_name)
+
     return (
-        _left_join_on_grain(metrics, users, grain).fillna(0, subset=user_columns).transform(add_funnel_rates)
+        per_actor.groupBy(*grain)
+        .agg(
+            *[total(c, session_row).alias(c) for c in EVENT_COUNTS],
+            total(REVENUE, session_row, REVENUE_TYPE.simpleString()).alias(REVENUE),
+            *[
+                total(step, where).alias(f"{step}_{suffix}")
+                for suffix, where in counted.items()
+                for step in FUNNEL_STEPS
+            ],
+        )
+        .transform(add_funnel_rates)
     )
 
 
