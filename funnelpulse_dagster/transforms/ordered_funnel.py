@@ -19,28 +19,63 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from funnelpulse_dagster.rules import ORDERED_RATES
-from funnelpulse_dagster.tables import GOLD_SESSION_FUNNEL_DAILY
+from funnelpulse_dagster.tables import GOLD_SESSION_FUNNEL_DAILY, ORDERED_DIMENSIONS
 from funnelpulse_dagster.transforms.gold import add_funnel_rates
+
+# the silver column holding each dimension's value (the shop has one value: NULL)
+_VALUE_COLUMNS = {
+    "shop": None,
+    "brand": "brand_norm",
+    "category_root": "category_root",
+    "price_band": "price_band",
+}
 
 
 def _dimension_values() -> Column:
+    """The event's value in each dimension; the dimension as its index in ORDERED_DIMENSIONS (a
+    byte sorts faster than its name)."""
     return F.array(
-        F.struct(F.lit("shop").alias("dimension"), F.lit(None).cast("string").alias("value")),
-        F.struct(F.lit("brand").alias("dimension"), F.col("brand_norm").alias("value")),
-        F.struct(F.lit("category_root").alias("dimension"), F.col("category_root").alias("value")),
-        F.struct(F.lit("price_band").alias("dimension"), F.col("price_band").alias("value")),
+        *[
+            F.struct(
+                F.lit(i).cast("byte").alias("dimension_index"),
+                (F.col(column) if column else F.lit(None).cast("string")).alias("value"),
+            )
+            for i, column in enumerate(_VALUE_COLUMNS[d] for d in ORDERED_DIMENSIONS)
+        ]
     )
 
 
 def session_steps(silver: DataFrame, window_minutes: int | None = None) -> DataFrame:
-    """One row per session × dimension value it viewed: session_date, t_view, t_cart, t_purchase."""
-    sessions = silver.filter(F.col("user_session").isNotNull()).withColumn(
-        "session_date", F.to_date(F.min("event_time").over(Window.partitionBy("user_session")))
+    """One row per session × dimension value it viewed: session_date, t_view, t_cart, t_purchase.
+
+    Sessions are grouped by a 64-bit hash of their id first and the id itself second: both
+    window sorts then compare a long on almost every comparison instead of a 36-character
+    string, and the hash partitioning serves both windows with one shuffle (measured on a
+    month: 12.8 s against 16.4 s warm, 14.9 s against 27.1 s cold).
+    """
+    session_key = [F.xxhash64("user_session").alias("session_hash"), "user_session"]
+    sessions = (
+        silver.filter(F.col("user_session").isNotNull())
+        .select(*session_key, "event_time", "event_type", "brand_norm", "category_root", "price_band")
+        .withColumn(
+            "session_date",
+            F.to_date(F.min("event_time").over(Window.partitionBy("session_hash", "user_session"))),
+        )
     )
-    events = sessions.select(
-        "user_session", "session_date", "event_time", "event_type", F.explode(_dimension_values()).alias("d")
-    ).select("user_session", "session_date", "event_time", "event_type", "d.dimension", "d.value")
-    group = Window.partitionBy("user_session", "dimension", "value")
+    events = (
+        # a session's first event of any type dates it; after that only the steps matter
+        sessions.filter(F.col("event_type").isin("view", "cart", "purchase"))
+        .select(
+            "session_hash",
+            "user_session",
+            "session_date",
+            "event_time",
+            "event_type",
+            F.explode(_dimension_values()).alias("d"),
+        )
+        .select("session_hash", "user_session", "session_date", "event_time", "event_type", "d.*")
+    )
+    group = Window.partitionBy("session_hash", "dimension_index", "value", "user_session")
 
     def within(start: str) -> Column:
         if window_minutes is None:
@@ -61,13 +96,23 @@ def session_steps(silver: DataFrame, window_minutes: int | None = None) -> DataF
             F.min(F.when(step("purchase", "t_cart") & within("t_view"), F.col("event_time"))).over(group),
         )
     )
+    dimension = F.element_at(F.array(*[F.lit(d) for d in ORDERED_DIMENSIONS]), F.col("dimension_index") + 1)
     return (
         stepped.filter(F.col("t_view").isNotNull())
-        .groupBy("user_session", "session_date", "dimension", "value")
+        .groupBy("session_hash", "user_session", "session_date", "dimension_index", "value")
         .agg(
             F.first("t_view").alias("t_view"),
             F.first("t_cart").alias("t_cart"),
             F.first("t_purchase").alias("t_purchase"),
+        )
+        .select(
+            "user_session",
+            "session_date",
+            dimension.alias("dimension"),
+            "value",
+            "t_view",
+            "t_cart",
+            "t_purchase",
         )
     )
 
