@@ -87,6 +87,30 @@ def test_silver_quality_flags_each_broken_rule(spark):
     assert all(r.passed for r in silver_quality(silver_violation_counts(clean), clean))
 
 
+def test_key_check_tells_hash_collisions_from_duplicates(spark, monkeypatch):
+    """The key check trusts distinct hashes only to prove uniqueness: when hashes collide (here
+    every key hashes alike), it groups by the key itself and finds no duplicate among distinct
+    keys, and exactly the duplicated key among others."""
+    from pyspark.sql import functions as F
+
+    from funnelpulse_dagster.lib import quality
+
+    monkeypatch.setattr(quality, "key_hash", lambda columns: F.lit(7).cast("bigint"))
+    distinct = spark.createDataFrame([_silver_row(product_id=p) for p in (1, 2, 3)], SILVER_EVENTS.schema)
+    counts = silver_violation_counts(distinct)
+    assert counts["distinct_key_hashes"] == 1 and counts["rows_written"] == 3  # every hash collides
+    key_result = {r.check_name: r for r in silver_quality(counts, distinct)}[SILVER_KEY_RULE.check_name]
+    assert key_result.passed and key_result.metadata["duplicate_keys"].value == 0
+
+    doubled = spark.createDataFrame(
+        [_silver_row(product_id=1), _silver_row(product_id=1), _silver_row(product_id=2)],
+        SILVER_EVENTS.schema,
+    )
+    results = {r.check_name: r for r in silver_quality(silver_violation_counts(doubled), doubled)}
+    assert not results[SILVER_KEY_RULE.check_name].passed
+    assert results[SILVER_KEY_RULE.check_name].metadata["duplicate_keys"].value == 1
+
+
 def test_gold_totals_must_match_to_the_cent(spark):
     silver = spark.createDataFrame(
         [_silver_row(event_type="purchase", price=Decimal("10.01")), _silver_row(product_id=5)],
