@@ -156,6 +156,40 @@ COPY (
   FROM silver GROUP BY {grain}
 ) TO '{out}/{table}' (FORMAT parquet, PARTITION_BY ({partition}));
 """
+# the ordered session funnel (transforms/ordered_funnel.py): per session × dimension value, the
+# first view, the first cart at or after it, the first purchase at or after that; per day the
+# session started: counts and exact median / p90 times between the steps
+ORDERED_FUNNEL_SQL = """
+COPY (
+  WITH sessions AS (
+    SELECT user_session, event_time, event_type, brand_norm, category_root, price_band,
+           CAST(min(event_time) OVER (PARTITION BY user_session) AS DATE) AS session_date
+    FROM silver WHERE user_session IS NOT NULL),
+  events AS (
+    SELECT user_session, session_date, event_time, event_type, d.dimension, d.value
+    FROM sessions, unnest([{{'dimension': 'shop', 'value': NULL::VARCHAR}},
+                          {{'dimension': 'brand', 'value': brand_norm}},
+                          {{'dimension': 'category_root', 'value': category_root}},
+                          {{'dimension': 'price_band', 'value': price_band}}]) AS u(d)),
+  viewed AS (
+    SELECT *, min(event_time) FILTER (WHERE event_type = 'view')
+                OVER (PARTITION BY user_session, dimension, value) AS t_view FROM events),
+  carted AS (
+    SELECT *, min(event_time) FILTER (WHERE event_type = 'cart' AND event_time >= t_view)
+                OVER (PARTITION BY user_session, dimension, value) AS t_cart FROM viewed),
+  steps AS (
+    SELECT user_session, session_date, dimension, value, any_value(t_view) AS t_view,
+           any_value(t_cart) AS t_cart,
+           min(event_time) FILTER (WHERE event_type = 'purchase' AND event_time >= t_cart) AS t_purchase
+    FROM carted WHERE t_view IS NOT NULL GROUP BY ALL)
+  SELECT session_date, dimension, value, count(*) AS viewed_sessions, count(t_cart) AS carted_sessions,
+         count(t_purchase) AS purchased_sessions,
+         quantile_cont(epoch(t_cart - t_view), [0.5, 0.9]) AS view_to_cart,
+         quantile_cont(epoch(t_purchase - t_cart), [0.5, 0.9]) AS cart_to_purchase,
+         quantile_cont(epoch(t_purchase - t_view), [0.5, 0.9]) AS view_to_purchase
+  FROM steps GROUP BY ALL
+) TO '{out}/gold_session_funnel_daily' (FORMAT parquet, PARTITION_BY (session_date));
+"""
 
 
 def duckdb_reference(raw: str, out: str, start: str, threads: int) -> dict[str, float]:
@@ -174,6 +208,9 @@ def duckdb_reference(raw: str, out: str, start: str, threads: int) -> dict[str, 
         t = time.perf_counter()
         con.execute(GOLD_SQL.format(grain=grain, out=out, table=table, partition=partition))
         phases[table] = time.perf_counter() - t
+    t = time.perf_counter()
+    con.execute(ORDERED_FUNNEL_SQL.format(out=out))
+    phases["gold_session_funnel_daily"] = time.perf_counter() - t
     return phases
 
 
