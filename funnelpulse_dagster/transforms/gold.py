@@ -22,7 +22,7 @@ from funnelpulse_dagster.tables import (
 ACTORS = {"user_session": "sessions", "user_id": "users"}
 
 
-# the silver columns the gold tables read (a narrower projection to cache)
+# the silver columns the gold tables read
 GOLD_INPUT_COLUMNS = (
     "event_time",
     "event_type",

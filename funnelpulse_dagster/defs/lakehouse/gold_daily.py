@@ -1,4 +1,4 @@
-"""The daily and price-band gold tables, built from one read of silver."""
+"""The daily and price-band gold tables, built in one step from silver."""
 
 from dagster import (
     AssetExecutionContext,
@@ -7,7 +7,6 @@ from dagster import (
     MetadataValue,
     multi_asset,
 )
-from pyspark import StorageLevel
 
 from funnelpulse_dagster.lib.partitions import (
     daily_partitions,
@@ -87,40 +86,36 @@ def gold_daily_tables(context: AssetExecutionContext, spark: SparkResource, lake
     days = partition_days(context)
     selected_keys = {key.to_user_string() for key in context.selected_asset_keys}
     selected = [name for name in _BUILDERS if name in selected_keys]  # this multi-asset's own, in order
-    # one read of silver serves every selected table; cached only when more than one uses it
+    # Each table scans silver's Parquet itself: caching the month for the three of them cost
+    # more than the two extra scans (measured: 14.6–17.7 s against 12.7–13.1 s for the three)
     silver = lake.read(session, SILVER_EVENTS, days).select(*GOLD_INPUT_COLUMNS)
-    if len(selected) > 1:
-        silver = silver.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        silver_totals = None
-        for name in selected:
-            table, build = _BUILDERS[name]
-            with timer.phase(f"{name}_write"):
-                lake.replace_partitions(build(silver), table, days)
-            with timer.phase(f"{name}_checks"):
-                stored = lake.read(session, table, days)
-                rows_by_day = lake.partition_counts(session, table, days)
-                if table is GOLD_FUNNEL_DAILY_BRAND:
-                    check = daily_matches_hourly(stored, lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, days))
-                else:
-                    if silver_totals is None:
-                        silver_totals = daily_totals(silver, SILVER_EVENTS.partition_column, from_events=True)
-                    totals = daily_totals(stored, table.partition_column, from_events=False)
-                    check = totals_match(totals, silver_totals, table.name)
-                validity = rates_valid(stored)
-            report_partitions(context, name, gold_day_figures(rows_by_day))
-            yield MaterializeResult(
-                asset_key=name,
-                metadata={
-                    "run_days": len(days),
-                    "path": MetadataValue.path(lake.table_uri(table)),
-                    "run_seconds_by_phase": MetadataValue.json(
-                        {k: v for k, v in timer.phases.items() if k.startswith(name)}
-                    ),
-                },
-            )
-            yield for_asset(check, name)
-            yield for_asset(validity, name)
-    finally:
-        silver.unpersist()
+    silver_totals = None
+    for name in selected:
+        table, build = _BUILDERS[name]
+        with timer.phase(f"{name}_write"):
+            lake.replace_partitions(build(silver), table, days)
+        with timer.phase(f"{name}_checks"):
+            stored = lake.read(session, table, days)
+            rows_by_day = lake.partition_counts(session, table, days)
+            if table is GOLD_FUNNEL_DAILY_BRAND:
+                check = daily_matches_hourly(stored, lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, days))
+            else:
+                if silver_totals is None:
+                    silver_totals = daily_totals(silver, SILVER_EVENTS.partition_column, from_events=True)
+                totals = daily_totals(stored, table.partition_column, from_events=False)
+                check = totals_match(totals, silver_totals, table.name)
+            validity = rates_valid(stored)
+        report_partitions(context, name, gold_day_figures(rows_by_day))
+        yield MaterializeResult(
+            asset_key=name,
+            metadata={
+                "run_days": len(days),
+                "path": MetadataValue.path(lake.table_uri(table)),
+                "run_seconds_by_phase": MetadataValue.json(
+                    {k: v for k, v in timer.phases.items() if k.startswith(name)}
+                ),
+            },
+        )
+        yield for_asset(check, name)
+        yield for_asset(validity, name)
     context.log.info(f"gold daily tables phases (s): {timer.phases}")
