@@ -44,10 +44,26 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+def _resident_bytes(pid: int, rss_pages: int) -> int:
+    """The process's proportional set size: its resident pages, each page shared with other
+    processes counted by its share. Plain RSS counts a shared page in full in every process
+    that maps it, so a JVM's short-lived forked helpers (Hadoop's local file system runs shell
+    commands) would count the whole heap twice. 0 for a process gone by the time its PSS is
+    read (such a helper has exited or replaced its image: its copy of the heap is gone)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return 0
+    return rss_pages * os.sysconf("SC_PAGE_SIZE")  # a kernel without smaps_rollup
+
+
 def _tree_rss_bytes(root_pid: int) -> int:
-    """Sum of RSS over a process and all its descendants (Linux /proc)."""
+    """Resident memory (PSS) summed over a process and all its descendants (Linux /proc)."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
+    rss_pages: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -58,11 +74,12 @@ def _tree_rss_bytes(root_pid: int) -> int:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry))
-        rss[int(entry)] = pages * os.sysconf("SC_PAGE_SIZE")
+        rss_pages[int(entry)] = pages
     total, stack = 0, [root_pid]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        if pid in rss_pages:
+            total += _resident_bytes(pid, rss_pages[pid])
         stack.extend(children.get(pid, []))
     return total
 
