@@ -94,8 +94,9 @@ def spark_conf(
         "spark.ui.enabled": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         # throughput over pause times: a batch driver on few cores spends less time collecting
-        # with the parallel collector than with G1 (measured ≈ 10 % on the silver and gold
-        # transforms of a month); `defaultJavaOptions` leaves `extraJavaOptions` to the user
+        # with the parallel collector than with G1 (a month's CLI run: 118.7 s against 150.5 s,
+        # for about 1 GB more peak memory); `defaultJavaOptions` leaves `extraJavaOptions` to
+        # the user
         "spark.driver.defaultJavaOptions": "-XX:+UseParallelGC",
     }
     conf.update({k: str(v) for k, v in extra.items()})
