@@ -31,6 +31,9 @@ EDGE_CASES = [
     # repeated carts: the first one after the view counts
     _event("carts", 0, "cart"), _event("carts", 1, "view"), _event("carts", 3, "cart"),
     _event("carts", 7, "cart"), _event("carts", 30, "purchase"),
+    # a purchase before the first cart after the view, and one after it: the later one counts
+    _event("rebuy", 0, "view"), _event("rebuy", 1, "purchase"), _event("rebuy", 2, "cart"),
+    _event("rebuy", 4, "purchase"),
     # across midnight: counts on the day it started, converting after midnight
     _event("midnight", 13 * 60 + 50, "view"), _event("midnight", 14 * 60 + 5, "cart"),
     _event("midnight", 14 * 60 + 20, "purchase"),
@@ -76,18 +79,22 @@ def test_edge_cases_say_what_the_definitions_say(spark):
     )
     rows = {(r["dimension"], r["value"]): r for r in ordered_funnel(session_steps(frame)).collect()}
     shop = rows[("shop", None)]
-    # viewed: ordered, reversed, carts, midnight, two, nobrand, same, slow; "no-view" is not in it
-    assert shop["viewed_sessions"] == 8
-    # carted after a view: ordered, carts, midnight, two, nobrand, same, slow (not reversed)
-    assert shop["carted_sessions"] == 7
-    # purchased after that cart: ordered, carts, midnight, two (beta bought after alpha's cart), same, slow
-    assert shop["purchased_sessions"] == 6
+    # viewed: ordered, reversed, carts, rebuy, midnight, two, nobrand, same, slow; not "no-view"
+    assert shop["viewed_sessions"] == 9
+    # carted after a view: ordered, carts, rebuy, midnight, two, nobrand, same, slow (not reversed)
+    assert shop["carted_sessions"] == 8
+    # purchased after that cart: ordered, carts, rebuy, midnight, two (beta bought after alpha's
+    # cart), same, slow
+    assert shop["purchased_sessions"] == 7
     alpha, beta = rows[("brand", "alpha")], rows[("brand", "beta")]
     assert (alpha["carted_sessions"], alpha["purchased_sessions"]) == (1, 0)  # bought beta, not alpha
     assert (beta["viewed_sessions"], beta["carted_sessions"]) == (1, 0)
     assert rows[("brand", None)]["carted_sessions"] == 1  # the no-brand group
-    # view → cart, minutes: same 0, nobrand 1, carts 2, two 2, ordered 5, slow 10, midnight 15
+    # view → cart, minutes: same 0, nobrand 1, carts 2, two 2, rebuy 2, ordered 5, slow 10, midnight 15
     assert shop["median_seconds_view_to_cart"] == 2 * 60
+    # cart → purchase, minutes: same 0, rebuy 2, ordered 4, two 4 (alpha's cart, beta's purchase),
+    # midnight 15, carts 27, slow 110: the purchase before rebuy's cart does not count
+    assert shop["median_seconds_cart_to_purchase"] == 4 * 60
     # the session across midnight counts on the day it started
     assert {r["session_date"] for r in ordered_funnel(session_steps(frame)).collect()} == {T0.date()}
 
