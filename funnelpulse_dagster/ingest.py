@@ -80,12 +80,14 @@ def survey(session: SparkSession, entries: Sequence[lakefs.FileEntry]) -> list[I
         for row in rows:
             owner = next((f for f in group if _same_file(row[RAW_FILE], f.uri)), None)
             if owner is None:  # never expected: Spark names a file we did not ask for
-                raise RuntimeError(f"Spark read {row[RAW_FILE]}, which is not one of {[f.uri for f in group]}")
+                raise RuntimeError(
+                    f"Spark read {row[RAW_FILE]}, which is not one of {[f.uri for f in group]}"
+                )
             owner.spark_name = row[RAW_FILE]
             if row[OWN_DAY] is None:
                 owner.undated_lines += row["count"]
             else:
-                owner.lines_by_day[row[OWN_DAY]] = row["count"]
+                owner.lines_by_day[row[OWN_DAY]] = owner.lines_by_day.get(row[OWN_DAY], 0) + row["count"]
     for f in files:
         owned_days(f.uri, set(f.lines_by_day), bool(f.undated_lines))  # refuses a file without dates
         if f.undated_lines:

@@ -276,6 +276,7 @@ def test_sensor_and_bronze_give_a_hostile_file_the_same_days(spark, funnelpulse_
         HEADER,
         "2019-11-04 10:00:00 UTC,view,1,2,,b,1.00,3,s",
         "2019-11-04T23:30:00-02:00,view,1,2,,b,1.00,3,s",  # ISO with an offset: Nov 5 UTC
+        "2019-11-04T08:00:00Z,view,1,2,,b,1.00,3,s",  # ISO in UTC: Nov 4
         '"2019-11-06 10:00:00 UTC",view,1,2,,"b, inc",1.00,3,s',  # quoted fields
         "2019-11-07 25:61:00 UTC,view,1,2,,b,1.00,3,s",  # a bad clock time keeps its date
         "2019-02-30 10:00:00 UTC,view,1,2,,b,1.00,3,s",  # no such date: the anchor's
@@ -296,6 +297,9 @@ def test_sensor_and_bronze_give_a_hostile_file_the_same_days(spark, funnelpulse_
     )
     # "   " is blank (Spark's trim strips spaces); Feb 30 and "nonsense" go to the anchor day
     assert surveyed.anchor == NOV4 and surveyed.undated_lines == 2
+    # the export-shaped lines are counted by their text, the others by their parsed time: an ISO
+    # line of Nov 4 joins the export line of Nov 4, and the two undated kinds add up
+    assert surveyed.lines_by_day == {NOV4: 1 + 1 + 2, NOV5: 1, date(2019, 11, 6): 1, date(2019, 11, 7): 1}
 
 
 def test_each_partition_reports_its_own_day(spark_resource, funnelpulse_home):

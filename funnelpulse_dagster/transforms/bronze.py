@@ -110,13 +110,27 @@ def own_day(event_time: Column, line: Column) -> Column:
 
 
 def line_ownership(lines: DataFrame, layout: ExportLayout = STANDARD_LAYOUT) -> DataFrame:
-    """Records per file and own day (NULL: no date of its own) over whole files: what the
-    ingest ledger and the anchor days are computed from. Cheap: no field is typed but the time."""
+    """Records per file and own day (NULL: no date of its own; a file and day may take more
+    than one row) over whole files: what the ingest ledger and the anchor days are computed from.
+
+    A line in the export's own shape (`YYYY-MM-DD HH:MM:SS UTC,` at its start, in the standard
+    layout) owns the date it starts with whether or not its clock time parses, so such lines are
+    counted by their first ten characters and only the few others have their time parsed (a
+    month: 2.2 s against 5.2 s warm). The ten characters become a date after the count.
+    """
     line = F.col("value")
+    prefix = F.substring(line, 1, 10)
+    key = F.date_format(own_day(parse_event_time(_event_time_text(line, layout)), line), "yyyy-MM-dd")
+    if layout.standard:
+        export_shape = (F.substring(line, 11, 1) == " ") & (F.substring(line, 20, 5) == " UTC,")
+        key = F.when(export_shape, prefix).otherwise(key)
     return (
         lines.transform(drop_non_records, layout)
-        .groupBy(F.col(RAW_FILE), own_day(parse_event_time(_event_time_text(line, layout)), line).alias(OWN_DAY))
+        .groupBy(F.col(RAW_FILE), key.alias(OWN_DAY))
         .count()
+        # after the count, not in a second aggregation: the optimizer would merge the two and
+        # parse the date on every line again; several texts that are no date give several rows
+        .withColumn(OWN_DAY, F.try_to_date(F.col(OWN_DAY), "yyyy-MM-dd"))
     )
 
 
@@ -226,8 +240,6 @@ def prefilter_lines_for_dates(lines: DataFrame, dates: Iterable[date]) -> DataFr
     return lines.filter(
         F.when(prefix.between(lo, hi), True).otherwise(F.try_to_date(prefix, "yyyy-MM-dd").isNull())
     )
-
-
 
 
 def reason_kind(reason: str) -> str:
