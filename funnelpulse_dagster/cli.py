@@ -77,10 +77,9 @@ def _summary(_: argparse.Namespace) -> int:
 
 
 def _broker(args: argparse.Namespace) -> int:
-    from funnelpulse_dagster.resources import kafka_resource
+    from funnelpulse_dagster.resources import build_resources, kafka_resource
     from funnelpulse_dagster.streaming import broker
-    from funnelpulse_dagster.streaming.offsets import KafkaUnavailable, committed_checkpoint_offsets
-    from funnelpulse_dagster.tables import STREAM_INGEST_QUERY
+    from funnelpulse_dagster.streaming.offsets import KafkaUnavailable
 
     settings = load_settings()
     kafka = kafka_resource(resolved=True)
@@ -110,9 +109,7 @@ def _broker(args: argparse.Namespace) -> int:
     except KafkaUnavailable as exc:
         print(f"{kafka.bootstrap_servers}: {exc}")
         return 1 if pid else 3
-    committed = (
-        committed_checkpoint_offsets(f"{settings.checkpoints}/{STREAM_INGEST_QUERY}", kafka.topic) or {}
-    )
+    committed = build_resources(resolved=True)["streaming"].committed_offsets(kafka.topic) or {}
     print(f"topic {kafka.topic} on {kafka.bootstrap_servers}")
     print(f"{'partition':>9} {'end offset':>12} {'processed':>12} {'backlog':>10}")
     for p, end in sorted(ends.items()):
