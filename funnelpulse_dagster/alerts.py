@@ -19,6 +19,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND, GOLD_STREAM_FUNNEL_HOURLY_BRAND
+
+# the served tables the incident queries below read (a store for them copies no other)
+ALERT_TABLES = (GOLD_ANOMALIES_HOURLY_BRAND, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
 FORMATS = ("slack", "generic")
 # stalls remembered (their keys name the hour the stream was stuck on, which never comes back)
 REMEMBERED_STALLS = 50

@@ -183,11 +183,12 @@ def _anomalies(args: argparse.Namespace) -> int:
     import csv
 
     from funnelpulse_dagster.serving.store import LakeStore
+    from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND
 
     settings = load_settings()
     truth = Path(args.ground_truth) if args.ground_truth else settings.ground_truth / "injected_anomalies.csv"
     injected = list(csv.DictReader(truth.open())) if truth.exists() else []
-    store = LakeStore(settings.lake, mode="parquet")
+    store = LakeStore(settings.lake, mode="parquet", tables=[GOLD_ANOMALIES_HOURLY_BRAND])
     store.refresh()
     flagged = (
         store.cursor()

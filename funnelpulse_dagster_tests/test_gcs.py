@@ -13,12 +13,14 @@ import sys
 import uuid
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 from dagster import DagsterInstance, RunRequest, SensorResult, SkipReason, build_sensor_context
 from fastapi.testclient import TestClient
 
 from funnelpulse_dagster import lakefs
+from funnelpulse_dagster.alerts import ALERT_TABLES
 from funnelpulse_dagster.defs.automation import kafka_offsets_sensor, raw_files_sensor
 from funnelpulse_dagster.resources import RawDataResource, StreamingResource
 from funnelpulse_dagster.serving import queries
@@ -143,6 +145,17 @@ def test_the_lake_served_from_a_bucket_answers_as_from_local_disk(
     one_shot = LakeStore(f"gs://{bucket}/lake/tables", mode="parquet")
     one_shot.refresh()
     assert one_shot.mode == "replica" and one_shot.state == remote.state
+    # the alerts sensor's store copies only the two tables its queries read
+    alerting = LakeStore(f"gs://{bucket}/lake/tables", mode="parquet", tables=ALERT_TABLES)
+    alerting.refresh()
+    assert set(alerting.state) == {t.name for t in ALERT_TABLES}
+    assert alerting.state == {t.name: remote.state[t.name] for t in ALERT_TABLES}
+    for table in ALERT_TABLES:
+        a = local.cursor().execute(f'SELECT * FROM "{table.name}" ORDER BY ALL').fetchall()
+        assert alerting.cursor().execute(f'SELECT * FROM "{table.name}" ORDER BY ALL').fetchall() == a
+    other = next(t for t in SERVED_TABLES if t not in ALERT_TABLES)
+    with pytest.raises(duckdb.CatalogException):
+        alerting.cursor().execute(f'SELECT * FROM "{other.name}"')
 
     # `funnelpulse summary` reads the bucket too
     env = os.environ | {"FUNNELPULSE_LAKE": f"gs://{bucket}/lake/tables"}

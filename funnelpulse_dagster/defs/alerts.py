@@ -7,6 +7,7 @@ import time
 from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from funnelpulse_dagster.alerts import (
+    ALERT_TABLES,
     AlertState,
     anomaly_incidents,
     deliver_new,
@@ -39,7 +40,7 @@ def alerts_sensor(
         return SkipReason("FUNNELPULSE_ALERT_WEBHOOK is not set: nowhere to send alerts")
     state = AlertState.load(context.cursor)
     now = time.time()
-    store = LakeStore(lake.root, mode="parquet")
+    store = LakeStore(lake.root, mode="parquet", tables=ALERT_TABLES)
     try:
         store.refresh()
         con = store.cursor()

@@ -32,6 +32,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -235,7 +236,10 @@ class LakeStore:
         database: str | Path | None = None,
         memory_limit: str = "1GB",
         threads: int = 2,
+        tables: Iterable[Table] | None = None,
     ) -> None:
+        """`tables`: the served tables this store holds (default: all); a reader that needs two
+        tables of a lake on gs:// then copies only those two on every refresh."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if mode == "parquet" and is_remote(lake_root):
@@ -260,7 +264,8 @@ class LakeStore:
         self._local = threading.local()
         self._refresh_lock = threading.Lock()
         self.last_refresh: float | None = None
-        self.state: dict[str, TableState] = {t.name: TableState() for t in SERVED_TABLES}
+        self.tables: tuple[Table, ...] = tuple(tables) if tables is not None else SERVED_TABLES
+        self.state: dict[str, TableState] = {t.name: TableState() for t in self.tables}
         self._create_tables()
 
     # -- connections ------------------------------------------------------------------------
@@ -284,7 +289,7 @@ class LakeStore:
     def _create_tables(self) -> None:
         con = self._con
         if self.mode == "parquet":
-            for table in SERVED_TABLES:
+            for table in self.tables:
                 self._point_view(con, table, {})
             return
         con.execute("CREATE TABLE IF NOT EXISTS _served_tables (table_name VARCHAR PRIMARY KEY, ddl VARCHAR)")
@@ -292,7 +297,7 @@ class LakeStore:
             "CREATE TABLE IF NOT EXISTS _served_partitions (table_name VARCHAR, partition_value VARCHAR, "
             "signature VARCHAR, row_count BIGINT, copied_at TIMESTAMP, PRIMARY KEY (table_name, partition_value))"
         )
-        for table in SERVED_TABLES:
+        for table in self.tables:
             ddl = self._ddl(table)
             known = con.execute(
                 "SELECT ddl FROM _served_tables WHERE table_name = ?", [table.name]
@@ -307,14 +312,14 @@ class LakeStore:
 
     # -- refresh ----------------------------------------------------------------------------
     def refresh(self) -> RefreshReport:
-        """Bring every served table up to date with the lake (see the module docstring)."""
+        """Bring every table this store serves up to date with the lake (see the module docstring)."""
         with self._refresh_lock:
             started = time.perf_counter()
             report = RefreshReport()
             con = self._con.cursor()
             con.execute("SET TimeZone='UTC'")
             try:
-                for table in SERVED_TABLES:
+                for table in self.tables:
                     listed = list_partitions(con, self.lake_root, table)
                     if self.mode == "parquet":
                         self._point_view(con, table, listed)
