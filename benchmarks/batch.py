@@ -13,7 +13,7 @@
 3. runs the same work in DuckDB in another fresh process: CSV → bronze Parquet (bad lines to a
    quarantine), silver (rules, normalisation, de-duplication), the four gold tables with event,
    session and user funnels, all written as day-partitioned Parquet;
-4. prints events/s, wall time and peak memory (RSS of the whole process tree) of both, and the
+4. prints events/s, wall time and peak memory (PSS of the whole process tree: shared pages counted by share) of both, and the
    ratios: whole run against DuckDB's whole run, and bronze → silver → hourly brand gold (the
    Spark steps against the same DuckDB phases);
 5. with `--floor`, the least work any Spark chain must do here (`spark_floor`), cold and warm,
@@ -21,7 +21,7 @@
 6. with `--connect`, starts a local Spark Connect server (`funnelpulse spark start`) and runs the
    same command twice against it (FUNNELPULSE_SPARK_REMOTE): the first run meets a server whose
    JVM is up but has run nothing; the second (the *warm* figure) a server that has run this work
-   once. Peak RSS there is the client's tree plus the server's.
+   once. Peak memory there is the client's tree plus the server's.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _tree_rss_bytes(root_pid: int) -> int:
 
 
 def run_measured(cmd: list[str], env: dict[str, str], also: tuple[int, ...] = ()) -> tuple[float, int, str]:
-    """Run a command; return (wall seconds, peak RSS bytes of its process tree plus the trees of
+    """Run a command; return (wall seconds, peak PSS bytes of its process tree plus the trees of
     the `also` pids, combined output)."""
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -487,7 +487,7 @@ def main() -> int:
         )
 
     print()
-    print(f"{'':34}{'wall s':>9}{'events/s':>12}{'peak RSS GB':>13}")
+    print(f"{'':34}{'wall s':>9}{'events/s':>12}{'peak PSS GB':>13}")
     print(
         f"{'Dagster + Spark (CLI, whole run)':34}{spark_wall:>9.1f}{rows / spark_wall:>12,.0f}{spark_peak / 1e9:>13.2f}"
     )
