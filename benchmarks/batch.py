@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -37,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -317,10 +318,26 @@ def _duration_seconds(text: str) -> float:
     return sum(float(value) * _UNIT_SECONDS[unit] for value, unit in re.findall(r"([\d.]+)(ms|h|m|s)", text))
 
 
+_LOG_LINE = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \+0000 - dagster - .*?"
+
+
 def _steps(output: str) -> dict[str, float]:
-    """Seconds per step, from the run's `Finished execution of step` lines."""
+    """Seconds per step, from the run's `Finished execution of step` lines.
+
+    Dagster now and then logs no STEP_SUCCESS for the multi-asset step even though the run
+    succeeds; such a step is timed from its STEP_START line to the next step's start or the end of
+    the steps, at the log's one-second resolution.
+    """
     pattern = r'Finished execution of step "(\w+)" in ((?:[\d.]+(?:ms|h|m|s))+)\.'
-    return {name: round(_duration_seconds(duration), 2) for name, duration in re.findall(pattern, output)}
+    steps = {name: round(_duration_seconds(duration), 2) for name, duration in re.findall(pattern, output)}
+    marks = re.findall(
+        _LOG_LINE + r'(?:Started execution of step "(\w+)"|(Finished steps in process))', output, re.MULTILINE
+    )
+    for (start, name, _), (end, _, _) in itertools.pairwise(marks):
+        if name and name not in steps:
+            seconds = datetime.fromisoformat(end) - datetime.fromisoformat(start)
+            steps[name] = round(seconds.total_seconds(), 2)
+    return steps
 
 
 def connect_runs(
@@ -343,7 +360,9 @@ def connect_runs(
             shutil.rmtree(home / "tables", ignore_errors=True)
             wall, peak, output = run_measured(dagster_cmd, connect_env, also=(pid,))
             steps = _steps(output)
-            chain = sum(steps.get(step, 0.0) for step in ("bronze", "silver_events", "gold_funnel_hourly_brand"))
+            chain = sum(
+                steps.get(step, 0.0) for step in ("bronze", "silver_events", "gold_funnel_hourly_brand")
+            )
             figures[name] = {
                 "wall_s": round(wall, 1),
                 "steps_s": steps,
