@@ -13,8 +13,9 @@
 3. runs the same work in DuckDB in another fresh process: CSV → bronze Parquet (bad lines to a
    quarantine), silver (rules, normalisation, de-duplication), the four gold tables with event,
    session and user funnels, all written as day-partitioned Parquet;
-4. prints events/s, wall time and peak memory (PSS of the whole process tree: shared pages counted by share) of both, and the
-   ratios: whole run against DuckDB's whole run, and bronze → silver → hourly brand gold (the
+4. prints events/s, wall time and peak memory (PSS of the whole process tree: shared pages
+   counted by share; the JSON keeps its `peak_rss_gb` keys so older files compare) of both, and
+   the ratios: whole run against DuckDB's whole run, and bronze → silver → hourly brand gold (the
    Spark steps against the same DuckDB phases);
 5. with `--floor`, the least work any Spark chain must do here (`spark_floor`), cold and warm,
    to show how close the ratio can come at all on this machine;
@@ -61,7 +62,7 @@ def _resident_bytes(pid: int, rss_pages: int) -> int:
     return rss_pages * os.sysconf("SC_PAGE_SIZE")  # a kernel without smaps_rollup
 
 
-def _tree_rss_bytes(root_pid: int) -> int:
+def _tree_pss_bytes(root_pid: int) -> int:
     """Resident memory (PSS) summed over a process and all its descendants (Linux /proc)."""
     children: dict[int, list[int]] = {}
     rss_pages: dict[int, int] = {}
@@ -98,7 +99,7 @@ def run_measured(cmd: list[str], env: dict[str, str], also: tuple[int, ...] = ()
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, _tree_rss_bytes(proc.pid) + sum(_tree_rss_bytes(p) for p in also))
+            peak = max(peak, _tree_pss_bytes(proc.pid) + sum(_tree_pss_bytes(p) for p in also))
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
