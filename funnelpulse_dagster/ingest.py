@@ -30,7 +30,6 @@ from funnelpulse_dagster.transforms.bronze import (
     line_ownership,
     parse_raw_lines,
     prefilter_lines_for_dates,
-    restrict_to_dates,
 )
 
 # what an export may be called in the landing folder
@@ -109,7 +108,9 @@ def files_owning(files: Iterable[InputFile], days: Iterable[date]) -> list[Input
 
 
 def parsed_lines(session: SparkSession, files: Sequence[InputFile], days: Sequence[date]) -> DataFrame:
-    """The parsed records of `files` owned by `days` (bronze columns, `_reason`, `_row_date`)."""
+    """The parsed records of `files` that may be owned by `days` (bronze columns, `_reason`,
+    `_row_date`): a cheap pre-filter drops lines far from the days, and `bronze_rows`,
+    `quarantine_rows` and `collect_quarantined` keep exactly the days' rows."""
     frames = []
     for layout, group in _by_layout(files).items():
         names = {f.spark_name: (f.uri, f.anchor) for f in group}
@@ -118,7 +119,6 @@ def parsed_lines(session: SparkSession, files: Sequence[InputFile], days: Sequen
             .transform(drop_non_records, layout)
             .transform(prefilter_lines_for_dates, days)
             .transform(parse_raw_lines, names, layout)
-            .transform(restrict_to_dates, days)
         )
     return reduce(DataFrame.unionByName, frames)
 

@@ -31,24 +31,26 @@ from funnelpulse_dagster_tests.conftest import TEST_DATA
 
 
 def _parse(spark, files: list[Path], days=None):
-    """Bronze's parse of `files` for `days` (default: every day the files own)."""
+    """Bronze's parse of `files` for `days` (default: every day the files own): (its bronze rows,
+    its quarantine rows)."""
     surveyed = survey(spark, [lakefs.info(str(f)) for f in files])
     days = days or sorted({d for f in surveyed for d in f.lines_by_day})
-    return parsed_lines(spark, files_owning(surveyed, days), days)
+    parsed = parsed_lines(spark, files_owning(surveyed, days), days)
+    return bronze_rows(parsed, days), quarantine_rows(parsed, days)
 
 
 def test_dirty_file_bronze_and_quarantine_match_reference(spark):
     path = TEST_DATA / "dirty_events.csv"
-    parsed = _parse(spark, [path])
+    bronze, quarantine = _parse(spark, [path])
     expected_good, expected_bad = reference.parse_files([path])
 
     columns = [c for c in BRONZE_EVENTS.schema.fieldNames() if c != "source_file"]
-    actual_bronze = bronze_rows(parsed).drop("source_file")
+    actual_bronze = bronze.drop("source_file")
     assertDataFrameEqual(
         actual_bronze, reference.as_spark_frame(spark, expected_good, BRONZE_EVENTS.schema, columns)
     )
 
-    actual_q = quarantine_rows(parsed).drop("source_file")
+    actual_q = quarantine.drop("source_file")
     expected_q = spark.createDataFrame(
         expected_bad[["raw_line", "reason", "ingest_date"]].itertuples(index=False),
         "raw_line string, reason string, ingest_date date",
@@ -70,40 +72,44 @@ def test_dirty_file_bronze_and_quarantine_match_reference(spark):
 
 def test_every_input_line_lands_exactly_once(spark, sample_raw_dir):
     files = sorted(sample_raw_dir.glob("*.csv"))
-    parsed = _parse(spark, files)
+    bronze, quarantine = _parse(spark, files)
     data_lines = sum(
         1
         for f in files
         for line in f.read_text().split("\n")
         if line.strip() and line.strip() != reference.HEADER
     )
-    assert bronze_rows(parsed).count() + quarantine_rows(parsed).count() == data_lines
+    assert bronze.count() + quarantine.count() == data_lines
     # the generator's four kinds of unparseable line are all quarantined
-    assert quarantine_rows(parsed).count() == 4
+    assert quarantine.count() == 4
 
 
 def test_restricting_to_days_partitions_lines_without_loss(spark, sample_raw_dir):
     files = sorted(sample_raw_dir.glob("*.csv"))
-    whole = _parse(spark, files).count()
-    per_day = sum(_parse(spark, files, [date(2019, 10, d)]).count() for d in (1, 2, 3))
-    assert per_day == whole
+
+    def rows(days=None) -> int:
+        bronze, quarantine = _parse(spark, files, days)
+        return bronze.count() + quarantine.count()
+
+    per_day = [rows([date(2019, 10, d)]) for d in (1, 2, 3)]
+    assert all(per_day) and sum(per_day) == rows()
 
 
 def test_real_export_fixture_parses_without_quarantine(spark):
     # the first 5,019 rows of a real export (REES46 multi-category store, October 2019)
     fixture = TEST_DATA / "rees46-multicategory-2019-Oct-first5019.csv"
-    parsed = _parse(spark, [fixture])
-    assert quarantine_rows(parsed).count() == 0
+    bronze, quarantine = _parse(spark, [fixture])
+    assert quarantine.count() == 0
     lines = [l for l in fixture.read_text().split("\n") if l.strip()][1:]
-    assert bronze_rows(parsed).count() == len(lines) == 5019
+    assert bronze.count() == len(lines) == 5019
     # 19-digit category ids survive as 64-bit integers
     expected_max = max(int(l.split(",")[3]) for l in lines)
-    assert bronze_rows(parsed).agg(F.max("category_id")).first()[0] == expected_max
+    assert bronze.agg(F.max("category_id")).first()[0] == expected_max
 
 
 def test_silver_and_gold_match_reference(spark, sample_raw_dir):
     files = sorted(sample_raw_dir.glob("*.csv")) + [TEST_DATA / "dirty_events.csv"]
-    bronze = bronze_rows(_parse(spark, files)).drop("source_file")
+    bronze = _parse(spark, files)[0].drop("source_file")
     good, _ = reference.parse_files(files)
     expected_silver = reference.silver(good)
 
@@ -139,7 +145,7 @@ def test_silver_and_gold_match_reference(spark, sample_raw_dir):
 
 
 def test_silver_rule_counts_explain_every_removed_row(spark):
-    bronze = bronze_rows(_parse(spark, [TEST_DATA / "dirty_events.csv"])).drop("source_file")
+    bronze = _parse(spark, [TEST_DATA / "dirty_events.csv"])[0].drop("source_file")
     counts: dict[str, int] = {}
     for r in silver_rule_counts(bronze).collect():  # per day and rule; this file spans days
         counts[r["rule"]] = counts.get(r["rule"], 0) + r["count"]

@@ -98,8 +98,9 @@ def bronze(
             parsed = parsed_lines(session, touched, days)
             # One pass: the write carries the few quarantined rows back in its metrics (caching
             # the parse or parsing twice cost more); line counts come from the ownership pass.
-            observed = parsed.observe(counter, collect_quarantined())
-            lake.replace_partitions(bronze_rows(observed), BRONZE_EVENTS, days)
+            # The days are chosen above the observe(), which keeps that filter out of the parse.
+            observed = parsed.observe(counter, collect_quarantined(days))
+            lake.replace_partitions(bronze_rows(observed, days), BRONZE_EVENTS, days)
             metrics = counter.get
             quarantined = [tuple(row) for row in metrics[QUARANTINED_ROWS]]
         else:
