@@ -203,6 +203,28 @@ def test_days_the_run_did_not_build_are_named_not_hidden(spark_resource, funnelp
     assert pending == [{"file": str(path), "day": "2019-11-05", "lines": 10}]
 
 
+def test_a_run_of_one_day_stores_only_that_days_lines(spark, spark_resource, funnelpulse_home):
+    # bad lines on both days: Nov 5's own, and the undated ones that go to the file's first day
+    lines = [HEADER, *[",".join(r) for r in _rows()], *MALFORMED]
+    path = _write(funnelpulse_home / "data_raw" / "x.csv", lines)
+    expected_good, expected_bad = reference.parse_files([path])
+
+    assert _check(_materialize(spark_resource, funnelpulse_home, "2019-11-05", "2019-11-05")).passed
+    _, good, bad = _stored(spark, funnelpulse_home)
+    assert set(good.event_date) == {NOV5}
+    assert len(good) == int((expected_good.event_date == NOV5).sum())
+    assert bad == sorted(
+        (line, reason, day)
+        for line, reason, day in expected_bad[["raw_line", "reason", "ingest_date"]].itertuples(
+            index=False, name=None
+        )
+        if day == NOV5
+    )
+
+    assert _check(_materialize(spark_resource, funnelpulse_home, "2019-11-04", "2019-11-04")).passed
+    _assert_equals_reference(spark, funnelpulse_home, [path])
+
+
 def _shape_lines(kind: str) -> tuple[list[str], dict]:
     rows = _rows(24)
     if kind == "reordered_columns":  # brand and price swapped, the header says so
