@@ -266,12 +266,18 @@ def _quarantine_columns() -> list[Column]:
     ]
 
 
+def _quarantined(dates: Iterable[date]) -> Column:
+    """The parsed row goes to the quarantine of one of `dates`."""
+    return F.col(REASON).isNotNull() & owned_by(dates)
+
+
 def collect_quarantined(dates: Iterable[date]) -> Column:
     """The quarantine rows of `dates` themselves, for `DataFrame.observe`: they travel with the
     bronze write's metrics, so one pass over the input writes both tables. Their memory on the
     driver is the size of the bad lines' text (a handful per file in practice)."""
-    bad = F.col(REASON).isNotNull() & owned_by(dates)
-    return F.collect_list(F.when(bad, F.struct(*_quarantine_columns()))).alias(QUARANTINED_ROWS)
+    return F.collect_list(F.when(_quarantined(dates), F.struct(*_quarantine_columns()))).alias(
+        QUARANTINED_ROWS
+    )
 
 
 def bronze_rows(parsed: DataFrame, dates: Iterable[date]) -> DataFrame:
@@ -284,4 +290,4 @@ def bronze_rows(parsed: DataFrame, dates: Iterable[date]) -> DataFrame:
 def quarantine_rows(parsed: DataFrame, dates: Iterable[date]) -> DataFrame:
     """The quarantine rows of `dates` as a frame (the asset collects the same columns via
     observe())."""
-    return parsed.filter(F.col(REASON).isNotNull() & owned_by(dates)).select(*_quarantine_columns())
+    return parsed.filter(_quarantined(dates)).select(*_quarantine_columns())
