@@ -63,11 +63,16 @@ def deduplicate_events(events: DataFrame) -> DataFrame:
     """
     key = ["event_date", *SILVER_KEY_RULE.key]
     rest = [c for c in events.columns if c not in key]
-    # Shuffling by the key first lets Spark aggregate with one sort after the exchange; grouping
-    # directly plans a sort-based partial aggregate on each side of it (measured on a month:
-    # 7.7 s instead of 18 s cold). min() of a struct with strings cannot use the hash aggregate.
+    # Shuffling first lets Spark aggregate with one sort after the exchange; grouping directly
+    # plans a sort-based partial aggregate on each side of it (measured on a month: 7.7 s instead
+    # of 18 s cold). min() of a struct with strings cannot use the hash aggregate. The shuffle is
+    # by the day alone, which the key contains, so each day's rows meet on one task: the write
+    # then makes one file per day instead of one per day and task, and every reader of silver
+    # opens 30 files a month instead of 240 (measured on a month, warm: the write 17.6–21.9 s
+    # against 22.4–25.6 s, a gold table from it 8.5–9.8 s against 10.4–11.7 s). A day is at
+    # most a few hundred thousand events, well within one task.
     return (
-        events.repartition(*key)
+        events.repartition("event_date")
         .groupBy(*key)
         .agg(F.min(F.struct(*rest)).alias("_row"))
         .select(*key, "_row.*")

@@ -144,6 +144,33 @@ def test_silver_and_gold_match_reference(spark, sample_raw_dir):
         assertDataFrameEqual(build(silver), expected, rtol=1e-9)
 
 
+def test_silver_puts_each_day_on_one_task(spark, sample_raw_dir):
+    """Silver's shuffle is by day, so its write makes one file per day whatever the session's
+    number of shuffle partitions (a cluster's default of 200 would otherwise write up to 200
+    small files a day)."""
+    bronze = _parse(spark, sorted(sample_raw_dir.glob("*.csv")))[0]
+    settings = {
+        "spark.sql.shuffle.partitions": "16",
+        "spark.sql.adaptive.coalescePartitions.enabled": "false",
+    }
+    before = {key: spark.conf.get(key) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        tasks_per_day = {
+            r["event_date"]: r["tasks"]
+            for r in to_silver(bronze)
+            .withColumn("task", F.spark_partition_id())
+            .groupBy("event_date")
+            .agg(F.count_distinct("task").alias("tasks"))
+            .collect()
+        }
+    finally:
+        for key, value in before.items():
+            spark.conf.set(key, value)
+    assert tasks_per_day == {date(2019, 10, d): 1 for d in (1, 2, 3)}
+
+
 def test_silver_rule_counts_explain_every_removed_row(spark):
     bronze = _parse(spark, [TEST_DATA / "dirty_events.csv"])[0].drop("source_file")
     counts: dict[str, int] = {}
