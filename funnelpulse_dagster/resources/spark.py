@@ -90,6 +90,10 @@ def spark_conf(
         # write each task's day-partitions concurrently instead of sorting rows by day first
         "spark.sql.maxConcurrentOutputFileWriters": "64",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        # an aggregation whose input is already sorted by its key streams through it instead
+        # of hashing the key again (the ordered funnel's rows per session × value, which its
+        # window has just sorted); Spark only replaces a hash aggregate where no sort is added
+        "spark.sql.execution.replaceHashWithSortAgg": "true",
         "spark.ui.showConsoleProgress": "false",
         "spark.ui.enabled": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",

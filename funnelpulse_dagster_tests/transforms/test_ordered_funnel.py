@@ -105,3 +105,20 @@ def test_generated_data_equals_the_reference(spark, sample_raw_dir):
     silver = reference.silver(good[good["event_time"].dt.date.between(first, last)])
     silver["event_time"] = pd.to_datetime(silver["event_time"])
     _compare(spark, silver)
+
+
+def test_one_row_per_session_and_value_streams_over_the_window_order(spark, capsys):
+    """The second window leaves the rows sorted by session × value, and the aggregation that keeps
+    one row per group reads them in that order (a sort aggregate) instead of hashing every row's
+    36-character session id again: the session's settings (resources/spark.py) and the key order
+    in session_steps must agree for that."""
+    events = pd.DataFrame(EDGE_CASES, columns=COLUMNS)
+    frame = spark.createDataFrame(
+        events.astype(object).where(events.notna(), None),
+        "user_session string, event_time timestamp, event_type string, brand_norm string, "
+        "category_root string, price_band string",
+    )
+    session_steps(frame).explain()
+    plan = capsys.readouterr().out
+    assert "SortAggregate(key=[session_hash" in plan, plan
+    assert "HashAggregate(keys=[session_hash" not in plan, plan
