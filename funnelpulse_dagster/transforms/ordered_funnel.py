@@ -59,8 +59,9 @@ def session_steps(silver: DataFrame, window_minutes: int | None = None) -> DataF
     session × value then come out of the second window already sorted by their group, so with
     `spark.sql.execution.replaceHashWithSortAgg` (resources/spark.py) the aggregation that keeps
     one row per group streams through them instead of hashing a 36-character id per row (a
-    month, one warm session, six rounds in rotating order: median 26.7 s against 32.0 s; the
-    setting alone, without the drop, 32.7 s).
+    month's funnel alone, one warm session, six rounds in rotating order: median 26.7 s against
+    32.0 s; the setting alone, without the drop, 32.7 s; in whole runs the gain is inside the
+    noise, docs/performance.md).
     """
     session_key = [F.xxhash64("user_session").alias("session_hash"), "user_session"]
     whole_session = Window.partitionBy("session_hash", "user_session")
