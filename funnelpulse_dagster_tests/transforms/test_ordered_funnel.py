@@ -49,12 +49,17 @@ EDGE_CASES = [
 ]  # fmt: skip
 
 
-def _compare(spark, events: pd.DataFrame, window_minutes: int | None = None) -> None:
-    frame = spark.createDataFrame(
+def _frame(spark, events: pd.DataFrame):
+    """Silver's columns that the funnel reads, from pandas (NaN and NaT as NULL)."""
+    return spark.createDataFrame(
         events[COLUMNS].astype(object).where(events[COLUMNS].notna(), None),
         "user_session string, event_time timestamp, event_type string, brand_norm string, "
         "category_root string, price_band string",
     )
+
+
+def _compare(spark, events: pd.DataFrame, window_minutes: int | None = None) -> None:
+    frame = _frame(spark, events)
     got = ordered_funnel(session_steps(frame, window_minutes)).toPandas()
     expected = reference.ordered_funnel(events, window_minutes)
     keys = ["session_date", "dimension", "value"]
@@ -72,11 +77,7 @@ def test_edge_cases_equal_the_reference(spark, window_minutes):
 
 def test_edge_cases_say_what_the_definitions_say(spark):
     events = pd.DataFrame(EDGE_CASES, columns=COLUMNS)
-    frame = spark.createDataFrame(
-        events.astype(object).where(events.notna(), None),
-        "user_session string, event_time timestamp, event_type string, brand_norm string, "
-        "category_root string, price_band string",
-    )
+    frame = _frame(spark, events)
     rows = {(r["dimension"], r["value"]): r for r in ordered_funnel(session_steps(frame)).collect()}
     shop = rows[("shop", None)]
     # viewed: ordered, reversed, carts, rebuy, midnight, two, nobrand, same, slow; not "no-view"
@@ -113,11 +114,7 @@ def test_one_row_per_session_and_value_streams_over_the_window_order(spark, caps
     36-character session id again: the session's settings (resources/spark.py) and the key order
     in session_steps must agree for that."""
     events = pd.DataFrame(EDGE_CASES, columns=COLUMNS)
-    frame = spark.createDataFrame(
-        events.astype(object).where(events.notna(), None),
-        "user_session string, event_time timestamp, event_type string, brand_norm string, "
-        "category_root string, price_band string",
-    )
+    frame = _frame(spark, events)
     session_steps(frame).explain()
     plan = capsys.readouterr().out
     assert "SortAggregate(key=[session_hash" in plan, plan
