@@ -58,6 +58,17 @@ def spark(spark_resource):
 
 
 @pytest.fixture(scope="session")
+def spark_env(spark_resource) -> dict[str, str]:
+    """The variables a subprocess (a CLI run, the demo, the daemon's runs) needs to use the
+    pass's Spark. In-process: none, each process starts its own. Connect: the server's URL, and
+    an in-process master that cannot start, so a process that ignored the URL fails instead of
+    passing on a Spark of its own."""
+    if not spark_resource.is_remote:
+        return {}
+    return {"FUNNELPULSE_SPARK_REMOTE": spark_resource.remote, "FUNNELPULSE_SPARK_MASTER": "not-in-this-pass"}
+
+
+@pytest.fixture(scope="session")
 def sample_raw_dir(tmp_path_factory) -> Path:
     """Three generated days (about 9 k rows) with malformed lines and one injected anomaly."""
     from funnelpulse_dagster.generator import generate

@@ -3,8 +3,10 @@ schedule storage on a real PostgreSQL, compute logs in a GCS bucket through dags
 GCSComputeLogManager on the local emulator, the queued run coordinator), and `dagster-daemon`
 with workspace.yaml. An export lands; the raw-files sensor, ticking in the daemon, launches
 batch_lakehouse_job for exactly its day; the run succeeds, its step logs are in the bucket, and
-the report follows by declarative automation. What cannot run here (images, Cloud SQL, Dataproc)
-is listed in docs/deploy-gcp.md."""
+the report follows by declarative automation. The runs are thin Spark Connect clients, as a
+deployment's runs are of its cluster's endpoint: here the Connect pass's local server, so the
+test runs in that pass only. What cannot run here (images, Cloud SQL, Dataproc) is listed in
+docs/deploy-gcp.md."""
 
 from __future__ import annotations
 
@@ -77,10 +79,12 @@ def postgres():
 
 
 @pytest.mark.skipif(
-    SPARK_MODE == "connect", reason="the deployment runs once per suite, in the in-process pass"
+    SPARK_MODE != "connect",
+    reason="the deployment runs once per suite, in the Connect pass: its runs are Spark Connect "
+    "clients, as on GCP (docs/deploy-gcp.md)",
 )
 def test_daemon_on_postgres_launches_a_sensor_run_that_succeeds(
-    tmp_path, postgres, gcs_emulator, monkeypatch
+    tmp_path, postgres, gcs_emulator, monkeypatch, spark_env
 ):
     from dagster import DagsterInstance, DagsterRunStatus
     from google.cloud import storage
@@ -112,7 +116,7 @@ def test_daemon_on_postgres_launches_a_sensor_run_that_succeeds(
         "FUNNELPULSE_HOME": str(home),
         "FUNNELPULSE_START_DATE": DAY,
         "FUNNELPULSE_END_DATE": DAY,
-        "FUNNELPULSE_SPARK_MASTER": "local[2]",
+        **spark_env,  # the Connect server's URL, as a deployment names its cluster's endpoint
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -173,7 +174,7 @@ def _partition_metadata(result) -> dict[tuple[str, str], dict]:
     }
 
 
-def test_cli_partition_range_materialize(sample_raw_dir, funnelpulse_home):
+def test_cli_partition_range_materialize(sample_raw_dir, funnelpulse_home, spark_env):
     for f in sample_raw_dir.glob("*.csv"):
         shutil.copy(f, funnelpulse_home / "data_raw" / f.name)
     dagster = Path(sys.executable).with_name("dagster")
@@ -190,6 +191,7 @@ def test_cli_partition_range_materialize(sample_raw_dir, funnelpulse_home):
             "2019-10-02...2019-10-03",
         ],
         cwd=REPO,
+        env=os.environ | spark_env,
         capture_output=True,
         text=True,
         timeout=600,
