@@ -263,7 +263,7 @@ def test_admission_control_shares_the_limit_by_backlog():
 
 
 def test_kill_and_restart_lose_and_duplicate_nothing(
-    spark, spark_resource, tmp_path, sample_raw_dir, batch_lake, bootstrap
+    spark, spark_resource, spark_env, tmp_path, sample_raw_dir, batch_lake, bootstrap
 ):
     kafka = kafka_for(bootstrap, f"kill-{uuid.uuid4().hex[:8]}")
     replay(spark_resource, batch_lake, kafka)
@@ -276,6 +276,7 @@ def test_kill_and_restart_lose_and_duplicate_nothing(
         "FUNNELPULSE_KAFKA_BOOTSTRAP": bootstrap,
         "FUNNELPULSE_KAFKA_TOPIC": kafka.topic,
         "FUNNELPULSE_SPARK_MASTER": "local[2]",
+        **spark_env,
     }
     cli = [sys.executable, "-m", "funnelpulse_dagster.cli", "stream", "--max-events-per-trigger", "800"]
     process = subprocess.Popen(
