@@ -41,7 +41,6 @@ def spark_resource(tmp_path_factory):
     port = free_port()
     spark_server.start(home, port=port, driver_memory="3g", shuffle_partitions=2)
     remote = spark_server.url("127.0.0.1", port)
-    os.environ["FUNNELPULSE_SPARK_REMOTE"] = remote  # for the CLI runs some tests start
     resource = SparkResource(remote=remote, shuffle_partitions=2)
     try:
         yield resource
