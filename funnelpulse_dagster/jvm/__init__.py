@@ -30,6 +30,10 @@ _CLASS_PATH_SETTING = "spark.driver.extraClassPath"
 _COMPILER_MAIN = "org.codehaus.commons.compiler.samples.CompilerDemo"
 
 
+def _fall_back(reason: str) -> None:
+    log.warning("%s, so Hadoop's local file system forks chmod per file", reason)
+
+
 def spark_jars() -> list[Path]:
     """The jars of the Spark that pyspark launches (SPARK_HOME, else the pip package's)."""
     from pyspark.find_spark_home import _find_spark_home
@@ -43,7 +47,7 @@ def compiled_classes(java_home: str, cache_root: Path) -> Path | None:
     jars = spark_jars()
     compiler = [j for j in jars if j.name.startswith(("janino-", "commons-compiler-"))]
     if len(compiler) != 2:
-        log.warning("no Janino among Spark's jars: Hadoop's local file system forks chmod per file")
+        _fall_back("no Janino among Spark's jars")
         return None
     digest = hashlib.sha256(SOURCE.read_bytes())
     for jar in jars:
@@ -69,11 +73,7 @@ def compiled_classes(java_home: str, cache_root: Path) -> Path | None:
         result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
         compiled = staging / expected.relative_to(classes)
         if result.returncode != 0 or not compiled.exists():
-            log.warning(
-                "compiling %s failed, so Hadoop's local file system forks chmod per file: %s",
-                SOURCE.name,
-                (result.stderr or result.stdout).strip()[-2000:],
-            )
+            _fall_back(f"compiling {SOURCE.name} failed: {(result.stderr or result.stdout).strip()[-2000:]}")
             return None
         try:
             staging.rename(classes)  # atomic: a concurrent process sees all of it or none
@@ -82,9 +82,7 @@ def compiled_classes(java_home: str, cache_root: Path) -> Path | None:
                 raise
         return classes
     except (OSError, subprocess.SubprocessError) as exc:
-        log.warning(
-            "compiling %s failed (%s): Hadoop's local file system forks chmod per file", SOURCE.name, exc
-        )
+        _fall_back(f"compiling {SOURCE.name} failed ({exc})")
         return None
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -128,7 +128,8 @@ def test_each_incident_is_sent_once_and_retried_until_it_goes_through(
     assert "503" in failing.skip_reason.skip_message
     pending = AlertState.load(failing.cursor).pending
     assert [p["attempts"] for p in pending.values()] == [1]
-    assert all(0 < p["next_at"] - time.time() <= 60 for p in pending.values())  # the first back-off
+    # the first back-off
+    assert all(0 < p["next_at"] - time.time() <= alerts.retry_seconds for p in pending.values())
     # before the back-off has passed nothing is tried; still reported as failing
     receiver.down = False
     early = _tick(alerts, lake, kafka, tmp_path / "cp", failing.cursor)
@@ -136,7 +137,7 @@ def test_each_incident_is_sent_once_and_retried_until_it_goes_through(
     # the back-off has passed
     state = AlertState.load(early.cursor)
     for entry in state.pending.values():
-        entry["next_at"] -= 61
+        entry["next_at"] -= alerts.retry_seconds + 1
     retried = _tick(alerts, lake, kafka, tmp_path / "cp", state.dump())
     assert len(receiver.bodies) == 3 and receiver.bodies[-1]["text"].startswith(
         "Conversion drop for acme at 2019-10-02 21:00"
