@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/batch.py --per-day 2019-10-05   # also one day's chain from the CLI
     .venv/bin/python benchmarks/batch.py --floor         # also Spark's floor for this work
     .venv/bin/python benchmarks/batch.py --connect       # also twice on a local Spark Connect server
+    .venv/bin/python benchmarks/batch.py --connect --warm-runs 3   # three warm runs, each with its own DuckDB run
 
 1. generates the month with the sample generator (timed separately, not part of the ratio);
 2. runs `dagster asset materialize --select 'not group:streaming and not group:reports and not key:gold_anomalies_hourly_brand' --partition-range A...B` in a fresh process,
@@ -12,7 +13,11 @@
    Spark JVM; the per-step times printed beside it are the Spark work);
 3. runs the same work in DuckDB in another fresh process: CSV → bronze Parquet (bad lines to a
    quarantine), silver (rules, normalisation, de-duplication), the four gold tables with event,
-   session and user funnels, all written as day-partitioned Parquet;
+   session and user funnels and their rates, and the ordered session funnel, all written as
+   day-partitioned Parquet; then the reads the Spark steps do besides writing their tables (the
+   ownership pass and line reconciliation, rule and row counts, the asset checks: `duckdb_checks`),
+   timed apart, so both "DuckDB" (the tables, as in every earlier figure) and "DuckDB with the
+   checks" (the same work as the Spark run) are reported;
 4. prints events/s, wall time and peak memory (PSS of the whole process tree: shared pages
    counted by share; the JSON keeps its `peak_rss_gb` keys so older files compare) of both, and
    the ratios: whole run against DuckDB's whole run, and bronze → silver → hourly brand gold (the
@@ -22,7 +27,9 @@
 6. with `--connect`, starts a local Spark Connect server (`funnelpulse spark start`) and runs the
    same command twice against it (FUNNELPULSE_SPARK_REMOTE): the first run meets a server whose
    JVM is up but has run nothing; the second (the *warm* figure) a server that has run this work
-   once. Peak memory there is the client's tree plus the server's.
+   once. Peak memory there is the client's tree plus the server's. With `--warm-runs N` (N > 1)
+   the server runs it N times after the first, each run followed by a DuckDB run of its own, and
+   the ratios of these neighbouring pairs and their median are reported.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -161,6 +169,7 @@ GOLD_GRAINS = {
 }
 GOLD_SQL = """
 COPY (
+  SELECT *, {rates} FROM (
   SELECT {grain},
          count(*) FILTER (WHERE event_type = 'view') AS views, count(*) FILTER (WHERE event_type = 'cart') AS carts,
          count(*) FILTER (WHERE event_type = 'remove_from_cart') AS remove_from_carts,
@@ -172,9 +181,23 @@ COPY (
          count(DISTINCT user_id) FILTER (WHERE event_type = 'view') AS view_users,
          count(DISTINCT user_id) FILTER (WHERE event_type = 'cart') AS cart_users,
          count(DISTINCT user_id) FILTER (WHERE event_type = 'purchase') AS purchase_users
-  FROM silver GROUP BY {grain}
+  FROM silver GROUP BY {grain})
 ) TO '{out}/{table}' (FORMAT parquet, PARTITION_BY ({partition}));
 """
+# gold_session_funnel_daily's columns after the counts, as in transforms/ordered_funnel.py
+ORDERED_EXTRA_COLUMNS = (
+    "viewed_sessions - carted_sessions AS dropped_after_view, "
+    "carted_sessions - purchased_sessions AS dropped_after_cart"
+)
+
+
+def _rates_sql(rates) -> str:
+    """rules.py's rates as DuckDB columns: numerator / denominator, NULL where it is 0."""
+    return ", ".join(
+        f"CASE WHEN {r.denominator} > 0 THEN {r.numerator} / {r.denominator} END AS {r.name}" for r in rates
+    )
+
+
 # the ordered session funnel (transforms/ordered_funnel.py): per session × dimension value, the
 # first view, the first cart at or after it, the first purchase at or after that; per day the
 # session started: counts and exact median / p90 times between the steps
@@ -201,19 +224,126 @@ COPY (
            any_value(t_cart) AS t_cart,
            min(event_time) FILTER (WHERE event_type = 'purchase' AND event_time >= t_cart) AS t_purchase
     FROM carted WHERE t_view IS NOT NULL GROUP BY ALL)
+  SELECT *, {extra}, {rates} FROM (
   SELECT session_date, dimension, value, count(*) AS viewed_sessions, count(t_cart) AS carted_sessions,
          count(t_purchase) AS purchased_sessions,
          quantile_cont(epoch(t_cart - t_view), [0.5, 0.9]) AS view_to_cart,
          quantile_cont(epoch(t_purchase - t_cart), [0.5, 0.9]) AS cart_to_purchase,
          quantile_cont(epoch(t_purchase - t_view), [0.5, 0.9]) AS view_to_purchase
-  FROM steps GROUP BY ALL
+  FROM steps GROUP BY ALL)
 ) TO '{out}/gold_session_funnel_daily' (FORMAT parquet, PARTITION_BY (session_date));
 """
 
 
-def duckdb_reference(raw: str, out: str, start: str, threads: int) -> dict[str, float]:
-    """The reference's work; returns seconds per phase (bronze, silver, each gold table)."""
+# What the Spark run's steps do besides writing the tables, read back from what landed, as its
+# assets do (defs/lakehouse/, lib/quality.py), so that `--checks` compares the same work: bronze's
+# ownership pass over the whole files and the line reconciliation per file × day; silver's rule
+# counts, row counts per day and its checks (rule violations, distinct key hashes); per gold
+# table its totals against silver's, rates, row counts per day, and the daily brand table
+# against the hourly one; the ordered funnel's consistency and its recount of viewed sessions.
+# Every query's answer is fetched, as the checks collect theirs.
+def _parquet(out: str, table: str) -> str:
+    return f"read_parquet('{out}/{table}/*/*.parquet', hive_partitioning = true)"
+
+
+def _totals_sql(out: str, table: str, day: str) -> str:
+    return (
+        f"SELECT {day}, sum(views), sum(carts), sum(purchases), sum(revenue), count(*) "
+        f"FROM {_parquet(out, table)} GROUP BY ALL"
+    )
+
+
+def _rates_valid_sql(out: str, table: str, rates) -> str:
+    bad = ", ".join(
+        f"count(*) FILTER (WHERE {r.name} < 0 OR ({r.name} IS NULL AND {r.denominator} > 0) "
+        f"OR ({r.name} IS NOT NULL AND {r.denominator} = 0))"
+        for r in rates
+    )
+    return f"SELECT {bad}, count(*) FROM {_parquet(out, table)}"
+
+
+def duckdb_checks(raw: str, out: str) -> dict[str, list[str]]:
+    """The check queries per step (see above)."""
+    from funnelpulse_dagster.rules import EVENT_COUNTS, FUNNEL_RATES, ORDERED_RATES, REVENUE
+    from funnelpulse_dagster.tables import EVENT_KEY, EVENT_TYPES
+
+    silver_totals = (
+        "SELECT event_date, count(*) FILTER (WHERE event_type = 'view'), "
+        "count(*) FILTER (WHERE event_type = 'cart'), count(*) FILTER (WHERE event_type = 'purchase'), "
+        f"coalesce(sum(price) FILTER (WHERE event_type = 'purchase'), 0) FROM {_parquet(out, 'silver_events')} "
+        "GROUP BY ALL"
+    )
+    types = ", ".join(f"'{t}'" for t in EVENT_TYPES)
+    daily_tables = ("gold_funnel_daily_brand", "gold_funnel_daily_category", "gold_funnel_hourly_price_band")
+    metrics = (*EVENT_COUNTS, REVENUE)
+    differs = " OR ".join(f"h.{m} IS DISTINCT FROM d.{m}" for m in metrics)
+    return {
+        "bronze": [
+            (
+                f"SELECT filename, left(event_time, 10), count(*) FROM read_csv('{raw}/*.csv', header = true, "
+                "all_varchar = true, null_padding = true, ignore_errors = true, filename = true) GROUP BY ALL"
+            ),
+            f"SELECT source_file, event_date, count(*) FROM {_parquet(out, 'bronze_events')} GROUP BY ALL",
+            f"SELECT source_file, ingest_date, count(*) FROM {_parquet(out, 'bronze_quarantine')} GROUP BY ALL",
+        ],
+        "silver_events": [
+            (
+                "SELECT event_date, CASE WHEN event_time IS NULL THEN 1 WHEN event_type IS NULL THEN 2 "
+                f"WHEN event_type NOT IN ({types}) THEN 3 WHEN price IS NULL THEN 4 WHEN price <= 0 THEN 5 END, "
+                f"count(*) FROM {_parquet(out, 'bronze_events')} GROUP BY ALL"
+            ),
+            f"SELECT event_date, count(*) FROM {_parquet(out, 'silver_events')} GROUP BY ALL",
+            (
+                "SELECT count(*) FILTER (WHERE event_time IS NULL), count(*) FILTER (WHERE event_type IS NULL), "
+                f"count(*) FILTER (WHERE event_type NOT IN ({types})), count(*) FILTER (WHERE price IS NULL), "
+                f"count(*) FILTER (WHERE price <= 0), count(*), count(DISTINCT hash({', '.join(EVENT_KEY)})) "
+                f"FROM {_parquet(out, 'silver_events')}"
+            ),
+        ],
+        "gold_funnel_hourly_brand": [
+            _totals_sql(out, "gold_funnel_hourly_brand", "window_date"),
+            silver_totals,
+            _rates_valid_sql(out, "gold_funnel_hourly_brand", FUNNEL_RATES),
+        ],
+        "gold_daily_tables": [
+            silver_totals,
+            *[_totals_sql(out, t, "window_date" if "hourly" in t else "date") for t in daily_tables],
+            *[_rates_valid_sql(out, t, FUNNEL_RATES) for t in daily_tables],
+            (
+                f"SELECT count(*) FROM (SELECT window_date AS date, brand, {', '.join(f'sum({m}) AS {m}' for m in metrics)} "
+                f"FROM {_parquet(out, 'gold_funnel_hourly_brand')} GROUP BY ALL) h FULL OUTER JOIN "
+                f"{_parquet(out, 'gold_funnel_daily_brand')} d ON h.date IS NOT DISTINCT FROM d.date "
+                f"AND h.brand IS NOT DISTINCT FROM d.brand WHERE {differs}"
+            ),
+        ],
+        "gold_session_funnel_daily": [
+            (
+                "SELECT count(*) FILTER (WHERE purchased_sessions > carted_sessions OR carted_sessions > viewed_sessions "
+                "OR dropped_after_view <> viewed_sessions - carted_sessions "
+                "OR dropped_after_cart <> carted_sessions - purchased_sessions), "
+                f"count(*) FROM {_parquet(out, 'gold_session_funnel_daily')}"
+            ),
+            (
+                f"SELECT session_date, viewed_sessions FROM {_parquet(out, 'gold_session_funnel_daily')} "
+                "WHERE dimension = 'shop'"
+            ),
+            (
+                "SELECT day, count(*) FROM (SELECT CAST(min(event_time) AS DATE) AS day, "
+                "bool_or(event_type = 'view') AS viewed "
+                f"FROM {_parquet(out, 'silver_events')} WHERE user_session IS NOT NULL GROUP BY user_session) "
+                "WHERE viewed GROUP BY day"
+            ),
+            _rates_valid_sql(out, "gold_session_funnel_daily", ORDERED_RATES),
+        ],
+    }
+
+
+def duckdb_reference(raw: str, out: str, start: str, threads: int, checks: bool = False) -> dict[str, float]:
+    """The reference's work; returns seconds per phase (bronze, silver, each gold table), and with
+    `checks` the seconds of each step's checks (`<step>_checks`), run after all the tables."""
     import duckdb
+
+    from funnelpulse_dagster.rules import FUNNEL_RATES, ORDERED_RATES
 
     phases = {}
     con = duckdb.connect()
@@ -225,11 +355,23 @@ def duckdb_reference(raw: str, out: str, start: str, threads: int) -> dict[str, 
     phases["silver_events"] = time.perf_counter() - t
     for table, (grain, partition) in GOLD_GRAINS.items():
         t = time.perf_counter()
-        con.execute(GOLD_SQL.format(grain=grain, out=out, table=table, partition=partition))
+        con.execute(
+            GOLD_SQL.format(
+                grain=grain, out=out, table=table, partition=partition, rates=_rates_sql(FUNNEL_RATES)
+            )
+        )
         phases[table] = time.perf_counter() - t
     t = time.perf_counter()
-    con.execute(ORDERED_FUNNEL_SQL.format(out=out))
+    con.execute(
+        ORDERED_FUNNEL_SQL.format(out=out, extra=ORDERED_EXTRA_COLUMNS, rates=_rates_sql(ORDERED_RATES))
+    )
     phases["gold_session_funnel_daily"] = time.perf_counter() - t
+    if checks:
+        for step, queries in duckdb_checks(raw, out).items():
+            t = time.perf_counter()
+            for query in queries:
+                con.execute(query).fetchall()
+            phases[f"{step}_checks"] = time.perf_counter() - t
     return phases
 
 
@@ -341,10 +483,41 @@ def _steps(output: str) -> dict[str, float]:
     return steps
 
 
+def run_duckdb(raw: Path, out: Path, start: date, env: dict[str, str]) -> dict:
+    """The DuckDB reference in a fresh process: its wall time for the tables alone (the process
+    minus the checks, which run after every table), with the checks, peak memory and phases."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--duckdb-only", str(raw), str(out), str(start)]
+    wall, peak, output = run_measured(cmd, env)
+    phases = _phases(output)
+    checks = sum(v for k, v in phases.items() if k.endswith("_checks"))
+    return {"wall_s": wall - checks, "with_checks_wall_s": wall, "peak": peak, "phases": phases}
+
+
+def _ratios(wall: float, duck_wall: float, duck_checked: float) -> dict[str, float]:
+    return {
+        "ratio_wall": round(wall / duck_wall, 2),
+        "ratio_wall_with_checks": round(wall / duck_checked, 2),
+    }
+
+
 def connect_runs(
-    home: Path, env: dict[str, str], dagster_cmd: list[str], memory: str, duck_wall: float, duck_chain: float
+    home: Path,
+    env: dict[str, str],
+    dagster_cmd: list[str],
+    memory: str,
+    warm_runs: int,
+    duck: tuple[float, float, float],
+    raw: Path,
+    start: date,
 ) -> dict:
-    """The same command twice on a fresh local Spark Connect server: first, then warm."""
+    """The same command on a fresh local Spark Connect server: first, then `warm_runs` warm runs.
+
+    The first run is compared with the benchmark's DuckDB run. With more than one warm run, each
+    is followed by a DuckDB run of its own and compared with that: both sides drift on this
+    machine (each by up to 1.7x between runs an hour apart), and a ratio of neighbours drifts
+    less than a ratio of runs far apart. The median of those ratios is reported."""
     from funnelpulse_dagster import spark_server
 
     with socket.socket() as sock:
@@ -355,26 +528,47 @@ def connect_runs(
     pid = spark_server.start(server_home, port=port, driver_memory=memory)
     server_start = time.perf_counter() - started
     connect_env = {**env, "FUNNELPULSE_SPARK_REMOTE": spark_server.url("127.0.0.1", port)}
-    figures = {"server_start_s": round(server_start, 1), "server_memory": memory}
+    figures: dict = {"server_start_s": round(server_start, 1), "server_memory": memory, "warm_pairs": []}
+    duck_wall, duck_checked, duck_chain = duck
     try:
-        for name in ("first", "warm"):
+        for n in range(1 + warm_runs):
+            name = "first" if n == 0 else "warm"
             shutil.rmtree(home / "tables", ignore_errors=True)
             wall, peak, output = run_measured(dagster_cmd, connect_env, also=(pid,))
             steps = _steps(output)
             chain = sum(
                 steps.get(step, 0.0) for step in ("bronze", "silver_events", "gold_funnel_hourly_brand")
             )
-            figures[name] = {
+            run = {
                 "wall_s": round(wall, 1),
                 "steps_s": steps,
                 "peak_rss_gb": round(peak / 1e9, 2),
-                "ratio_wall": round(wall / duck_wall, 2),
+                **_ratios(wall, duck_wall, duck_checked),
                 "bronze_silver_hourly_gold_s": round(chain, 1),
                 "ratio_chain": round(chain / duck_chain, 2),
             }
             print(f"Connect {name} run: {wall:.1f}s", flush=True)
+            if name == "first":
+                figures["first"] = run
+                continue
+            figures.setdefault("warm", run)  # the second run on the server, as before
+            if warm_runs > 1:
+                own = run_duckdb(raw, home / "duckdb_tables", start, env)
+                pair = {
+                    "warm_wall_s": run["wall_s"],
+                    "duckdb_wall_s": round(own["wall_s"], 1),
+                    "duckdb_with_checks_wall_s": round(own["with_checks_wall_s"], 1),
+                    **_ratios(wall, own["wall_s"], own["with_checks_wall_s"]),
+                }
+                figures["warm_pairs"].append(pair)
+                print(f"  its DuckDB reference: {own['wall_s']:.1f}s ({pair['ratio_wall']}x)", flush=True)
     finally:
         spark_server.stop(server_home)
+    if figures["warm_pairs"]:
+        figures["warm_pairs_median"] = {
+            key: round(statistics.median(p[key] for p in figures["warm_pairs"]), 2)
+            for key in ("warm_wall_s", "duckdb_wall_s", "ratio_wall", "ratio_wall_with_checks")
+        }
     return figures
 
 
@@ -399,12 +593,19 @@ def main() -> int:
         help="also run twice on a local Spark Connect server (first run, then warm)",
     )
     parser.add_argument("--server-memory", default="6g", help="driver heap of the --connect server")
+    parser.add_argument(
+        "--warm-runs",
+        type=int,
+        default=1,
+        help="with --connect: this many warm runs on the server, each followed by its own DuckDB "
+        "reference run (the ratios of the pairs, and their median, are reported)",
+    )
     parser.add_argument("--duckdb-only", nargs=3, metavar=("RAW", "OUT", "START"), help=argparse.SUPPRESS)
     parser.add_argument("--floor-only", nargs=2, metavar=("RAW", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     threads = os.cpu_count() or 2
     if args.duckdb_only:
-        print("PHASES " + json.dumps(duckdb_reference(*args.duckdb_only, threads=threads)))
+        print("PHASES " + json.dumps(duckdb_reference(*args.duckdb_only, threads=threads, checks=True)))
         return 0
     if args.floor_only:
         print("PHASES " + json.dumps(spark_floor(*args.floor_only)))
@@ -436,23 +637,13 @@ def main() -> int:
     steps = _steps(output)
     spark_work = sum(steps.values())
 
-    duck_out = home / "duckdb_tables"
-    shutil.rmtree(duck_out, ignore_errors=True)
-    duck_out.mkdir()
-    duck_cmd = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--duckdb-only",
-        str(raw),
-        str(duck_out),
-        str(start),
-    ]
-    duck_wall, duck_peak, duck_output = run_measured(duck_cmd, env)
-    duck_phases = _phases(duck_output)
+    duck = run_duckdb(raw, home / "duckdb_tables", start, env)
+    duck_wall, duck_peak, duck_phases = duck["wall_s"], duck["peak"], duck["phases"]
     # issue #2's chain (bronze → silver → hourly brand gold) on both sides, from the step times
     chain_2 = ("bronze", "silver_events", "gold_funnel_hourly_brand")
     spark_chain_2 = sum(steps.get(step, 0.0) for step in chain_2)
     duck_chain_2 = sum(duck_phases[step] for step in chain_2)
+    duck_checked = duck["with_checks_wall_s"]
     floor = {}
     if args.floor:
         floor_out = home / "spark_floor"
@@ -472,8 +663,10 @@ def main() -> int:
         "dagster_spark_step_total_s": round(spark_work, 1),
         "dagster_spark_peak_rss_gb": round(spark_peak / 1e9, 2),
         "duckdb_wall_s": round(duck_wall, 1),
+        "duckdb_with_checks_wall_s": round(duck_checked, 1),
         "duckdb_peak_rss_gb": round(duck_peak / 1e9, 2),
         "ratio_wall": round(spark_wall / duck_wall, 2),
+        "ratio_wall_with_checks": round(spark_wall / duck_checked, 2),
         "ratio_steps": round(spark_work / duck_wall, 2),
         "duckdb_phases_s": {k: round(v, 2) for k, v in duck_phases.items()},
         "bronze_silver_hourly_gold": {
@@ -498,7 +691,16 @@ def main() -> int:
             ),
         }
     if args.connect:
-        results["connect"] = connect_runs(home, env, dagster_cmd, args.server_memory, duck_wall, duck_chain_2)
+        results["connect"] = connect_runs(
+            home,
+            env,
+            dagster_cmd,
+            args.server_memory,
+            args.warm_runs,
+            (duck_wall, duck_checked, duck_chain_2),
+            raw,
+            start,
+        )
     if args.per_day:
         day_cmd = materialize_cmd("--partition", args.per_day)
         day_wall, day_peak, _ = run_measured(day_cmd, env)
@@ -515,8 +717,10 @@ def main() -> int:
     for step, seconds in steps.items():
         print(f"{'    ' + step:34}{seconds:>9.1f}")
     print(f"{'DuckDB reference':34}{duck_wall:>9.1f}{rows / duck_wall:>12,.0f}{duck_peak / 1e9:>13.2f}")
+    print(f"{'DuckDB reference with the checks':34}{duck_checked:>9.1f}{rows / duck_checked:>12,.0f}")
     print(
-        f"ratio Spark/DuckDB: {results['ratio_wall']}x whole run, {results['ratio_steps']}x Spark steps only"
+        f"ratio Spark/DuckDB: {results['ratio_wall']}x whole run, {results['ratio_steps']}x Spark steps only; "
+        f"{results['ratio_wall_with_checks']}x DuckDB with the checks"
     )
     print("DuckDB phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in duck_phases.items()))
     chain = results["bronze_silver_hourly_gold"]
@@ -545,8 +749,21 @@ def main() -> int:
             run = c[name]
             print(
                 f"{'Connect ' + name + ' run (CLI, whole run)':34}{run['wall_s']:>9.1f}{rows / run['wall_s']:>12,.0f}"
-                f"{run['peak_rss_gb']:>13.2f}   {run['ratio_wall']}x DuckDB; bronze → silver → hourly gold "
-                f"{run['bronze_silver_hourly_gold_s']}s ({run['ratio_chain']}x)"
+                f"{run['peak_rss_gb']:>13.2f}   {run['ratio_wall']}x DuckDB ({run['ratio_wall_with_checks']}x "
+                f"with its checks); bronze → silver → hourly gold {run['bronze_silver_hourly_gold_s']}s "
+                f"({run['ratio_chain']}x)"
+            )
+        for i, pair in enumerate(c["warm_pairs"], start=1):
+            print(
+                f"  warm run {i}: {pair['warm_wall_s']}s, its DuckDB {pair['duckdb_wall_s']}s "
+                f"({pair['duckdb_with_checks_wall_s']}s with the checks): {pair['ratio_wall']}x "
+                f"({pair['ratio_wall_with_checks']}x)"
+            )
+        if c["warm_pairs"]:
+            m = c["warm_pairs_median"]
+            print(
+                f"  median of {len(c['warm_pairs'])} warm pairs: {m['ratio_wall']}x DuckDB, "
+                f"{m['ratio_wall_with_checks']}x DuckDB with the checks"
             )
     if args.per_day:
         print(f"one day's chain from the CLI ({args.per_day}): {results['one_day_cli_wall_s']}s wall")
