@@ -238,7 +238,7 @@ COPY (
 # What the Spark run's steps do besides writing the tables, read back from what landed, as its
 # assets do (defs/lakehouse/, lib/quality.py), so that `--checks` compares the same work: bronze's
 # ownership pass over the whole files and the line reconciliation per file × day; silver's rule
-# counts, row counts per day and its checks (rule violations, distinct key hashes); per gold
+# counts, row counts per day and its checks (rule violations, key uniqueness); per gold
 # table its totals against silver's, rates, row counts per day, and the daily brand table
 # against the hourly one; the ordered funnel's consistency and its recount of viewed sessions.
 # Every query's answer is fetched, as the checks collect theirs.

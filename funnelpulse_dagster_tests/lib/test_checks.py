@@ -6,8 +6,9 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from funnelpulse_dagster.lib.quality import (
-    daily_totals,
+    gold_day_summary,
     ingest_reconciliation,
+    silver_daily_totals,
     silver_quality,
     silver_violation_counts,
     totals_match,
@@ -88,7 +89,7 @@ def test_silver_quality_flags_each_broken_rule(spark):
 
 
 def test_key_check_tells_hash_collisions_from_duplicates(spark, monkeypatch):
-    """The key check trusts distinct hashes only to prove uniqueness: when hashes collide (here
+    """The key check trusts unshared hashes only to prove uniqueness: when hashes collide (here
     every key hashes alike), it groups by the key itself and finds no duplicate among distinct
     keys, and exactly the duplicated key among others."""
     from pyspark.sql import functions as F
@@ -98,7 +99,7 @@ def test_key_check_tells_hash_collisions_from_duplicates(spark, monkeypatch):
     monkeypatch.setattr(quality, "key_hash", lambda columns: F.lit(7).cast("bigint"))
     distinct = spark.createDataFrame([_silver_row(product_id=p) for p in (1, 2, 3)], SILVER_EVENTS.schema)
     counts = silver_violation_counts(distinct)
-    assert counts["distinct_key_hashes"] == 1 and counts["rows_written"] == 3  # every hash collides
+    assert counts["shared_key_hashes"] == 1 and counts["rows_written"] == 3  # every hash collides
     key_result = {r.check_name: r for r in silver_quality(counts, distinct)}[SILVER_KEY_RULE.check_name]
     assert key_result.passed and key_result.metadata["duplicate_keys"].value == 0
 
@@ -116,17 +117,18 @@ def test_gold_totals_must_match_to_the_cent(spark):
         [_silver_row(event_type="purchase", price=Decimal("10.01")), _silver_row(product_id=5)],
         SILVER_EVENTS.schema,
     )
-    silver_totals = daily_totals(silver, "event_date", from_events=True)
-    gold = spark.createDataFrame(
-        [(D1, 1, 0, 1, Decimal("10.01"))],
-        "window_date date, views long, carts long, purchases long, revenue decimal(18,2)",
-    )
-    assert totals_match(daily_totals(gold, "window_date", False), silver_totals, "g").passed
-    off_by_a_cent = spark.createDataFrame(
-        [(D1, 1, 0, 1, Decimal("10.00"))],
-        "window_date date, views long, carts long, purchases long, revenue decimal(18,2)",
-    )
-    result = totals_match(daily_totals(off_by_a_cent, "window_date", False), silver_totals, "g")
+    silver_totals = silver_daily_totals(silver)
+
+    def gold(revenue: str):
+        from funnelpulse_dagster.tables import GOLD_FUNNEL_HOURLY_BRAND
+
+        values = {f.name: None for f in GOLD_FUNNEL_HOURLY_BRAND.schema.fields}
+        values.update(window_date=D1, views=1, carts=0, purchases=1, revenue=Decimal(revenue))
+        row = tuple(values[f.name] for f in GOLD_FUNNEL_HOURLY_BRAND.schema.fields)
+        return spark.createDataFrame([row], GOLD_FUNNEL_HOURLY_BRAND.schema)
+
+    assert totals_match(gold_day_summary(gold("10.01"), "window_date"), silver_totals, "g").passed
+    result = totals_match(gold_day_summary(gold("10.00"), "window_date"), silver_totals, "g")
     assert not result.passed
     assert result.metadata["mismatched_days"].value == {
         "2019-10-01": {"revenue": {"gold": "10.00", "silver": "10.01"}}
@@ -134,7 +136,7 @@ def test_gold_totals_must_match_to_the_cent(spark):
 
 
 def test_rates_check_catches_wrong_and_missing_rates(spark):
-    from funnelpulse_dagster.lib.quality import rates_valid
+    from funnelpulse_dagster.lib.quality import gold_day_summary, rates_valid
     from funnelpulse_dagster.tables import GOLD_FUNNEL_DAILY_BRAND
 
     def row(views, carts, rate):
@@ -148,11 +150,11 @@ def test_rates_check_catches_wrong_and_missing_rates(spark):
         return tuple(values[f.name] for f in GOLD_FUNNEL_DAILY_BRAND.schema.fields)
 
     good = spark.createDataFrame([row(4, 2, 0.5), row(0, 0, None)], GOLD_FUNNEL_DAILY_BRAND.schema)
-    assert rates_valid(good).passed
+    assert rates_valid(gold_day_summary(good, "date")).passed
     bad = spark.createDataFrame(
         [row(4, 2, None), row(0, 0, 1.0), row(4, 2, -0.5)], GOLD_FUNNEL_DAILY_BRAND.schema
     )
-    result = rates_valid(bad)
+    result = rates_valid(gold_day_summary(bad, "date"))
     assert not result.passed and result.metadata["invalid_rates"].value == {"view_to_cart_rate": 3}
 
 

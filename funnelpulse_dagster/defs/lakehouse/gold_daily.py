@@ -18,9 +18,11 @@ from funnelpulse_dagster.lib.partitions import (
 from funnelpulse_dagster.lib.quality import (
     check_spec,
     daily_matches_hourly,
-    daily_totals,
     for_asset,
+    gold_day_summary,
     rates_valid,
+    rows_by_day,
+    silver_daily_totals,
     totals_match,
 )
 from funnelpulse_dagster.resources import LakeResource, SparkResource
@@ -96,16 +98,15 @@ def gold_daily_tables(context: AssetExecutionContext, spark: SparkResource, lake
             lake.replace_partitions(build(silver), table, days)
         with timer.phase(f"{name}_checks"):
             stored = lake.read(session, table, days)
-            rows_by_day = lake.partition_counts(session, table, days)
+            summary = gold_day_summary(stored, table.partition_column)
             if table is GOLD_FUNNEL_DAILY_BRAND:
                 check = daily_matches_hourly(stored, lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, days))
             else:
                 if silver_totals is None:
-                    silver_totals = daily_totals(silver, SILVER_EVENTS.partition_column, from_events=True)
-                totals = daily_totals(stored, table.partition_column, from_events=False)
-                check = totals_match(totals, silver_totals, table.name)
-            validity = rates_valid(stored)
-        report_partitions(context, name, gold_day_figures(rows_by_day))
+                    silver_totals = silver_daily_totals(silver)
+                check = totals_match(summary, silver_totals, table.name)
+            validity = rates_valid(summary)
+        report_partitions(context, name, gold_day_figures(rows_by_day(summary, days)))
         yield MaterializeResult(
             asset_key=name,
             metadata={

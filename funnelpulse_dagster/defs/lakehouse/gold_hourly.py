@@ -14,7 +14,14 @@ from funnelpulse_dagster.lib.partitions import (
     report_partitions,
     single_run_backfill,
 )
-from funnelpulse_dagster.lib.quality import check_spec, daily_totals, rates_valid, totals_match
+from funnelpulse_dagster.lib.quality import (
+    check_spec,
+    gold_day_summary,
+    rates_valid,
+    rows_by_day,
+    silver_daily_totals,
+    totals_match,
+)
 from funnelpulse_dagster.resources import LakeResource, SparkResource
 from funnelpulse_dagster.rules import RATES_VALID, TOTALS_MATCH_SILVER
 from funnelpulse_dagster.tables import GOLD_FUNNEL_HOURLY_BRAND, SILVER_EVENTS
@@ -46,10 +53,10 @@ def gold_funnel_hourly_brand(context: AssetExecutionContext, spark: SparkResourc
         lake.replace_partitions(hourly_brand_funnel(silver), GOLD_FUNNEL_HOURLY_BRAND, days)
     with timer.phase("checks"):
         gold = lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, days)
-        gold_totals = daily_totals(gold, GOLD_FUNNEL_HOURLY_BRAND.partition_column, from_events=False)
-        silver_totals = daily_totals(silver, SILVER_EVENTS.partition_column, from_events=True)
-        stored = lake.partition_counts(session, GOLD_FUNNEL_HOURLY_BRAND, days)
-        validity = rates_valid(gold)
+        gold_totals = gold_day_summary(gold, GOLD_FUNNEL_HOURLY_BRAND.partition_column)
+        silver_totals = silver_daily_totals(silver)
+        stored = rows_by_day(gold_totals, days)
+        validity = rates_valid(gold_totals)
     context.log.info(f"gold phases (s): {timer.phases}")
     report_partitions(context, GOLD_FUNNEL_HOURLY_BRAND.name, gold_day_figures(stored, gold_totals))
     yield MaterializeResult(
