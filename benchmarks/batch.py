@@ -236,7 +236,7 @@ COPY (
 
 
 # What the Spark run's steps do besides writing the tables, read back from what landed, as its
-# assets do (defs/lakehouse/, lib/quality.py), so that `--checks` compares the same work: bronze's
+# assets do (defs/lakehouse/, lib/quality.py), so that the reference can do the same work: bronze's
 # ownership pass over the whole files and the line reconciliation per file × day; silver's rule
 # counts, row counts per day and its checks (rule violations, key uniqueness); per gold
 # table its totals against silver's, rates, row counts per day, and the daily brand table
@@ -338,9 +338,9 @@ def duckdb_checks(raw: str, out: str) -> dict[str, list[str]]:
     }
 
 
-def duckdb_reference(raw: str, out: str, start: str, threads: int, checks: bool = False) -> dict[str, float]:
-    """The reference's work; returns seconds per phase (bronze, silver, each gold table), and with
-    `checks` the seconds of each step's checks (`<step>_checks`), run after all the tables."""
+def duckdb_reference(raw: str, out: str, start: str, threads: int) -> dict[str, float]:
+    """The reference's work; returns seconds per phase (bronze, silver, each gold table), then of
+    each step's checks (`<step>_checks`), which run after all the tables."""
     import duckdb
 
     from funnelpulse_dagster.rules import FUNNEL_RATES, ORDERED_RATES
@@ -366,12 +366,11 @@ def duckdb_reference(raw: str, out: str, start: str, threads: int, checks: bool 
         ORDERED_FUNNEL_SQL.format(out=out, extra=ORDERED_EXTRA_COLUMNS, rates=_rates_sql(ORDERED_RATES))
     )
     phases["gold_session_funnel_daily"] = time.perf_counter() - t
-    if checks:
-        for step, queries in duckdb_checks(raw, out).items():
-            t = time.perf_counter()
-            for query in queries:
-                con.execute(query).fetchall()
-            phases[f"{step}_checks"] = time.perf_counter() - t
+    for step, queries in duckdb_checks(raw, out).items():
+        t = time.perf_counter()
+        for query in queries:
+            con.execute(query).fetchall()
+        phases[f"{step}_checks"] = time.perf_counter() - t
     return phases
 
 
@@ -605,7 +604,7 @@ def main() -> int:
     args = parser.parse_args()
     threads = os.cpu_count() or 2
     if args.duckdb_only:
-        print("PHASES " + json.dumps(duckdb_reference(*args.duckdb_only, threads=threads, checks=True)))
+        print("PHASES " + json.dumps(duckdb_reference(*args.duckdb_only, threads=threads)))
         return 0
     if args.floor_only:
         print("PHASES " + json.dumps(spark_floor(*args.floor_only)))
@@ -665,8 +664,7 @@ def main() -> int:
         "duckdb_wall_s": round(duck_wall, 1),
         "duckdb_with_checks_wall_s": round(duck_checked, 1),
         "duckdb_peak_rss_gb": round(duck_peak / 1e9, 2),
-        "ratio_wall": round(spark_wall / duck_wall, 2),
-        "ratio_wall_with_checks": round(spark_wall / duck_checked, 2),
+        **_ratios(spark_wall, duck_wall, duck_checked),
         "ratio_steps": round(spark_work / duck_wall, 2),
         "duckdb_phases_s": {k: round(v, 2) for k, v in duck_phases.items()},
         "bronze_silver_hourly_gold": {

@@ -53,12 +53,12 @@ def gold_funnel_hourly_brand(context: AssetExecutionContext, spark: SparkResourc
         lake.replace_partitions(hourly_brand_funnel(silver), GOLD_FUNNEL_HOURLY_BRAND, days)
     with timer.phase("checks"):
         gold = lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, days)
-        gold_totals = gold_day_summary(gold, GOLD_FUNNEL_HOURLY_BRAND.partition_column)
+        summary = gold_day_summary(gold, GOLD_FUNNEL_HOURLY_BRAND.partition_column)
         silver_totals = silver_daily_totals(silver)
-        stored = rows_by_day(gold_totals, days)
-        validity = rates_valid(gold_totals)
+        stored = rows_by_day(summary, days)
+        validity = rates_valid(summary)
     context.log.info(f"gold phases (s): {timer.phases}")
-    report_partitions(context, GOLD_FUNNEL_HOURLY_BRAND.name, gold_day_figures(stored, gold_totals))
+    report_partitions(context, GOLD_FUNNEL_HOURLY_BRAND.name, gold_day_figures(stored, summary))
     yield MaterializeResult(
         metadata={
             "run_days": len(days),
@@ -67,5 +67,5 @@ def gold_funnel_hourly_brand(context: AssetExecutionContext, spark: SparkResourc
             "run_seconds_by_phase": MetadataValue.json(timer.phases),
         }
     )
-    yield totals_match(gold_totals, silver_totals, GOLD_FUNNEL_HOURLY_BRAND.name)
+    yield totals_match(summary, silver_totals, GOLD_FUNNEL_HOURLY_BRAND.name)
     yield validity
