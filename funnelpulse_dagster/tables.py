@@ -184,7 +184,8 @@ GOLD_FUNNEL_HOURLY_PRICE_BAND = Table(
 # The funnel as analysts read it: sessions that viewed, then carted after a view, then purchased
 # after a cart, in event-time order within the session (transforms/ordered_funnel.py), per day the
 # session started × dimension (`shop`, `brand`, `category_root`, `price_band`) × value.
-ORDERED_DIMENSIONS = ("shop", "brand", "category_root", "price_band")
+SHOP_DIMENSION = "shop"  # the row of the shop as a whole (its value is NULL)
+ORDERED_DIMENSIONS = (SHOP_DIMENSION, "brand", "category_root", "price_band")
 GOLD_SESSION_FUNNEL_DAILY = Table(
     "gold_session_funnel_daily",
     "session_date",

@@ -34,7 +34,12 @@ from funnelpulse_dagster.rules import (
     RowRule,
     TableCheck,
 )
-from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND, SILVER_EVENTS
+from funnelpulse_dagster.tables import (
+    GOLD_ANOMALIES_HOURLY_BRAND,
+    GOLD_SESSION_FUNNEL_DAILY,
+    SHOP_DIMENSION,
+    SILVER_EVENTS,
+)
 
 SAMPLE_LIMIT = 5
 
@@ -169,18 +174,35 @@ def shared_key_hashes(stored_silver: DataFrame) -> int:
     return hashes.repartition("key_hash").groupBy("key_hash").count().filter(F.col("count") > 1).count()
 
 
-def silver_violation_counts(stored_silver: DataFrame) -> dict[str, int]:
-    """Stored rows breaking each silver row rule, by check name, `rows_written` (one job), and
-    `shared_key_hashes` for the key rule (a second)."""
-    counts = stored_silver.select(*silver_violation_metrics()).first().asDict()
+def silver_stored_summary(stored_silver: DataFrame) -> dict[date, dict]:
+    """Per stored day of silver, in one job: `rows`, and the rows breaking each silver row rule
+    (by check name). Silver's row counts and silver_violation_counts both read it: on a warm
+    server each small job costs 0.3–0.7 s however little it reads (docs/performance.md)."""
+    rows = (
+        stored_silver.groupBy(F.col(SILVER_EVENTS.partition_column).alias("day"))
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            *[F.count(F.when(rule.broken(), True)).alias(rule.check_name) for rule in SILVER_ROW_RULES],
+        )
+        .collect()
+    )
+    return {r["day"]: r.asDict() for r in rows}
+
+
+def silver_violation_counts(
+    stored_silver: DataFrame, summary: Mapping[date, Mapping] | None = None
+) -> dict[str, int]:
+    """Stored rows breaking each silver row rule, by check name, and `rows_written` (from a
+    silver_stored_summary, made here when not given), and `shared_key_hashes` for the key rule
+    (a job of its own)."""
+    if summary is None:
+        summary = silver_stored_summary(stored_silver)
+    counts = {
+        rule.check_name: sum(day[rule.check_name] for day in summary.values()) for rule in SILVER_ROW_RULES
+    }
+    counts["rows_written"] = sum(day["rows"] for day in summary.values())
     counts["shared_key_hashes"] = shared_key_hashes(stored_silver)
     return counts
-
-
-def silver_violation_metrics() -> list[Column]:
-    return [F.count(F.when(rule.broken(), True)).alias(rule.check_name) for rule in SILVER_ROW_RULES] + [
-        F.count(F.lit(1)).alias("rows_written")
-    ]
 
 
 def silver_quality(
@@ -465,25 +487,41 @@ def explained(anomalies: DataFrame) -> AssetCheckResult:
     )
 
 
-def ordered_funnel_consistent(
-    stored: DataFrame, silver_around: DataFrame, days: Iterable[date]
-) -> AssetCheckResult:
-    """The stored ordered funnel against itself and against silver: steps never grow, drop-offs
-    are differences, and the shop's viewed sessions per day equal a recount from silver by another
-    route (each session's first event and whether it viewed at all)."""
-    inconsistent = stored.filter(
+def ordered_funnel_summary(stored: DataFrame) -> dict[date, dict]:
+    """Per stored day of the ordered funnel, in one job: `rows`, `inconsistent_rows` (a step
+    that grows, or a drop-off that is not the difference of its steps) and `shop_viewed_sessions`
+    (the viewed sessions of the row for the shop as a whole). The row counts and
+    ordered_funnel_consistent both read it, as gold_day_summary serves the other gold tables."""
+    inconsistent = (
         (F.col("purchased_sessions") > F.col("carted_sessions"))
         | (F.col("carted_sessions") > F.col("viewed_sessions"))
         | (F.col("dropped_after_view") != F.col("viewed_sessions") - F.col("carted_sessions"))
         | (F.col("dropped_after_cart") != F.col("carted_sessions") - F.col("purchased_sessions"))
     )
-    bad_rows = inconsistent.count()
-    shop = {
-        r["session_date"]: r["viewed_sessions"]
-        for r in stored.filter(F.col("dimension") == "shop")
-        .select("session_date", "viewed_sessions")
+    rows = (
+        stored.groupBy(F.col(GOLD_SESSION_FUNNEL_DAILY.partition_column).alias("day"))
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.count(F.when(inconsistent, True)).alias("inconsistent_rows"),
+            # summed, not picked: a day with two shop rows then disagrees with the recount
+            F.coalesce(
+                F.sum(F.when(F.col("dimension") == SHOP_DIMENSION, F.col("viewed_sessions"))), F.lit(0)
+            ).alias("shop_viewed_sessions"),
+        )
         .collect()
-    }
+    )
+    return {r["day"]: r.asDict() for r in rows}
+
+
+def ordered_funnel_consistent(
+    summary: Mapping[date, Mapping], silver_around: DataFrame, days: Iterable[date]
+) -> AssetCheckResult:
+    """The stored ordered funnel (its ordered_funnel_summary) against itself and against silver:
+    steps never grow, drop-offs are differences, and the shop's viewed sessions per day equal a
+    recount from silver by another route (each session's first event and whether it viewed at
+    all)."""
+    bad_rows = sum(figures["inconsistent_rows"] for figures in summary.values())
+    shop = {day: figures["shop_viewed_sessions"] for day, figures in summary.items()}
     recount = {
         r["day"]: r["sessions"]
         for r in silver_around.filter(F.col("user_session").isNotNull())

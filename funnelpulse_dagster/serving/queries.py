@@ -34,6 +34,7 @@ from funnelpulse_dagster.tables import (
     LIVE_MINUTE_FUNNEL,
     LIVE_OPEN_HOURLY_BRAND,
     ORDERED_DIMENSIONS,
+    SHOP_DIMENSION,
     SHOP_SCOPE,
     Table,
 )
@@ -305,7 +306,7 @@ def ordered_funnel(
     percentiles do not add up over days, so a range has none)."""
     if dimension not in ORDERED_DIMENSIONS:
         raise QueryError(f"dimension must be one of {', '.join(ORDERED_DIMENSIONS)}, got {dimension!r}")
-    if dimension == "shop":
+    if dimension == SHOP_DIMENSION:
         value = None
     elif value is None:
         raise QueryError(f"value is required for dimension {dimension!r} (a {dimension} to show)")

@@ -19,12 +19,12 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from funnelpulse_dagster.rules import ORDERED_RATES
-from funnelpulse_dagster.tables import GOLD_SESSION_FUNNEL_DAILY, ORDERED_DIMENSIONS
+from funnelpulse_dagster.tables import GOLD_SESSION_FUNNEL_DAILY, ORDERED_DIMENSIONS, SHOP_DIMENSION
 from funnelpulse_dagster.transforms.gold import add_funnel_rates
 
 # the silver column holding each dimension's value (the shop has one value: NULL)
 _VALUE_COLUMNS = {
-    "shop": None,
+    SHOP_DIMENSION: None,
     "brand": "brand_norm",
     "category_root": "category_root",
     "price_band": "price_band",

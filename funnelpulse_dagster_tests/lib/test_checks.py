@@ -8,13 +8,16 @@ from decimal import Decimal
 from funnelpulse_dagster.lib.quality import (
     gold_day_summary,
     ingest_reconciliation,
+    ordered_funnel_consistent,
+    ordered_funnel_summary,
     silver_daily_totals,
     silver_quality,
+    silver_stored_summary,
     silver_violation_counts,
     totals_match,
 )
-from funnelpulse_dagster.rules import SILVER_KEY_RULE
-from funnelpulse_dagster.tables import SILVER_EVENTS
+from funnelpulse_dagster.rules import SILVER_KEY_RULE, SILVER_ROW_RULES
+from funnelpulse_dagster.tables import GOLD_SESSION_FUNNEL_DAILY, SHOP_DIMENSION, SILVER_EVENTS
 
 D1, D2 = date(2019, 10, 1), date(2019, 10, 2)
 
@@ -86,6 +89,97 @@ def test_silver_quality_flags_each_broken_rule(spark):
 
     clean = spark.createDataFrame([_silver_row()], SILVER_EVENTS.schema)
     assert all(r.passed for r in silver_quality(silver_violation_counts(clean), clean))
+
+
+def test_silver_summary_counts_rows_and_violations_per_day(spark):
+    """One job gives silver's stored rows per day (its partitions' row counts) and each rule's
+    violations; the check totals are their sums."""
+    frame = spark.createDataFrame(
+        [
+            _silver_row(),
+            _silver_row(product_id=9, price=Decimal("0.00")),
+            _silver_row(product_id=10, event_type="wishlist", event_date=D2),
+        ],
+        SILVER_EVENTS.schema,
+    )
+    summary = silver_stored_summary(frame)
+    zero = {rule.check_name: 0 for rule in SILVER_ROW_RULES}
+    assert summary == {
+        D1: {"day": D1, "rows": 2, **zero, "no_non_positive_price": 1},
+        D2: {"day": D2, "rows": 1, **zero, "no_unknown_event_type": 1},
+    }
+    counts = silver_violation_counts(frame, summary)
+    assert counts == {
+        **zero,
+        "no_non_positive_price": 1,
+        "no_unknown_event_type": 1,
+        "rows_written": 3,
+        "shared_key_hashes": 0,
+    }
+
+
+def _ordered_row(
+    day: date, dimension: str, value: str | None, viewed: int, carted: int, purchased: int, **overrides
+):
+    row = {f.name: None for f in GOLD_SESSION_FUNNEL_DAILY.schema.fields}
+    row.update(
+        session_date=day,
+        dimension=dimension,
+        value=value,
+        viewed_sessions=viewed,
+        carted_sessions=carted,
+        purchased_sessions=purchased,
+        dropped_after_view=viewed - carted,
+        dropped_after_cart=carted - purchased,
+    )
+    row.update(overrides)
+    return tuple(row[f.name] for f in GOLD_SESSION_FUNNEL_DAILY.schema.fields)
+
+
+def test_ordered_funnel_check_catches_bad_steps_and_a_shop_count_silver_disagrees_with(spark):
+    """Counted by hand from the silver rows below: on D1 three sessions start and view (s1, s2,
+    and s4 just before midnight); s3 starts on D1 but never views; s5 starts on D2 and views."""
+    silver = spark.createDataFrame(
+        [
+            _silver_row(user_session="s1"),
+            _silver_row(user_session="s2", event_time=datetime(2019, 10, 1, 11)),
+            _silver_row(user_session="s2", event_type="cart", event_time=datetime(2019, 10, 1, 11, 5)),
+            _silver_row(user_session="s3", event_type="cart"),
+            _silver_row(user_session="s4", event_time=datetime(2019, 10, 1, 23, 59)),
+            _silver_row(
+                user_session="s4", event_type="cart", event_time=datetime(2019, 10, 2, 0, 1), event_date=D2
+            ),
+            _silver_row(user_session="s5", event_time=datetime(2019, 10, 2, 9), event_date=D2),
+            _silver_row(user_session=None, event_time=datetime(2019, 10, 2, 9), event_date=D2),
+        ],
+        SILVER_EVENTS.schema,
+    )
+
+    def check(rows):
+        summary = ordered_funnel_summary(spark.createDataFrame(rows, GOLD_SESSION_FUNNEL_DAILY.schema))
+        return summary, ordered_funnel_consistent(summary, silver, [D1, D2])
+
+    good = [
+        _ordered_row(D1, SHOP_DIMENSION, None, 3, 2, 0),
+        _ordered_row(D1, "brand", "b", 3, 2, 0),
+        _ordered_row(D2, SHOP_DIMENSION, None, 1, 0, 0),
+    ]
+    summary, result = check(good)
+    assert result.passed
+    assert {day: figures["rows"] for day, figures in summary.items()} == {D1: 2, D2: 1}
+
+    # a step that grows (more purchases than carts), and a drop-off that is not a difference
+    _, result = check([*good, _ordered_row(D2, "brand", "b", 1, 0, 1)])
+    assert not result.passed and result.metadata["inconsistent_rows"].value == 1
+    _, result = check([*good, _ordered_row(D2, "price_band", "<10", 1, 0, 0, dropped_after_view=0)])
+    assert not result.passed and result.metadata["inconsistent_rows"].value == 1
+
+    # the shop's viewed sessions differ from silver's recount; a second shop row for a day too
+    _, result = check([_ordered_row(D1, SHOP_DIMENSION, None, 4, 2, 0), good[2]])
+    assert not result.passed
+    assert result.metadata["mismatched_days"].value == {"2019-10-01": {"table": 4, "silver": 3}}
+    _, result = check([*good, _ordered_row(D2, SHOP_DIMENSION, None, 1, 0, 0)])
+    assert result.metadata["mismatched_days"].value == {"2019-10-02": {"table": 2, "silver": 1}}
 
 
 def test_key_check_tells_hash_collisions_from_duplicates(spark, monkeypatch):

@@ -22,7 +22,12 @@ from funnelpulse_dagster.lib.partitions import (
     report_partitions,
     single_run_backfill,
 )
-from funnelpulse_dagster.lib.quality import check_spec, ordered_funnel_consistent
+from funnelpulse_dagster.lib.quality import (
+    check_spec,
+    ordered_funnel_consistent,
+    ordered_funnel_summary,
+    rows_by_day,
+)
 from funnelpulse_dagster.resources import LakeResource, SparkResource
 from funnelpulse_dagster.rules import ORDERED_FUNNEL_CONSISTENT
 from funnelpulse_dagster.tables import GOLD_SESSION_FUNNEL_DAILY, SILVER_EVENTS
@@ -70,10 +75,9 @@ def gold_session_funnel_daily(
             funnel.filter(F.col("session_date").isin(days)), GOLD_SESSION_FUNNEL_DAILY, days
         )
     with timer.phase("check"):
-        stored = lake.read(session, GOLD_SESSION_FUNNEL_DAILY, days)
-        check = ordered_funnel_consistent(stored, silver, days)
-        rows_by_day = lake.partition_counts(session, GOLD_SESSION_FUNNEL_DAILY, days)
-    report_partitions(context, GOLD_SESSION_FUNNEL_DAILY.name, gold_day_figures(rows_by_day))
+        summary = ordered_funnel_summary(lake.read(session, GOLD_SESSION_FUNNEL_DAILY, days))
+        check = ordered_funnel_consistent(summary, silver, days)
+    report_partitions(context, GOLD_SESSION_FUNNEL_DAILY.name, gold_day_figures(rows_by_day(summary, days)))
     yield MaterializeResult(
         metadata={
             "run_days": len(days),
