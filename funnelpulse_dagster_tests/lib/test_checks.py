@@ -17,30 +17,33 @@ from funnelpulse_dagster.lib.quality import (
     totals_match,
 )
 from funnelpulse_dagster.rules import SILVER_KEY_RULE, SILVER_ROW_RULES
-from funnelpulse_dagster.tables import GOLD_SESSION_FUNNEL_DAILY, SHOP_DIMENSION, SILVER_EVENTS
+from funnelpulse_dagster.tables import GOLD_SESSION_FUNNEL_DAILY, SHOP_DIMENSION, SILVER_EVENTS, Table
 
 D1, D2 = date(2019, 10, 1), date(2019, 10, 2)
 
 
+def _table_row(table: Table, values: dict) -> tuple:
+    """A row of `table` in its column order: `values` where given, NULL elsewhere."""
+    return tuple(values.get(f.name) for f in table.schema.fields)
+
+
 def _silver_row(**overrides):
-    row = {f.name: None for f in SILVER_EVENTS.schema.fields}
-    row.update(
-        event_time=datetime(2019, 10, 1, 10),
-        event_type="view",
-        product_id=1,
-        category_id=2,
-        price=Decimal("4.00"),
-        user_id=3,
-        user_session="s",
-        brand_norm="b",
-        price_band="<10",
-        is_missing_brand=False,
-        is_missing_category=True,
-        is_missing_session=False,
-        event_date=D1,
-    )
-    row.update(overrides)
-    return tuple(row[f.name] for f in SILVER_EVENTS.schema.fields)
+    defaults = {
+        "event_time": datetime(2019, 10, 1, 10),
+        "event_type": "view",
+        "product_id": 1,
+        "category_id": 2,
+        "price": Decimal("4.00"),
+        "user_id": 3,
+        "user_session": "s",
+        "brand_norm": "b",
+        "price_band": "<10",
+        "is_missing_brand": False,
+        "is_missing_category": True,
+        "is_missing_session": False,
+        "event_date": D1,
+    }
+    return _table_row(SILVER_EVENTS, {**defaults, **overrides})
 
 
 def test_reconciliation_over_every_day_a_file_owns():
@@ -121,19 +124,17 @@ def test_silver_summary_counts_rows_and_violations_per_day(spark):
 def _ordered_row(
     day: date, dimension: str, value: str | None, viewed: int, carted: int, purchased: int, **overrides
 ):
-    row = {f.name: None for f in GOLD_SESSION_FUNNEL_DAILY.schema.fields}
-    row.update(
-        session_date=day,
-        dimension=dimension,
-        value=value,
-        viewed_sessions=viewed,
-        carted_sessions=carted,
-        purchased_sessions=purchased,
-        dropped_after_view=viewed - carted,
-        dropped_after_cart=carted - purchased,
-    )
-    row.update(overrides)
-    return tuple(row[f.name] for f in GOLD_SESSION_FUNNEL_DAILY.schema.fields)
+    values = {
+        "session_date": day,
+        "dimension": dimension,
+        "value": value,
+        "viewed_sessions": viewed,
+        "carted_sessions": carted,
+        "purchased_sessions": purchased,
+        "dropped_after_view": viewed - carted,
+        "dropped_after_cart": carted - purchased,
+    }
+    return _table_row(GOLD_SESSION_FUNNEL_DAILY, {**values, **overrides})
 
 
 def test_ordered_funnel_check_catches_bad_steps_and_a_shop_count_silver_disagrees_with(spark):
