@@ -126,14 +126,6 @@ class Lake:
         self.commit_batch(table, batch_id)
         return True
 
-    # -- counting --------------------------------------------------------------------------
-    def partition_counts(self, spark: SparkSession, table: Table, days: Iterable[date]) -> dict[date, int]:
-        """Rows per day as stored (Parquet footers make this cheap)."""
-        rows = self.read(spark, table, days).groupBy(table.partition_column).count().collect()
-        counts = {day: 0 for day in days}
-        counts.update({r[0]: r[1] for r in rows})
-        return counts
-
     # -- file system -----------------------------------------------------------------------
     def exists(self, uri: str) -> bool:
         return lakefs.exists(uri)

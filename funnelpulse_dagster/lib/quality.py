@@ -175,18 +175,13 @@ def shared_key_hashes(stored_silver: DataFrame) -> int:
 
 
 def silver_stored_summary(stored_silver: DataFrame) -> dict[date, dict]:
-    """Per stored day of silver, in one job: `rows`, and the rows breaking each silver row rule
-    (by check name). Silver's row counts and silver_violation_counts both read it: on a warm
-    server each small job costs 0.3–0.7 s however little it reads (docs/performance.md)."""
-    rows = (
-        stored_silver.groupBy(F.col(SILVER_EVENTS.partition_column).alias("day"))
-        .agg(
-            F.count(F.lit(1)).alias("rows"),
-            *[F.count(F.when(rule.broken(), True)).alias(rule.check_name) for rule in SILVER_ROW_RULES],
-        )
-        .collect()
+    """Per stored day of silver: `rows`, and the rows breaking each silver row rule (by check
+    name), for silver's row counts and silver_violation_counts."""
+    return summary_by_day(
+        stored_silver,
+        SILVER_EVENTS.partition_column,
+        *[F.count(F.when(rule.broken(), True)).alias(rule.check_name) for rule in SILVER_ROW_RULES],
     )
-    return {r["day"]: r.asDict() for r in rows}
 
 
 def silver_violation_counts(
@@ -272,25 +267,31 @@ def _invalid(rate: Rate) -> Column:
     return (value < 0) | (value.isNull() & (denominator > 0)) | (value.isNotNull() & (denominator == 0))
 
 
-def gold_day_summary(stored: DataFrame, day_column: str) -> dict[date, dict]:
-    """Per stored day of a gold table, in one job: `rows`, the RECONCILED_TOTALS, and per rate
-    the rows where it is invalid (`invalid_<rate>`). The row counts, the totals check and the
-    rates check all read it: on a warm server each small job costs 0.3–0.7 s however little it
-    reads, so three jobs per table cost about 1 s more than one (docs/performance.md)."""
+def summary_by_day(stored: DataFrame, day_column: str, *metrics: Column) -> dict[date, dict]:
+    """`rows` and `metrics` per stored day (`day`), in one Spark job: each table's row counts and
+    checks read one such summary, because on a warm server each small job costs 0.3–0.7 s however
+    little it reads (docs/performance.md)."""
     rows = (
         stored.groupBy(F.col(day_column).alias("day"))
-        .agg(
-            F.count(F.lit(1)).alias("rows"),
-            *[F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in RECONCILED_TOTALS],
-            *[F.count(F.when(_invalid(rate), True)).alias(f"invalid_{rate.name}") for rate in FUNNEL_RATES],
-        )
+        .agg(F.count(F.lit(1)).alias("rows"), *metrics)
         .collect()
     )
     return {r["day"]: r.asDict() for r in rows}
 
 
+def gold_day_summary(stored: DataFrame, day_column: str) -> dict[date, dict]:
+    """Per stored day of a gold table: `rows`, the RECONCILED_TOTALS, and per rate the rows where
+    it is invalid (`invalid_<rate>`), for the row counts, the totals check and the rates check."""
+    return summary_by_day(
+        stored,
+        day_column,
+        *[F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in RECONCILED_TOTALS],
+        *[F.count(F.when(_invalid(rate), True)).alias(f"invalid_{rate.name}") for rate in FUNNEL_RATES],
+    )
+
+
 def rows_by_day(summary: Mapping[date, Mapping], days: Iterable[date]) -> dict[date, int]:
-    """Each day's stored rows from a gold_day_summary, 0 for a day with none."""
+    """Each day's stored rows from a summary_by_day, 0 for a day with none."""
     return {day: summary[day]["rows"] if day in summary else 0 for day in days}
 
 
@@ -488,29 +489,25 @@ def explained(anomalies: DataFrame) -> AssetCheckResult:
 
 
 def ordered_funnel_summary(stored: DataFrame) -> dict[date, dict]:
-    """Per stored day of the ordered funnel, in one job: `rows`, `inconsistent_rows` (a step
-    that grows, or a drop-off that is not the difference of its steps) and `shop_viewed_sessions`
-    (the viewed sessions of the row for the shop as a whole). The row counts and
-    ordered_funnel_consistent both read it, as gold_day_summary serves the other gold tables."""
+    """Per stored day of the ordered funnel: `rows`, `inconsistent_rows` (a step that grows, or a
+    drop-off that is not the difference of its steps) and `shop_viewed_sessions` (the viewed
+    sessions of the row for the shop as a whole), for the row counts and
+    ordered_funnel_consistent."""
     inconsistent = (
         (F.col("purchased_sessions") > F.col("carted_sessions"))
         | (F.col("carted_sessions") > F.col("viewed_sessions"))
         | (F.col("dropped_after_view") != F.col("viewed_sessions") - F.col("carted_sessions"))
         | (F.col("dropped_after_cart") != F.col("carted_sessions") - F.col("purchased_sessions"))
     )
-    rows = (
-        stored.groupBy(F.col(GOLD_SESSION_FUNNEL_DAILY.partition_column).alias("day"))
-        .agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.count(F.when(inconsistent, True)).alias("inconsistent_rows"),
-            # summed, not picked: a day with two shop rows then disagrees with the recount
-            F.coalesce(
-                F.sum(F.when(F.col("dimension") == SHOP_DIMENSION, F.col("viewed_sessions"))), F.lit(0)
-            ).alias("shop_viewed_sessions"),
-        )
-        .collect()
+    return summary_by_day(
+        stored,
+        GOLD_SESSION_FUNNEL_DAILY.partition_column,
+        F.count(F.when(inconsistent, True)).alias("inconsistent_rows"),
+        # summed, not picked: a day with two shop rows then disagrees with the recount
+        F.coalesce(
+            F.sum(F.when(F.col("dimension") == SHOP_DIMENSION, F.col("viewed_sessions"))), F.lit(0)
+        ).alias("shop_viewed_sessions"),
     )
-    return {r["day"]: r.asDict() for r in rows}
 
 
 def ordered_funnel_consistent(

@@ -40,9 +40,6 @@ class LakeResource(ConfigurableResource):
     def replace_partitions(self, frame: DataFrame, table: Table, days: Iterable[date]) -> None:
         self.plain.replace_partitions(frame, table, days)
 
-    def partition_counts(self, spark: SparkSession, table: Table, days: Iterable[date]) -> dict[date, int]:
-        return self.plain.partition_counts(spark, table, days)
-
     def batch_uri(self, table: Table, batch_id: int, staged: bool = False) -> str:
         return self.plain.batch_uri(table, batch_id, staged)
 
