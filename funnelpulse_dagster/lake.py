@@ -67,10 +67,14 @@ class Lake:
         The caller's frame holds rows of `days` only (the reconciliation checks prove it after
         every write). Dynamic partition overwrite replaces the day directories present in the
         output; a requested day with no rows this time must not keep its old data, so its
-        directory goes too. Days outside `days` are never touched.
+        directory goes too. Days outside `days` are never touched. A table marked
+        `file_per_partition` (the gold aggregates) gets one file per day.
         """
         wanted = sorted(set(days))
         files_before = {day: lakefs.child_names(self.partition_uri(table, day)) for day in wanted}
+        if table.file_per_partition:
+            # each day's rows to one task: one file per day instead of one per day and task
+            frame = frame.repartition(table.partition_column)
         (
             frame.select(*table.schema.fieldNames())
             .write.mode("overwrite")

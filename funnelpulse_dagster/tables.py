@@ -49,6 +49,10 @@ class Table:
     name: str
     partition_column: str
     schema: StructType  # data columns followed by the partition column
+    # An aggregate small enough to write each partition as one file (Lake.replace_partitions):
+    # its last shuffle spreads every day over all tasks, which would otherwise each write a
+    # small file per day, and every reader opens them all (docs/performance.md).
+    file_per_partition: bool = False
 
     @property
     def data_columns(self) -> list[str]:
@@ -155,18 +159,21 @@ GOLD_FUNNEL_HOURLY_BRAND = Table(
         *FUNNEL_METRIC_FIELDS,
         ("window_date", DateType()),
     ),
+    file_per_partition=True,
 )
 
 GOLD_FUNNEL_DAILY_BRAND = Table(
     "gold_funnel_daily_brand",
     "date",
     _fields(("brand", StringType()), *FUNNEL_METRIC_FIELDS, ("date", DateType())),
+    file_per_partition=True,
 )
 
 GOLD_FUNNEL_DAILY_CATEGORY = Table(
     "gold_funnel_daily_category",
     "date",
     _fields(("category_root", StringType()), *FUNNEL_METRIC_FIELDS, ("date", DateType())),
+    file_per_partition=True,
 )
 
 GOLD_FUNNEL_HOURLY_PRICE_BAND = Table(
@@ -179,6 +186,7 @@ GOLD_FUNNEL_HOURLY_PRICE_BAND = Table(
         *FUNNEL_METRIC_FIELDS,
         ("window_date", DateType()),
     ),
+    file_per_partition=True,
 )
 
 # The funnel as analysts read it: sessions that viewed, then carted after a view, then purchased
@@ -208,6 +216,7 @@ GOLD_SESSION_FUNNEL_DAILY = Table(
         ("p90_seconds_view_to_purchase", DoubleType()),
         ("session_date", DateType()),
     ),
+    file_per_partition=True,
 )
 
 GOLD_TABLES = (

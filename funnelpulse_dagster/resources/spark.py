@@ -91,6 +91,12 @@ def spark_conf(
         "spark.sql.shuffle.partitions": str(shuffle_partitions),
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.adaptive.coalescePartitions.enabled": "true",
+        # Adaptive execution merges shuffle partitions up to this size. At the default 64 MB a
+        # month's big shuffles (120-230 MB) became 3-5 tasks, and 3 tasks on 2 cores leave one
+        # core idle for a third of the stage; at 16 MB they keep their 8 even tasks, while the
+        # checks' tiny shuffles still merge into one (a month's gold steps, warm, five pairs:
+        # median 57.8 s against 70.0 s, docs/performance.md).
+        "spark.sql.adaptive.advisoryPartitionSizeInBytes": "16m",
         # re-materializing a day replaces exactly that day's partition directories
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
         # write each task's day-partitions concurrently instead of sorting rows by day first

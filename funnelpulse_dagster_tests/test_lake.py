@@ -1,0 +1,46 @@
+"""What a partition replacement leaves on disk (lake.Lake.replace_partitions)."""
+
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+from pyspark.sql.types import DateType, LongType, StructField, StructType
+
+from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.tables import Table
+
+DAYS = [date(2019, 10, 1), date(2019, 10, 2), date(2019, 10, 3)]
+SCHEMA = StructType([StructField("cell", LongType()), StructField("day", DateType())])
+AGGREGATE = Table("small_aggregate", "day", SCHEMA, file_per_partition=True)
+PLAIN = replace(AGGREGATE, name="plain_table", file_per_partition=False)
+
+
+def _files_per_day(root: Path, table: Table) -> dict[date, int]:
+    return {day: len(list((root / table.name / f"day={day.isoformat()}").glob("*.parquet"))) for day in DAYS}
+
+
+def _stored(spark, lake: Lake, table: Table) -> list[tuple]:
+    return sorted((r.cell, r.day) for r in lake.read(spark, table).collect())
+
+
+def test_an_aggregate_is_written_one_file_per_day_whatever_its_tasks(spark, tmp_path):
+    rows = [(cell, day) for day in DAYS for cell in range(40)]
+    # four tasks, each holding rows of every day: what a gold table's last shuffle leaves
+    frame = spark.createDataFrame(rows, SCHEMA).repartition(4, "cell")
+    lake = Lake(str(tmp_path))
+
+    lake.replace_partitions(frame, PLAIN, DAYS)
+    lake.replace_partitions(frame, AGGREGATE, DAYS)
+
+    # without the mark each task writes its own file of each day: the test can tell the two
+    assert max(_files_per_day(tmp_path, PLAIN).values()) > 1
+    assert _files_per_day(tmp_path, AGGREGATE) == dict.fromkeys(DAYS, 1)
+    assert _stored(spark, lake, AGGREGATE) == _stored(spark, lake, PLAIN) == sorted(rows)
+
+    # replacing one day rewrites that day as one file and leaves the others as they were
+    fewer = spark.createDataFrame([(7, DAYS[1]), (8, DAYS[1])], SCHEMA).repartition(2, "cell")
+    lake.replace_partitions(fewer, AGGREGATE, [DAYS[1]])
+    assert _files_per_day(tmp_path, AGGREGATE) == dict.fromkeys(DAYS, 1)
+    assert _stored(spark, lake, AGGREGATE) == sorted(
+        [r for r in rows if r[1] != DAYS[1]] + [(7, DAYS[1]), (8, DAYS[1])]
+    )
