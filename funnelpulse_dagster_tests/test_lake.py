@@ -4,9 +4,10 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
-from pyspark.sql.types import DateType, LongType, StructField, StructType
+import pyarrow.parquet as pq
+from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
 
-from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.lake import PLAIN_ENCODED_COLUMNS, Lake
 from funnelpulse_dagster.tables import Table
 
 DAYS = [date(2019, 10, 1), date(2019, 10, 2), date(2019, 10, 3)]
@@ -44,3 +45,26 @@ def test_an_aggregate_is_written_one_file_per_day_whatever_its_tasks(spark, tmp_
     assert _stored(spark, lake, AGGREGATE) == sorted(
         [r for r in rows if r[1] != DAYS[1]] + [(7, DAYS[1]), (8, DAYS[1])]
     )
+
+
+def test_columns_that_seldom_repeat_are_written_without_a_dictionary(spark, tmp_path):
+    schema = StructType(
+        [
+            StructField("user_id", LongType()),
+            StructField("brand", StringType()),
+            StructField("day", DateType()),
+        ]
+    )
+    table = Table("events_like", "day", schema)
+    # values that repeat, as a day of events has them: the writer would keep both dictionaries
+    rows = [(n % 50, ("alpha", "beta")[n % 2], DAYS[0]) for n in range(500)]
+    Lake(str(tmp_path)).replace_partitions(spark.createDataFrame(rows, schema), table, [DAYS[0]])
+
+    encodings = set()
+    for path in (tmp_path / table.name / f"day={DAYS[0].isoformat()}").glob("*.parquet"):
+        chunks = pq.ParquetFile(path).metadata.row_group(0)
+        encodings |= {
+            (chunks.column(i).path_in_schema, chunks.column(i).has_dictionary_page) for i in range(2)
+        }
+    assert "user_id" in PLAIN_ENCODED_COLUMNS and "brand" not in PLAIN_ENCODED_COLUMNS
+    assert encodings == {("user_id", False), ("brand", True)}
