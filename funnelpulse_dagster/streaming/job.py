@@ -32,7 +32,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import StructType
 
-from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.lake import PARQUET_OPTIONS, Lake
 from funnelpulse_dagster.rules import SILVER_RULE_NAMES, violated_rule
 from funnelpulse_dagster.streaming.kafka_source import register
 from funnelpulse_dagster.tables import (
@@ -258,7 +258,7 @@ def start_gold(spark: SparkSession, lake: Lake, checkpoint: str, trigger: dict) 
         .writeStream.queryName(STREAM_GOLD_QUERY)
         .format("parquet")
         .option("checkpointLocation", checkpoint)
-        .option("compression", "zstd")
+        .options(**PARQUET_OPTIONS)
         .partitionBy(GOLD_STREAM_FUNNEL_HOURLY_BRAND.partition_column)
         .outputMode("append")
         .trigger(**trigger)
