@@ -98,14 +98,13 @@ def main() -> int:
     kafka.ensure_topic()
     spark = classic_session(spark_conf("local[2]", "4g", 4, {}))
     lake = Lake(str(work / "tables"))
-    source_format, options = kafka.spark_stream_source(50_000)
+    options = kafka.spark_stream_source(50_000)
     stream_error: list[BaseException] = []
 
     def stream() -> None:
         try:
             run_stream(
                 spark,
-                source_format,
                 options,
                 lake,
                 str(work / "checkpoints"),

@@ -141,7 +141,7 @@ def main() -> int:
         results["replay_send_only_events_per_s"] = round(sent.events_per_second)
         del prepared
 
-        source_format, options = fast.spark_stream_source(args.max_events_per_trigger)
+        options = fast.spark_stream_source(args.max_events_per_trigger)
         # cold: a run as the sensor starts it in a fresh process (first queries pay JIT warm-up);
         # warm: the same work again in the same session, as a long-running deployment does it
         for phase in ("cold", "warm"):
@@ -149,7 +149,6 @@ def main() -> int:
             started = time.perf_counter()
             stream = run_stream(
                 spark,
-                source_format,
                 options,
                 lake_phase,
                 str(work / f"checkpoints_{phase}"),

@@ -1,4 +1,4 @@
-"""`funnelpulse` command line: sample data, the embedded Kafka broker, the streaming job outside
+"""`funnelpulse` command line: sample data, the local Kafka broker, the streaming job outside
 Dagster, and the configuration and tables at a glance."""
 
 from __future__ import annotations
@@ -87,10 +87,11 @@ def _broker(args: argparse.Namespace) -> int:
         kafka = kafka.model_copy(update={"topic_partitions": args.partitions})
     try:
         if args.action == "start":
-            pid = broker.start(settings.home, settings.kafka_bootstrap)
+            pid = broker.start(settings.home, settings.kafka_bootstrap, kind=settings.broker)
             created = kafka.ensure_topic()
             print(
-                f"broker running (pid {pid}) on {settings.kafka_bootstrap}; log {broker.broker_files(settings.home).log_file}"
+                f"{broker.running_kind(settings.home)} broker running (pid {pid}) on {settings.kafka_bootstrap}; "
+                f"log {broker.broker_files(settings.home).log_file}"
             )
             print(
                 f"topic {kafka.topic}: {'created with ' + str(kafka.topic_partitions) + ' partitions' if created else 'exists'}"
@@ -103,7 +104,8 @@ def _broker(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     pid = broker.running_pid(settings.home)
-    print(f"embedded broker: {'running, pid ' + str(pid) if pid else 'not running'}")
+    kind = broker.running_kind(settings.home)
+    print(f"local broker: {f'{kind}, running, pid {pid}' if pid else 'not running'}")
     try:
         ends = kafka.end_offsets_now(timeout=5)
     except KafkaUnavailable as exc:
@@ -164,7 +166,7 @@ def _stream(args: argparse.Namespace) -> int:
     from funnelpulse_dagster.resources import build_resources
 
     resources = build_resources(resolved=True)
-    _, totals = resources["streaming"].run(
+    totals = resources["streaming"].run(
         resources["spark"].spark_session,
         resources["kafka"],
         resources["lake"],
@@ -297,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = sub.add_parser("summary", help="rows and days of every table on the local lake")
     summary.set_defaults(func=_summary)
 
-    brk = sub.add_parser("broker", help="the embedded Kafka-compatible broker (start | stop | status)")
+    brk = sub.add_parser("broker", help="the local Kafka broker, of the kind FUNNELPULSE_BROKER names (start | stop | status)")
     brk.add_argument("action", choices=("start", "stop", "status"))
     brk.add_argument(
         "--partitions", type=int, help="partitions of the topic when start creates it (default 4)"

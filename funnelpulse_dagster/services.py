@@ -56,6 +56,13 @@ def running_pid(files: ServiceFiles) -> int | None:
     return pid if _alive(pid) else None
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (the OS's choice)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
     """Whether something accepts TCP connections at host:port (a name, IPv4 or IPv6)."""
     try:

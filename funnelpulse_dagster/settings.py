@@ -31,8 +31,10 @@ ENV_KAFKA_SASL_MECHANISM = "FUNNELPULSE_KAFKA_SASL_MECHANISM"
 ENV_KAFKA_SASL_USERNAME = "FUNNELPULSE_KAFKA_SASL_USERNAME"
 ENV_KAFKA_SASL_PASSWORD = "FUNNELPULSE_KAFKA_SASL_PASSWORD"
 ENV_KAFKA_SSL_CA_LOCATION = "FUNNELPULSE_KAFKA_SSL_CA_LOCATION"
-ENV_KAFKA_END_OFFSETS = "FUNNELPULSE_KAFKA_END_OFFSETS"  # fetch (embedded broker) | list
-ENV_KAFKA_SPARK_SOURCE = "FUNNELPULSE_KAFKA_SPARK_SOURCE"  # python | kafka (JVM connector)
+# fetch (a broker whose ListOffsets under-reports: the embedded one) | list; default: the local broker's
+ENV_KAFKA_END_OFFSETS = "FUNNELPULSE_KAFKA_END_OFFSETS"
+# the kind of broker `funnelpulse broker start` runs: kafka (Apache Kafka, the default) | embedded
+ENV_BROKER = "FUNNELPULSE_BROKER"
 ENV_ALERT_WEBHOOK = "FUNNELPULSE_ALERT_WEBHOOK"  # where incidents are POSTed (unset: no alerts)
 ENV_ALERT_FORMAT = "FUNNELPULSE_ALERT_FORMAT"  # slack | generic
 ENV_REPORTS = "FUNNELPULSE_REPORTS"  # report files; default $FUNNELPULSE_HOME/reports
@@ -44,6 +46,7 @@ ENV_SPARK_CONF = "FUNNELPULSE_SPARK_CONF"
 DEFAULT_START_DATE = "2019-10-01"
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_KAFKA_TOPIC = "funnelpulse_events"
+DEFAULT_BROKER = "kafka"
 DEFAULT_SPARK_MASTER = "local[*]"
 
 
@@ -64,6 +67,7 @@ class Settings:
     end_date: date | None  # the last daily partition; None: partitions run up to today
     kafka_bootstrap: str
     kafka_topic: str
+    broker: str  # the local broker's kind (streaming/broker.py)
     spark_master: str
     spark_remote: str  # empty: Spark runs in the process that needs it
     checkpoints: str  # a path or URI; the streaming queries' state and progress
@@ -120,6 +124,7 @@ def load_settings() -> Settings:
         end_date=end_date,
         kafka_bootstrap=_env(ENV_KAFKA_BOOTSTRAP) or DEFAULT_KAFKA_BOOTSTRAP,
         kafka_topic=_env(ENV_KAFKA_TOPIC) or DEFAULT_KAFKA_TOPIC,
+        broker=_env(ENV_BROKER) or DEFAULT_BROKER,
         spark_master=_env(ENV_SPARK_MASTER) or DEFAULT_SPARK_MASTER,
         spark_remote=_env(ENV_SPARK_REMOTE) or "",
         checkpoints=_env(ENV_CHECKPOINTS) or str(home / "checkpoints"),

@@ -23,7 +23,9 @@ from funnelpulse_dagster import services
 
 SERVICE = "spark-connect"
 DEFAULT_PORT = 15002
-CONNECT_PLUGIN = "org.apache.spark.sql.connect.SparkConnectPlugin"
+# started once the session exists (not as a `spark.plugins` plugin, which opens the port while
+# the context starts, before there is a session for a client's first request to derive from)
+CONNECT_SERVICE = "org.apache.spark.sql.connect.service.SparkConnectService"
 
 
 def files(home: Path) -> services.ServiceFiles:
@@ -35,7 +37,7 @@ def url(host: str, port: int) -> str:
 
 
 def server_conf(host: str, port: int, driver_memory: str, shuffle_partitions: int, extra: dict) -> dict:
-    """The server's settings: FunnelPulse's session settings plus the Connect plugin on
+    """The server's settings: FunnelPulse's session settings plus Spark Connect's address,
     `host:port` (loopback by default: a laptop's server is not for the network)."""
     from funnelpulse_dagster.resources.spark import spark_conf
 
@@ -43,7 +45,6 @@ def server_conf(host: str, port: int, driver_memory: str, shuffle_partitions: in
     conf.update(
         {
             "spark.app.name": "funnelpulse-connect",
-            "spark.plugins": CONNECT_PLUGIN,
             "spark.connect.grpc.binding.address": host,
             "spark.connect.grpc.binding.port": str(port),
         }
@@ -95,6 +96,8 @@ def serve(host: str, port: int, driver_memory: str, shuffle_partitions: int, idl
     from funnelpulse_dagster.resources.spark import classic_session
 
     session = classic_session(server_conf(host, port, driver_memory, shuffle_partitions, extra))
+    # the port opens here, so a client that finds it open finds a session to work in
+    session._jvm.__getattr__(CONNECT_SERVICE).start(session._jsc.sc())
     stopping = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.append(True))

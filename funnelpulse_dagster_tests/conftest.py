@@ -98,17 +98,43 @@ def pytest_configure(config):
 
 
 # -- a built lake, shared by the streaming and serving tests ---------------------------------
-@pytest.fixture(scope="session")
-def bootstrap(tmp_path_factory):
-    """The embedded broker, started the way `funnelpulse broker start` starts it."""
+def _local_broker(tmp_path_factory, kind: str):
+    """A local broker of `kind`, started the way `funnelpulse broker start` starts it."""
     from funnelpulse_dagster.streaming import broker
-    from funnelpulse_dagster_tests.live import free_port
+    from funnelpulse_dagster_tests.live import LocalBroker, free_port
 
-    home = tmp_path_factory.mktemp("broker_home")
+    home = tmp_path_factory.mktemp(f"broker_{kind}")
     servers = f"127.0.0.1:{free_port()}"
-    broker.start(home, servers)
-    yield servers
-    broker.stop(home)
+    broker.start(home, servers, kind=kind)
+    try:
+        yield LocalBroker(servers, kind)
+    finally:
+        broker.stop(home)
+
+
+@pytest.fixture(scope="session")
+def apache_kafka(tmp_path_factory):
+    """A one-node KRaft Apache Kafka from the pinned jars, on a loopback port, with its own log
+    directory: the real broker every Kafka test runs against."""
+    yield from _local_broker(tmp_path_factory, "kafka")
+
+
+@pytest.fixture(scope="session")
+def embedded_broker(tmp_path_factory):
+    """The embedded broker (Tansu), with the end-offset workaround it needs."""
+    yield from _local_broker(tmp_path_factory, "embedded")
+
+
+@pytest.fixture(scope="session", params=["kafka", "embedded"])
+def broker(request):
+    """Each local broker kind in turn, for the streaming tests that run on both."""
+    return request.getfixturevalue("apache_kafka" if request.param == "kafka" else "embedded_broker")
+
+
+@pytest.fixture(scope="session")
+def bootstrap(apache_kafka):
+    """The broker of the tests that need one Kafka (the live lake, alerts): Apache Kafka."""
+    return apache_kafka
 
 
 def batch_assets() -> list:

@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
-import socket
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pyspark.sql import Row
 
 from funnelpulse_dagster.defs.streaming.replay import kafka_replay_job
 from funnelpulse_dagster.resources import KafkaResource
+from funnelpulse_dagster.services import free_port  # noqa: F401 (the tests import it from here)
+from funnelpulse_dagster.streaming.broker import END_OFFSETS_BY_KIND
 
 # the sample's days (conftest.sample_raw_dir)
 DAYS = ("2019-10-01", "2019-10-03")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@dataclass(frozen=True)
+class LocalBroker:
+    """A broker a test fixture started: its bootstrap servers and kind (streaming/broker.py)."""
+
+    servers: str
+    kind: str
 
 
-def kafka(bootstrap: str, topic: str) -> KafkaResource:
-    return KafkaResource(bootstrap_servers=bootstrap, topic=topic, topic_partitions=3)
+def kafka(broker: LocalBroker, topic: str) -> KafkaResource:
+    """The resource for `topic` on a test broker, with the end-offset mode its kind needs."""
+    return KafkaResource(
+        bootstrap_servers=broker.servers,
+        topic=topic,
+        topic_partitions=3,
+        end_offsets=END_OFFSETS_BY_KIND[broker.kind],
+    )
 
 
 def replay(spark_resource, lake, kafka_resource, **pace):

@@ -6,8 +6,13 @@ import stat
 
 import pytest
 
-from funnelpulse_dagster.jvm import LOCAL_FILE_SYSTEM, compiled_classes, with_local_file_system
-from funnelpulse_dagster.resources.spark import ensure_java_home, java_cache_root
+from funnelpulse_dagster.jvm import (
+    LOCAL_FILE_SYSTEM,
+    compiled_classes,
+    ensure_java_home,
+    java_cache_root,
+    with_local_file_system,
+)
 from funnelpulse_dagster_tests.conftest import SPARK_MODE
 
 LOCAL = {"spark.master": "local[2]"}

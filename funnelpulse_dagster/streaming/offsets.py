@@ -105,11 +105,26 @@ def committed_checkpoint_offsets(checkpoint: str | Path, topic: str) -> dict[int
     `commits/<batch>` marker, because an offset entry alone means "planned", not "done".
     The checkpoint may be a path or a URI on shared storage (`gs://…`), read through pyarrow."""
     root = str(checkpoint).rstrip("/")
-    commits = {int(name) for name in lakefs.child_names(f"{root}/commits") if name.isdigit()}
+    commits = _batch_ids(root, "commits")
     if not commits:
         return None
     lines = lakefs.read_text(f"{root}/offsets/{max(commits)}").splitlines()
     return offsets_from_json(json.loads(lines[2]), topic)
+
+
+def _batch_ids(checkpoint_root: str, log: str) -> set[int]:
+    return {int(name) for name in lakefs.child_names(f"{checkpoint_root}/{log}") if name.isdigit()}
+
+
+def uncommitted_batch(checkpoint: str | Path) -> int | None:
+    """The micro-batch a checkpoint planned (an `offsets/<batch>` entry) and never committed
+    (no `commits/<batch>`): the batch a restarted query runs again first. None when there is none."""
+    root = str(checkpoint).rstrip("/")
+    planned = _batch_ids(root, "offsets")
+    if not planned:
+        return None
+    newest = max(planned)
+    return None if newest in _batch_ids(root, "commits") else newest
 
 
 def backlog(ends: Mapping[int, int], committed: Mapping[int, int] | None) -> int:

@@ -21,7 +21,7 @@ from funnelpulse_dagster.lake import Lake
 from funnelpulse_dagster.resources import AlertsResource, StreamingResource
 from funnelpulse_dagster.resources.lake import LakeResource
 from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND
-from funnelpulse_dagster_tests.live import anomaly_row, free_port
+from funnelpulse_dagster_tests.live import LocalBroker, anomaly_row, free_port
 from funnelpulse_dagster_tests.live import kafka as kafka_for
 
 
@@ -180,7 +180,7 @@ def test_without_a_webhook_the_sensor_says_why(tmp_path):
         resources={
             "alerts": AlertsResource(webhook_url=""),
             "lake": LakeResource(root=str(tmp_path)),
-            "kafka": kafka_for("127.0.0.1:1", "none"),
+            "kafka": kafka_for(LocalBroker("127.0.0.1:1", "kafka"), "none"),
             "streaming": StreamingResource(checkpoint_root=str(tmp_path)),
         },
     )

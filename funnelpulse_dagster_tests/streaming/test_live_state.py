@@ -119,14 +119,14 @@ def _send(kafka, events: list[dict]) -> None:
 
 
 @pytest.fixture()
-def live_stream(spark, tmp_path, bootstrap):
-    kafka = kafka_for(bootstrap, f"open-{uuid.uuid4().hex[:8]}")
+def live_stream(spark, tmp_path, broker):
+    kafka = kafka_for(broker, f"open-{uuid.uuid4().hex[:8]}")
     kafka.ensure_topic()
     lake, checkpoints = Lake(str(tmp_path / "tables")), str(tmp_path / "cp")
-    source_format, options = kafka.spark_stream_source()
+    options = kafka.spark_stream_source()
 
     def run():
-        return run_stream(spark, source_format, options, lake, checkpoints, log=lambda _: None)
+        return run_stream(spark, options, lake, checkpoints, log=lambda _: None)
 
     return kafka, lake, run
 

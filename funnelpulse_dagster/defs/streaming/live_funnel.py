@@ -146,7 +146,7 @@ def live_funnel(
         session = spark.spark_session
     closed_before = last_closed_hour(session, lake.plain)
     with timer.phase("stream"):
-        source_format, totals = streaming.run(
+        totals = streaming.run(
             session,
             kafka,
             lake,
@@ -180,7 +180,6 @@ def live_funnel(
         metadata={
             **ingest_totals.as_metadata(),
             "table_rows": events_stored,
-            "source": source_format,
             "path": MetadataValue.path(lake.table_uri(STREAM_EVENTS)),
             "checkpoint": streaming.checkpoint(STREAM_INGEST_QUERY),
             "seconds_by_phase": MetadataValue.json(timer.phases),
