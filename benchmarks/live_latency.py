@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -43,18 +42,13 @@ from funnelpulse_dagster.generator import generate
 from funnelpulse_dagster.lake import Lake
 from funnelpulse_dagster.resources import KafkaResource
 from funnelpulse_dagster.resources.spark import classic_session, spark_conf
+from funnelpulse_dagster.services import free_port
 from funnelpulse_dagster.serving import queries
 from funnelpulse_dagster.serving.store import LakeStore
 from funnelpulse_dagster.streaming import broker
 from funnelpulse_dagster.streaming.job import run_stream
 
 RAW = ["event_time", "event_type", "product_id", "category_id", "category_code", "brand", "price", "user_id", "user_session"]  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _messages(raw: Path, count: int) -> list[tuple[pd.Timestamp, bytes, bytes]]:
@@ -83,7 +77,7 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="funnelpulse-latency-"))
-    bootstrap = f"127.0.0.1:{_free_port()}"
+    bootstrap = f"127.0.0.1:{free_port()}"
     total = int(args.rate * args.seconds)
     generate(
         work / "raw",

@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/stream.py --days 2 --json    # quicker, machine-readable
 
 1. generates the days and builds bronze with the real asset (not timed);
-2. starts the embedded broker on a free loopback port;
+2. starts a local broker on a free loopback port: Apache Kafka (`--broker kafka`, the default)
+   or the embedded one (`--broker embedded`, whose producers send one record per batch);
 3. replay, unthrottled: every bronze event to a fresh topic through the replay job's code
    (Spark prepares day N+1 while day N is produced) → events/s;
 4. replay, throttled: the first day again at `--rate` events/s to another topic → achieved
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -36,6 +36,7 @@ from funnelpulse_dagster.generator import generate
 from funnelpulse_dagster.lake import Lake
 from funnelpulse_dagster.resources import KafkaResource, LakeResource, RawDataResource
 from funnelpulse_dagster.resources.spark import SparkResource
+from funnelpulse_dagster.services import free_port
 from funnelpulse_dagster.streaming import broker
 from funnelpulse_dagster.streaming.job import run_stream
 from funnelpulse_dagster.streaming.replay import Pacer, replay, to_messages
@@ -45,12 +46,6 @@ from funnelpulse_dagster.tables import (
     STREAM_GOLD_QUERY,
     STREAM_INGEST_QUERY,
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> int:
@@ -64,6 +59,7 @@ def main() -> int:
     parser.add_argument("--max-events-per-trigger", type=int, default=250_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--shuffle-partitions", type=int, default=8, help="also the state stores' partitions")
+    parser.add_argument("--broker", choices=broker.BROKER_KINDS, default=broker.KAFKA)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
@@ -73,8 +69,9 @@ def main() -> int:
     days = [first + timedelta(days=i) for i in range(args.days)]
     spark_resource = SparkResource(master="local[2]", shuffle_partitions=args.shuffle_partitions)
     lake = LakeResource(root=str(work / "tables"))
-    results: dict[str, object] = {"days": args.days}
-    bootstrap = f"127.0.0.1:{_free_port()}"
+    results: dict[str, object] = {"days": args.days, "broker": args.broker}
+    bootstrap = f"127.0.0.1:{free_port()}"
+    end_offsets = broker.END_OFFSETS_BY_KIND[args.broker]
     try:
         generate(work / "data_raw", first, args.days, seed=11, events_per_day=args.events_per_day)
         built = materialize(
@@ -95,7 +92,7 @@ def main() -> int:
         spark = spark_resource.spark_session
         events = lake.read(spark, BRONZE_EVENTS).count()
         results["bronze_events"] = events
-        broker.start(work, bootstrap)
+        broker.start(work, bootstrap, kind=args.broker)
 
         def load_day(day):
             return to_messages(lake.read(spark, BRONZE_EVENTS, [day])).toArrow()
@@ -104,7 +101,10 @@ def main() -> int:
         load_day(days[0])
 
         fast = KafkaResource(
-            bootstrap_servers=bootstrap, topic="bench-fast", topic_partitions=args.partitions
+            bootstrap_servers=bootstrap,
+            topic="bench-fast",
+            topic_partitions=args.partitions,
+            end_offsets=end_offsets,
         )
         fast.ensure_topic()
         totals = replay(fast.producer(), fast.topic, days, load_day, Pacer(), log=lambda _: None)
@@ -113,7 +113,10 @@ def main() -> int:
         results["replay_unthrottled_seconds"] = round(totals.seconds, 2)
 
         slow = KafkaResource(
-            bootstrap_servers=bootstrap, topic="bench-rate", topic_partitions=args.partitions
+            bootstrap_servers=bootstrap,
+            topic="bench-rate",
+            topic_partitions=args.partitions,
+            end_offsets=end_offsets,
         )
         slow.ensure_topic()
         paced = replay(
@@ -133,7 +136,10 @@ def main() -> int:
         # producer alone: the same messages prepared in memory first
         prepared = {day: load_day(day) for day in days}
         send = KafkaResource(
-            bootstrap_servers=bootstrap, topic="bench-send", topic_partitions=args.partitions
+            bootstrap_servers=bootstrap,
+            topic="bench-send",
+            topic_partitions=args.partitions,
+            end_offsets=end_offsets,
         )
         send.ensure_topic()
         sent = replay(send.producer(), send.topic, days, prepared.__getitem__, Pacer(), log=lambda _: None)

@@ -356,9 +356,12 @@ def open_funnel(con, closed_end: datetime | None, brand: str | None, top: int) -
     of the shop (or of the brand, when it is among the state's top brands). Provisional: an open
     hour's numbers change until the watermark closes it."""
     hourly_table, minute_table = LIVE_OPEN_HOURLY_BRAND.name, LIVE_MINUTE_FUNNEL.name
+    # one version is the whole state: the newest one whose hours and minutes are both there (the
+    # publisher writes the minutes last; the store copies each table on its own), never a mix
     version, as_of = con.execute(
-        f'SELECT max(version), max(as_of) FILTER (WHERE version = (SELECT max(version) FROM "{hourly_table}")) '
-        f'FROM "{hourly_table}"'
+        f'WITH complete AS (SELECT max(version) AS v FROM "{hourly_table}" '
+        f'WHERE version IN (SELECT version FROM "{minute_table}")) '
+        f'SELECT max(version), max(as_of) FROM "{hourly_table}" WHERE version = (SELECT v FROM complete)'
     ).fetchone()
     if version is None:
         return {"provisional": True, "as_of": None, "hours": [], "top_brands": [], "minutes": []}

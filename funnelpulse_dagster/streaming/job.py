@@ -179,8 +179,11 @@ def publish_open_state(spark: SparkSession, lake: Lake, version: int, live: Live
         return
     silver = computed(open_silver(lake.read(spark, STREAM_EVENTS), last_closed_hour(spark, lake)))
     as_of = silver.agg(F.max("event_time")).first()[0]
-    lake.publish_batch(open_hourly_brand(silver, version, as_of), LIVE_OPEN_HOURLY_BRAND, version)
-    minutes = minute_funnel(silver, version, as_of, live.minute_window_minutes, live.top_brands)
+    # both parts computed before either is published, so they appear close together; readers
+    # take the newest version present in both (serving/queries.open_funnel)
+    hours = computed(open_hourly_brand(silver, version, as_of))
+    minutes = computed(minute_funnel(silver, version, as_of, live.minute_window_minutes, live.top_brands))
+    lake.publish_batch(hours, LIVE_OPEN_HOURLY_BRAND, version)
     lake.publish_batch(minutes, LIVE_MINUTE_FUNNEL, version)
     for table in LIVE_TABLES:
         for old in lake.batch_ids(table)[: -live.keep_versions]:

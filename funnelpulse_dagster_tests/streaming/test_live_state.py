@@ -190,3 +190,65 @@ def test_open_hour_equals_a_recount_survives_a_restart_and_rolls_over(spark, tmp
     # older states are pruned: at most three versions stay
     versions = lake.read(spark, LIVE_OPEN_HOURLY_BRAND).select("version").distinct().count()
     assert 2 <= versions <= 3
+
+
+def _within_half_an_hour(event: dict) -> dict:
+    """The event moved into the first half of its hour (minutes 00-29)."""
+    text = event["event_time"]  # YYYY-MM-DD HH:MM:SS UTC
+    return {**event, "event_time": f"{text[:14]}{int(text[14]) % 3}{text[15:]}"}
+
+
+def test_a_reader_never_sees_a_torn_open_state(spark, tmp_path, live_stream):
+    """A reader polls the served open state while a continuous stream publishes new versions:
+    every version it is given has its hours and its minutes, and they agree (the shop's views
+    per minute add up to the open hours' views). A version whose minutes are not published yet
+    is not served: the previous one is."""
+    import threading
+    import time
+
+    kafka, lake, _ = live_stream
+    options = kafka.spark_stream_source()
+    errors: list[BaseException] = []
+
+    def stream() -> None:
+        try:
+            run_stream(
+                spark, options, lake, str(tmp_path / "cp"), available_now=False,
+                processing_time_seconds=1, max_runtime_seconds=40, log=lambda _: None,
+            )  # fmt: skip
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    streamer = threading.Thread(target=stream, daemon=True)
+    streamer.start()
+    store = LakeStore(lake.root, mode="replica", database=tmp_path / "reader.duckdb")
+    seen: dict[int, tuple[int, int]] = {}
+    sent = 0
+    deadline = time.monotonic() + 35
+    while time.monotonic() < deadline:
+        if sent < 6 and time.monotonic() > deadline - 35 + 4 * sent:
+            # bursts within half an hour, so the served last hour of minutes holds all of them
+            _send(kafka, [_within_half_an_hour(e) for e in _events(HOUR, 150, seed=10 + sent)])
+            sent += 1
+        store.refresh()
+        state = queries.live_funnel(store.cursor(), hours=6)["open"]
+        if state.get("state_version") is not None:
+            hours_views = sum(h["views"] for h in state["hours"])
+            minute_views = sum(m["views"] for m in state["minutes"])
+            assert state["hours"] and state["minutes"], f"torn state {state['state_version']}: {state}"
+            assert hours_views == minute_views, (state["state_version"], hours_views, minute_views)
+            seen[state["state_version"]] = (hours_views, minute_views)
+        time.sleep(0.2)
+    streamer.join(60)
+    assert not errors, errors
+    assert len(seen) >= 3, f"the reader saw too few versions to tell: {seen}"
+
+    # the publisher's in-between moment, made to last: the hours of a newer version and no minutes
+    newest = max(seen)
+    hours = lake.read(spark, LIVE_OPEN_HOURLY_BRAND).filter(f"version = {newest}")
+    newer = hours.withColumn("version", hours["version"] + 1000)
+    lake.publish_batch(
+        newer.select(*LIVE_OPEN_HOURLY_BRAND.data_columns), LIVE_OPEN_HOURLY_BRAND, newest + 1000
+    )
+    store.refresh()
+    assert queries.live_funnel(store.cursor(), hours=6)["open"]["state_version"] == newest
