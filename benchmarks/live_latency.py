@@ -1,36 +1,48 @@
 """End-to-end freshness of the live funnel: from a message's produce time to the moment the API's
 live answer includes it.
 
-    .venv/bin/python benchmarks/live_latency.py                       # 2,000 events/s for 90 s, 5 s trigger
-    .venv/bin/python benchmarks/live_latency.py --trigger-seconds 2 --rate 2000 --seconds 90
+    .venv/bin/python benchmarks/live_latency.py --serve                 # 2,000 events/s for 90 s, 5 s trigger
+    .venv/bin/python benchmarks/live_latency.py --serve --rate 10000 --seconds 60
 
-1. generates a day of sample events and starts the embedded broker on a free port;
+1. generates sample events and starts a local Apache Kafka broker on a free port;
 2. runs the streaming job continuously (`run_stream(available_now=False)`, the trigger interval
    given) in a thread of this process, on a local Spark;
-3. produces the day's events in event-time order at a steady rate, noting the produce time of
+3. produces the events in event-time order at a steady rate, noting the produce time of
    every message;
-4. polls the live answer the API gives (`queries.live_funnel` over a refreshed DuckDB replica, the
-   code behind `/api/live`) every 0.5 s, noting when its open state's `as_of` (the newest event
-   time included) first reaches each message's event time;
+4. asks for the live answer every `--poll-seconds` (1 s, as the dashboard does): with `--serve`,
+   `GET /api/live` of a `funnelpulse serve` started with its defaults; without, the same query
+   over a replica this process refreshes itself. It notes when the open state's `as_of` (the
+   newest event time included) first reaches each message's event time;
 5. prints p50 / p95 / max of produce → visible over the messages sent after a warm-up (the first
    triggers pay the JVM's warm-up), and the trigger interval.
 
-A message is visible when the open state that contains it is published (after its micro-batch)
-and the replica has copied it: latency = wait for the next trigger + the micro-batch + publishing
-the open state + the replica's refresh.
+A message is visible when the open state that contains it is published (after the open-state
+query's micro-batch) and the server has copied it: latency = wait for the next trigger + the
+micro-batch + publishing + the server's next live refresh (every 0.5 s) + the reader's next poll.
+
+    .venv/bin/python benchmarks/live_latency.py --open-hour-growth 10000,100000,1000000,5000000
+
+measures instead what a micro-batch of the open-state query costs as its open hour grows: it
+fills one hour of the topic up to each size in turn (the query absorbs the fill), then sends
+`--probe-events` more into the same hour three times and reports the median of those micro-
+batches' durations (Spark's `triggerExecution`) at each size. Flat means incremental.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from datetime import date
+import urllib.request
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,6 +75,127 @@ def _messages(raw: Path, count: int) -> list[tuple[pd.Timestamp, bytes, bytes]]:
     return out
 
 
+def _synthetic(hour: datetime, count: int, seed: int) -> list[tuple[bytes, bytes]]:
+    """`count` events in `hour`: views, carts, purchases over many sessions, users, brands."""
+    rng = random.Random(seed)
+    kinds = ["view"] * 6 + ["cart"] * 3 + ["purchase", "remove_from_cart"]
+    out = []
+    for _ in range(count):
+        session = rng.randrange(count // 4 + 10)
+        event = {
+            "event_time": (hour + timedelta(seconds=rng.randrange(3600))).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "event_type": rng.choice(kinds),
+            "product_id": rng.randrange(50_000),
+            "category_id": 1,
+            "category_code": None,
+            "brand": f"brand{rng.randrange(300)}" if rng.random() < 0.6 else None,
+            "price": f"{rng.uniform(1, 60):.2f}",
+            "user_id": session // 2,
+            "user_session": f"s{seed}-{session}",
+        }
+        out.append((json.dumps(event).encode(), event["user_session"].encode()))
+    return out
+
+
+def open_hour_growth(sizes: list[int], probe_events: int, partitions: int) -> dict:
+    """Per-batch cost of the open-state query as its open hour grows (see the module docstring)."""
+    from funnelpulse_dagster.streaming.job import LiveSettings, start_open
+
+    work = Path(tempfile.mkdtemp(prefix="funnelpulse-open-growth-"))
+    bootstrap = f"127.0.0.1:{free_port()}"
+    broker.start(work, bootstrap)
+    kafka = KafkaResource(bootstrap_servers=bootstrap, topic="growth", topic_partitions=partitions)
+    kafka.ensure_topic()
+    spark = classic_session(spark_conf("local[2]", "4g", 4, {}))
+    lake, checkpoint = Lake(str(work / "tables")), str(work / "checkpoints" / "open")
+    options = kafka.spark_stream_source(250_000)
+    hour = datetime(2019, 10, 7, 14)
+    producer = kafka.producer()
+
+    def send(messages: list[tuple[bytes, bytes]]) -> None:
+        for i, (value, key) in enumerate(messages):
+            producer.produce(kafka.topic, value=value, key=key)
+            if i % 10_000 == 0:
+                producer.poll(0)
+        assert producer.flush(120) == 0
+
+    query = start_open(spark, options, lake, checkpoint, {"processingTime": "1 second"}, LiveSettings())
+    seen_batches: set[int] = set()
+
+    def batches_until(total: int, timeout: float = 900) -> list[dict]:
+        """The query's new micro-batches, once it has read `total` messages in all."""
+        deadline = time.monotonic() + timeout
+        new: list[dict] = []
+        while time.monotonic() < deadline:
+            if query.exception() is not None:
+                raise RuntimeError(query.exception())
+            for progress in query.recentProgress:
+                entry = json.loads(progress.json)
+                if entry["batchId"] not in seen_batches and progress.numInputRows:
+                    seen_batches.add(entry["batchId"])
+                    new.append(entry)
+            ends = [json.loads(s["endOffset"]) if isinstance(s["endOffset"], str) else s["endOffset"]
+                    for e in new[-1:] for s in e["sources"]]  # fmt: skip
+            if ends and sum(sum(p.values()) for end in ends for p in end.values()) >= total:
+                return new
+            time.sleep(0.5)
+        raise TimeoutError(f"the open-state query did not reach {total} messages")
+
+    rows: list[dict] = []
+    sent = 0
+    try:
+        for size in sizes:
+            send(_synthetic(hour, max(size - sent, 0), seed=size))
+            started = time.perf_counter()
+            batches_until(size)
+            fill_seconds = time.perf_counter() - started
+            sent = size
+            probes = []
+            for round_ in range(3):
+                send(_synthetic(hour, probe_events, seed=size + round_ + 1))
+                sent += probe_events
+                batches = batches_until(sent)
+                probes.append(sum(b["durationMs"]["triggerExecution"] for b in batches) / 1000)
+            rows.append(
+                {
+                    "open_hour_events": sent,
+                    "fill_seconds": round(fill_seconds, 1),
+                    "probe_events": probe_events,
+                    "probe_batch_seconds_median": round(statistics.median(probes), 2),
+                    "probe_batch_seconds": [round(p, 2) for p in probes],
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        query.stop()
+        spark.stop()
+        broker.stop(work)
+        shutil.rmtree(work, ignore_errors=True)
+    return {"open_hour_growth": rows}
+
+
+def _start_serve(work: Path, lake: Lake) -> tuple[subprocess.Popen, str]:
+    """`funnelpulse serve` with its defaults over the benchmark's lake, on a free port."""
+    port = free_port()
+    env = {**os.environ, "FUNNELPULSE_HOME": str(work / "home"), "FUNNELPULSE_LAKE": lake.root}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "funnelpulse_dagster.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=1)
+            return process, url
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("funnelpulse serve did not start")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -74,7 +207,24 @@ def main() -> int:
     )
     parser.add_argument("--trigger-seconds", type=int, default=5, help="the streaming job's trigger interval")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument(
+        "--open-hour-growth",
+        help="comma-separated open-hour sizes: measure the open-state query's per-batch cost instead",
+    )
+    parser.add_argument("--probe-events", type=int, default=2_000)
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="poll GET /api/live of a `funnelpulse serve` started with its defaults, as the dashboard does",
+    )
+    parser.add_argument("--poll-seconds", type=float, default=1.0, help="how often the reader asks")
     args = parser.parse_args()
+    if args.open_hour_growth:
+        sizes = [int(s) for s in args.open_hour_growth.split(",")]
+        figures = open_hour_growth(sizes, args.probe_events, partitions=4)
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=2))
+        return 0
 
     work = Path(tempfile.mkdtemp(prefix="funnelpulse-latency-"))
     bootstrap = f"127.0.0.1:{free_port()}"
@@ -95,17 +245,21 @@ def main() -> int:
     options = kafka.spark_stream_source(50_000)
     stream_error: list[BaseException] = []
 
+    stream_totals: dict = {}
+
     def stream() -> None:
         try:
-            run_stream(
-                spark,
-                options,
-                lake,
-                str(work / "checkpoints"),
-                available_now=False,
-                processing_time_seconds=args.trigger_seconds,
-                max_runtime_seconds=args.seconds + 60,
-                log=lambda _: None,
+            stream_totals.update(
+                run_stream(
+                    spark,
+                    options,
+                    lake,
+                    str(work / "checkpoints"),
+                    available_now=False,
+                    processing_time_seconds=args.trigger_seconds,
+                    max_runtime_seconds=args.seconds + 60,
+                    log=lambda _: None,
+                )
             )
         except BaseException as exc:  # noqa: BLE001 - reported below
             stream_error.append(exc)
@@ -119,17 +273,26 @@ def main() -> int:
     done = threading.Event()
     poll_errors: list[float] = []
 
+    server = _start_serve(work, lake) if args.serve else None
+
+    def live_as_of() -> str | None:
+        if server is not None:  # what a user's dashboard gets: GET /api/live from `funnelpulse serve`
+            with urllib.request.urlopen(f"{server[1]}/api/live?hours=1", timeout=5) as response:
+                return json.load(response)["open"]["as_of"]
+        store.refresh()
+        return queries.live_funnel(store.cursor(), hours=1)["open"]["as_of"]
+
+    store = LakeStore(lake.root, mode="replica", database=work / "replica.duckdb")
+
     def poll() -> None:
-        store = LakeStore(lake.root, mode="replica", database=work / "replica.duckdb")
         while not done.is_set():
             try:
-                store.refresh()
-                as_of = queries.live_funnel(store.cursor(), hours=1)["open"]["as_of"]
+                as_of = live_as_of()
                 if as_of:
                     seen.append((time.time(), pd.Timestamp(as_of.rstrip("Z"))))
             except Exception:  # noqa: BLE001 - a state being replaced mid-copy: the next poll
                 poll_errors.append(time.time())
-            time.sleep(0.5)
+            time.sleep(args.poll_seconds)
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
@@ -173,13 +336,23 @@ def main() -> int:
         "p95_s": round(quantiles[94], 1),
         "max_s": round(max(latencies), 1) if latencies else None,
         "failed_polls": len(poll_errors),
+        "serve": bool(args.serve),
     }
-    print(json.dumps(figures, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+    if server is not None:
+        server[0].terminate()
+        server[0].wait(20)
     for query in spark.streams.active:  # before the broker goes: no reconnect noise
         query.stop()
     streamer.join(30)
+    for name, totals in stream_totals.items():  # each query's micro-batches: median and p95
+        ordered = sorted(totals.batch_seconds)
+        if ordered:
+            figures[f"{name}_batch_seconds_median"] = round(statistics.median(ordered), 2)
+            figures[f"{name}_batch_seconds_p95"] = round(ordered[int(0.95 * (len(ordered) - 1))], 2)
+            figures[f"{name}_batches"] = len(ordered)
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
     broker.stop(work)
     spark.stop()
     shutil.rmtree(work, ignore_errors=True)

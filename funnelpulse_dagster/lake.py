@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from funnelpulse_dagster import lakefs
 from funnelpulse_dagster.tables import Table
@@ -116,6 +117,16 @@ class Lake:
         _parquet_writer(frame.select(*table.data_columns)).parquet(
             self.batch_uri(table, batch_id, staged=True)
         )
+
+    def stage_arrow_batch(self, rows, table: Table, batch_id: int) -> None:
+        """`stage_batch` for a small Arrow table written from this process (no Spark job): the
+        table's data columns, with Spark's types, as one file."""
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        schema = to_arrow_schema(StructType([table.schema[c] for c in table.data_columns]))
+        staged = self.batch_uri(table, batch_id, staged=True)
+        lakefs.delete_dir(staged)
+        lakefs.write_parquet(rows.select(schema.names).cast(schema), f"{staged}/part-00000.parquet")
 
     def commit_batch(self, table: Table, batch_id: int) -> None:
         """Rename a staged batch into place as the partition `<partition_column>=<batch_id>`:

@@ -191,6 +191,23 @@ def move(source_uri: str, target_uri: str) -> None:
     fs.move(source, target)
 
 
+def write_parquet(table, uri: str) -> None:
+    """Write an Arrow table as one Parquet file at `uri` (zstd), creating its folder."""
+    import pyarrow.parquet as pq
+
+    fs, path = filesystem(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    pq.write_table(table, path, filesystem=fs, compression="zstd")
+
+
+def read_parquet(uri: str):
+    """One Parquet file (or a folder of them) as an Arrow table."""
+    import pyarrow.parquet as pq
+
+    fs, path = filesystem(uri)
+    return pq.read_table(path, filesystem=fs)
+
+
 def read_head(uri: str, nbytes: int = 65_536) -> bytes:
     """The first `nbytes` of a file's content (pyarrow decompresses `*.gz` by its extension)."""
     fs, path = filesystem(uri)

@@ -385,6 +385,8 @@ STREAM_TABLES = {
 ALL_TABLES = {**BATCH_TABLES, **STREAM_TABLES}
 
 # Streaming checkpoints live under FUNNELPULSE_CHECKPOINTS/<query name>: the ingest query owns
-# the Kafka offsets, the gold query its state.
+# the Kafka offsets it publishes events to, the gold query its state, the open-state query both.
 STREAM_INGEST_QUERY = "stream_ingest"
 STREAM_GOLD_QUERY = GOLD_STREAM_FUNNEL_HOURLY_BRAND.name
+# the open state's query (its own Kafka offsets and state; its cells files beside, `<name>_cells`)
+STREAM_OPEN_QUERY = "live_open_state"

@@ -311,15 +311,17 @@ class LakeStore:
             con.execute("INSERT OR REPLACE INTO _served_tables VALUES (?, ?)", [table.name, ddl])
 
     # -- refresh ----------------------------------------------------------------------------
-    def refresh(self) -> RefreshReport:
-        """Bring every table this store serves up to date with the lake (see the module docstring)."""
+    def refresh(self, tables: Iterable[Table] | None = None) -> RefreshReport:
+        """Bring every table this store serves (or those of `tables` it serves) up to date with
+        the lake (see the module docstring)."""
+        chosen = self.tables if tables is None else [t for t in self.tables if t in tuple(tables)]
         with self._refresh_lock:
             started = time.perf_counter()
             report = RefreshReport()
             con = self._con.cursor()
             con.execute("SET TimeZone='UTC'")
             try:
-                for table in self.tables:
+                for table in chosen:
                     listed = list_partitions(con, self.lake_root, table)
                     if self.mode == "parquet":
                         self._point_view(con, table, listed)
@@ -329,7 +331,8 @@ class LakeStore:
             finally:
                 con.close()
             report.seconds = time.perf_counter() - started
-            self.last_refresh = time.time()
+            if tables is None:
+                self.last_refresh = time.time()
             return report
 
     def _scan(self, table: Table, files_sql: str, partition_value: str | None = None) -> str:
@@ -416,12 +419,14 @@ class LakeStore:
 
 
 class Refresher:
-    """Calls `store.refresh()` every `interval` seconds in a daemon thread; the last error is
-    kept for /health instead of killing the thread."""
+    """Refreshes the store in a daemon thread: the live open state every `live_interval` seconds
+    (its new versions are small, and a watcher wants them at once), everything every `interval`
+    seconds. The last error is kept for /health instead of killing the thread."""
 
-    def __init__(self, store: LakeStore, interval: float) -> None:
+    def __init__(self, store: LakeStore, interval: float, live_interval: float = 0.5) -> None:
         self.store = store
         self.interval = interval
+        self.live_interval = min(live_interval, interval)
         self.last_error: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lake-refresh", daemon=True)
@@ -434,9 +439,14 @@ class Refresher:
         self._thread.join(timeout=self.interval + 5)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        last_full = time.monotonic()
+        while not self._stop.wait(self.live_interval):
             try:
-                self.store.refresh()
+                if time.monotonic() - last_full >= self.interval:
+                    self.store.refresh()
+                    last_full = time.monotonic()
+                else:
+                    self.store.refresh(LIVE_TABLES)
                 self.last_error = None
             except Exception as exc:  # noqa: BLE001 - a transient listing error must not stop the refreshes
                 self.last_error = f"{type(exc).__name__}: {exc}"

@@ -1,4 +1,4 @@
-"""The streaming job: Kafka → live hourly-brand gold (and dead letters), as two Spark queries.
+"""The streaming job: Kafka → live tables, as three Spark queries.
 
 1. The ingest query reads the topic once per micro-batch, parses every message (bronze's typed
    columns, a reason for what is not a valid event) and publishes the batch's valid events to
@@ -9,14 +9,17 @@
    the silver rules, de-duplication within the 2-hour watermark and hourly windows by brand,
    into `gold_stream_funnel_hourly_brand` with Spark's file sink (exactly-once through its
    `_spark_metadata` log; read the table through Spark).
-
-Kafka is read once: a second query for dead letters would read and parse every message again.
+3. The open-state query reads the topic itself (it must not wait for the ingest query's
+   publishing) and keeps the hours not closed yet, incrementally: a stateful aggregation in
+   update mode whose micro-batches emit only the minute cells they touched
+   (transforms/live.py), merged and published as one version of `live_open_hourly_brand` and
+   `live_minute_funnel` (streaming/open_state.py).
 
 `run_stream` serves the Dagster asset, the CLI and the tests alike:
 - `available_now=True`: ingest what the topic holds now (fixed when the run starts), then build
-  gold from it, then stop;
-- `available_now=False`: both queries trigger every `processing_time_seconds`, until stopped or
-  until `max_runtime_seconds` (for always-on deployments).
+  gold from it, then the open state, then stop;
+- `available_now=False`: the three queries trigger every `processing_time_seconds`, until
+  stopped or until `max_runtime_seconds` (for always-on deployments).
 """
 
 from __future__ import annotations
@@ -35,18 +38,18 @@ from pyspark.sql.types import StructType
 from funnelpulse_dagster.lake import PARQUET_OPTIONS, Lake
 from funnelpulse_dagster.rules import SILVER_RULE_NAMES, violated_rule
 from funnelpulse_dagster.streaming.offsets import uncommitted_batch
+from funnelpulse_dagster.streaming.open_state import OpenStateSink
 from funnelpulse_dagster.tables import (
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
-    LIVE_MINUTE_FUNNEL,
-    LIVE_OPEN_HOURLY_BRAND,
-    LIVE_TABLES,
+    RAW_COLUMNS,
     STREAM_DEAD_LETTERS,
     STREAM_EVENTS,
     STREAM_GOLD_QUERY,
     STREAM_INGEST_QUERY,
+    STREAM_OPEN_QUERY,
 )
-from funnelpulse_dagster.transforms.anomalies.plan import computed
-from funnelpulse_dagster.transforms.live import minute_funnel, open_hourly_brand, open_silver
+from funnelpulse_dagster.transforms.live import open_cells, open_contributions
+from funnelpulse_dagster.transforms.silver import apply_silver_rules, normalise_events
 from funnelpulse_dagster.transforms.stream import (
     DEAD_LETTER_ROWS,
     REASON,
@@ -158,7 +161,7 @@ def gold_from_events(events: DataFrame) -> DataFrame:
 
 @dataclass(frozen=True)
 class LiveSettings:
-    """The open state published after each ingest micro-batch (transforms/live.py)."""
+    """The open state the open-state query publishes (transforms/live.py)."""
 
     minute_window_minutes: int = 1
     top_brands: int = 5
@@ -170,27 +173,7 @@ def last_closed_hour(spark: SparkSession, lake: Lake):
     return lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND).agg(F.max("window_end")).first()[0]
 
 
-def publish_open_state(spark: SparkSession, lake: Lake, version: int, live: LiveSettings) -> None:
-    """The hours not closed yet, per brand, and the minute windows, from the published events
-    after the last closed hour; each table's state renamed into place whole as partition
-    `version=<batch id>`, then states older than the newest `keep_versions` deleted. A state
-    already published for `version` (a batch re-run after a crash) is left as it is."""
-    if lake.batch_published(LIVE_MINUTE_FUNNEL, version):  # published last, after the hours
-        return
-    silver = computed(open_silver(lake.read(spark, STREAM_EVENTS), last_closed_hour(spark, lake)))
-    as_of = silver.agg(F.max("event_time")).first()[0]
-    # both parts computed before either is published, so they appear close together; readers
-    # take the newest version present in both (serving/queries.open_funnel)
-    hours = computed(open_hourly_brand(silver, version, as_of))
-    minutes = computed(minute_funnel(silver, version, as_of, live.minute_window_minutes, live.top_brands))
-    lake.publish_batch(hours, LIVE_OPEN_HOURLY_BRAND, version)
-    lake.publish_batch(minutes, LIVE_MINUTE_FUNNEL, version)
-    for table in LIVE_TABLES:
-        for old in lake.batch_ids(table)[: -live.keep_versions]:
-            lake.delete(lake.batch_uri(table, old))
-
-
-def publish_micro_batch(lake: Lake, live: LiveSettings | None = None) -> Callable[[DataFrame, int], None]:
+def publish_micro_batch(lake: Lake) -> Callable[[DataFrame, int], None]:
     """The ingest query's sink: one pass over the micro-batch writes its valid events and
     collects its dead letters (rare; they ride back in the write's observed metrics, as bronze's
     quarantine does), so Kafka is read and parsed once.
@@ -203,8 +186,6 @@ def publish_micro_batch(lake: Lake, live: LiveSettings | None = None) -> Callabl
     def publish(parsed: DataFrame, batch_id: int) -> None:
         spark = parsed.sparkSession
         if lake.batch_published(STREAM_EVENTS, batch_id):
-            if live is not None:  # the run may have crashed after the events' rename
-                publish_open_state(spark, lake, batch_id, live)
             return
         observation = Observation(f"dead_letters_{batch_id}")
         observed = parsed.observe(
@@ -222,8 +203,6 @@ def publish_micro_batch(lake: Lake, live: LiveSettings | None = None) -> Callabl
             lake.publish_batch(frame, STREAM_DEAD_LETTERS, batch_id)
         if metrics["valid_events"]:
             lake.commit_batch(STREAM_EVENTS, batch_id)
-            if live is not None:
-                publish_open_state(spark, lake, batch_id, live)
         else:  # nothing to publish: no empty partition per idle trigger
             lake.delete(lake.batch_uri(STREAM_EVENTS, batch_id, staged=True))
 
@@ -231,12 +210,7 @@ def publish_micro_batch(lake: Lake, live: LiveSettings | None = None) -> Callabl
 
 
 def start_ingest(
-    spark: SparkSession,
-    source_options: dict[str, str],
-    lake: Lake,
-    checkpoint: str,
-    trigger: dict,
-    live: LiveSettings | None = None,
+    spark: SparkSession, source_options: dict[str, str], lake: Lake, checkpoint: str, trigger: dict
 ) -> StreamingQuery:
     return (
         read_messages(spark, source_options)
@@ -244,21 +218,17 @@ def start_ingest(
         .writeStream.queryName(STREAM_INGEST_QUERY)
         .option("checkpointLocation", checkpoint)
         # a plain Lake: under Spark Connect the function runs in a Python worker of the server
-        .foreachBatch(publish_micro_batch(lake, live))
+        .foreachBatch(publish_micro_batch(lake))
         .trigger(**trigger)
         .start()
     )
 
 
 def finish_uncommitted_batch(
-    spark: SparkSession,
-    source_options: dict[str, str],
-    lake: Lake,
-    checkpoint: str,
-    live: LiveSettings | None,
-    log: Callable[[str], None],
+    name: str, checkpoint: str, start_once: Callable[[dict], StreamingQuery], log: Callable[[str], None]
 ) -> None:
-    """Run again, alone, the micro-batch a killed run planned and did not commit.
+    """Run again, alone, the micro-batch a killed run of Kafka query `name` planned and did not
+    commit; `start_once(trigger)` starts the query.
 
     Spark 4.1's Kafka source cannot report progress for such a batch: it re-runs the batch
     from the logged offsets without asking the broker for the latest ones, then fails in its
@@ -270,22 +240,43 @@ def finish_uncommitted_batch(
     batch = uncommitted_batch(checkpoint)
     if batch is None:
         return
-    log(
-        f"{STREAM_INGEST_QUERY}: running batch {batch}, planned and not committed before a restart, on its own"
-    )
-    query = start_ingest(spark, source_options, lake, checkpoint, {"once": True}, live)
+    log(f"{name}: running batch {batch}, planned and not committed before a restart, on its own")
+    query = start_once({"once": True})
     try:
         query.awaitTermination()
     except Exception as exc:  # the known progress-report failure; judged by the commit below
         if uncommitted_batch(checkpoint) == batch:
-            raise RuntimeError(
-                f"streaming query {STREAM_INGEST_QUERY} failed re-running batch {batch}: {exc}"
-            ) from exc
+            raise RuntimeError(f"streaming query {name} failed re-running batch {batch}: {exc}") from exc
     finally:
         if query.isActive:
             query.stop()
     if uncommitted_batch(checkpoint) == batch:
         raise RuntimeError(f"batch {batch} of {checkpoint} is still not committed after running it again")
+
+
+def start_open(
+    spark: SparkSession,
+    source_options: dict[str, str],
+    lake: Lake,
+    checkpoint: str,
+    trigger: dict,
+    live: LiveSettings,
+) -> StreamingQuery:
+    """The open-state query: the topic's valid events through the silver rules, as contribution
+    rows counted once each, into minute cells whose updates the sink merges and publishes."""
+    events = read_messages(spark, source_options).transform(parse_messages).transform(valid_events)
+    clean = events.select(*RAW_COLUMNS).transform(apply_silver_rules).transform(normalise_events)
+    minutes = live.minute_window_minutes
+    cells = open_cells(open_contributions(clean, minutes), minutes)
+    sink = OpenStateSink(lake, f"{checkpoint.rstrip('/')}_cells", live.top_brands, live.keep_versions)
+    return (
+        cells.writeStream.queryName(STREAM_OPEN_QUERY)
+        .option("checkpointLocation", checkpoint)
+        .outputMode("update")
+        .foreachBatch(sink)
+        .trigger(**trigger)
+        .start()
+    )
 
 
 def start_gold(spark: SparkSession, lake: Lake, checkpoint: str, trigger: dict) -> StreamingQuery:
@@ -369,28 +360,38 @@ def run_stream(
     log: Callable[[str], None] = print,
     live: LiveSettings | None = LiveSettings(),
 ) -> dict[str, QueryTotals]:
-    """Run the ingest and gold queries and total their progress per query name. A failed query
-    raises its exception after the other one is stopped, so a run never leaves a query behind."""
+    """Run the ingest, gold and (unless `live` is None) open-state queries and total their
+    progress per query name. A failed query raises its exception after the others are stopped,
+    so a run never leaves a query behind."""
     root = checkpoint_root.rstrip("/")
-    ingest_checkpoint, gold_checkpoint = f"{root}/{STREAM_INGEST_QUERY}", f"{root}/{STREAM_GOLD_QUERY}"
+    checkpoints = {
+        name: f"{root}/{name}" for name in (STREAM_INGEST_QUERY, STREAM_GOLD_QUERY, STREAM_OPEN_QUERY)
+    }
     progress = _Progress(log)
     deadline = time.monotonic() + max_runtime_seconds if max_runtime_seconds is not None else None
-    finish_uncommitted_batch(spark, source_options, lake, ingest_checkpoint, live, log)
+
+    def ingest(trigger: dict) -> StreamingQuery:
+        return start_ingest(spark, source_options, lake, checkpoints[STREAM_INGEST_QUERY], trigger)
+
+    def gold(trigger: dict) -> StreamingQuery:
+        return start_gold(spark, lake, checkpoints[STREAM_GOLD_QUERY], trigger)
+
+    def open_state(trigger: dict) -> StreamingQuery:
+        return start_open(spark, source_options, lake, checkpoints[STREAM_OPEN_QUERY], trigger, live)
+
+    starts = [(STREAM_INGEST_QUERY, ingest), (STREAM_GOLD_QUERY, gold)]
+    if live is not None:
+        starts.append((STREAM_OPEN_QUERY, open_state))
+    for name, start in starts:
+        if name != STREAM_GOLD_QUERY:  # the Kafka queries (SPARK-55271)
+            finish_uncommitted_batch(name, checkpoints[name], start, log)
     if available_now:
-        trigger = {"availableNow": True}
-        # a run that works off a backlog publishes the open state once, at its end, after gold
-        # has closed what it can: the states of its intermediate batches would be stale at once
-        ingest = start_ingest(spark, source_options, lake, ingest_checkpoint, trigger)
-        _await([ingest], progress, deadline, log)
-        _await([start_gold(spark, lake, gold_checkpoint, trigger)], progress, deadline, log)
-        published = lake.batch_ids(STREAM_EVENTS)
-        if live is not None and published:
-            publish_open_state(spark, lake, published[-1], live)
+        # one after another: gold reads what ingest published; each stops at the end it found
+        for _, start in starts:
+            _await([start({"availableNow": True})], progress, deadline, log)
     else:
         trigger = {"processingTime": f"{processing_time_seconds} seconds"}
-        queries = [start_ingest(spark, source_options, lake, ingest_checkpoint, trigger, live)]
-        queries.append(start_gold(spark, lake, gold_checkpoint, trigger))
-        _await(queries, progress, deadline, log)
-    for name in (STREAM_INGEST_QUERY, STREAM_GOLD_QUERY):
+        _await([start(trigger) for _, start in starts], progress, deadline, log)
+    for name, _ in starts:
         progress.totals.setdefault(name, QueryTotals(name))
     return progress.totals

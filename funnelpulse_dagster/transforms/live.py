@@ -1,67 +1,204 @@
-"""The open state of the live funnel: what the stream has published that no closed hour holds yet.
+"""The open state of the live funnel, kept incrementally: the hours the closed table does not hold yet.
 
 The closed hourly table only gets an hour once the watermark passes its end (two hours late by
 design: late events must still count). Watching needs the hours still open, as of the newest
-event. They are computed from the published stream events after the last closed hour, with the
-batch transforms themselves (the silver rules, batch's exact de-duplication on the event key, the
-gold metrics), so an open hour shows the numbers its closed row will have once no event arrives
-late, and a recount of the events sent agrees with it.
+event, within seconds, whatever the size of the open hour. So the open state is a stateful
+streaming query of its own (streaming/open_state.py), whose work per micro-batch follows the
+batch, not the hour:
+
+1. Each clean event (the silver rules and normalisation, watermarked) becomes a few
+   *contribution* rows, each with a de-duplication key:
+   - an event row for its brand and one for the shop, keyed by the event key: the event counts
+     and revenue (gold's own `funnel_aggregations`), so a duplicate event counts once;
+   - for a view, cart or purchase, a row per actor (session, user) for its brand, keyed by
+     (hour, brand, step, actor): the hour's distinct sessions and users per step, exact;
+   - for a view or purchase with a session, a row for its brand and one for the shop, keyed by
+     (minute, scope, step, session): the minute's distinct viewing and purchasing sessions.
+2. One de-duplication within the watermark drops every key seen before (a state-store lookup per
+   row), and one aggregation per (minute, scope) adds up what is new, in update mode: a
+   micro-batch emits only the minute cells it touched, with their running totals.
+
+An actor row's event time is the last instant of its hour (or minute), so its key is kept until
+that hour (minute) closes, and it is counted in that hour's last minute cell: summing an hour's
+minute cells gives its exact distinct counts. The published tables are derived from the cells
+(`open_hours_sql`, `open_minutes_sql`): the closed table's columns for each open hour × brand,
+and the minute funnel of the shop and the top brands.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from funnelpulse_dagster.tables import LIVE_MINUTE_FUNNEL, LIVE_OPEN_HOURLY_BRAND, SHOP_SCOPE
-from funnelpulse_dagster.transforms.gold import funnel_metrics, hourly_brand_funnel
-from funnelpulse_dagster.transforms.silver import to_silver
+from funnelpulse_dagster.rules import FUNNEL_RATES
+from funnelpulse_dagster.tables import EVENT_KEY, LIVE_MINUTE_FUNNEL, LIVE_OPEN_HOURLY_BRAND, SHOP_SCOPE
+from funnelpulse_dagster.transforms.gold import ACTORS, FUNNEL_STEPS, funnel_aggregations
+from funnelpulse_dagster.transforms.stream import WATERMARK_DELAY
+
+_EVENT, _HOUR_ACTOR, _MINUTE_SESSION = "event", "hour_actor", "minute_session"
+# the steps whose distinct sessions the minute funnel shows
+MINUTE_STEPS = ("view", "purchase")
 
 
-def open_silver(stream_events: DataFrame, closed_end: datetime | None) -> DataFrame:
-    """Silver of the events in hours not closed yet (all events before the first closed hour)."""
-    events = (
-        stream_events
-        if closed_end is None
-        else stream_events.filter(F.col("event_time") >= F.lit(closed_end))
+def _last_instant() -> Column:
+    return F.expr("INTERVAL 1 MICROSECOND")
+
+
+def hour_actor_column(step: str, suffix: str) -> str:
+    """The cell column counting an hour's distinct actors of a step (e.g. `hour_view_sessions`)."""
+    return f"hour_{step}_{suffix}"
+
+
+def minute_session_column(step: str) -> str:
+    return f"minute_{step}_sessions"
+
+
+def _key(*parts: Column) -> Column:
+    """One text per distinct tuple of `parts` (NULL spelled apart from any text)."""
+    return F.concat_ws("\u001f", *[F.coalesce(p.cast("string"), F.lit("\u0000")) for p in parts])
+
+
+def _row(kind: str, is_shop: bool, time: Column, key: list[Column], **values: Column) -> Column:
+    fields = {"event_type": None, "price": None, "step": None, "actor": None, **values}
+    scope = F.lit(None).cast("string") if is_shop else F.col("brand_norm")
+    return F.struct(
+        F.lit(kind).alias("kind"),
+        F.lit(is_shop).alias("is_shop"),
+        scope.alias("scope"),
+        time.alias("cell_time"),
+        _key(F.lit(kind), F.lit(is_shop), scope, *key).alias("dedup_key"),
+        *[
+            (value if value is not None else F.lit(None).cast(_VALUE_TYPES[name])).alias(name)
+            for name, value in fields.items()
+        ],
     )
-    return to_silver(events)
 
 
-def open_hourly_brand(silver: DataFrame, version: int, as_of: datetime) -> DataFrame:
-    """The open hours per brand: the closed table's columns, `as_of` (the newest event time in
-    `silver`), `version`."""
-    return (
-        hourly_brand_funnel(silver)
-        .withColumn("as_of", F.lit(as_of).cast("timestamp"))
-        .withColumn("version", F.lit(version).cast("long"))
-        .select(*LIVE_OPEN_HOURLY_BRAND.schema.fieldNames())
+_VALUE_TYPES = {"event_type": "string", "price": "decimal(12,2)", "step": "string", "actor": "string"}
+
+
+def _minute_window(minutes: int) -> Column:
+    if minutes < 1 or 60 % minutes:
+        raise ValueError(f"the live minute window must divide an hour, got {minutes} minutes")
+    return F.window("event_time", f"{minutes} minutes")
+
+
+def open_contributions(events: DataFrame, minutes: int = 1) -> DataFrame:
+    """Clean, normalised events → contribution rows (see the module docstring) for minute
+    cells `minutes` long."""
+    hour_end = F.date_trunc("hour", "event_time") + F.expr("INTERVAL 1 HOUR") - _last_instant()
+    minute_window = _minute_window(minutes)
+    minute_end = minute_window.end - _last_instant()
+    event_key = [F.col(c) for c in EVENT_KEY]
+    event_values = {"event_type": F.col("event_type"), "price": F.col("price")}
+    rows = [_row(_EVENT, False, F.col("event_time"), event_key, **event_values)]
+    rows.append(_row(_EVENT, True, F.col("event_time"), event_key, **event_values))
+    is_step = F.col("event_type").isin(*FUNNEL_STEPS)
+    conditional = []
+    for actor, suffix in ACTORS.items():
+        key = [F.date_trunc("hour", "event_time"), F.col("event_type"), F.lit(suffix), F.col(actor)]
+        row = _row(_HOUR_ACTOR, False, hour_end, key, step=F.col("event_type"), actor=F.lit(suffix))
+        conditional.append(F.when(is_step & F.col(actor).isNotNull(), row))
+    for is_shop in (False, True):
+        key = [minute_window.start, F.col("event_type"), F.col("user_session")]
+        row = _row(
+            _MINUTE_SESSION, is_shop, minute_end, key, step=F.col("event_type"), actor=F.lit("sessions")
+        )
+        conditional.append(
+            F.when(F.col("event_type").isin(*MINUTE_STEPS) & F.col("user_session").isNotNull(), row)
+        )
+    exploded = events.select(
+        F.explode(F.filter(F.array(*rows, *conditional), lambda r: r.isNotNull())).alias("r")
     )
+    return exploded.select("r.*")
 
 
-def minute_funnel(
-    silver: DataFrame, version: int, as_of: datetime, minutes: int, top_brands: int
+def open_cells(
+    contributions: DataFrame, minutes: int = 1, watermark_delay: str = WATERMARK_DELAY
 ) -> DataFrame:
-    """`minutes`-long windows for the shop and for the `top_brands` brands with the most views in
-    the open hours: the event funnel, revenue, viewing and purchasing sessions, conversion."""
-    window = F.window("event_time", f"{minutes} minutes")
-    timed = silver.withColumn("window_start", window.start).withColumn("window_end", window.end)
-    top = [
-        r["brand_norm"]
-        for r in silver.filter(F.col("brand_norm").isNotNull() & (F.col("event_type") == "view"))
-        .groupBy("brand_norm")
-        .count()
-        .orderBy(F.desc("count"), "brand_norm")
-        .limit(top_brands)
-        .collect()
-    ]
-    shop = timed.withColumn("scope", F.lit(SHOP_SCOPE))
-    brands = timed.filter(F.col("brand_norm").isin(top)).withColumn("scope", F.col("brand_norm"))
+    """Contribution rows → running totals per (minute, scope), for an update-mode query: each
+    key counted once, every cell's event counts, revenue, distinct actors, newest event time."""
+
+    def count(kind: str, step: str, actor: str) -> Column:
+        hit = (F.col("kind") == kind) & (F.col("step") == step) & (F.col("actor") == actor)
+        return F.count(F.when(hit, True))
+
+    window = F.window("cell_time", f"{minutes} minutes")
     return (
-        funnel_metrics(shop.unionByName(brands), ["window_start", "window_end", "scope"])
-        .withColumn("as_of", F.lit(as_of).cast("timestamp"))
-        .withColumn("version", F.lit(version).cast("long"))
-        .select(*LIVE_MINUTE_FUNNEL.schema.fieldNames())
+        contributions.withWatermark("cell_time", watermark_delay)
+        .dropDuplicatesWithinWatermark(["dedup_key"])
+        .groupBy(window.alias("_window"), "is_shop", "scope")
+        .agg(
+            *funnel_aggregations(),  # event rows only: the other kinds have no event type
+            *[
+                count(_HOUR_ACTOR, step, suffix).alias(hour_actor_column(step, suffix))
+                for suffix in ACTORS.values()
+                for step in FUNNEL_STEPS
+            ],
+            *[
+                count(_MINUTE_SESSION, step, "sessions").alias(minute_session_column(step))
+                for step in MINUTE_STEPS
+            ],
+            F.max(F.when(F.col("kind") == _EVENT, F.col("cell_time"))).alias("newest_event_time"),
+        )
+        .select(
+            F.col("_window.start").alias("window_start"),
+            F.col("_window.end").alias("window_end"),
+            "*",
+        )
+        .drop("_window")
+    )
+
+
+# -- the published tables, from the cells (DuckDB SQL over the merged cells) ------------------
+def _rates_sql() -> str:
+    return ", ".join(
+        f"CAST({r.numerator} AS DOUBLE) / NULLIF({r.denominator}, 0) AS {r.name}" for r in FUNNEL_RATES
+    )
+
+
+def open_hours_sql(cells: str, version: int) -> str:
+    """LIVE_OPEN_HOURLY_BRAND's rows from the cells relation `cells`: each hour × brand."""
+    hour_actors = ", ".join(
+        f"CAST(sum({hour_actor_column(step, suffix)}) AS BIGINT) AS {step}_{suffix}"
+        for suffix in ACTORS.values()
+        for step in FUNNEL_STEPS
+    )
+    counts = ", ".join(
+        f"CAST(sum({c}) AS BIGINT) AS {c}" for c in ("views", "carts", "remove_from_carts", "purchases")
+    )
+    inner = (
+        f"SELECT date_trunc('hour', window_start) AS window_start, "
+        f"date_trunc('hour', window_start) + INTERVAL 1 HOUR AS window_end, scope AS brand, {counts}, "
+        f"CAST(sum(revenue) AS DECIMAL(18, 2)) AS revenue, {hour_actors} "
+        f"FROM {cells} WHERE NOT is_shop GROUP BY 1, 2, 3"
+    )
+    columns = ", ".join(f'"{c}"' for c in LIVE_OPEN_HOURLY_BRAND.schema.fieldNames())
+    return (
+        f"SELECT {columns} FROM (SELECT *, {_rates_sql()}, CAST(window_start AS DATE) AS window_date, "
+        f"(SELECT max(newest_event_time) FROM {cells}) AS as_of, CAST({version} AS BIGINT) AS version "
+        f"FROM ({inner}))"
+    )
+
+
+def open_minutes_sql(cells: str, version: int, top_brands: int) -> str:
+    """LIVE_MINUTE_FUNNEL's rows from the cells: the shop's minutes and those of the
+    `top_brands` brands with the most views in the open hours."""
+    columns = ", ".join(f'"{c}"' for c in LIVE_MINUTE_FUNNEL.schema.fieldNames())
+    top = (
+        f"SELECT scope FROM {cells} WHERE NOT is_shop AND scope IS NOT NULL GROUP BY scope "
+        f"ORDER BY sum(views) DESC, scope LIMIT {int(top_brands)}"
+    )
+    inner = (
+        f"SELECT window_start, window_end, CASE WHEN is_shop THEN '{SHOP_SCOPE}' ELSE scope END AS scope, "
+        f"CAST(views AS BIGINT) AS views, CAST(carts AS BIGINT) AS carts, "
+        f"CAST(purchases AS BIGINT) AS purchases, CAST(revenue AS DECIMAL(18, 2)) AS revenue, "
+        f"CAST({minute_session_column('view')} AS BIGINT) AS view_sessions, "
+        f"CAST({minute_session_column('purchase')} AS BIGINT) AS purchase_sessions "
+        f"FROM {cells} WHERE is_shop OR scope IN ({top})"
+    )
+    return (
+        f"SELECT {columns} FROM (SELECT *, {_rates_sql()}, "
+        f"(SELECT max(newest_event_time) FROM {cells}) AS as_of, CAST({version} AS BIGINT) AS version "
+        f"FROM ({inner}))"
     )

@@ -24,7 +24,8 @@ from funnelpulse_dagster.transforms.bronze import conversion_reason, typed_event
 from funnelpulse_dagster.transforms.gold import ACTORS, FUNNEL_STEPS, add_funnel_rates, funnel_aggregations
 from funnelpulse_dagster.transforms.silver import apply_silver_rules, normalise_events
 
-WATERMARK_DELAY = "2 hours"
+WATERMARK_HOURS = 2
+WATERMARK_DELAY = f"{WATERMARK_HOURS} hours"
 WINDOW_DURATION = "1 hour"
 REASON = "reason"
 _CORRUPT = "_corrupt_record"

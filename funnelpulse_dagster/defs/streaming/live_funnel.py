@@ -32,6 +32,7 @@ from funnelpulse_dagster.tables import (
     STREAM_EVENTS,
     STREAM_GOLD_QUERY,
     STREAM_INGEST_QUERY,
+    STREAM_OPEN_QUERY,
 )
 from funnelpulse_dagster.timing import PhaseTimer
 
@@ -112,15 +113,16 @@ class StreamRunConfig(Config):
         ),
         _stream_table_spec(
             LIVE_OPEN_HOURLY_BRAND.name,
-            STREAM_EVENTS.name,
+            KAFKA_TOPIC_ASSET,
             "Provisional: the hours the watermark has not closed yet, per brand, as of the newest "
-            "published event (`as_of`); replaced whole after every ingest micro-batch.",
+            "event (`as_of`); a new version after every open-state micro-batch, kept "
+            "incrementally (only the cells a batch touched are recomputed).",
         ),
         _stream_table_spec(
             LIVE_MINUTE_FUNNEL.name,
-            STREAM_EVENTS.name,
-            "Provisional: minute windows of the open hours for the shop and its top brands, as "
-            "of the newest published event; replaced whole after every ingest micro-batch.",
+            KAFKA_TOPIC_ASSET,
+            "Provisional: minute windows of the open hours for the shop and its top brands; "
+            "published with the open hours of the same version (one version is the whole state).",
         ),
     ],
     check_specs=[
@@ -206,11 +208,13 @@ def live_funnel(
             "anomalies_in_new_hours": judged,
         },
     )
+    open_totals = totals.get(STREAM_OPEN_QUERY)
     for table in LIVE_TABLES:
         version, rows, as_of = open_state[table.name]
         yield MaterializeResult(
             asset_key=table.name,
             metadata={
+                **(open_totals.as_metadata() if open_totals is not None else {}),
                 "version": version if version is not None else -1,
                 "table_rows": rows,
                 "as_of": str(as_of) if as_of else "",

@@ -3,6 +3,10 @@
 
 const params = new URLSearchParams(window.location.search);
 const REFRESH_SECONDS = Number(params.get("refresh") || 15);
+// the live panel asks every second (the server picks up a new open state within half a second)
+// and redraws only when the state or the newest closed hour changed
+const LIVE_REFRESH_SECONDS = Number(params.get("live_refresh") || 1);
+let shownLive = null;
 const LIVE_HOURS = Number(params.get("hours") || 12);
 const fmtInt = new Intl.NumberFormat("en-US");
 const fmtMoney = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
@@ -101,6 +105,9 @@ async function refreshLive() {
   try {
     const live = await getJSON(`/api/live?hours=${LIVE_HOURS}`);
     clearError("live-funnel");
+    const key = JSON.stringify([live.open.state_version, live.open.as_of, live.hours.length && live.hours[live.hours.length - 1]]);
+    if (key === shownLive) return;
+    shownLive = key;
     renderOpen(live.open);
     if (!live.hours.length) {
       el("live-caption").textContent = "no closed hours in the streaming table yet: run the live funnel job";
@@ -251,7 +258,8 @@ async function main() {
   try { await loadBrands(); } catch (error) { showError("brand-trend", error); }
   el("brand-select").addEventListener("change", refreshOrdered);
   await Promise.all([refreshLive(), refreshTrend(), refreshIncidents(), refreshOrdered()]);
-  setInterval(() => { refreshStatus(); refreshLive(); refreshIncidents(); }, REFRESH_SECONDS * 1000);
+  setInterval(() => { refreshStatus(); refreshIncidents(); }, REFRESH_SECONDS * 1000);
+  setInterval(refreshLive, LIVE_REFRESH_SECONDS * 1000);
 }
 
 main();
