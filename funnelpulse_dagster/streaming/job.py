@@ -28,6 +28,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from pyspark.sql import DataFrame, Observation, SparkSession
@@ -261,10 +262,18 @@ def start_open(
     checkpoint: str,
     trigger: dict,
     live: LiveSettings,
+    since: datetime | None = None,
 ) -> StreamingQuery:
     """The open-state query: the topic's valid events through the silver rules, as contribution
-    rows counted once each, into minute cells whose updates the sink merges and publishes."""
+    rows counted once each, into minute cells whose updates the sink merges and publishes.
+
+    `since`: only events at or after it count. A run that works off a backlog passes the start
+    of the hours that can still be open when it ends, so it does not aggregate days that are
+    closed before it finishes (their cells would be dropped unseen)."""
     events = read_messages(spark, source_options).transform(parse_messages).transform(valid_events)
+    if since is not None:
+        # as text, read in the session's time zone (UTC): a naive datetime would be local time
+        events = events.filter(F.col("event_time") >= F.lit(since.isoformat(sep=" ")).cast("timestamp"))
     clean = events.select(*RAW_COLUMNS).transform(apply_silver_rules).transform(normalise_events)
     minutes = live.minute_window_minutes
     cells = open_cells(open_contributions(clean, minutes), minutes)
@@ -277,6 +286,18 @@ def start_open(
         .trigger(**trigger)
         .start()
     )
+
+
+def open_hours_start(gold: QueryTotals | None) -> datetime | None:
+    """The first hour that can be open once the topic's backlog is worked off: the gold query's
+    watermark (the newest event time less the delay) marks the last closed hour's end; one hour
+    before it stays in the open cells as the overlap readers hide (streaming/open_state.py)."""
+    if gold is None or not gold.watermark:
+        return None
+    watermark = datetime.fromisoformat(gold.watermark).replace(tzinfo=None)  # UTC
+    if watermark.year < 1971:  # Spark's watermark before any event: the epoch
+        return None
+    return watermark.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
 
 
 def start_gold(spark: SparkSession, lake: Lake, checkpoint: str, trigger: dict) -> StreamingQuery:
@@ -376,8 +397,8 @@ def run_stream(
     def gold(trigger: dict) -> StreamingQuery:
         return start_gold(spark, lake, checkpoints[STREAM_GOLD_QUERY], trigger)
 
-    def open_state(trigger: dict) -> StreamingQuery:
-        return start_open(spark, source_options, lake, checkpoints[STREAM_OPEN_QUERY], trigger, live)
+    def open_state(trigger: dict, since: datetime | None = None) -> StreamingQuery:
+        return start_open(spark, source_options, lake, checkpoints[STREAM_OPEN_QUERY], trigger, live, since)
 
     starts = [(STREAM_INGEST_QUERY, ingest), (STREAM_GOLD_QUERY, gold)]
     if live is not None:
@@ -387,8 +408,12 @@ def run_stream(
             finish_uncommitted_batch(name, checkpoints[name], start, log)
     if available_now:
         # one after another: gold reads what ingest published; each stops at the end it found
-        for _, start in starts:
-            _await([start({"availableNow": True})], progress, deadline, log)
+        for name, start in starts:
+            if name == STREAM_OPEN_QUERY:
+                since = open_hours_start(progress.totals.get(STREAM_GOLD_QUERY))
+                _await([open_state({"availableNow": True}, since)], progress, deadline, log)
+            else:
+                _await([start({"availableNow": True})], progress, deadline, log)
     else:
         trigger = {"processingTime": f"{processing_time_seconds} seconds"}
         _await([start(trigger) for _, start in starts], progress, deadline, log)
