@@ -54,7 +54,7 @@ from funnelpulse_dagster.generator import generate
 from funnelpulse_dagster.lake import Lake
 from funnelpulse_dagster.resources import KafkaResource
 from funnelpulse_dagster.resources.spark import classic_session, spark_conf
-from funnelpulse_dagster.services import free_port
+from funnelpulse_dagster.services import free_port, wait_for_http
 from funnelpulse_dagster.serving import queries
 from funnelpulse_dagster.serving.store import LakeStore
 from funnelpulse_dagster.streaming import broker
@@ -185,13 +185,8 @@ def _start_serve(work: Path, lake: Lake) -> tuple[subprocess.Popen, str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=1)
-            return process, url
-        except OSError:
-            time.sleep(0.3)
+    if wait_for_http(f"{url}/health", timeout=60):
+        return process, url
     process.kill()
     raise RuntimeError("funnelpulse serve did not start")
 

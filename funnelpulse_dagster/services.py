@@ -63,6 +63,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_http(url: str, timeout: float) -> bool:
+    """Whether `url` answers an HTTP request (any status) within `timeout` seconds."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
     """Whether something accepts TCP connections at host:port (a name, IPv4 or IPv6)."""
     try:
@@ -102,12 +119,16 @@ def start(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             files.pid_file.unlink(missing_ok=True)
-            raise ServiceError(f"the {files.name} exited with code {process.returncode}; see {files.log_file}")
+            raise ServiceError(
+                f"the {files.name} exited with code {process.returncode}; see {files.log_file}"
+            )
         if port_open(host, port):
             return process.pid
         time.sleep(0.2)
     stop(files)
-    raise ServiceError(f"the {files.name} did not listen on {host}:{port} within {wait_seconds}s; see {files.log_file}")
+    raise ServiceError(
+        f"the {files.name} did not listen on {host}:{port} within {wait_seconds}s; see {files.log_file}"
+    )
 
 
 def stop(files: ServiceFiles, wait_seconds: float = 15.0) -> bool:

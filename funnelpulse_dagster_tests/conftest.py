@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from datetime import date
 from pathlib import Path
 
@@ -205,6 +204,7 @@ def streamed(tmp_path_factory, spark_resource, batch_lake, bootstrap):
 @pytest.fixture(scope="session")
 def gcs_emulator():
     """A local GCS on a free port for the whole session; STORAGE_EMULATOR_HOST names it."""
+    from funnelpulse_dagster.services import wait_for_http
     from funnelpulse_dagster_tests.live import free_port
 
     port = free_port()
@@ -216,16 +216,7 @@ def gcs_emulator():
         stderr=subprocess.DEVNULL,
     )
     host = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            import urllib.request
-
-            urllib.request.urlopen(f"{host}/storage/v1/b?project=test", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
+    if not wait_for_http(f"{host}/storage/v1/b?project=test", timeout=30):
         proc.kill()
         raise RuntimeError("gcp-storage-emulator did not start")
     yield host
