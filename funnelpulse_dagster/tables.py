@@ -340,10 +340,11 @@ STREAM_DEAD_LETTERS = Table(
 )
 
 # The live path's provisional state: the hours the watermark has not closed yet, per brand, and
-# minute windows for the shop and its top brands, as of the newest event the stream has
-# published. Replaced after every ingest micro-batch that publishes events: each state is one
-# partition named by that batch id (`version`), renamed into place whole; readers take the
-# newest version and the hours after the last closed one. The closed table stays the reference.
+# minute windows for the shop and its top brands, as of the newest event the open-state query
+# has read. A new state after every micro-batch of that query: one partition of each table named
+# by its batch id (`version`), renamed into place whole, the hours first; readers take the newest
+# version present in both tables and the hours after the last closed one. The closed table
+# stays the reference.
 LIVE_OPEN_HOURLY_BRAND = Table(
     "live_open_hourly_brand",
     "version",

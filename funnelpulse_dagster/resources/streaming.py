@@ -28,11 +28,16 @@ class StreamingResource(ConfigurableResource):
     processing_time_seconds: int = Field(
         default=5,
         description="Micro-batch interval of the continuous mode: how fresh the open state is "
-        "(5 s: p95 12 s from produce to the API at 2,000 events/s; 30 s: p95 56 s; benchmarks/live_latency.py).",
+        "(measured by benchmarks/live_latency.py; figures in docs/performance.md).",
     )
 
     live_minute_window_minutes: int = Field(
         default=1, description="Length of the live minute windows (the open state's second table)."
+    )
+    live_state_partitions: int = Field(
+        default=2,
+        description="Shuffle and state partitions of the open-state query, fixed when its checkpoint is "
+        "created: few on a laptop (a small micro-batch's cost is mostly per partition), more on a cluster.",
     )
     live_top_brands: int = Field(
         default=5, description="Brands, by views in the open hours, that get minute windows beside the shop."
@@ -68,6 +73,8 @@ class StreamingResource(ConfigurableResource):
             max_runtime_seconds=max_runtime_seconds,
             log=log,
             live=LiveSettings(
-                minute_window_minutes=self.live_minute_window_minutes, top_brands=self.live_top_brands
+                minute_window_minutes=self.live_minute_window_minutes,
+                top_brands=self.live_top_brands,
+                state_partitions=self.live_state_partitions,
             ),
         )

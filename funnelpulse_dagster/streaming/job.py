@@ -167,6 +167,8 @@ class LiveSettings:
     minute_window_minutes: int = 1
     top_brands: int = 5
     keep_versions: int = 3  # older states are deleted; a reader copying one has time to finish
+    # the open-state query's shuffle and state partitions, fixed when its checkpoint is created
+    state_partitions: int = 2
 
 
 def last_closed_hour(spark: SparkSession, lake: Lake):
@@ -278,14 +280,23 @@ def start_open(
     minutes = live.minute_window_minutes
     cells = open_cells(open_contributions(clean, minutes), minutes)
     sink = OpenStateSink(lake, f"{checkpoint.rstrip('/')}_cells", live.top_brands, live.keep_versions)
-    return (
+    writer = (
         cells.writeStream.queryName(STREAM_OPEN_QUERY)
         .option("checkpointLocation", checkpoint)
         .outputMode("update")
         .foreachBatch(sink)
         .trigger(**trigger)
-        .start()
     )
+    # A small batch's cost is mostly per state partition (two stateful operators, a store
+    # commit each): the query gets its own partition count. It is read when the query starts
+    # (and kept in its checkpoint after the first start), so the session's setting goes back at once.
+    shuffle = "spark.sql.shuffle.partitions"
+    before = spark.conf.get(shuffle)
+    spark.conf.set(shuffle, str(live.state_partitions))
+    try:
+        return writer.start()
+    finally:
+        spark.conf.set(shuffle, before)
 
 
 def open_hours_start(gold: QueryTotals | None) -> datetime | None:
