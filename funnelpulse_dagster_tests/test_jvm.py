@@ -79,3 +79,26 @@ def test_a_failed_compile_warns_and_leaves_hadoops_file_system(tmp_path, caplog)
     assert conf == LOCAL
     assert "forks chmod per file" in caplog.text
     assert not list((tmp_path / "cache").glob("jvm-classes-*")), "a failed compile leaves no cache"
+
+
+def test_a_missing_or_corrupt_locked_jar_fails_at_once_naming_the_set_up(tmp_path):
+    """Nothing is downloaded at run time: the locked jars are checked against their SHA-256,
+    and a missing or altered one stops the session before any JVM starts."""
+    import shutil
+
+    from funnelpulse_dagster.jvm import artifacts
+
+    good = artifacts.jars(artifacts.SPARK)  # the set-up's folder: all there, all verified
+    for jar in good:
+        shutil.copy(jar, tmp_path / jar.name)
+    assert [p.name for p in artifacts.jars(artifacts.SPARK, tmp_path)] == [p.name for p in good]
+
+    corrupt = tmp_path / good[0].name
+    altered = bytearray(corrupt.read_bytes())
+    altered[len(altered) // 2] ^= 0xFF  # one byte changed, the size kept
+    corrupt.write_bytes(bytes(altered))
+    with pytest.raises(artifacts.MissingJars, match=r"differs from the lock.*scripts/setup\.sh"):
+        artifacts.jars(artifacts.SPARK, tmp_path)
+    corrupt.unlink()
+    with pytest.raises(artifacts.MissingJars, match=r"is missing.*scripts/setup\.sh"):
+        artifacts.jars(artifacts.SPARK, tmp_path)

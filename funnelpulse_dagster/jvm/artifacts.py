@@ -88,18 +88,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-# verified files by (path, size, mtime): a process checks each jar once
-_verified: dict[tuple[str, int, int], str] = {}
-
-
-def _digest_once(path: Path) -> str:
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _verified:
-        _verified[key] = _sha256(path)
-    return _verified[key]
-
-
 def problems(group: str, folder: Path | None = None) -> list[str]:
     """What is wrong with a group's jars in the folder: missing files and checksum mismatches."""
     folder = folder or jar_dir()
@@ -108,7 +96,7 @@ def problems(group: str, folder: Path | None = None) -> list[str]:
         path = folder / jar.file_name
         if not path.exists():
             found.append(f"{jar.coordinate} is missing ({path})")
-        elif _digest_once(path) != jar.sha256:
+        elif _sha256(path) != jar.sha256:  # read every time: a file changed in place is caught
             found.append(f"{jar.coordinate} differs from the lock's checksum ({path})")
     return found
 
