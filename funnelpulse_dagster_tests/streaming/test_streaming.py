@@ -284,10 +284,20 @@ def test_kill_and_restart_lose_and_duplicate_nothing(
     process.wait()
     committed_at_kill = len(list(commits.glob("[0-9]*")))
     assert 3 <= committed_at_kill
+    if spark_resource.is_remote:
+        # Under Spark Connect the killed process was only a client: the query it started runs on
+        # in the server until its availableNow end. Restarting beside it would run two queries
+        # on one checkpoint, so wait for it; the restart then checks what it left.
+        settled, last = time.monotonic(), committed_at_kill
+        while time.monotonic() - settled < 5 and time.monotonic() < deadline:
+            now = len(list(commits.glob("[0-9]*")))
+            settled, last = (time.monotonic(), now) if now != last else (settled, last)
+            time.sleep(0.2)
 
     options = kafka.spark_stream_source(800)
     totals = run_stream(spark, options, lake, str(checkpoints), log=lambda _: None)
-    assert totals[STREAM_INGEST_QUERY].batches > 0  # the restart had work left
+    if not spark_resource.is_remote:
+        assert totals[STREAM_INGEST_QUERY].batches > 0  # the restart had work left
     # every message stored exactly once, and nothing else
     events = lake.read(spark, STREAM_EVENTS)
     assert events.count() == events.select("kafka_partition", "kafka_offset").distinct().count()
