@@ -88,17 +88,21 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _problem(jar: Jar, folder: Path) -> str | None:
+    """Why `jar` in `folder` is not the locked file, or None when it is (read every time: a
+    file changed in place is caught)."""
+    path = folder / jar.file_name
+    if not path.exists():
+        return f"{jar.coordinate} is missing ({path})"
+    if _sha256(path) != jar.sha256:
+        return f"{jar.coordinate} differs from the lock's checksum ({path})"
+    return None
+
+
 def problems(group: str, folder: Path | None = None) -> list[str]:
     """What is wrong with a group's jars in the folder: missing files and checksum mismatches."""
     folder = folder or jar_dir()
-    found = []
-    for jar in locked_jars(group):
-        path = folder / jar.file_name
-        if not path.exists():
-            found.append(f"{jar.coordinate} is missing ({path})")
-        elif _sha256(path) != jar.sha256:  # read every time: a file changed in place is caught
-            found.append(f"{jar.coordinate} differs from the lock's checksum ({path})")
-    return found
+    return [p for p in (_problem(jar, folder) for jar in locked_jars(group)) if p]
 
 
 def jars(group: str, folder: Path | None = None) -> list[Path]:
@@ -188,11 +192,7 @@ def fetch(groups: list[str] | None = None, folder: Path | None = None, log=print
     folder = folder or jar_dir()
     lock = read_lock()
     for group in groups or list(lock["groups"]):
-        todo = {
-            j.file_name: j
-            for j in locked_jars(group, lock)
-            if not (folder / j.file_name).exists() or _sha256(folder / j.file_name) != j.sha256
-        }
+        todo = {j.file_name: j for j in locked_jars(group, lock) if _problem(j, folder)}
         if todo:
             log(f"fetching {len(todo)} JVM artifact(s) of group {group!r} into {folder}")
             _fetch_exactly(todo, folder)
