@@ -9,7 +9,7 @@ import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from funnelpulse_dagster.generator import DEFAULT_EVENTS_PER_DAY, generate
+from funnelpulse_dagster.generator import DEFAULT_EVENTS_PER_DAY, generate, purchase_change
 from funnelpulse_dagster.settings import load_settings
 
 
@@ -213,7 +213,8 @@ def _anomalies(args: argparse.Namespace) -> int:
         matched.update(hits)
         found_all[a["anomaly_type"]] += bool(hits)
         label = (
-            f"{a['anomaly_type']:5} {a['brand']:12} {start:%Y-%m-%d %H:00} +{a['hours']} h x{a['magnitude']}"
+            f"{a['anomaly_type']:5} {a['brand']:12} {start:%Y-%m-%d %H:00} {a['hours']:>2} h, "
+            f"purchases {purchase_change(a['anomaly_type'], a['magnitude'])}"
         )
         print(f"{label:58} {len(hits):>6} of {a['hours']}")
     others = [f for i, f in enumerate(flagged) if i not in matched]
@@ -228,6 +229,20 @@ def _anomalies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _launch(args: argparse.Namespace) -> int:
+    """One run of a named job, executed here, placed by the UI (lib/runs.py says how)."""
+    from funnelpulse_dagster.lib.runs import launch_in_process, partition_range_tags
+
+    tags: dict[str, str] = {}
+    if args.partition_range:
+        start, sep, end = args.partition_range.partition("...")
+        if not sep or not start or not end:
+            raise SystemExit(f"--partition-range {args.partition_range!r}: expected <first>...<last>")
+        tags = partition_range_tags(start, end)
+    run_config = json.loads(args.config_json) if args.config_json else None
+    return 0 if launch_in_process(args.job, run_config=run_config, tags=tags) else 1
+
+
 def _rules(args: argparse.Namespace) -> int:
     """The asset checks and the funnel rates as stated in rules.py, as Markdown tables: what
     docs/data-quality.md and docs/tables.md show (a test holds the docs to it)."""
@@ -240,18 +255,40 @@ def _rules(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    """The JSON API and the dashboard over the lake's gold tables."""
+    """The JSON API and the dashboard over the lake's gold tables. On loopback by default;
+    anywhere else only with an access token, or when told that an authenticating proxy (IAP,
+    Cloud Run IAM) stands in front of it."""
+    import ipaddress
+    import os
+
     import uvicorn
 
     from funnelpulse_dagster.serving.app import create_app
     from funnelpulse_dagster.serving.store import LakeStore
+    from funnelpulse_dagster.settings import ENV_SERVE_TOKEN
 
+    token = os.environ.get(ENV_SERVE_TOKEN, "").strip() or None
+    try:
+        loopback = args.host == "localhost" or ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and token is None and not args.behind_auth_proxy:
+        print(
+            f"refusing to serve on {args.host}: beyond loopback the service needs an access token "
+            f"({ENV_SERVE_TOKEN}, sent as `Authorization: Bearer …`), or --behind-auth-proxy when "
+            "an authenticating proxy (IAP, Cloud Run IAM) admits every request (docs/serving.md)",
+            file=sys.stderr,
+        )
+        return 2
     settings = load_settings()
     replica = args.replica or str(settings.home / "serving" / "replica.duckdb")
     store = LakeStore(settings.lake, mode=args.mode, database=replica, memory_limit=args.memory_limit)
-    print(f"serving {settings.lake} ({args.mode}) on http://{args.host}:{args.port}/  (API docs: /docs)")
+    guard = "access token required" if token else "no access token"
+    print(
+        f"serving {settings.lake} ({args.mode}) on http://{args.host}:{args.port}/ ({guard}; API docs: /docs)"
+    )
     uvicorn.run(
-        create_app(store, refresh_seconds=args.refresh_seconds),
+        create_app(store, refresh_seconds=args.refresh_seconds, access_token=token),
         host=args.host,
         port=args.port,
         log_level=args.log_level,
@@ -293,13 +330,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     found.set_defaults(func=_anomalies)
 
+    launch = sub.add_parser(
+        "launch",
+        help="run a named job here, on the instance DAGSTER_HOME names, as a run the UI places "
+        "(code location, timeline)",
+    )
+    launch.add_argument("--job", required=True)
+    launch.add_argument("--partition-range", help="<first>...<last> daily partitions, as one run")
+    launch.add_argument("--config-json", help="run config as JSON")
+    launch.set_defaults(func=_launch)
+
     rules_cmd = sub.add_parser("rules", help="print the data-quality rules and rates (the docs' tables)")
     rules_cmd.set_defaults(func=_rules)
 
     summary = sub.add_parser("summary", help="rows and days of every table on the local lake")
     summary.set_defaults(func=_summary)
 
-    brk = sub.add_parser("broker", help="the local Kafka broker, of the kind FUNNELPULSE_BROKER names (start | stop | status)")
+    brk = sub.add_parser(
+        "broker", help="the local Kafka broker, of the kind FUNNELPULSE_BROKER names (start | stop | status)"
+    )
     brk.add_argument("action", choices=("start", "stop", "status"))
     brk.add_argument(
         "--partitions", type=int, help="partitions of the topic when start creates it (default 4)"
@@ -322,7 +371,16 @@ def main(argv: list[str] | None = None) -> int:
     stream.set_defaults(func=_stream)
 
     serve = sub.add_parser("serve", help="the JSON API and the dashboard over the gold tables")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default loopback; any other needs FUNNELPULSE_SERVE_TOKEN or --behind-auth-proxy)",
+    )
+    serve.add_argument(
+        "--behind-auth-proxy",
+        action="store_true",
+        help="serve beyond loopback without a token: an authenticating proxy admits every request",
+    )
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
         "--mode",

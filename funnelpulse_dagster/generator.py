@@ -137,6 +137,13 @@ class InjectedAnomaly:
     magnitude: float  # drop: share of purchases removed; spike: extra purchases per purchase
 
 
+def purchase_change(anomaly_type: str, magnitude: float) -> str:
+    """An injected anomaly's size as the signed change in its window's purchases: a drop of
+    magnitude 0.86 is "−86 %", a spike of magnitude 2.57 (extra purchases per purchase) "+257 %"."""
+    percent = round(100 * float(magnitude))
+    return f"−{percent} %" if anomaly_type == "drop" else f"+{percent} %"
+
+
 @dataclass(frozen=True)
 class AnomalySpec:
     """An anomaly placed by the caller instead of drawn at random (the evaluation's scenario

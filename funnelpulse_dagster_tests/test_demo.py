@@ -19,11 +19,12 @@ import subprocess
 
 import pytest
 
-from funnelpulse_dagster_tests.conftest import REPO, SPARK_MODE
+from funnelpulse_dagster_tests.conftest import REPO
 from funnelpulse_dagster_tests.live import free_port
 
 
-@pytest.mark.skipif(SPARK_MODE != "connect", reason="the demo runs once per suite, in the Connect pass")
+@pytest.mark.connect_pass
+@pytest.mark.slow
 def test_demo_runs_the_named_jobs_over_bounded_partitions(tmp_path, spark_env):
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FUNNELPULSE_", "DAGSTER_"))} | {
@@ -47,7 +48,39 @@ def test_demo_runs_the_named_jobs_over_bounded_partitions(tmp_path, spark_env):
             [str(REPO / ".venv/bin/funnelpulse"), "broker", "stop"], check=False, env=env, cwd=REPO
         )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "FUNNELPULSE_END_DATE=2019-10-02" in done.stdout  # what `dagster dev` must be given
+    output = done.stdout + done.stderr
+    assert "SupersessionWarning" not in output and "deprecated" not in output.lower()
+
+    # every command the demo prints works as printed in a new shell: it names the demo's home,
+    # days and broker itself, and acts on them
+    hints = [line.strip() for line in done.stdout.splitlines() if line.startswith("  cd ")]
+    assert {h.split(".venv/bin/", 1)[1].split(" -")[0] for h in hints} >= {
+        "funnelpulse serve",
+        "dagster dev",
+        "dagster sensor start",
+        "funnelpulse broker status",
+        "funnelpulse broker stop",
+    }
+    for hint in hints:
+        assert f"FUNNELPULSE_HOME={home}" in hint and "FUNNELPULSE_END_DATE=2019-10-02" in hint, hint
+    new_shell = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}  # nothing of the demo's
+    by_command = {h.split(".venv/bin/", 1)[1]: h for h in hints}
+
+    def run_hint(command: str) -> str:
+        ran = subprocess.run(
+            ["bash", "-c", by_command[command]],
+            check=False,
+            cwd="/",
+            env=new_shell,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert ran.returncode == 0, (command, ran.stdout[-2000:], ran.stderr[-2000:])
+        return ran.stdout
+
+    run_hint("dagster sensor start -w workspace.yaml kafka_offsets_sensor")
+    assert ", running, pid" in run_hint("funnelpulse broker status")  # the demo's broker
     # injected beside flagged (two days are too few to find them; the 14-day demo finds all six)
     assert "injected anomalies beside what the detector flagged" in done.stdout
     assert "injected drops" in done.stdout
@@ -63,11 +96,16 @@ def test_demo_runs_the_named_jobs_over_bounded_partitions(tmp_path, spark_env):
     assert check.returncode == 0, check.stderr[-3000:]
     facts = dict(line.split("=", 1) for line in check.stdout.strip().splitlines())
     assert facts["runs"] == "batch_lakehouse_job,funnel_report_job,kafka_replay_job,live_funnel_job"
+    assert facts["run_locations"] == "funnelpulse"  # the UI places them: Overview → Timeline
+    assert facts["kafka_offsets_sensor"] == "funnelpulse:RUNNING"  # the hint acted on the UI's location
     assert facts["batch_range"] == "2019-10-01...2019-10-02"
     assert facts["partitions"] == "2"  # bounded: two days exist, not years of them
     assert facts["unfilled"] == ""  # every partitioned asset has both days
     assert int(facts["topic_messages"]) > 0
     assert int(facts["live_rows"]) > 0
+
+    stopped = run_hint("funnelpulse broker stop")
+    assert "broker stopped" in stopped, stopped
 
 
 _INSPECT = """
@@ -82,6 +120,13 @@ instance = DagsterInstance.get()
 runs = instance.get_runs()
 assert all(r.status.value == "SUCCESS" for r in runs), [(r.job_name, r.status) for r in runs]
 print("runs=" + ",".join(sorted(r.job_name for r in runs)))
+print("run_locations=" + ",".join(sorted({
+    r.remote_job_origin.location_name if r.remote_job_origin else "(none)" for r in runs
+})))
+sensor = [s for s in instance.all_instigator_state() if s.name == "kafka_offsets_sensor"]
+print("kafka_offsets_sensor=" + ",".join(
+    f"{s.origin.repository_origin.code_location_origin.location_name}:{s.status.value}" for s in sensor
+))
 batch = next(r for r in runs if r.job_name == "batch_lakehouse_job")
 print("batch_range=" + batch.tags["dagster/asset_partition_range_start"] + "..." + batch.tags["dagster/asset_partition_range_end"])
 graph = defs.resolve_asset_graph()
