@@ -391,3 +391,107 @@ STREAM_INGEST_QUERY = "stream_ingest"
 STREAM_GOLD_QUERY = GOLD_STREAM_FUNNEL_HOURLY_BRAND.name
 # the open state's query (its own Kafka offsets and state; its cells files beside, `<name>_cells`)
 STREAM_OPEN_QUERY = "live_open_state"
+
+
+# -- what each column holds, for the catalog (lib/catalog.py) ---------------------------------
+# One description per column name where the name means the same in every table; the rates'
+# meanings are rules.py's (FUNNEL_RATES, ORDERED_RATES) and the catalog takes them from there.
+COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "event_time": "when the event happened (UTC)",
+    "event_type": "view, cart, remove_from_cart or purchase, as exported",
+    "product_id": "the product (64-bit id)",
+    "category_id": "the product's category (64-bit id; category ids have 19 digits)",
+    "category_code": "the category's dotted path as exported, e.g. appliances.environment; NULL when empty",
+    "brand": "the product's brand (as exported in bronze, normalised to lower case after); NULL: none",
+    "price": "the product's price in the event, exact to the cent (decimal(12,2))",
+    "user_id": "the shopper (64-bit id)",
+    "user_session": "the shopper's session id; NULL when empty",
+    "source_file": "the input file: its absolute path on local disk, its URI (gs://…) elsewhere",
+    "event_date": "partition column: the UTC date of event_time",
+    "raw_line": "the input line's text, as read",
+    "ingest_date": "partition column: the day the line belongs to by the ownership rule (docs/tables.md)",
+    "file_size": "the file's size in bytes when ingested",
+    "file_modified_at": "the file's modification time when ingested",
+    "file_fingerprint": "size:mtime_µs; a changed file shows a new fingerprint",
+    "owned_lines": "the file's records that this day owns",
+    "bronze_rows": "of those, the rows read back from bronze_events",
+    "quarantine_rows": "of those, the rows read back from bronze_quarantine",
+    "ingested_at": "when the run wrote this ledger row",
+    "brand_norm": "lower(trim(brand)), empty → NULL",
+    "category_code_norm": "lower(trim(category_code)), empty → NULL",
+    "category_root": "the first dot-separated segment of the normalised category code; NULL: no category",
+    "price_band": "<10, 10-30, 30-60 or 60+ (price in [0,10), [10,30), [30,60), [60,∞))",
+    "is_missing_brand": "data-quality flag: the event has no brand",
+    "is_missing_category": "data-quality flag: the event has no category code",
+    "is_missing_session": "data-quality flag: the event has no session id",
+    "window_start": "the UTC window's first instant",
+    "window_end": "the UTC window's end (exclusive)",
+    "views": "view events",
+    "carts": "cart events",
+    "remove_from_carts": "remove_from_cart events",
+    "purchases": "purchase events",
+    "revenue": "sum of price over purchase events, exact (decimal(18,2))",
+    "view_sessions": "distinct sessions with at least one view",
+    "cart_sessions": "distinct sessions with at least one cart",
+    "purchase_sessions": "distinct sessions with at least one purchase",
+    "view_users": "distinct users with at least one view",
+    "cart_users": "distinct users with at least one cart",
+    "purchase_users": "distinct users with at least one purchase",
+    "window_date": "partition column: the UTC date of window_start",
+    "date": "partition column: the UTC day",
+    "anomaly_type": "drop or spike: the direction conversion broke from the brand's history",
+    "severity": "low, medium or high, by score (rules.py's thresholds, docs/anomalies.md)",
+    "score": "the evidence of the strongest run of hours covering this one (|S_k|)",
+    "evidence_hours": "how many hours that run of evidence spans",
+    "detectable_at": "the end of the hour whose evidence first made this hour a flag",
+    "expected_conversion_rate": "the hour's usual purchases / views from the brand's history",
+    "expected_purchases": "views × expected_conversion_rate",
+    "expected_session_conversion_rate": "the hour's usual purchasing / viewing sessions (what the detector judges)",
+    "expected_purchase_sessions": "view_sessions × expected_session_conversion_rate",
+    "z_hour": "the hour's own evidence z (variance-stabilised, over-dispersion corrected)",
+    "z_brand": "the seed detector's z against the brand's rate, for comparison",
+    "z_brand_hour": "the seed detector's z against the brand's rate at this hour of day, for comparison",
+    "is_drop_anomaly": "the seed detector's drop verdict, for comparison",
+    "is_spike_anomaly": "the seed detector's spike verdict, for comparison",
+    "root_cause_hints": "segments (category root, price band, product) whose purchases moved most against their history, most important first",
+    "top_hint": "the first root-cause hint in words",
+    "source": "batch (from batch gold) or stream (from the live table)",
+    "dimension": "shop, brand, category_root or price_band",
+    "viewed_sessions": "sessions with a view of such a product",
+    "carted_sessions": "of those, sessions with a cart of such a product at or after that first view",
+    "purchased_sessions": "of those, sessions with a purchase of such a product at or after that first cart",
+    "dropped_after_view": "viewed_sessions − carted_sessions",
+    "dropped_after_cart": "carted_sessions − purchased_sessions",
+    "median_seconds_view_to_cart": "median seconds from first view to cart, over the sessions that carted",
+    "p90_seconds_view_to_cart": "90th percentile of the same",
+    "median_seconds_cart_to_purchase": "median seconds from cart to purchase, over the sessions that bought",
+    "p90_seconds_cart_to_purchase": "90th percentile of the same",
+    "median_seconds_view_to_purchase": "median seconds from first view to purchase, over the sessions that bought",
+    "p90_seconds_view_to_purchase": "90th percentile of the same",
+    "session_date": "partition column: the UTC day of the session's first event",
+    "kafka_partition": "the Kafka partition the message came from",
+    "kafka_offset": "its offset in that partition",
+    "kafka_timestamp": "the message's Kafka timestamp",
+    "batch_id": "partition column: the ingest query's micro-batch that wrote the row",
+    "topic": "the Kafka topic the message came from",
+    "partition": "the Kafka partition the message came from",
+    "offset": "its offset in that partition",
+    "key": "the message key, raw bytes",
+    "reason": "why the row is not a valid event",
+    "as_of": "the newest event time included in this state",
+    "version": "partition column: the ingest batch id that produced this whole open state; readers take the newest",
+    "scope": "shop, or one of the top brands of the open hours",
+}
+# where a name means something else in one table
+TABLE_COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "bronze_quarantine": {"reason": "why the line could not be parsed (docs/tables.md lists the reasons)"},
+    "gold_session_funnel_daily": {
+        "value": "the brand, category root or price band; NULL for the shop, and for no brand / category"
+    },
+    "stream_dead_letters": {"value": "the message value, raw bytes"},
+}
+
+
+def column_description(table: Table, column: str) -> str | None:
+    """What `column` of `table` holds, or None where only rules.py says (the rates)."""
+    return TABLE_COLUMN_DESCRIPTIONS.get(table.name, {}).get(column) or COLUMN_DESCRIPTIONS.get(column)

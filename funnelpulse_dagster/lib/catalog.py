@@ -24,15 +24,18 @@ from dagster import (
 )
 
 from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.rules import FUNNEL_RATES, ORDERED_RATES
 from funnelpulse_dagster.settings import load_settings
 from funnelpulse_dagster.tables import (
     ALL_TABLES,
     GOLD_ANOMALIES_HOURLY_BRAND,
+    GOLD_SESSION_FUNNEL_DAILY,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
     GOLD_TABLES,
     LIVE_TABLES,
     STREAM_TABLES,
     Table,
+    column_description,
 )
 
 OWNER = "team:data-engineering"
@@ -46,22 +49,34 @@ LIVE_FRESHNESS = FreshnessPolicy.time_window(
     fail_window=timedelta(minutes=30), warn_window=timedelta(minutes=10)
 )
 FRESHNESS = {
-    **{table.name: DAILY_FRESHNESS for table in (*GOLD_TABLES, GOLD_ANOMALIES_HOURLY_BRAND)},
+    **{
+        table.name: DAILY_FRESHNESS
+        for table in (*GOLD_TABLES, GOLD_ANOMALIES_HOURLY_BRAND, GOLD_SESSION_FUNNEL_DAILY)
+    },
+    # the report is rebuilt after every gold change, so it goes stale with them
+    "funnel_report": DAILY_FRESHNESS,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND.name: LIVE_FRESHNESS,
     **{table.name: LIVE_FRESHNESS for table in LIVE_TABLES},
 }
 
 
+def column_meaning(table: Table, column: str) -> str | None:
+    """A column's description: a rate's meaning and formula from rules.py, else tables.py's."""
+    rates = ORDERED_RATES if table is GOLD_SESSION_FUNNEL_DAILY else FUNNEL_RATES
+    rate = next((r for r in rates if r.name == column), None)
+    if rate is not None:
+        return f"{rate.meaning}: {rate.formula}"
+    return column_description(table, column)
+
+
 def table_schema(table: Table) -> TableSchema:
-    """The table's Spark schema as the catalog's column list (the partition column says so)."""
+    """The table's Spark schema as the catalog's column list, every column described."""
     return TableSchema(
         columns=[
             TableColumn(
                 name=field.name,
                 type=field.dataType.simpleString(),
-                description="partition column: one directory per value"
-                if field.name == table.partition_column
-                else None,
+                description=column_meaning(table, field.name),
             )
             for field in table.schema.fields
         ]
@@ -83,18 +98,20 @@ def table_metadata(table: Table, lake: Lake) -> dict:
 
 
 def _with_table_facts(spec: AssetSpec, lake: Lake) -> AssetSpec:
-    table = ALL_TABLES.get(spec.key.to_user_string())
-    if table is None:
-        return spec
-    updated = spec.merge_attributes(
-        metadata=table_metadata(table, lake),
-        owners=[OWNER] if OWNER not in spec.owners else [],
-        tags={
-            "layer": _layer(table.name),
-            "domain": "streaming" if table.name in STREAM_TABLES else "lakehouse",
-        },
-    )
-    policy = FRESHNESS.get(table.name)
+    """Every asset gets the owner and, where staleness means breakage, a freshness policy; a
+    table of tables.py also its columns, name, URI and tags."""
+    name = spec.key.to_user_string()
+    updated = spec.merge_attributes(owners=[OWNER] if OWNER not in spec.owners else [])
+    table = ALL_TABLES.get(name)
+    if table is not None:
+        updated = updated.merge_attributes(
+            metadata=table_metadata(table, lake),
+            tags={
+                "layer": _layer(table.name),
+                "domain": "streaming" if table.name in STREAM_TABLES else "lakehouse",
+            },
+        )
+    policy = FRESHNESS.get(name)
     return updated.replace_attributes(freshness_policy=policy) if policy else updated
 
 

@@ -8,7 +8,12 @@ from datetime import date
 
 import pytest
 
-from funnelpulse_dagster.tables import ALL_TABLES, GOLD_STREAM_FUNNEL_HOURLY_BRAND, GOLD_TABLES
+from funnelpulse_dagster.tables import (
+    ALL_TABLES,
+    GOLD_SESSION_FUNNEL_DAILY,
+    GOLD_STREAM_FUNNEL_HOURLY_BRAND,
+    GOLD_TABLES,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +34,23 @@ def test_every_table_asset_shows_its_columns_name_and_uri(graph, funnelpulse_hom
         assert [(c.name, c.type) for c in columns] == [
             (f.name, f.dataType.simpleString()) for f in table.schema.fields
         ], name
+        assert not [c.name for c in columns if not c.description], name  # every column described
         assert node.metadata["dagster/table_name"] == name
         assert node.metadata["dagster/uri"].endswith(f"/{name}")
         assert node.owners == ["team:data-engineering"], name
         assert {"layer", "domain"} <= set(node.tags), name
 
 
+def test_every_asset_has_an_owner(graph):
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).owners == ["team:data-engineering"], key
+
+
 def test_gold_and_live_tables_have_freshness_policies(graph):
     policies = {name: _node(graph, name).freshness_policy for name in ALL_TABLES}
-    for table in GOLD_TABLES:
+    for table in (*GOLD_TABLES, GOLD_SESSION_FUNNEL_DAILY):
         assert policies[table.name] is not None, table.name
+    assert _node(graph, "funnel_report").freshness_policy is not None
     live = policies[GOLD_STREAM_FUNNEL_HOURLY_BRAND.name]
     daily = policies[GOLD_TABLES[0].name]
     assert live.fail_window.to_timedelta() < daily.fail_window.to_timedelta()
