@@ -166,6 +166,8 @@ MIN_EVIDENCE_VIEWS = 5
 MAX_RUN_HOURS = 6
 THRESHOLD = 4.5
 CURRENT_HOUR_Z = 1.5
+# a flag's severity by its score, lowest first (every flag is at least THRESHOLD: low)
+SEVERITY_THRESHOLDS = (("low", THRESHOLD), ("medium", 1.5 * THRESHOLD), ("high", 2 * THRESHOLD))
 # prior strength of each baseline level, in views
 PRIOR_VIEWS = {"brand": 2_000, "hour": 1_000, "weekday": 1_000}
 # history hours this far from their first-pass baseline are left out of the final one, so an
@@ -223,12 +225,6 @@ STREAM_MATCHES_BATCH = TableCheck(
     "every hour closed by the watermark equals batch gold_funnel_hourly_brand (on the days batch has built)",
     (GOLD_STREAM_FUNNEL_HOURLY_BRAND.name,),
 )
-NEW_DROPS = TableCheck(
-    "new_drops",
-    "the incident list: the run's conversion drops with expected vs observed and the top "
-    "root-cause hint (WARN, not blocking, when there are any)",
-    (GOLD_ANOMALIES_HOURLY_BRAND.name,),
-)
 EVERY_ANOMALY_EXPLAINED = TableCheck(
     "every_anomaly_explained",
     "every anomaly row has its baseline and at least one root-cause hint",
@@ -246,7 +242,6 @@ TABLE_CHECKS = (
     DAILY_MATCHES_HOURLY,
     RATES_VALID,
     STREAM_MATCHES_BATCH,
-    NEW_DROPS,
     EVERY_ANOMALY_EXPLAINED,
     ORDERED_FUNNEL_CONSISTENT,
 )

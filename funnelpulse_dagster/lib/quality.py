@@ -20,7 +20,6 @@ from funnelpulse_dagster.rules import (
     EVERY_ANOMALY_EXPLAINED,
     FUNNEL_RATES,
     INPUT_ROWS_RECONCILE,
-    NEW_DROPS,
     ORDERED_FUNNEL_CONSISTENT,
     RATES_VALID,
     RECONCILED_TOTALS,
@@ -167,8 +166,8 @@ def shared_key_hashes(stored_silver: DataFrame) -> int:
     """How many key hashes more than one row holds (0 proves every key unique).
 
     The rows are shuffled by the hash before they are grouped: with every key unique, an
-    aggregation before the shuffle would build a map as large as its input and reduce nothing
-    (a month, warm: 3.1–3.3 s against 4.5–5.2 s for COUNT(DISTINCT) of the hashes).
+    aggregation before the shuffle would build a map as large as its input and reduce nothing,
+    and COUNT(DISTINCT) of the hashes costs more (silver's `checks` phase in `benchmarks/batch.py`).
     """
     hashes = stored_silver.select(key_hash(SILVER_KEY_RULE.key).alias("key_hash"))
     return hashes.repartition("key_hash").groupBy("key_hash").count().filter(F.col("count") > 1).count()
@@ -269,8 +268,8 @@ def _invalid(rate: Rate) -> Column:
 
 def summary_by_day(stored: DataFrame, day_column: str, *metrics: Column) -> dict[date, dict]:
     """`rows` and `metrics` per stored day (`day`), in one Spark job: each table's row counts and
-    checks read one such summary, because on a warm server each small job costs 0.3–0.7 s however
-    little it reads (docs/performance.md)."""
+    checks read one such summary, because on a warm server each small job has a fixed cost
+    however little it reads."""
     rows = (
         stored.groupBy(F.col(day_column).alias("day"))
         .agg(F.count(F.lit(1)).alias("rows"), *metrics)
@@ -438,8 +437,9 @@ def stream_matches_batch(stream: DataFrame, batch: DataFrame) -> AssetCheckResul
 INCIDENT_LIMIT = 25
 
 
-def incident_list(anomalies: DataFrame) -> AssetCheckResult:
-    """WARN: the run's drops, biggest first, as a table in the check's metadata."""
+def incident_list(anomalies: DataFrame) -> dict[str, object]:
+    """The run's drops, biggest first, as materialization metadata: findings of the detector,
+    not a verdict on the data (a check fails only when the data is wrong)."""
     drops = anomalies.filter(F.col("anomaly_type") == "drop").orderBy(F.desc("score"))
     count = drops.count()
     rows = drops.limit(INCIDENT_LIMIT).collect()
@@ -454,17 +454,10 @@ def incident_list(anomalies: DataFrame) -> AssetCheckResult:
             for r in rows
         ],
     ]
-    return AssetCheckResult(
-        check_name=NEW_DROPS.name,
-        asset_key=GOLD_ANOMALIES_HOURLY_BRAND.name,
-        passed=count == 0,
-        severity=AssetCheckSeverity.WARN,
-        description=f"{count} conversion drop(s) in the run's days" if count else "no conversion drops",
-        metadata={
-            "drops": count,
-            "incidents": MetadataValue.md("\n".join(lines) if rows else "no drops"),
-        },
-    )
+    return {
+        "drops": count,
+        "incidents": MetadataValue.md("\n".join(lines) if rows else "no conversion drops in the run's days"),
+    }
 
 
 def explained(anomalies: DataFrame) -> AssetCheckResult:

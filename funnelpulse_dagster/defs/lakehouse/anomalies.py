@@ -18,7 +18,7 @@ from funnelpulse_dagster.lib.partitions import (
 )
 from funnelpulse_dagster.lib.quality import check_spec, explained, incident_list
 from funnelpulse_dagster.resources import LakeResource, SparkResource
-from funnelpulse_dagster.rules import EVERY_ANOMALY_EXPLAINED, LOOKBACK_DAYS, NEW_DROPS
+from funnelpulse_dagster.rules import EVERY_ANOMALY_EXPLAINED, LOOKBACK_DAYS
 from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND, GOLD_FUNNEL_HOURLY_BRAND, SILVER_EVENTS
 from funnelpulse_dagster.timing import PhaseTimer
 from funnelpulse_dagster.transforms.anomalies import anomaly_rows, history_days
@@ -44,7 +44,6 @@ _TRAILING_WINDOW = TimeWindowPartitionMapping(
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
     check_specs=[
-        check_spec(NEW_DROPS, GOLD_ANOMALIES_HOURLY_BRAND.name, blocking=False),
         check_spec(EVERY_ANOMALY_EXPLAINED, GOLD_ANOMALIES_HOURLY_BRAND.name),
     ],
 )
@@ -63,7 +62,8 @@ def gold_anomalies_hourly_brand(context: AssetExecutionContext, spark: SparkReso
     with timer.phase("checks"):
         stored = lake.read(session, GOLD_ANOMALIES_HOURLY_BRAND, days).cache()
         by_day_type = stored.groupBy("window_date", "anomaly_type").count().collect()
-        checks = [incident_list(stored), explained(stored)]
+        incidents = incident_list(stored)
+        checks = [explained(stored)]
         stored.unpersist()
     context.log.info(f"anomaly phases (s): {timer.phases}")
     figures = {day: {ROW_COUNT: 0, "rows_out": 0, "drops": 0, "spikes": 0} for day in days}
@@ -80,6 +80,7 @@ def gold_anomalies_hourly_brand(context: AssetExecutionContext, spark: SparkReso
             "path": MetadataValue.path(lake.table_uri(GOLD_ANOMALIES_HOURLY_BRAND)),
             "run_seconds": MetadataValue.float(timer.total),
             "run_seconds_by_phase": MetadataValue.json(timer.phases),
+            **incidents,
         }
     )
     yield from checks

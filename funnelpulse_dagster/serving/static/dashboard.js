@@ -33,9 +33,13 @@ function behind(seconds) {
   return fmtInt.format(Math.round(seconds / 86400)) + " days";
 }
 
-function card(label, value) {
-  return `<div class="card"><div class="label">${label}</div><div class="value">${value}</div></div>`;
+function card(label, value, title) {
+  const hover = title ? ` title="${title}"` : "";
+  return `<div class="card"${hover}><div class="label">${label}</div><div class="value">${value}</div></div>`;
 }
+
+// what the event funnel's conversion counts (the session funnel below counts sessions)
+const EVENT_RATIO = "purchase events per view event: a ratio of events, not of shoppers, so an hour of repeat purchases can pass 100 %";
 
 function showError(sectionId, error) {
   const section = el(sectionId);
@@ -72,7 +76,7 @@ function hourCards(hour, viewsLabel) {
     card(viewsLabel, fmtInt.format(hour.views)),
     card("carts", fmtInt.format(hour.carts)),
     card("purchases", fmtInt.format(hour.purchases)),
-    card("conversion", pct(hour.conversion_rate)),
+    card("purchases / views", pct(hour.conversion_rate), EVENT_RATIO),
     card("revenue", fmtMoney.format(hour.revenue)),
   ];
 }
@@ -121,14 +125,14 @@ async function refreshLive() {
     el("live-cards").innerHTML = [
       ...hourCards(newest, "views, newest hour"),
       card(`purchases, last ${live.hours.length} h`, fmtInt.format(sum("purchases"))),
-      card(`conversion, last ${live.hours.length} h`, pct(sum("views") ? sum("purchases") / sum("views") : null)),
+      card(`purchases / views, last ${live.hours.length} h`, pct(sum("views") ? sum("purchases") / sum("views") : null), EVENT_RATIO),
     ].join("");
     const x = live.hours.map((h) => h.window_start);
     Plotly.react("live-chart", [
       { x, y: live.hours.map((h) => h.views), name: "views", type: "bar", marker: { color: "#aab7cf" } },
       { x, y: live.hours.map((h) => h.carts), name: "carts", type: "bar", marker: { color: "#5d7bb5" } },
       { x, y: live.hours.map((h) => h.purchases), name: "purchases", type: "bar", marker: { color: "#1f3c88" } },
-      { x, y: live.hours.map((h) => h.conversion_rate), name: "conversion", yaxis: "y2", type: "scatter",
+      { x, y: live.hours.map((h) => h.conversion_rate), name: "purchases / views", yaxis: "y2", type: "scatter",
         mode: "lines+markers", line: { color: "#e67e22" } },
     ], {
       margin: { t: 10, r: 60, b: 40, l: 60 }, barmode: "group", legend: { orientation: "h" },
@@ -137,7 +141,7 @@ async function refreshLive() {
     }, { displayModeBar: false, responsive: true });
     el("live-brands").innerHTML =
       "<table><thead><tr><th>brand, newest hour</th><th class='num'>views</th><th class='num'>carts</th>" +
-      "<th class='num'>purchases</th><th class='num'>conversion</th><th class='num'>revenue</th></tr></thead><tbody>" +
+      "<th class='num'>purchases</th><th class='num' title='" + EVENT_RATIO + "'>purchases / views</th><th class='num'>revenue</th></tr></thead><tbody>" +
       live.top_brands.map((b) => `<tr><td>${escapeHtml(b.brand ?? "(no brand)")}</td><td class="num">${fmtInt.format(b.views)}</td>` +
         `<td class="num">${fmtInt.format(b.carts)}</td><td class="num">${fmtInt.format(b.purchases)}</td>` +
         `<td class="num">${pct(b.conversion_rate)}</td><td class="num">${fmtMoney.format(b.revenue)}</td></tr>`).join("") +
@@ -169,7 +173,7 @@ async function refreshTrend() {
     el("trend-caption").textContent = `${hourly.start} to ${hourly.end}, hourly, ${flagged.total} anomal${flagged.total === 1 ? "y" : "ies"}`;
     const traces = [{
       x: hourly.items.map((r) => r.window_start), y: hourly.items.map((r) => r.conversion_rate),
-      name: "conversion (purchases / views)", type: "scatter", mode: "lines", line: { color: "#1f3c88" },
+      name: "purchase events / view events", type: "scatter", mode: "lines", line: { color: "#1f3c88" },
     }];
     for (const [kind, color, symbol] of [["drop", "#c0392b", "triangle-down"], ["spike", "#1e8449", "triangle-up"]]) {
       const marks = flagged.items.filter((a) => a.anomaly_type === kind);
@@ -241,7 +245,7 @@ async function refreshOrdered() {
       parts.push(orderedRows(brand, one));
     }
     clearError("ordered-funnel");
-    el("ordered-caption").textContent = `sessions starting ${shop.start}${shop.end !== shop.start ? " to " + shop.end : ""}, vs ${shop.previous_week.start}; a step counts only after the one before`;
+    el("ordered-caption").textContent = `sessions starting ${shop.start}${shop.end !== shop.start ? " to " + shop.end : ""}, vs ${shop.previous_week.start}; sessions, not events: a step counts only after the one before, so a session that bought without a view in it is not here`;
     el("ordered-table").innerHTML =
       "<table><thead><tr><th></th><th>step</th><th class='num'>sessions</th><th class='num'>of the step before</th>" +
       "<th class='num'>dropped</th><th class='num'>median time</th><th class='num'>a week before</th><th class='num'>change</th></tr></thead><tbody>" +

@@ -12,6 +12,7 @@ from funnelpulse_dagster.rules import (
     MAX_RUN_HOURS,
     MIN_EVIDENCE_VIEWS,
     MIN_VIEWS,
+    SEVERITY_THRESHOLDS,
     THRESHOLD,
 )
 from funnelpulse_dagster.transforms.anomalies.baselines import (
@@ -127,12 +128,7 @@ def flag(evidence: DataFrame) -> DataFrame:
         .withColumn("score", score)
         .withColumn("evidence_hours", run["hours"])
         .withColumn("detectable_at", F.timestamp_seconds((run["first_known_hour"] + 1) * 3600))
-        .withColumn(
-            "severity",
-            F.when(score >= 2 * THRESHOLD, F.lit("high"))
-            .when(score >= 1.5 * THRESHOLD, F.lit("medium"))
-            .otherwise(F.lit("low")),
-        )
+        .withColumn("severity", _severity(score))
         .withColumn("expected_conversion_rate", F.col("p_event"))
         .withColumn("expected_session_conversion_rate", F.col("p_base"))
         .withColumn("z_brand", z_brand)
@@ -188,3 +184,12 @@ def detect(gold: DataFrame, judged_days: list) -> DataFrame:
     return flag(evidence_for_days(gold, judged_days)).filter(
         F.col("window_date").between(F.lit(first), F.lit(last))
     )
+
+
+def _severity(score: Column) -> Column:
+    """The name of the highest of rules.SEVERITY_THRESHOLDS that `score` reaches."""
+    (lowest, _), *higher = SEVERITY_THRESHOLDS
+    severity = F.lit(lowest)
+    for name, threshold in higher:
+        severity = F.when(score >= threshold, F.lit(name)).otherwise(severity)
+    return severity
