@@ -39,6 +39,9 @@ ENV_ALERT_WEBHOOK = "FUNNELPULSE_ALERT_WEBHOOK"  # where incidents are POSTed (u
 ENV_ALERT_FORMAT = "FUNNELPULSE_ALERT_FORMAT"  # slack | generic
 ENV_REPORTS = "FUNNELPULSE_REPORTS"  # report files; default $FUNNELPULSE_HOME/reports
 ENV_CHECKPOINTS = "FUNNELPULSE_CHECKPOINTS"  # streaming checkpoints; default $FUNNELPULSE_HOME/checkpoints
+# the bearer token `funnelpulse serve` requires of every request (a secret; required when it
+# listens beyond loopback, unless it sits behind an authenticating proxy)
+ENV_SERVE_TOKEN = "FUNNELPULSE_SERVE_TOKEN"
 # Extra Spark settings, `key=value` pairs separated by whitespace or commas (beyond the contract:
 # executor memory on a cluster, the GCS connector's settings, JVM options).
 ENV_SPARK_CONF = "FUNNELPULSE_SPARK_CONF"

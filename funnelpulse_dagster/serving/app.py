@@ -8,15 +8,18 @@ objects and encoding them again cost more than the query and held the GIL while 
 
 from __future__ import annotations
 
+import hmac
+import re
 import time
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from importlib import resources
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import AfterValidator
+from fastapi import FastAPI, Query, Request, Security
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.security import HTTPBearer
+from pydantic import AfterValidator, BeforeValidator
 
 from funnelpulse_dagster.serving import jsonrows, queries
 from funnelpulse_dagster.serving.jsonrows import QueryError
@@ -26,29 +29,44 @@ STATIC = resources.files("funnelpulse_dagster.serving") / "static"
 
 Limit = Annotated[int, Query(ge=1, le=jsonrows.MAX_PAGE, description="rows per page")]
 Offset = Annotated[int, Query(ge=0, le=jsonrows.MAX_OFFSET, description="rows to skip")]
-_DAYS = {"ge": queries.FIRST_DAY, "le": queries.LAST_DAY}
-Start = Annotated[
-    date | None, Query(**_DAYS, description="first day (UTC), default: a window ending at `end`")
-]
-End = Annotated[
-    date | None, Query(**_DAYS, description="last day (UTC), inclusive; default: the table's last day")
-]
+# Dates and times are strict ISO 8601 text (no numbers read as epoch seconds), as OpenAPI says.
+# A bound beyond the days any data can have (queries.FIRST_DAY … LAST_DAY) is clamped to them:
+# every date the schema admits is answered, and date arithmetic never overflows.
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?")
 
 
-def _utc_in_range(value: datetime | None) -> datetime | None:
-    """A time as naive UTC, within the days a request may ask for (else a 422)."""
-    if value is None:
-        return None
-    if value.tzinfo is not None:
-        if not queries.FIRST_DAY < value.date() < queries.LAST_DAY:  # no overflow converting
-            raise ValueError(f"must be between {queries.FIRST_DAY} and {queries.LAST_DAY}")
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    if not queries.FIRST_DAY <= value.date() <= queries.LAST_DAY:
-        raise ValueError(f"must be between {queries.FIRST_DAY} and {queries.LAST_DAY}")
+def _iso_day(value: object) -> object:
+    if isinstance(value, str) and not _ISO_DAY.fullmatch(value):
+        raise ValueError("must be a date as YYYY-MM-DD")
     return value
 
 
-UtcTime = Annotated[datetime | None, AfterValidator(_utc_in_range)]
+def _clamped_day(value: date | None) -> date | None:
+    return None if value is None else min(max(value, queries.FIRST_DAY), queries.LAST_DAY)
+
+
+def _iso_time(value: object) -> object:
+    if isinstance(value, str) and not _ISO_TIME.fullmatch(value):
+        raise ValueError("must be a time as ISO 8601, YYYY-MM-DD[THH:MM[:SS][Z|±HH:MM]]")
+    return value
+
+
+def _utc_clamped(value: datetime | None) -> datetime | None:
+    """A time as naive UTC, clamped to the days a request may ask for."""
+    if value is None:
+        return None
+    if value.date() < queries.FIRST_DAY:
+        return datetime.combine(queries.FIRST_DAY, datetime.min.time())
+    if value.date() > queries.LAST_DAY:
+        return datetime.combine(queries.LAST_DAY, datetime.min.time())
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+
+
+IsoDay = Annotated[date | None, BeforeValidator(_iso_day), AfterValidator(_clamped_day)]
+Start = Annotated[IsoDay, Query(description="first day (UTC), default: a window ending at `end`")]
+End = Annotated[IsoDay, Query(description="last day (UTC), inclusive; default: the table's last day")]
+UtcTime = Annotated[datetime | None, BeforeValidator(_iso_time), AfterValidator(_utc_clamped)]
 
 
 class PreEncodedJSONResponse(JSONResponse):
@@ -63,9 +81,54 @@ def _page(page: jsonrows.Page, **extra) -> JSONResponse:
     return PreEncodedJSONResponse(page.as_json(**extra))
 
 
-def create_app(store: LakeStore, refresh_seconds: float | None = 5.0) -> FastAPI:
+# the cookie a browser keeps the access token in, once it opened the dashboard with ?token=
+TOKEN_COOKIE = "funnelpulse_token"
+_UNAUTHORIZED = {"description": "missing or wrong access token (when the service requires one)"}
+_BAD_RANGE = {"description": "a range that ends before it starts"}
+
+
+def _presented_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "bearer" and credentials:
+        return credentials.strip()
+    return request.cookies.get(TOKEN_COOKIE)
+
+
+def _require_token(app: FastAPI, token: str) -> None:
+    """Every path, the docs and the dashboard included, answers 401 without `token`: as a
+    bearer token (API clients), or as the cookie a browser got by opening `/?token=…` once
+    (the dashboard's own requests then carry it)."""
+
+    def matches(presented: str | None) -> bool:
+        return presented is not None and hmac.compare_digest(presented.encode(), token.encode())
+
+    @app.middleware("http")
+    async def access_token(request: Request, call_next):
+        if matches(_presented_token(request)):
+            return await call_next(request)
+        if request.url.path == "/" and matches(request.query_params.get("token")):
+            # the link that opens the dashboard: keep the token in a cookie, off the address bar
+            # (SameSite=Lax: the link may come from an alert in another site; nothing served
+            # here changes state)
+            response = RedirectResponse(str(request.url.remove_query_params("token")), status_code=303)
+            response.set_cookie(
+                TOKEN_COOKIE, token, httponly=True, samesite="lax", secure=request.url.scheme == "https"
+            )
+            return response
+        return JSONResponse(
+            {"detail": "missing or wrong access token"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def create_app(
+    store: LakeStore, refresh_seconds: float | None = 5.0, access_token: str | None = None
+) -> FastAPI:
     """The service over `store`. With `refresh_seconds`, a background thread keeps the store in
-    step with the lake; the first refresh happens before the first request is served."""
+    step with the lake; the first refresh happens before the first request is served. With
+    `access_token`, every request must present it (`_require_token`)."""
     refresher = Refresher(store, refresh_seconds) if refresh_seconds else None
 
     @asynccontextmanager
@@ -82,7 +145,13 @@ def create_app(store: LakeStore, refresh_seconds: float | None = 5.0) -> FastAPI
         summary="Funnel metrics, the live funnel and conversion anomalies from the FunnelPulse lakehouse.",
         version="1",
         lifespan=lifespan,
+        # with a token: every operation may answer 401, and OpenAPI says which scheme it wants
+        # (the middleware below enforces it, on every path)
+        responses={401: _UNAUTHORIZED} if access_token else None,
+        dependencies=[Security(HTTPBearer(auto_error=False))] if access_token else None,
     )
+    if access_token:
+        _require_token(app, access_token)
 
     @app.exception_handler(QueryError)
     async def _bad_query(_: Request, exc: QueryError) -> JSONResponse:
@@ -107,7 +176,7 @@ def create_app(store: LakeStore, refresh_seconds: float | None = 5.0) -> FastAPI
             }
         )
 
-    @app.get("/api/brands", tags=["funnel"])
+    @app.get("/api/brands", tags=["funnel"], responses={400: _BAD_RANGE})
     def brands(
         start: Start = None,
         end: End = None,
@@ -121,7 +190,7 @@ def create_app(store: LakeStore, refresh_seconds: float | None = 5.0) -> FastAPI
         )
         return _page(page, start=first.isoformat(), end=last.isoformat())
 
-    @app.get("/api/breakdown", tags=["funnel"])
+    @app.get("/api/breakdown", tags=["funnel"], responses={400: _BAD_RANGE})
     def breakdown(
         dimension: Literal["brand", "category", "price_band"],
         start: Start = None,
@@ -149,7 +218,7 @@ def create_app(store: LakeStore, refresh_seconds: float | None = 5.0) -> FastAPI
         )
         return _page(page, dimension=dimension, value=value, start=first.isoformat(), end=last.isoformat())
 
-    @app.get("/api/funnel/hourly", tags=["funnel"])
+    @app.get("/api/funnel/hourly", tags=["funnel"], responses={400: _BAD_RANGE})
     def hourly(
         dimension: Literal["brand", "price_band"] = "brand",
         value: Annotated[str | None, Query(max_length=200, description="one brand or price band")] = None,
@@ -161,7 +230,7 @@ def create_app(store: LakeStore, refresh_seconds: float | None = 5.0) -> FastAPI
         """Hourly funnel rows (default: the last 7 days), oldest first."""
         return _funnel_page(queries.HOURLY_DIMENSIONS, dimension, value, start, end, limit, offset, 7)
 
-    @app.get("/api/funnel/daily", tags=["funnel"])
+    @app.get("/api/funnel/daily", tags=["funnel"], responses={400: _BAD_RANGE})
     def daily(
         dimension: Literal["brand", "category"] = "brand",
         value: Annotated[str | None, Query(max_length=200, description="one brand or category root")] = None,
@@ -173,12 +242,12 @@ def create_app(store: LakeStore, refresh_seconds: float | None = 5.0) -> FastAPI
         """Daily funnel rows (default: the last 30 days), oldest first."""
         return _funnel_page(queries.DAILY_DIMENSIONS, dimension, value, start, end, limit, offset, 30)
 
-    @app.get("/api/funnel/totals", tags=["funnel"])
+    @app.get("/api/funnel/totals", tags=["funnel"], responses={400: _BAD_RANGE})
     def totals(start: Start = None, end: End = None) -> JSONResponse:
         """The shop's event funnel over a date range (default: the last 30 days)."""
         return JSONResponse(queries.funnel_totals(store.cursor(), start, end))
 
-    @app.get("/api/funnel/ordered", tags=["funnel"])
+    @app.get("/api/funnel/ordered", tags=["funnel"], responses={400: _BAD_RANGE})
     def ordered(
         dimension: Literal["shop", "brand", "category_root", "price_band"] = "shop",
         value: Annotated[
@@ -199,7 +268,7 @@ def create_app(store: LakeStore, refresh_seconds: float | None = 5.0) -> FastAPI
         """The live funnel from the streaming gold: its newest closed hours and top brands."""
         return JSONResponse(queries.live_funnel(store.cursor(), hours, brand))
 
-    @app.get("/api/anomalies", tags=["anomalies"])
+    @app.get("/api/anomalies", tags=["anomalies"], responses={400: _BAD_RANGE})
     def anomaly_list(
         since: Annotated[UtcTime, Query(description="from this time (UTC), inclusive")] = None,
         until: Annotated[UtcTime, Query(description="to this time (UTC), exclusive")] = None,

@@ -24,8 +24,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import schemathesis
 from dagster import DagsterInstance, materialize
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
 
 from funnelpulse_dagster.defs.reports.report_asset import REPORT_FILE, funnel_report
 from funnelpulse_dagster.reports.funnel_report import CHARTS, TOP_BRANDS, TREND_BRANDS
@@ -44,6 +47,8 @@ from funnelpulse_dagster.tables import (
 )
 from funnelpulse_dagster_tests import reference
 from funnelpulse_dagster_tests.live import DAYS, anomaly_row, free_port
+
+pytestmark = pytest.mark.slow  # over a lake built by replay and a streaming run
 
 FIRST, LAST = (date.fromisoformat(d) for d in DAYS)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -168,6 +173,7 @@ def _totals(frame: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 # -- the API ---------------------------------------------------------------------------------
+@pytest.mark.spark_mode_independent  # DuckDB serves what Spark wrote
 def test_health_lists_every_served_table(client, served_lake, ref):
     health = _get(client, "/health")
     assert health["status"] == "ok" and health["mode"] == "replica"
@@ -178,6 +184,7 @@ def test_health_lists_every_served_table(client, served_lake, ref):
     assert health["tables"][GOLD_STREAM_FUNNEL_HOURLY_BRAND.name]["rows"] > 0
 
 
+@pytest.mark.spark_mode_independent  # DuckDB serves what Spark wrote
 def test_hourly_brand_funnel_equals_the_reference_and_pages(client, ref, top_brands):
     brand = top_brands[0]
     expected = reference.hourly_brand(ref)
@@ -202,6 +209,7 @@ def test_hourly_brand_funnel_equals_the_reference_and_pages(client, ref, top_bra
     assert _get(client, f"/api/funnel/hourly?value={brand}")["total"] == len(expected)
 
 
+@pytest.mark.spark_mode_independent  # DuckDB serves what Spark wrote
 def test_hourly_price_band_and_daily_category_equal_the_reference(client, ref):
     bands = reference.hourly_price_band(ref)
     for band in PRICE_BANDS:
@@ -218,6 +226,7 @@ def test_hourly_price_band_and_daily_category_equal_the_reference(client, ref):
         _same(got[(row["date"].isoformat(), row["category_root"])], row)
 
 
+@pytest.mark.spark_mode_independent  # DuckDB serves what Spark wrote
 def test_brands_breakdowns_and_totals_equal_the_reference(client, ref):
     daily = reference.daily_brand(ref)
     expected = _totals(daily, "brand").sort_values("revenue", ascending=False)
@@ -251,6 +260,7 @@ def test_brands_breakdowns_and_totals_equal_the_reference(client, ref):
     assert totals["revenue"] == float(sum(ref.loc[ref["event_type"] == "purchase", "price"], Decimal(0)))
 
 
+@pytest.mark.spark_mode_independent  # DuckDB serves what Spark wrote
 def test_live_funnel_sums_the_streaming_table(client, ref):
     live = _get(client, "/api/live?hours=6")
     assert len(live["hours"]) == 6
@@ -290,6 +300,7 @@ def test_live_funnel_sums_the_streaming_table(client, ref):
     assert set(recent.index) <= set(shown.index)
 
 
+@pytest.mark.spark_mode_independent  # DuckDB serves what Spark wrote
 def test_ordered_funnel_with_the_week_before(client, ref, top_brands):
     expected = reference.ordered_funnel(ref.assign(event_time=pd.to_datetime(ref["event_time"])))
     # default: the last day, the shop
@@ -319,6 +330,7 @@ def test_ordered_funnel_with_the_week_before(client, ref, top_brands):
     assert client.get("/api/funnel/ordered?dimension=colour").status_code == 422
 
 
+@pytest.mark.spark_mode_independent  # DuckDB serves what Spark wrote
 def test_anomaly_filters(client, anomaly_frame, top_brands):
     def keys(body):
         return [(r["window_start"], r["brand"]) for r in body["items"]]
@@ -358,11 +370,13 @@ def test_anomaly_filters(client, anomaly_frame, top_brands):
     assert page["total"] == 6 and len(page["items"]) == 2 and page["next_offset"] is None
 
 
+@pytest.mark.spark_mode_independent  # DuckDB serves what Spark wrote
 @pytest.mark.parametrize(
     ("url", "status", "message"),
     [
         ("/api/funnel/hourly?start=2019-10-03&end=2019-10-01", 400, "before start"),
-        ("/api/funnel/hourly?start=yesterday", 422, "valid date"),
+        ("/api/funnel/hourly?start=yesterday", 422, "YYYY-MM-DD"),
+        ("/api/funnel/hourly?start=0", 422, "YYYY-MM-DD"),  # not epoch seconds
         ("/api/funnel/hourly?dimension=category", 422, "brand"),
         ("/api/funnel/daily?dimension=price_band", 422, "category"),
         ("/api/funnel/hourly?limit=0", 422, "greater than or equal"),
@@ -372,7 +386,7 @@ def test_anomaly_filters(client, anomaly_frame, top_brands):
         ("/api/anomalies?type=dip", 422, "'drop' or 'spike'"),
         ("/api/anomalies?severity=extreme", 422, "low"),
         ("/api/anomalies?since=2019-10-03&until=2019-10-01", 400, "before since"),
-        ("/api/anomalies?since=not-a-time", 422, "datetime"),
+        ("/api/anomalies?since=not-a-time", 422, "ISO 8601"),
         ("/api/live?hours=0", 422, "greater than or equal"),
         ("/api/breakdown?dimension=user", 422, "brand"),
         ("/api/funnel/hourly?value=%27%3B%20DROP%20TABLE%20x%3B--", 200, ""),
@@ -436,6 +450,7 @@ def _hostile_requests(client) -> list[tuple[str, dict]]:
     return requests
 
 
+@pytest.mark.spark_mode_independent  # DuckDB serves what Spark wrote
 def test_hostile_parameters_never_reach_a_500(client):
     requests = _hostile_requests(client)
     assert len(requests) > 100  # every endpoint and parameter is covered
@@ -453,6 +468,39 @@ def test_hostile_parameters_never_reach_a_500(client):
     assert not server_errors, server_errors
 
 
+@pytest.mark.spark_mode_independent  # DuckDB serves what Spark wrote
+def test_the_api_keeps_its_openapi_contract(client):
+    """schemathesis over the served app's own OpenAPI: schema-valid (positive) and
+    schema-invalid (negative) requests for every operation. No server error, every status, content
+    type and body as documented, every valid request answered and every invalid one refused.
+    (Hypothesis drives each operation here; schemathesis's pytest plugin predates this pytest.)"""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
+    # a range that ends before it starts is a rule across two parameters, which OpenAPI cannot
+    # state: each operation documents its 400 for it, and a schema-valid request may get one
+    accepted = schema.config.checks.positive_data_acceptance
+    accepted.expected_statuses = [*accepted.expected_statuses, "400"]
+    failures, requests = [], 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if operation.query else [])
+        for mode in modes:
+
+            @given(operation.as_strategy(generation_mode=mode))
+            @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+            def exercise(case):
+                nonlocal requests
+                requests += 1
+                case.call_and_validate()
+
+            try:
+                exercise()
+            except Exception as failure:  # noqa: BLE001 (every operation and mode is tried first)
+                failures.append(f"{operation.label} ({mode.value}): {str(failure)[:1500]}")
+    assert requests > 300
+    assert not failures, "\n\n".join(failures)
+
+
+@pytest.mark.spark_mode_independent  # DuckDB serves what Spark wrote
 def test_openapi_documents_every_endpoint(client):
     paths = _get(client, "/openapi.json")["paths"]
     for path in (
@@ -534,6 +582,7 @@ def test_rows_are_written_as_json_by_duckdb_in_the_api_format():
     assert json.loads(pages[2].as_json())["items"] == []
 
 
+@pytest.mark.spark_mode_independent  # DuckDB serves what Spark wrote
 # -- the store -------------------------------------------------------------------------------
 def test_replica_copies_only_changed_partitions_and_drops_removed_ones(served_lake, tmp_path):
     lake = tmp_path / "tables"
@@ -774,15 +823,29 @@ def _chromium() -> str:
     )
 
 
+DASHBOARD_TOKEN = "dashboard-test-token"
+
+
+def _get_guarded(url: str) -> dict:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {DASHBOARD_TOKEN}"})
+    with urllib.request.urlopen(request) as response:
+        return json.loads(response.read())
+
+
 @pytest.fixture(scope="module")
 def served_url(served_lake, tmp_path_factory):
-    """`funnelpulse serve`'s app under uvicorn on a free loopback port."""
+    """`funnelpulse serve`'s app under uvicorn on a free loopback port, with an access token."""
     import uvicorn
 
     store = LakeStore(str(served_lake), mode="replica", database=tmp_path_factory.mktemp("web") / "r.duckdb")
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(store, refresh_seconds=2), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(store, refresh_seconds=2, access_token=DASHBOARD_TOKEN),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -796,6 +859,7 @@ def served_url(served_lake, tmp_path_factory):
     store.close()
 
 
+@pytest.mark.spark_mode_independent  # DuckDB serves what Spark wrote
 def test_dashboard_renders_live_funnel_and_incidents_in_chromium(served_url, tmp_path, top_brands):
     browser = _chromium()
     flags = [
@@ -811,12 +875,13 @@ def test_dashboard_renders_live_funnel_and_incidents_in_chromium(served_url, tmp
         "--virtual-time-budget=15000",
         "--window-size=1400,1600",
     ]
-    url = f"{served_url}/?brand={top_brands[0]}"
+    # opened once with the token, as an operator's link does; the page and its requests then
+    # carry it in a cookie
+    url = f"{served_url}/?brand={top_brands[0]}&token={DASHBOARD_TOKEN}"
     dom = subprocess.run(
         [browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=False
     ).stdout
-    with urllib.request.urlopen(f"{served_url}/api/live") as response:
-        live = json.loads(response.read())
+    live = _get_guarded(f"{served_url}/api/live")
     newest = live["hours"][-1]
     assert 'id="live-funnel" data-ready="true"' in dom, dom[:2000]
     cards = re.search(r'id="live-cards">(.*?)</div></div></div>', dom, re.DOTALL).group(0)
@@ -830,7 +895,7 @@ def test_dashboard_renders_live_funnel_and_incidents_in_chromium(served_url, tmp
     assert f"{open_hour['views']:,}" in open_cards and f"{open_hour['purchases']:,}" in open_cards
     assert "provisional" in dom
     # the ordered session funnel, the shop's steps as the API gives them
-    ordered = json.loads(urllib.request.urlopen(f"{served_url}/api/funnel/ordered").read())
+    ordered = _get_guarded(f"{served_url}/api/funnel/ordered")
     assert 'id="ordered-funnel" data-ready="true"' in dom
     table = re.search(r'id="ordered-table">(.*?)</table>', dom, re.DOTALL).group(1)
     for column in ("viewed_sessions", "carted_sessions", "purchased_sessions"):
