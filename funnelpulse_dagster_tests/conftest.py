@@ -3,7 +3,19 @@
 FUNNELPULSE_TEST_SPARK picks the mode every Spark test runs in: `in-process` (the default: a
 classic local session in the test process) or `connect` (a real local Spark Connect server,
 started here as `funnelpulse spark start` starts it; the tests are its clients, and so are the
-CLI subprocesses some tests launch). CI runs the suite once in each mode."""
+CLI subprocesses some tests launch).
+
+Which tests run in which pass is decided by what their code touches (`pytest_collection_modifyitems`):
+- the in-process pass runs every test (but the few marked `connect_pass`);
+- the Connect pass runs the tests whose code can behave differently as a Spark Connect client:
+  every test that gets a Spark (the `spark_resource` fixture, directly or through another
+  fixture), except those marked `spark_mode_independent` (their code under test is a pure
+  DataFrame -> DataFrame function, which sends the same plan in both modes, or reads with DuckDB
+  what Spark wrote), and except the embedded-broker variants (a broker's kind and the Spark mode
+  never meet: only Kafka clients talk to the broker);
+- `connect_pass` tests run in the Connect pass only (the demo and the deployment, as clients of
+  the pass's warm server, the README's recipe);
+- `slow` tests are left out of the quick lane (`scripts/test.sh --quick`)."""
 
 from __future__ import annotations
 
@@ -94,6 +106,30 @@ def pytest_configure(config):
     import sys
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
+def runs_in_pass(item: pytest.Item, mode: str) -> bool:
+    """Whether the pass of Spark `mode` runs `item` (the module docstring says why)."""
+    if item.get_closest_marker("connect_pass"):
+        return mode == "connect"
+    if mode != "connect":
+        return True
+    callspec = getattr(item, "callspec", None)
+    embedded = "embedded_broker" in item.fixturenames or (
+        callspec is not None and callspec.params.get("broker") == "embedded"
+    )
+    return (
+        "spark_resource" in item.fixturenames
+        and not item.get_closest_marker("spark_mode_independent")
+        and not embedded
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    chosen = [item for item in items if runs_in_pass(item, SPARK_MODE)]
+    if len(chosen) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in chosen])
+        items[:] = chosen
 
 
 # -- a built lake, shared by the streaming and serving tests ---------------------------------

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
-from funnelpulse_dagster_tests.conftest import REPO, SPARK_MODE
+from funnelpulse_dagster_tests.conftest import REPO
 from funnelpulse_dagster_tests.live import free_port
 
 DAY = "2019-10-01"
@@ -78,11 +78,10 @@ def postgres():
         shutil.rmtree(data, ignore_errors=True)
 
 
-@pytest.mark.skipif(
-    SPARK_MODE != "connect",
-    reason="the deployment runs once per suite, in the Connect pass: its runs are Spark Connect "
-    "clients, as on GCP (docs/deploy-gcp.md)",
-)
+# once per suite, in the Connect pass: its runs are Spark Connect clients, as on GCP
+# (docs/deploy-gcp.md)
+@pytest.mark.connect_pass
+@pytest.mark.slow
 def test_daemon_on_postgres_launches_a_sensor_run_that_succeeds(
     tmp_path, postgres, gcs_emulator, monkeypatch, spark_env
 ):

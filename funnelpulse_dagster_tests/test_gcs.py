@@ -29,6 +29,8 @@ from funnelpulse_dagster.serving.store import SERVED_TABLES, LakeStore
 from funnelpulse_dagster.streaming.offsets import committed_checkpoint_offsets
 from funnelpulse_dagster.tables import ALL_TABLES, STREAM_INGEST_QUERY
 
+pytestmark = pytest.mark.slow  # over a lake built by a real materialization, and an emulator
+
 
 @pytest.fixture()
 def bucket(gcs_emulator, monkeypatch):

@@ -20,6 +20,8 @@ from funnelpulse_dagster.resources.spark import SparkResource, SparkUnavailable,
 from funnelpulse_dagster_tests.conftest import REPO
 from funnelpulse_dagster_tests.live import free_port
 
+pytestmark = pytest.mark.slow  # starts its own Spark Connect server
+
 PACKAGE = REPO / "funnelpulse_dagster"
 FUNNELPULSE = Path(sys.executable).with_name("funnelpulse")
 

@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# Sets everything up and runs the test suite twice: Spark in-process, then every test again as
-# the client of a real local Spark Connect server (FUNNELPULSE_TEST_SPARK=connect). Set
-# FUNNELPULSE_TEST_SPARK yourself to run one mode only. Real Spark, real Dagster runs, the real
-# embedded broker; expectations from an independent pandas reference.
+# Sets everything up and runs the test suite in its two Spark passes, side by side: in-process
+# (every test), and as the clients of a real local Spark Connect server (the tests whose code
+# can behave differently there; funnelpulse_dagster_tests/conftest.py says how they are chosen).
+# Real Spark, real Kafka, real Dagster runs; expectations from an independent pandas reference.
+#
+#   scripts/test.sh [pytest args]          the whole suite (what CI runs)
+#   scripts/test.sh --quick [pytest args]  the quick lane: in-process, no `slow` test
+#   FUNNELPULSE_TEST_SPARK=connect scripts/test.sh [pytest args]   one pass only
 set -euo pipefail
 cd "$(dirname "$0")/.."
+quick=0
+args=()
+for arg in "$@"; do
+  if [ "$arg" = "--quick" ]; then quick=1; else args+=("$arg"); fi
+done
 bash scripts/setup.sh
+if [ "$quick" = 1 ]; then
+  FUNNELPULSE_TEST_SPARK=in-process exec .venv/bin/python -m pytest -m "not slow and not connect_pass" "${args[@]}"
+fi
 # real components the tests start themselves: PostgreSQL (the deployment test's Dagster storage)
 # and Chromium (the dashboard test). Debian packages, installed once when missing (needs root).
 need=()
@@ -22,11 +34,19 @@ if [ "${#need[@]}" -gt 0 ]; then
   fi
 fi
 if [ -n "${FUNNELPULSE_TEST_SPARK:-}" ]; then
-  exec .venv/bin/python -m pytest "$@"
+  exec .venv/bin/python -m pytest "${args[@]}"
 fi
+# Both passes at once, on their own temporary folders: much of each is waiting (JVM and Kafka
+# start-up, subprocess runs, polling), which the other fills. The Connect pass's output follows.
 status=0
-echo "== tests, Spark in-process"
-FUNNELPULSE_TEST_SPARK=in-process .venv/bin/python -m pytest "$@" || status=$?
+connect_log="$(mktemp)"
+trap 'rm -f "$connect_log"' EXIT
+FUNNELPULSE_TEST_SPARK=connect .venv/bin/python -m pytest -p no:cacheprovider \
+  --basetemp "$(mktemp -d)" "${args[@]}" >"$connect_log" 2>&1 &
+connect_pid=$!
+echo "== tests, Spark in-process (the Spark Connect pass runs beside it)"
+FUNNELPULSE_TEST_SPARK=in-process .venv/bin/python -m pytest --basetemp "$(mktemp -d)" "${args[@]}" || status=$?
+wait "$connect_pid" || status=$?
 echo "== tests, Spark Connect (a local server)"
-FUNNELPULSE_TEST_SPARK=connect .venv/bin/python -m pytest "$@" || status=$?
+cat "$connect_log"
 exit "$status"

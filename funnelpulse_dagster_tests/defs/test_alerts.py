@@ -24,6 +24,8 @@ from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND
 from funnelpulse_dagster_tests.live import LocalBroker, anomaly_row, free_port
 from funnelpulse_dagster_tests.live import kafka as kafka_for
 
+pytestmark = pytest.mark.slow  # a real broker and streaming runs
+
 
 class Receiver:
     """A webhook on 127.0.0.1: records every JSON body; answers 503 while `down`."""

@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from dagster import DagsterInstance, materialize
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
@@ -63,6 +64,7 @@ def _day_counts(spark, lake: LakeResource, table) -> dict:
     return {r[0]: r[1] for r in stored.groupBy(table.partition_column).count().collect()}
 
 
+@pytest.mark.slow
 def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample_raw_dir, funnelpulse_home):
     for f in sample_raw_dir.glob("*.csv"):
         shutil.copy(f, funnelpulse_home / "data_raw" / f.name)
@@ -174,6 +176,7 @@ def _partition_metadata(result) -> dict[tuple[str, str], dict]:
     }
 
 
+@pytest.mark.slow  # a CLI subprocess that starts its own Spark
 def test_cli_partition_range_materialize(sample_raw_dir, funnelpulse_home, spark_env):
     for f in sample_raw_dir.glob("*.csv"):
         shutil.copy(f, funnelpulse_home / "data_raw" / f.name)

@@ -24,6 +24,8 @@ from funnelpulse_dagster.tables import (
 )
 from funnelpulse_dagster_tests.live import kafka as kafka_for
 
+pytestmark = pytest.mark.slow  # real brokers and streaming runs
+
 HOUR = datetime(2019, 10, 7, 14)
 BRANDS = ["acme", " Acme ", "zeta", None]
 

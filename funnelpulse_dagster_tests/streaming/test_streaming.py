@@ -19,6 +19,7 @@ from datetime import date
 from decimal import Decimal
 
 import pandas as pd
+import pytest
 from dagster import DagsterInstance, RunRequest, SensorResult, build_sensor_context
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 from pyspark.sql import functions as F
@@ -45,6 +46,8 @@ from funnelpulse_dagster_tests import reference
 from funnelpulse_dagster_tests.conftest import REPO
 from funnelpulse_dagster_tests.live import DAYS, LocalBroker, free_port, replay
 from funnelpulse_dagster_tests.live import kafka as kafka_for
+
+pytestmark = pytest.mark.slow  # real brokers and streaming runs
 
 
 def _reference_hourly_brand(sample_raw_dir) -> pd.DataFrame:

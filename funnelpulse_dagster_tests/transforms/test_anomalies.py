@@ -18,7 +18,9 @@ from funnelpulse_dagster.evaluation.series import (
     with_drop,
 )
 from funnelpulse_dagster.transforms.anomalies import anomaly_rows, detect, root_cause_hints
-from funnelpulse_dagster_tests.conftest import SPARK_MODE
+
+# the Connect pass leaves these out: the detector is DataFrame -> DataFrame functions, which send the same plan in both modes
+pytestmark = pytest.mark.spark_mode_independent
 
 
 def _flags(spark, rows, days):
@@ -138,8 +140,6 @@ def test_judging_leaves_no_cache_behind(spark):
     night = {datetime(2019, 10, 15, h) for h in range(2, 7)}
     gold, silver = judgeable(spark, 16, "steady", night)
     spark.catalog.clearCache()
-    if SPARK_MODE == "connect":
-        pytest.skip("reads the JVM's cache manager, which only an in-process session can reach")
     cache = spark._jsparkSession.sharedState().cacheManager()
     for day in (JUDGED, JUDGED - timedelta(days=1)):  # two judgements on different inputs
         found = anomaly_rows(gold, silver, [day], source="stream").collect()
@@ -193,6 +193,7 @@ def test_root_cause_ranks_the_segment_that_lost_its_purchases(spark):
     assert {h["dimension"] for h in hints} == {"category_root", "price_band", "product_id"}
 
 
+@pytest.mark.slow
 def test_harness_on_a_small_scenario(spark_resource, tmp_path):
     """The evaluation harness end to end: generate a planned scenario, materialize up to the
     anomaly table with real Dagster runs, score against the ground truth beside the seed's
