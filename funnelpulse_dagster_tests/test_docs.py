@@ -1,0 +1,82 @@
+"""The docs a user reads say what the code does: the README's asset table, command list and
+automation table, and the detector's thresholds in docs/anomalies.md, are held to the code."""
+
+from __future__ import annotations
+
+import re
+
+from funnelpulse_dagster_tests.conftest import REPO
+
+README = (REPO / "README.md").read_text()
+
+
+def _table_rows(text: str, header: str) -> list[list[str]]:
+    """The cells of the Markdown table whose header row starts with `header`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip().strip("`") for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_readme_is_short_and_holds_no_measured_figures():
+    assert len(README.splitlines()) <= 120
+    timing = re.findall(r"\b\d+(?:[.,]\d+)?\s?(?:s|ms|min|minutes|seconds)\b", README)
+    assert not timing, timing  # figures live in docs/performance.md, written by the benchmarks
+
+
+def test_readme_asset_table_is_the_code_locations_assets():
+    from funnelpulse_dagster.definitions import defs
+    from funnelpulse_dagster.tables import ALL_TABLES
+
+    graph = defs.resolve_asset_graph()
+    rows = _table_rows(README, "| asset |")
+    assert sorted(r[0] for r in rows) == sorted(k.to_user_string() for k in graph.get_all_asset_keys())
+    for name, group, partition, _ in rows:
+        node = next(graph.get(k) for k in graph.get_all_asset_keys() if k.to_user_string() == name)
+        assert group == node.group_name, name
+        expected = ALL_TABLES[name].partition_column if name in ALL_TABLES else "–"
+        assert partition == expected, name
+
+
+def test_readme_command_list_is_the_clis_commands():
+    import argparse
+
+    from funnelpulse_dagster import cli
+
+    parser_actions: list[argparse.Action] = []
+    original = argparse.ArgumentParser.parse_args
+    try:  # build the parser as main() does, and stop before it parses anything
+        argparse.ArgumentParser.parse_args = lambda self, *a, **k: parser_actions.extend(self._actions) or (_ for _ in ()).throw(SystemExit(0))
+        try:
+            cli.main([])
+        except SystemExit:
+            pass
+    finally:
+        argparse.ArgumentParser.parse_args = original
+    (subparsers,) = [a for a in parser_actions if isinstance(a, argparse._SubParsersAction)]
+    listed = [r[0].removeprefix("funnelpulse ") for r in _table_rows(README, "| command |")]
+    assert sorted(listed) == sorted(subparsers.choices)
+
+
+def test_automation_doc_lists_every_schedule_and_sensor():
+    from funnelpulse_dagster.definitions import defs
+
+    rows = _table_rows((REPO / "docs" / "automation.md").read_text(), "| name |")
+    names = [s.name for s in defs.schedules or []] + [s.name for s in defs.sensors or []]
+    assert sorted(r[0] for r in rows) == sorted(names)
+
+
+def test_anomaly_docs_state_the_thresholds_the_detector_uses():
+    from funnelpulse_dagster import rules
+
+    text = (REPO / "docs" / "anomalies.md").read_text()
+    severities = ", ".join(f"{name} ≥ {threshold:g}" for name, threshold in rules.SEVERITY_THRESHOLDS)
+    assert f"({severities})" in text
+    assert f"max_k |S_k| ≥ {rules.THRESHOLD:g}" in text
+    assert f"(|z| ≥ {rules.CURRENT_HOUR_Z:g})" in text
+    assert f"at least {rules.MIN_VIEWS} views" in text
+    assert f"the {rules.LOOKBACK_DAYS + 1} before it" in text
