@@ -22,14 +22,13 @@ from funnelpulse_dagster.tables import Table
 
 # Columns whose values seldom repeat within a day. Parquet's dictionary encoding hashes every
 # value and then, for these, either gives up or keeps a dictionary nearly as long as the column;
-# written plain, zstd packs them smaller and the writer spends less time (a month written,
-# medians of four rounds: silver 6.0 s against 6.5 s, bronze 6.5 s against 7.1 s, both 3 %
-# smaller; docs/performance.md). A column a table lacks is ignored.
+# written plain, zstd packs them smaller and the writer spends less time (`benchmarks/batch.py`
+# times the writes). A column a table lacks is ignored.
 PLAIN_ENCODED_COLUMNS = ("event_time", "product_id", "category_id", "user_id", "user_session")
 
 # Every Parquet write's settings: the lake's own writes and the streaming job's file sink.
 PARQUET_OPTIONS = {
-    # zstd: a third smaller than snappy for the same write time (measured, docs/performance.md)
+    # zstd: smaller files than snappy for the same write time
     "compression": "zstd",
     **{f"parquet.enable.dictionary#{column}": "false" for column in PLAIN_ENCODED_COLUMNS},
 }

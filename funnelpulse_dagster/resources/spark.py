@@ -52,10 +52,9 @@ def spark_conf(
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.adaptive.coalescePartitions.enabled": "true",
         # Adaptive execution merges shuffle partitions up to this size. At the default 64 MB a
-        # month's big shuffles (120-230 MB) became 3-5 tasks, and 3 tasks on 2 cores leave one
-        # core idle for a third of the stage; at 16 MB they keep their 8 even tasks, while the
-        # checks' tiny shuffles still merge into one (a month's gold steps, warm, five pairs:
-        # median 57.8 s against 70.0 s, docs/performance.md).
+        # month's big shuffles became 3-5 tasks, and 3 tasks on 2 cores leave one core idle for a
+        # third of the stage; at 16 MB they keep their 8 even tasks, while the checks' tiny
+        # shuffles still merge into one (`benchmarks/batch.py` times the gold steps).
         "spark.sql.adaptive.advisoryPartitionSizeInBytes": "16m",
         # re-materializing a day replaces exactly that day's partition directories
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
@@ -77,8 +76,8 @@ def spark_conf(
         "spark.ui.enabled": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         # throughput over pause times: a batch driver on few cores spends less time collecting
-        # with the parallel collector than with G1 (a month's CLI run: 118.7 s against 150.5 s,
-        # for about 1 GB more peak memory); `defaultJavaOptions` leaves `extraJavaOptions` to
+        # with the parallel collector than with G1, for more peak memory (`benchmarks/batch.py`
+        # and `benchmarks/judge_memory.py`); `defaultJavaOptions` leaves `extraJavaOptions` to
         # the user
         "spark.driver.defaultJavaOptions": "-XX:+UseParallelGC",
     }

@@ -10,8 +10,8 @@ Two ways to present the tables to that SQL:
   compares every partition's files (path, size, modification time) with what it copied last
   time and re-copies only partitions that changed, so a background refresh every few seconds
   costs a directory listing when nothing moved. Why: one brand over a month from Parquet decodes
-  every column of ~30 daily files, ~40 ms of CPU a request; from DuckDB's own storage the same
-  answer costs about a millisecond (docs/performance.md, `benchmarks/api.py`).
+  every column of ~30 daily files for every request; DuckDB's own storage answers the same
+  from its indexes and column segments (`benchmarks/api.py` measures both modes).
 
 A lake on `gs://` (or any URI pyarrow knows) is listed and read through pyarrow's filesystems
 (lakefs.py: credentials from the environment, STORAGE_EMULATOR_HOST for an emulator) and copied

@@ -115,8 +115,8 @@ def line_ownership(lines: DataFrame, layout: ExportLayout = STANDARD_LAYOUT) -> 
 
     A line in the export's own shape (`YYYY-MM-DD HH:MM:SS UTC,` at its start, in the standard
     layout) owns the date it starts with whether or not its clock time parses, so such lines are
-    counted by their first ten characters and only the few others have their time parsed (a
-    month: 3.2–3.8 s against 5.1–5.8 s warm). The ten characters become a date after the count
+    counted by their first ten characters and only the few others have their time parsed (the
+    bronze phase `ownership` in `benchmarks/batch.py`). The ten characters become a date after the count
     (NULL when they are not a real date, as the rule says).
     """
     line = F.col("value")
@@ -226,7 +226,7 @@ def owned_by(dates: Iterable[date]) -> Column:
     Use it above something that materializes the parsed columns, as the bronze asset's
     `observe()` does: a filter directly over the parse is pushed into the parse's projection by
     Spark's optimizer, which then parses every line's time twice, once for the filter and once
-    for the output (a month: 17.1–19.6 s against 12.0–12.8 s warm, docs/performance.md).
+    for the output (the bronze phase `parse_and_write_bronze` in `benchmarks/batch.py` shows it).
     """
     return F.col(ROW_DATE).isin(sorted(set(dates)))
 

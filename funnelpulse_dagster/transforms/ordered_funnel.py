@@ -50,18 +50,14 @@ def session_steps(silver: DataFrame, window_minutes: int | None = None) -> DataF
 
     Sessions are grouped by a 64-bit hash of their id first and the id itself second: both
     window sorts then compare a long on almost every comparison instead of a 36-character
-    string (one shuffle, by session, still serves both windows; measured on a month together
-    with dropping remove_from_cart after the date: 12.8 s against 16.4 s warm, 14.9 s against
-    27.1 s cold).
+    string (one shuffle, by session, still serves both windows).
 
     A session that never viewed anything has no step in any dimension, so it is dropped before
-    its events are multiplied by the dimensions (a month: 14 % of the step events). The rows per
+    its events are multiplied by the dimensions (about a seventh of the step events in the real data). The rows per
     session × value then come out of the second window already sorted by their group, so with
     `spark.sql.execution.replaceHashWithSortAgg` (resources/spark.py) the aggregation that keeps
-    one row per group streams through them instead of hashing a 36-character id per row (a
-    month's funnel alone, one warm session, six rounds in rotating order: median 26.7 s against
-    32.0 s; the setting alone, without the drop, 32.7 s; in whole runs the gain is inside the
-    noise, docs/performance.md).
+    one row per group streams through them instead of hashing a 36-character id per row
+    (`benchmarks/batch.py` measures the asset; docs/performance.md).
     """
     session_key = [F.xxhash64("user_session").alias("session_hash"), "user_session"]
     whole_session = Window.partitionBy("session_hash", "user_session")

@@ -64,12 +64,11 @@ def deduplicate_events(events: DataFrame) -> DataFrame:
     key = ["event_date", *SILVER_KEY_RULE.key]
     rest = [c for c in events.columns if c not in key]
     # Shuffling first lets Spark aggregate with one sort after the exchange; grouping directly
-    # plans a sort-based partial aggregate on each side of it (measured on a month: 7.7 s instead
-    # of 18 s cold). min() of a struct with strings cannot use the hash aggregate. The shuffle is
+    # plans a sort-based partial aggregate on each side of it, twice the sorting. min() of a struct with strings cannot use the hash aggregate. The shuffle is
     # by the day alone, which the key contains, so each day's rows meet on one task: the write
     # then makes one file per day instead of one per day and task, and every reader of silver
-    # opens 30 files a month instead of 240 (measured on a month, warm: the write 17.6–21.9 s
-    # against 22.4–25.6 s, a gold table from it 8.5–9.8 s against 10.4–11.7 s). The cost: one
+    # opens one file a day instead of one per day and task (`benchmarks/batch.py` measures both
+    # the write and the gold tables read from it). The cost: one
     # task holds a whole day, ≈ 135 k events here; a shop with tens of millions of events a day
     # would put part of the key back into the shuffle.
     return (

@@ -88,8 +88,8 @@ def gold_daily_tables(context: AssetExecutionContext, spark: SparkResource, lake
     days = partition_days(context)
     selected_keys = {key.to_user_string() for key in context.selected_asset_keys}
     selected = [name for name in _BUILDERS if name in selected_keys]  # this multi-asset's own, in order
-    # Each table scans silver's Parquet itself: caching the month for the three of them cost
-    # more than the two extra scans (measured: 14.6–17.7 s against 12.7–13.1 s for the three)
+    # Each table scans silver's Parquet itself: caching a month for the three of them costs more
+    # than the two extra scans (`benchmarks/batch.py` times the three, phase by phase)
     silver = lake.read(session, SILVER_EVENTS, days).select(*GOLD_INPUT_COLUMNS)
     silver_totals = None
     for name in selected:
