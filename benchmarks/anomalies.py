@@ -26,6 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from figures import record, table
+
 from funnelpulse_dagster.evaluation.scenarios import (
     HELDOUT_SEEDS,
     SHOPS,
@@ -154,6 +156,20 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
     print()
     print(report(results))
+    rows = [
+        [
+            r["scenario"],
+            r["eligible_brand_hours"],
+            r["positive_brand_hours"],
+            _prf(r["ours"]),
+            _prf(r["seed_method"]),
+        ]
+        for r in results
+    ]
+    header = ["scenario", "eligible brand-hours", "injected", "ours P / R / F1", "seed's P / R / F1"]
+    record(
+        "anomalies", [table("per scenario (brand-hours)", header, rows)], notes=report(results).splitlines()
+    )
     return 0
 
 

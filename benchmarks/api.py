@@ -25,6 +25,8 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from figures import record, table
+
 BIN = Path(sys.executable).parent
 
 
@@ -166,6 +168,13 @@ def main() -> int:
             )
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
+        header = ["endpoint", "requests/s", "p50 ms", "p95 ms", "p99 ms", "errors"]
+        rows = [
+            [name, r["requests_per_second"], r["p50_ms"], r["p95_ms"], r["p99_ms"], r["errors"]]
+            for name, r in results["endpoints"].items()
+        ]
+        title = f"{args.mode} mode, {args.clients} clients, {first}..{last} ({hourly['rows']:,} hourly brand rows)"
+        record("api", [table(title, header, rows)])
     finally:
         server.terminate()
         server.wait(30)

@@ -50,6 +50,9 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from figures import flat, record  # benchmarks/figures.py: the performance page
+from figures import table as figures_table
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -806,6 +809,53 @@ def main() -> int:
         print(f"one day's chain from the CLI ({args.per_day}): {results['one_day_cli_wall_s']}s wall")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
+    header = ["run", "wall s", "events/s", "peak PSS GB", "× DuckDB"]
+    runs = [
+        [
+            "Dagster + Spark in-process (CLI, whole run)",
+            spark_wall,
+            round(rows / spark_wall),
+            spark_peak / 1e9,
+            results["ratio_wall"],
+        ],
+        ["DuckDB reference", duck_wall, round(rows / duck_wall), duck_peak / 1e9, 1.0],
+        [
+            "DuckDB reference with the checks",
+            duck_checked,
+            round(rows / duck_checked),
+            "–",
+            round(duck_checked / duck_wall, 2),
+        ],
+    ]
+    if args.connect:
+        for name in ("first", "warm"):
+            run = results["connect"][name]
+            runs.insert(
+                1 + (name == "warm"),
+                [
+                    f"Spark Connect {name} run (CLI, whole run)",
+                    run["wall_s"],
+                    round(rows / run["wall_s"]),
+                    run["peak_rss_gb"],
+                    run["ratio_wall"],
+                ],
+            )
+    if args.per_day:
+        runs.append(
+            [
+                f"one day from the CLI, in-process ({args.per_day})",
+                results["one_day_cli_wall_s"],
+                "–",
+                results["one_day_peak_rss_gb"],
+                "–",
+            ]
+        )
+    tables = [
+        figures_table(f"{rows:,} events, {args.days} days, {results['csv_mb']} MB of CSV", header, runs),
+        figures_table("Spark steps, in-process run (s)", ["step", "s"], [[k, v] for k, v in steps.items()]),
+        flat("all figures", results),
+    ]
+    record("batch", tables)
     return 0
 
 

@@ -22,7 +22,7 @@ micro-batch + publishing + the server's next live refresh (every 0.5 s) + the re
 
     .venv/bin/python benchmarks/live_latency.py --open-hour-growth 10000,100000,1000000,5000000
 
-measures instead what a micro-batch of the open-state query costs as its open hour grows: it
+With `--open-hour-growth`, it measures instead what a micro-batch of the open-state query costs as its open hour grows: it
 fills one hour of the topic up to each size in turn (the query absorbs the fill), then sends
 `--probe-events` more into the same hour three times and reports the median of those micro-
 batches' durations (Spark's `triggerExecution`) at each size. Flat means incremental.
@@ -49,6 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import pandas as pd
+from figures import flat, record  # benchmarks/figures.py: the performance page
 
 from funnelpulse_dagster.generator import generate
 from funnelpulse_dagster.lake import Lake
@@ -219,6 +220,7 @@ def main() -> int:
         figures = open_hour_growth(sizes, args.probe_events, partitions=4)
         if args.json:
             Path(args.json).write_text(json.dumps(figures, indent=2))
+        record("open_hour_growth", [flat("a micro-batch of the open-state query by open-hour size", figures)])
         return 0
 
     work = Path(tempfile.mkdtemp(prefix="funnelpulse-latency-"))
@@ -348,6 +350,7 @@ def main() -> int:
     print(json.dumps(figures, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
+    record("live_latency", [flat(f"produced → visible at {args.rate:,.0f} events/s", figures)])
     broker.stop(work)
     spark.stop()
     shutil.rmtree(work, ignore_errors=True)

@@ -31,6 +31,8 @@ from dagster import DagsterInstance, materialize
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from figures import flat, record
+
 from funnelpulse_dagster.defs.lakehouse.bronze import bronze
 from funnelpulse_dagster.generator import generate
 from funnelpulse_dagster.lake import Lake
@@ -190,6 +192,7 @@ def main() -> int:
     else:
         for key, value in results.items():
             print(f"{key:36} {value:>14,}" if isinstance(value, (int, float)) else f"{key:36} {value}")
+    record("stream", [flat(f"replay and topic → table, {args.broker} broker", results)])
     return 0
 
 

@@ -80,3 +80,22 @@ def test_anomaly_docs_state_the_thresholds_the_detector_uses():
     assert f"(|z| ≥ {rules.CURRENT_HOUR_Z:g})" in text
     assert f"at least {rules.MIN_VIEWS} views" in text
     assert f"the {rules.LOOKBACK_DAYS + 1} before it" in text
+
+
+def test_the_performance_page_is_what_the_benchmarks_recorded():
+    """docs/performance.md is rendered by benchmarks/figures.py from benchmarks/results/: a
+    hand edit, or a result recorded without rendering the page, shows here."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("figures", REPO / "benchmarks" / "figures.py")
+    figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figures)
+    assert (REPO / "docs" / "performance.md").read_text() == figures.render()
+
+
+def test_links_into_the_performance_page_find_their_section():
+    headings = re.findall(r"^## (.+)$", (REPO / "docs" / "performance.md").read_text(), re.MULTILINE)
+    anchors = {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+    docs = [REPO / "README.md", *(REPO / "docs").glob("*.md")]
+    linked = {m for doc in docs for m in re.findall(r"performance\.md#([\w\-]+)", doc.read_text())}
+    assert linked and linked <= anchors, linked - anchors
