@@ -3,10 +3,11 @@
 Each benchmark ends with `record(name, tables)`: its figures, the command that produced them,
 the machine and the date go to `benchmarks/results/<name>.json`, and the page is rendered again
 from every recorded result. A section's method is its script's docstring (without the
-usage lines), so what a benchmark says it measures has one owner. `test_docs.py` holds the page
-to `render()`.
+usage lines), so what a benchmark says it measures has one owner. `test_docs.py` runs
+`--check`.
 
-    .venv/bin/python benchmarks/figures.py      # re-render the page from the recorded results
+    .venv/bin/python benchmarks/figures.py          # re-render the page from the recorded results
+    .venv/bin/python benchmarks/figures.py --check  # exit 1 when the page is not what they render
 """
 
 from __future__ import annotations
@@ -176,5 +177,13 @@ def render() -> str:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--check"]:  # the page is what the results render (test_docs.py runs this)
+        if PAGE.read_text() != render():
+            print(
+                f"{PAGE.relative_to(REPO)} differs from what {RESULTS.relative_to(REPO)}/ renders",
+                file=sys.stderr,
+            )
+            sys.exit(1)
+        sys.exit(0)
     PAGE.write_text(render())
     print(f"{PAGE.relative_to(REPO)} rendered from {RESULTS.relative_to(REPO)}/")

@@ -7,7 +7,7 @@ ERROR-severity and blocking, so a failed check stops the downstream assets of th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
@@ -437,26 +437,36 @@ def stream_matches_batch(stream: DataFrame, batch: DataFrame) -> AssetCheckResul
 INCIDENT_LIMIT = 25
 
 
-def incident_list(anomalies: DataFrame) -> dict[str, object]:
-    """The run's drops, biggest first, as materialization metadata: findings of the detector,
+def incident_list(anomalies: DataFrame, days: Sequence[date]) -> dict[date, dict[str, object]]:
+    """Each day's drops, biggest first, as that partition's metadata: findings of the detector,
     not a verdict on the data (a check fails only when the data is wrong)."""
-    drops = anomalies.filter(F.col("anomaly_type") == "drop").orderBy(F.desc("score"))
-    count = drops.count()
-    rows = drops.limit(INCIDENT_LIMIT).collect()
-    lines = [
+    drops = anomalies.filter(F.col("anomaly_type") == "drop").orderBy(F.desc("score")).collect()
+    header = [
         "| brand | hour (UTC) | views | conversion | expected | session conversion | expected | score | top hint |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
-        *[
-            f"| {r['brand']} | {r['window_start']:%Y-%m-%d %H:00} | {r['views']} | "
-            f"{r['conversion_rate']:.3f} | {r['expected_conversion_rate']:.3f} | "
-            f"{r['session_conversion_rate'] or 0:.3f} | {r['expected_session_conversion_rate']:.3f} | "
-            f"{r['score']:.1f} | {r['top_hint']} |"
-            for r in rows
-        ],
     ]
+    by_day: dict[date, list] = {day: [] for day in days}
+    for r in drops:
+        by_day.setdefault(r["window_date"], []).append(r)
     return {
-        "drops": count,
-        "incidents": MetadataValue.md("\n".join(lines) if rows else "no conversion drops in the run's days"),
+        day: {
+            "drops": len(rows),
+            "incidents": MetadataValue.md(
+                "\n".join(
+                    header
+                    + [
+                        f"| {r['brand']} | {r['window_start']:%Y-%m-%d %H:00} | {r['views']} | "
+                        f"{r['conversion_rate']:.3f} | {r['expected_conversion_rate']:.3f} | "
+                        f"{r['session_conversion_rate'] or 0:.3f} | {r['expected_session_conversion_rate']:.3f} | "
+                        f"{r['score']:.1f} | {r['top_hint']} |"
+                        for r in rows[:INCIDENT_LIMIT]
+                    ]
+                )
+                if rows
+                else "no conversion drops on this day"
+            ),
+        }
+        for day, rows in by_day.items()
     }
 
 

@@ -7,7 +7,6 @@ from datetime import date
 from dagster import (
     AssetExecutionContext,
     AssetSpec,
-    MaterializeResult,
     MetadataValue,
     multi_asset,
 )
@@ -24,16 +23,14 @@ from funnelpulse_dagster.ingest import (
 from funnelpulse_dagster.lib.partitions import (
     ROW_COUNT,
     daily_partitions,
-    partition_days,
-    report_partitions,
     single_run_backfill,
 )
 from funnelpulse_dagster.lib.quality import check_spec, ingest_reconciliation
+from funnelpulse_dagster.lib.spark_tables import SPARK_TABLE_KINDS, start_run
 from funnelpulse_dagster.ownership import ExportFormatError
 from funnelpulse_dagster.resources import LakeResource, RawDataResource, SparkResource
 from funnelpulse_dagster.rules import INPUT_ROWS_RECONCILE
 from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_INGEST_LEDGER, BRONZE_QUARANTINE
-from funnelpulse_dagster.timing import PhaseTimer
 from funnelpulse_dagster.transforms.bronze import (
     QUARANTINED_ROWS,
     bronze_rows,
@@ -48,13 +45,13 @@ from funnelpulse_dagster.transforms.bronze import (
             BRONZE_EVENTS.name,
             description="One typed row per parsed input line (UTC event_time, 64-bit ids, exact prices).",
             group_name="bronze",
-            kinds={"spark", "parquet"},
+            kinds=SPARK_TABLE_KINDS,
         ),
         AssetSpec(
             BRONZE_QUARANTINE.name,
             description="One row per input line that could not be parsed, with the raw text and the reason.",
             group_name="bronze",
-            kinds={"spark", "parquet"},
+            kinds=SPARK_TABLE_KINDS,
         ),
         AssetSpec(
             BRONZE_INGEST_LEDGER.name,
@@ -62,7 +59,7 @@ from funnelpulse_dagster.transforms.bronze import (
             "modification time and fingerprint, the lines that day owns, and how many landed in "
             "bronze and in quarantine.",
             group_name="bronze",
-            kinds={"spark", "parquet"},
+            kinds=SPARK_TABLE_KINDS,
         ),
     ],
     check_specs=[check_spec(INPUT_ROWS_RECONCILE, BRONZE_EVENTS.name)],
@@ -76,10 +73,8 @@ from funnelpulse_dagster.transforms.bronze import (
 def bronze(
     context: AssetExecutionContext, spark: SparkResource, lake: LakeResource, raw_data: RawDataResource
 ):
-    timer = PhaseTimer()
-    with timer.phase("spark_session"):
-        session = spark.spark_session
-    days = partition_days(context)
+    run = start_run(context, BRONZE_EVENTS, spark, lake)
+    session, days, timer = run.session, run.days, run.timer
     with timer.phase("list_files"):
         entries = list_exports(raw_data.uri)
     if not entries:
@@ -122,19 +117,13 @@ def bronze(
 
     owned = {(f.uri, day): n for f in touched for day, n in f.lines_by_day.items()}
     by_day = _per_day(days, owned, stored_bronze, stored_quarantine, quarantined, ledger)
-    context.log.info(f"bronze phases (s): {timer.phases}")
+    run.log_phases()
     context.log.info(
         f"bronze: {len(touched)} of {len(files)} file(s) own lines on {len(days)} day(s): "
         f"{sum(d['rows_in'] for d in by_day.values())} lines -> "
         f"{sum(d['bronze'] for d in by_day.values())} bronze, "
         f"{sum(d['quarantine'] for d in by_day.values())} quarantined"
     )
-    run_level = {
-        "run_days": len(days),
-        "run_input_files": MetadataValue.json([f.uri for f in touched]),
-        "run_seconds": MetadataValue.float(timer.total),
-        "run_seconds_by_phase": MetadataValue.json(timer.phases),
-    }
     selected = {key.to_user_string() for key in context.selected_asset_keys}
     per_table = {
         BRONZE_EVENTS.name: lambda d: {
@@ -156,11 +145,7 @@ def bronze(
     for table in (BRONZE_EVENTS, BRONZE_QUARANTINE, BRONZE_INGEST_LEDGER):
         if table.name not in selected:
             continue
-        report_partitions(context, table.name, {day: per_table[table.name](f) for day, f in by_day.items()})
-        yield MaterializeResult(
-            asset_key=table.name,
-            metadata={**run_level, "path": MetadataValue.path(lake.table_uri(table))},
-        )
+        yield run.report(table, {day: per_table[table.name](f) for day, f in by_day.items()})
     if context.selected_asset_check_keys:
         yield ingest_reconciliation(owned, stored_bronze, stored_quarantine, days)
 

@@ -1,20 +1,8 @@
 """The daily and price-band gold tables, built in one step from silver."""
 
-from dagster import (
-    AssetExecutionContext,
-    AssetSpec,
-    MaterializeResult,
-    MetadataValue,
-    multi_asset,
-)
+from dagster import AssetExecutionContext, AssetSpec, multi_asset
 
-from funnelpulse_dagster.lib.partitions import (
-    daily_partitions,
-    gold_day_figures,
-    partition_days,
-    report_partitions,
-    single_run_backfill,
-)
+from funnelpulse_dagster.lib.partitions import daily_partitions, gold_day_figures, single_run_backfill
 from funnelpulse_dagster.lib.quality import (
     check_spec,
     daily_matches_hourly,
@@ -25,6 +13,7 @@ from funnelpulse_dagster.lib.quality import (
     silver_daily_totals,
     totals_match,
 )
+from funnelpulse_dagster.lib.spark_tables import SPARK_TABLE_KINDS, start_run
 from funnelpulse_dagster.resources import LakeResource, SparkResource
 from funnelpulse_dagster.rules import DAILY_MATCHES_HOURLY, RATES_VALID, TOTALS_MATCH_SILVER
 from funnelpulse_dagster.tables import (
@@ -35,7 +24,6 @@ from funnelpulse_dagster.tables import (
     SILVER_EVENTS,
     Table,
 )
-from funnelpulse_dagster.timing import PhaseTimer
 from funnelpulse_dagster.transforms.gold import (
     GOLD_INPUT_COLUMNS,
     daily_brand_funnel,
@@ -56,7 +44,7 @@ def _spec(table: Table, description: str, extra_deps: list[str] | None = None) -
         deps=[SILVER_EVENTS.name, *(extra_deps or [])],
         description=description,
         group_name="gold",
-        kinds={"spark", "parquet"},
+        kinds=SPARK_TABLE_KINDS,
     )
 
 
@@ -83,40 +71,27 @@ def _spec(table: Table, description: str, extra_deps: list[str] | None = None) -
     can_subset=True,
 )
 def gold_daily_tables(context: AssetExecutionContext, spark: SparkResource, lake: LakeResource):
-    timer = PhaseTimer()
-    session = spark.spark_session
-    days = partition_days(context)
+    run = start_run(context, GOLD_FUNNEL_DAILY_BRAND, spark, lake)
     selected_keys = {key.to_user_string() for key in context.selected_asset_keys}
     selected = [name for name in _BUILDERS if name in selected_keys]  # this multi-asset's own, in order
     # Each table scans silver's Parquet itself: caching a month for the three of them costs more
     # than the two extra scans (`benchmarks/batch.py` times the three, phase by phase)
-    silver = lake.read(session, SILVER_EVENTS, days).select(*GOLD_INPUT_COLUMNS)
+    silver = run.read(SILVER_EVENTS).select(*GOLD_INPUT_COLUMNS)
     silver_totals = None
     for name in selected:
         table, build = _BUILDERS[name]
-        with timer.phase(f"{name}_write"):
-            lake.replace_partitions(build(silver), table, days)
-        with timer.phase(f"{name}_checks"):
-            stored = lake.read(session, table, days)
-            summary = gold_day_summary(stored, table.partition_column)
+        with run.phase(f"{name}_write"):
+            run.write(build(silver), table)
+        with run.phase(f"{name}_checks"):
+            summary = gold_day_summary(run.stored(table), table.partition_column)
             if table is GOLD_FUNNEL_DAILY_BRAND:
-                check = daily_matches_hourly(stored, lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, days))
+                check = daily_matches_hourly(run.stored(table), run.read(GOLD_FUNNEL_HOURLY_BRAND))
             else:
                 if silver_totals is None:
                     silver_totals = silver_daily_totals(silver)
                 check = totals_match(summary, silver_totals, table.name)
             validity = rates_valid(summary)
-        report_partitions(context, name, gold_day_figures(rows_by_day(summary, days)))
-        yield MaterializeResult(
-            asset_key=name,
-            metadata={
-                "run_days": len(days),
-                "path": MetadataValue.path(lake.table_uri(table)),
-                "run_seconds_by_phase": MetadataValue.json(
-                    {k: v for k, v in timer.phases.items() if k.startswith(name)}
-                ),
-            },
-        )
+        yield run.report(table, gold_day_figures(rows_by_day(summary, run.days)))
         yield for_asset(check, name)
         yield for_asset(validity, name)
-    context.log.info(f"gold daily tables phases (s): {timer.phases}")
+    run.log_phases()
