@@ -29,11 +29,11 @@ def launch_in_process(
 ) -> bool:
     """Execute `job_name` as one run on the current instance; True when it succeeded."""
     from dagster import DagsterInstance
-    from dagster._utils.hosted_user_process import recon_job_from_origin
     from dagster._core.execution.api import create_execution_plan, execute_run
     from dagster._core.remote_origin import InProcessCodeLocationOrigin
     from dagster._core.remote_representation.code_location import InProcessCodeLocation
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._utils.hosted_user_process import recon_job_from_origin
 
     target = LoadableTargetOrigin(
         executable_path=sys.executable, module_name=DEFINITIONS_MODULE, working_directory=os.getcwd()

@@ -180,9 +180,26 @@ def _daily_lines(data: ReportData, chart: str, column: str, axis_title: str, tic
     return _titled(figure, chart)
 
 
-def _revenue_and_conversion(rows: list[dict[str, Any]], chart: str, axis_title: str) -> go.Figure:
+def _revenue_and_conversion(
+    rows: list[dict[str, Any]], chart: str, axis_title: str, set_aside_unknown: bool = False
+) -> go.Figure:
+    """Revenue bars and conversion per value. With `set_aside_unknown`, the NULL group (events
+    without a category: most of the shop's revenue) is stated in a note instead of drawn, so the
+    named values' bars stay readable beside it."""
+    unknown = [r for r in rows if r["value"] is None] if set_aside_unknown else []
+    rows = [r for r in rows if not unknown or r["value"] is not None]
     labels = [_label(r["value"]) for r in rows]
     figure = make_subplots(specs=[[{"secondary_y": True}]])
+    if unknown:
+        total = sum(float(r["revenue"] or 0) for r in (*rows, *unknown))
+        aside = unknown[0]
+        share = float(aside["revenue"] or 0) / total if total else 0.0
+        rate = "–" if aside["conversion_rate"] is None else f"{aside['conversion_rate']:.1%}"
+        figure.add_annotation(
+            text=f"not drawn: {UNKNOWN} ({axis_title} missing), revenue ${float(aside['revenue'] or 0):,.0f} "
+            f"({share:.0%} of all), purchases / views {rate}",
+            xref="paper", yref="paper", x=0, y=1.08, showarrow=False, align="left",
+        )  # fmt: skip
     figure.add_trace(
         go.Bar(x=labels, y=[r["revenue"] for r in rows], name="revenue (USD)"), secondary_y=False
     )
@@ -196,6 +213,10 @@ def _revenue_and_conversion(rows: list[dict[str, Any]], chart: str, axis_title: 
     return _titled(figure, chart)
 
 
+# funnel labels as whole numbers with thousands separators (plotly's default is SI: 904.593k)
+_COUNT_OF_FIRST = "%{value:,d}<br>%{percentInitial:.1%} of the first step"
+
+
 def funnel_figure(data: ReportData) -> go.Figure:
     steps = ["views", "carts", "purchases"]
     figure = make_subplots(
@@ -205,9 +226,7 @@ def funnel_figure(data: ReportData) -> go.Figure:
         subplot_titles=("events", "distinct sessions"),
     )
     figure.add_trace(
-        go.Funnel(
-            y=steps, x=[data.totals[s] for s in steps], name="events", textinfo="value+percent initial"
-        ),
+        go.Funnel(y=steps, x=[data.totals[s] for s in steps], name="events", texttemplate=_COUNT_OF_FIRST),
         row=1,
         col=1,
     )
@@ -217,7 +236,7 @@ def funnel_figure(data: ReportData) -> go.Figure:
             y=["sessions with a view", "with a cart", "with a purchase"],
             x=sessions,
             name="sessions",
-            textinfo="value+percent initial",
+            texttemplate=_COUNT_OF_FIRST,
         ),
         row=1,
         col=2,
@@ -245,7 +264,7 @@ def ordered_funnel_figure(data: ReportData) -> go.Figure:
                 y=["viewed", "then carted", "then bought"],
                 x=[funnel["viewed_sessions"], funnel["carted_sessions"], funnel["purchased_sessions"]],
                 name=name,
-                textinfo="value+percent previous",
+                texttemplate="%{value:,d}<br>%{percentPrevious:.1%} of the step before",
             ),
             row=1,
             col=column,
@@ -343,7 +362,9 @@ def figures(data: ReportData) -> dict[str, go.Figure]:
         "daily-conversion": _daily_lines(
             data, "daily-conversion", "conversion_rate", "purchases / views", ".1%"
         ),
-        "category": _revenue_and_conversion(data.categories, "category", "category root"),
+        "category": _revenue_and_conversion(
+            data.categories, "category", "category root", set_aside_unknown=True
+        ),
         "price-band": _revenue_and_conversion(data.price_bands, "price-band", "price band (USD)"),
         "funnel": funnel_figure(data),
         "ordered-funnel": ordered_funnel_figure(data),

@@ -99,8 +99,8 @@ function renderOpen(open) {
     { x, y: open.minutes.map((m) => m.views), name: "views / min", type: "bar", marker: { color: "#aab7cf" } },
     { x, y: open.minutes.map((m) => m.purchases), name: "purchases / min", type: "bar", marker: { color: "#1f3c88" } },
   ], {
-    margin: { t: 10, r: 20, b: 40, l: 60 }, barmode: "overlay", legend: { orientation: "h" },
-    xaxis: { title: { text: "minute (UTC), last hour of events" } }, yaxis: { title: { text: "events" } },
+    margin: { t: 10, r: 20, b: 80, l: 60 }, barmode: "overlay", legend: { orientation: "h" },
+    xaxis: { title: { text: "minute (UTC), last hour of events" }, automargin: true }, yaxis: { title: { text: "events" } },
   }, { displayModeBar: false, responsive: true });
   el("live-open").dataset.ready = "true";
 }
@@ -135,8 +135,8 @@ async function refreshLive() {
       { x, y: live.hours.map((h) => h.conversion_rate), name: "purchases / views", yaxis: "y2", type: "scatter",
         mode: "lines+markers", line: { color: "#e67e22" } },
     ], {
-      margin: { t: 10, r: 60, b: 40, l: 60 }, barmode: "group", legend: { orientation: "h" },
-      xaxis: { title: { text: "hour (UTC)" } }, yaxis: { title: { text: "events" } },
+      margin: { t: 10, r: 60, b: 80, l: 60 }, barmode: "group", legend: { orientation: "h" },
+      xaxis: { title: { text: "hour (UTC)" }, automargin: true }, yaxis: { title: { text: "events" } },
       yaxis2: { title: { text: "purchases / views" }, overlaying: "y", side: "right", tickformat: ".1%" },
     }, { displayModeBar: false, responsive: true });
     el("live-brands").innerHTML =
@@ -186,9 +186,9 @@ async function refreshTrend() {
       });
     }
     Plotly.react("trend-chart", traces, {
-      margin: { t: 10, r: 20, b: 40, l: 60 }, legend: { orientation: "h" },
+      margin: { t: 10, r: 20, b: 80, l: 60 }, legend: { orientation: "h" },
       yaxis: { title: { text: "purchases / views" }, tickformat: ".0%" },
-      xaxis: { title: { text: "hour (UTC)" }, rangeselector: { buttons: [
+      xaxis: { title: { text: "hour (UTC)" }, automargin: true, rangeselector: { buttons: [
         { count: 1, label: "1d", step: "day", stepmode: "backward" },
         { count: 3, label: "3d", step: "day", stepmode: "backward" }, { step: "all" }] } },
     }, { displayModeBar: false, responsive: true });
