@@ -6,15 +6,16 @@ started here as `funnelpulse spark start` starts it; the tests are its clients, 
 CLI subprocesses some tests launch).
 
 Which tests run in which pass is decided by what their code touches (`pytest_collection_modifyitems`):
-- the in-process pass runs every test (but the few marked `connect_pass`);
+- the in-process pass runs every test but the few the Connect pass runs alone (below);
 - the Connect pass runs the tests whose code can behave differently as a Spark Connect client:
   every test that gets a Spark (the `spark_resource` fixture, directly or through another
   fixture), except those marked `spark_mode_independent` (their code under test is a pure
   DataFrame -> DataFrame function, which sends the same plan in both modes, or reads with DuckDB
-  what Spark wrote), and except the embedded-broker variants (a broker's kind and the Spark mode
-  never meet: only Kafka clients talk to the broker);
-- `connect_pass` tests run in the Connect pass only (the demo and the deployment, as clients of
-  the pass's warm server, the README's recipe);
+  what Spark wrote);
+- the Connect pass alone runs the `connect_pass` tests (the demo and the deployment, as clients
+  of the pass's warm server, the README's recipe) and the embedded-broker variants: a broker's
+  kind and the Spark mode never meet (only Kafka clients talk to the broker), so those run once,
+  in the pass that is the shorter without them;
 - `slow` tests are left out of the quick lane (`scripts/test.sh --quick`)."""
 
 from __future__ import annotations
@@ -110,19 +111,15 @@ def pytest_configure(config):
 
 def runs_in_pass(item: pytest.Item, mode: str) -> bool:
     """Whether the pass of Spark `mode` runs `item` (the module docstring says why)."""
-    if item.get_closest_marker("connect_pass"):
-        return mode == "connect"
-    if mode != "connect":
-        return True
     callspec = getattr(item, "callspec", None)
     embedded = "embedded_broker" in item.fixturenames or (
         callspec is not None and callspec.params.get("broker") == "embedded"
     )
-    return (
-        "spark_resource" in item.fixturenames
-        and not item.get_closest_marker("spark_mode_independent")
-        and not embedded
-    )
+    if item.get_closest_marker("connect_pass") or embedded:
+        return mode == "connect"
+    if mode != "connect":
+        return True
+    return "spark_resource" in item.fixturenames and not item.get_closest_marker("spark_mode_independent")
 
 
 def pytest_collection_modifyitems(config, items):
