@@ -6,10 +6,10 @@ recall and time to detect per anomaly factor level, beside the seed's method on 
     .venv/bin/python benchmarks/anomalies.py --shop default --shop "traffic 2x"  # some shops only
     .venv/bin/python benchmarks/anomalies.py --report /tmp/heldout.json          # print a saved run
 
-Each scenario is one shop (traffic, brand curve, weekly rhythm; evaluation/scenarios.py SHOPS)
+Each scenario is one shop (traffic, brand curve, weekly rhythm; funnelpulse_evaluation/scenarios.py SHOPS)
 and one seed: 35 days, one anomaly a day from day 7 with its size, duration, hour of day, brand
 tier and history drawn in rotation, materialized bronze → anomalies with real Dagster runs.
-The scoring rules are in the docstring of funnelpulse_dagster/evaluation/scenarios.py. Results
+The scoring rules are in the docstring of funnelpulse_evaluation/scenarios.py. Results
 are written to --json after every scenario, so a long run can be read while it goes on.
 """
 
@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO))
 
 from figures import record, table
 
-from funnelpulse_dagster.evaluation.scenarios import (
+from funnelpulse_dagster.resources.spark import SparkResource
+from funnelpulse_evaluation.scenarios import (
     HELDOUT_SEEDS,
     SHOPS,
     TUNING_SEEDS,
@@ -36,7 +37,6 @@ from funnelpulse_dagster.evaluation.scenarios import (
     run_scenario,
     summary,
 )
-from funnelpulse_dagster.resources.spark import SparkResource
 
 
 def _prf(m: dict) -> str:

@@ -559,7 +559,7 @@ def connect_runs(
     is followed by a DuckDB run of its own and compared with that: both sides drift on this
     machine (each by up to 1.7x between runs an hour apart), and a ratio of neighbours drifts
     less than a ratio of runs far apart. The median of those ratios is reported."""
-    from funnelpulse_dagster import spark_server
+    from funnelpulse_dagster.runtime import spark_server
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -27,9 +27,9 @@ sys.path.insert(0, str(REPO))
 
 from figures import record, table
 
-from funnelpulse_dagster.evaluation.series import JUDGED, judgeable
 from funnelpulse_dagster.resources.spark import SparkResource
 from funnelpulse_dagster.transforms.anomalies import anomaly_rows
+from funnelpulse_evaluation.series import JUDGED, judgeable
 
 
 def _jmap() -> str:

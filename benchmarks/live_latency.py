@@ -52,10 +52,10 @@ import pandas as pd
 from figures import flat, record  # benchmarks/figures.py: the performance page
 
 from funnelpulse_dagster.generator import generate
-from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.resources import KafkaResource
 from funnelpulse_dagster.resources.spark import classic_session, spark_conf
-from funnelpulse_dagster.services import free_port, wait_for_http
+from funnelpulse_dagster.runtime.services import free_port, wait_for_http
 from funnelpulse_dagster.serving import queries
 from funnelpulse_dagster.serving.store import LakeStore
 from funnelpulse_dagster.streaming import broker

@@ -35,10 +35,10 @@ from figures import flat, record
 
 from funnelpulse_dagster.defs.lakehouse.bronze import bronze
 from funnelpulse_dagster.generator import generate
-from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.resources import KafkaResource, LakeResource, RawDataResource
 from funnelpulse_dagster.resources.spark import SparkResource
-from funnelpulse_dagster.services import free_port
+from funnelpulse_dagster.runtime.services import free_port
 from funnelpulse_dagster.streaming import broker
 from funnelpulse_dagster.streaming.job import run_stream
 from funnelpulse_dagster.streaming.replay import Pacer, replay, to_messages

@@ -55,8 +55,8 @@ def _summary(_: argparse.Namespace) -> int:
     lists and counts, with credentials from the environment)."""
     import pyarrow.dataset as ds
 
-    from funnelpulse_dagster import lakefs
-    from funnelpulse_dagster.lake import Lake
+    from funnelpulse_dagster.lakehouse import lakefs
+    from funnelpulse_dagster.lakehouse.lake import Lake
     from funnelpulse_dagster.tables import ALL_TABLES
 
     lake = Lake(load_settings().lake)
@@ -122,8 +122,8 @@ def _broker(args: argparse.Namespace) -> int:
 
 def _spark(args: argparse.Namespace) -> int:
     """The warm local Spark Connect server: start | stop | status."""
-    from funnelpulse_dagster import spark_server
-    from funnelpulse_dagster.services import ServiceError
+    from funnelpulse_dagster.runtime import spark_server
+    from funnelpulse_dagster.runtime.services import ServiceError
     from funnelpulse_dagster.settings import spark_conf_overrides
 
     settings = load_settings()
@@ -231,7 +231,8 @@ def _anomalies(args: argparse.Namespace) -> int:
 
 def _launch(args: argparse.Namespace) -> int:
     """One run of a named job, executed here, placed by the UI (lib/runs.py says how)."""
-    from funnelpulse_dagster.lib.runs import launch_in_process, partition_range_tags
+    from funnelpulse_dagster.lib.partitions import partition_range_tags
+    from funnelpulse_dagster.lib.runs import launch_in_process
 
     tags: dict[str, str] = {}
     if args.partition_range:

@@ -46,7 +46,7 @@ def spark_resource(tmp_path_factory):
         return
     if SPARK_MODE != "connect":
         raise ValueError(f"FUNNELPULSE_TEST_SPARK={SPARK_MODE!r}: expected in-process or connect")
-    from funnelpulse_dagster import spark_server
+    from funnelpulse_dagster.runtime import spark_server
     from funnelpulse_dagster_tests.live import free_port
 
     home = tmp_path_factory.mktemp("spark_server")
@@ -237,7 +237,7 @@ def streamed(tmp_path_factory, spark_resource, batch_lake, bootstrap):
 @pytest.fixture(scope="session")
 def gcs_emulator():
     """A local GCS on a free port for the whole session; STORAGE_EMULATOR_HOST names it."""
-    from funnelpulse_dagster.services import wait_for_http
+    from funnelpulse_dagster.runtime.services import wait_for_http
     from funnelpulse_dagster_tests.live import free_port
 
     port = free_port()

@@ -9,7 +9,7 @@ from pyspark.sql import Row
 
 from funnelpulse_dagster.defs.streaming.replay import kafka_replay_job
 from funnelpulse_dagster.resources import KafkaResource
-from funnelpulse_dagster.services import free_port  # noqa: F401 (the tests import it from here)
+from funnelpulse_dagster.runtime.services import free_port  # noqa: F401 (the tests import it from here)
 from funnelpulse_dagster.streaming.broker import END_OFFSETS_BY_KIND
 
 # the sample's days (conftest.sample_raw_dir)

@@ -1,7 +1,9 @@
 """The package's shape, proven on every CI run from the source's import statements:
-- the engine (tables, rules, transforms, the lake, Kafka, streaming, serving, ...) imports nothing
-  of Dagster's wiring (`defs/`, `lib/`, `definitions`, `evaluation`, `cli`) and no `dagster`
-  module; only resource classes (`resources/`) may stand between them;
+- the engine (tables, rules, transforms, the lakehouse, the Spark runtime, Kafka, streaming,
+  serving, ...) imports nothing of Dagster's wiring (`defs/`, `lib/`, `definitions`, `cli`) and no
+  `dagster` module; only resource classes (`resources/`) may stand between them;
+- the shipped package imports nothing of the evaluation harness (`funnelpulse_evaluation`, which
+  the tests and the benchmarks share);
 - no import cycle between the package's modules (imports inside functions included);
 - no module outside the tests imports a test module, and no test reaches into benchmarks/.
 """
@@ -14,7 +16,7 @@ from pathlib import Path
 from funnelpulse_dagster_tests.conftest import REPO
 
 PACKAGE = "funnelpulse_dagster"
-WIRING = ("defs", "lib", "definitions", "evaluation", "cli")
+WIRING = ("defs", "lib", "definitions", "cli")
 RESOURCES = ("resources",)
 
 
@@ -135,3 +137,13 @@ def test_the_layers_are_what_this_test_believes():
     assert {"engine", "wiring", "resources"} <= layers
     assert _layer("funnelpulse_dagster.defs.lakehouse.bronze") == "wiring"
     assert _layer("funnelpulse_dagster.transforms.gold") == "engine"
+
+
+def test_the_package_ships_without_the_evaluation_harness():
+    offences = [
+        f"{module} imports {target}"
+        for module, imported in _graph().items()
+        for target in imported
+        if target == "funnelpulse_evaluation" or target.startswith("funnelpulse_evaluation.")
+    ]
+    assert not offences, offences

@@ -111,7 +111,7 @@ def test_demo_runs_the_named_jobs_over_bounded_partitions(tmp_path, spark_env):
 _INSPECT = """
 from dagster import AssetKey, DagsterInstance
 from funnelpulse_dagster.definitions import defs
-from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.settings import load_settings
 from funnelpulse_dagster.tables import GOLD_STREAM_FUNNEL_HOURLY_BRAND
 import pyarrow.dataset as ds

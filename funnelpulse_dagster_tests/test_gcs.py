@@ -19,9 +19,10 @@ import pytest
 from dagster import DagsterInstance, RunRequest, SensorResult, SkipReason, build_sensor_context
 from fastapi.testclient import TestClient
 
-from funnelpulse_dagster import lakefs
-from funnelpulse_dagster.alerts import ALERT_TABLES
-from funnelpulse_dagster.defs.automation import kafka_offsets_sensor, raw_files_sensor
+from funnelpulse_dagster.alerts.incidents import ALERT_TABLES
+from funnelpulse_dagster.defs.lakehouse.automation import raw_files_sensor
+from funnelpulse_dagster.defs.streaming.automation import kafka_offsets_sensor
+from funnelpulse_dagster.lakehouse import lakefs
 from funnelpulse_dagster.resources import RawDataResource, StreamingResource
 from funnelpulse_dagster.serving import queries
 from funnelpulse_dagster.serving.app import create_app

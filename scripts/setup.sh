@@ -25,9 +25,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 # The pinned JVM artifacts (Spark's Kafka source, the tests' Apache Kafka broker):
-# coordinates and checksums in funnelpulse_dagster/jvm/artifacts.lock.json, fetched once into
+# coordinates and checksums in funnelpulse_dagster/runtime/jvm/artifacts.lock.json, fetched once into
 # .venv/share/funnelpulse/jars; runs never download anything.
-.venv/bin/python -m funnelpulse_dagster.jvm.artifacts fetch
+.venv/bin/python -m funnelpulse_dagster.runtime.jvm.artifacts fetch
 
 # Local Dagster instance under FUNNELPULSE_HOME (run history, logs, schedules' state).
 export FUNNELPULSE_HOME="${FUNNELPULSE_HOME:-$HOME/funnelpulse}"

@@ -23,7 +23,7 @@ from dagster import (
     with_source_code_references,
 )
 
-from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.rules import FUNNEL_RATES, ORDERED_RATES
 from funnelpulse_dagster.settings import load_settings
 from funnelpulse_dagster.tables import (

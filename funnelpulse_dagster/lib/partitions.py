@@ -51,6 +51,14 @@ def day_range(first: date, last: date) -> list[date]:
 ROW_COUNT = "dagster/row_count"
 
 
+def partition_range_tags(first: date | str, last: date | str) -> dict[str, str]:
+    """The tags that make one run cover a range of daily partitions (single-run backfill)."""
+    return {
+        "dagster/asset_partition_range_start": str(first),
+        "dagster/asset_partition_range_end": str(last),
+    }
+
+
 def report_partitions(
     context: AssetExecutionContext, asset_name: str, figures_by_day: Mapping[date, Mapping[str, Any]]
 ) -> None:

@@ -16,11 +16,6 @@ CODE_LOCATION = "funnelpulse"  # workspace.yaml's location_name and [tool.dg.pro
 DEFINITIONS_MODULE = "funnelpulse_dagster.definitions"
 
 
-def partition_range_tags(start: str, end: str) -> dict[str, str]:
-    """The tags that make one run cover a range of daily partitions (single-run backfill)."""
-    return {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
-
-
 def launch_in_process(
     job_name: str,
     *,

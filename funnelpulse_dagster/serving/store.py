@@ -52,7 +52,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from funnelpulse_dagster import lakefs
+from funnelpulse_dagster.lakehouse import lakefs
 from funnelpulse_dagster.tables import (
     GOLD_ANOMALIES_HOURLY_BRAND,
     GOLD_SESSION_FUNNEL_DAILY,

@@ -19,8 +19,8 @@ import os
 import uuid
 from pathlib import Path
 
-from funnelpulse_dagster import services
-from funnelpulse_dagster.services import LOOPBACK_HOSTS, ServiceError
+from funnelpulse_dagster.runtime import services
+from funnelpulse_dagster.runtime.services import LOOPBACK_HOSTS, ServiceError
 
 BrokerError = ServiceError
 KAFKA = "kafka"
@@ -89,9 +89,9 @@ def _kafka_command(root: Path, host: str, port: int) -> list[str]:
     command that runs the node."""
     import subprocess
 
-    from funnelpulse_dagster.jvm import ensure_java_home
-    from funnelpulse_dagster.jvm.artifacts import KAFKA_BROKER, jars
-    from funnelpulse_dagster.services import free_port
+    from funnelpulse_dagster.runtime.jvm import ensure_java_home
+    from funnelpulse_dagster.runtime.jvm.artifacts import KAFKA_BROKER, jars
+    from funnelpulse_dagster.runtime.services import free_port
 
     java = str(Path(ensure_java_home(), "bin", "java"))
     class_path = os.pathsep.join(map(str, jars(KAFKA_BROKER)))
@@ -101,7 +101,18 @@ def _kafka_command(root: Path, host: str, port: int) -> list[str]:
     if not (log_dir / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
-            [java, "-cp", class_path, KAFKA_STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(config)],
+            # `--cluster-id=…` in one argument: a random id may start with "-", which the tool's
+            # parser would take for an option
+            [
+                java,
+                "-cp",
+                class_path,
+                KAFKA_STORAGE_TOOL,
+                "format",
+                f"--cluster-id={cluster_id}",
+                "-c",
+                str(config),
+            ],
             capture_output=True,
             text=True,
             check=False,

@@ -36,7 +36,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import StructType
 
-from funnelpulse_dagster.lake import PARQUET_OPTIONS, Lake
+from funnelpulse_dagster.lakehouse.lake import PARQUET_OPTIONS, Lake
 from funnelpulse_dagster.rules import SILVER_RULE_NAMES, violated_rule
 from funnelpulse_dagster.streaming.offsets import uncommitted_batch
 from funnelpulse_dagster.streaming.open_state import OpenStateSink

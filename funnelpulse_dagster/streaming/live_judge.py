@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pyspark.sql import functions as F
 
-from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.streaming.job import last_closed_hour
 from funnelpulse_dagster.tables import (
     GOLD_ANOMALIES_HOURLY_BRAND,

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from funnelpulse_dagster import lakefs
+from funnelpulse_dagster.lakehouse import lakefs
 
 END_OFFSET_MODES = ("fetch", "list")
 

@@ -28,8 +28,8 @@ from datetime import timedelta
 import pyarrow as pa
 from pyspark.sql import DataFrame
 
-from funnelpulse_dagster import lakefs
-from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.lakehouse import lakefs
+from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.tables import LIVE_MINUTE_FUNNEL, LIVE_OPEN_HOURLY_BRAND, LIVE_TABLES
 from funnelpulse_dagster.transforms.live import open_hours_sql, open_minutes_sql
 from funnelpulse_dagster.transforms.stream import WATERMARK_HOURS

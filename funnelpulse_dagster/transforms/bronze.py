@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from funnelpulse_dagster.ownership import BOM, HEADER_LINE, STANDARD_LAYOUT, ExportLayout
+from funnelpulse_dagster.lakehouse.ownership import BOM, HEADER_LINE, STANDARD_LAYOUT, ExportLayout
 from funnelpulse_dagster.tables import (
     BRONZE_EVENTS,
     BRONZE_QUARANTINE,
@@ -104,7 +104,7 @@ def _event_time_text(line: Column, layout: ExportLayout) -> Column:
 
 
 def own_day(event_time: Column, line: Column) -> Column:
-    """A line's own day (funnelpulse_dagster.ownership): the UTC date of its event_time, else
+    """A line's own day (funnelpulse_dagster.lakehouse.ownership): the UTC date of its event_time, else
     the date its text starts with, else NULL."""
     return F.coalesce(F.to_date(event_time), F.try_to_date(F.substring(line, 1, 10), "yyyy-MM-dd"))
 
@@ -190,7 +190,7 @@ def parse_raw_lines(
     `files` maps each file as Spark names it (`_raw_file`) to (its URI as stored in
     `source_file`, its anchor day). `_reason` is NULL for a row that belongs in bronze and says
     what is wrong otherwise. `_row_date` is the day that owns the row: its own day, else its
-    file's anchor day (funnelpulse_dagster.ownership), so every record belongs to exactly one day.
+    file's anchor day (funnelpulse_dagster.lakehouse.ownership), so every record belongs to exactly one day.
     """
     n = layout.field_count
     uri_of = F.create_map(*[x for raw, (uri, _) in files.items() for x in (F.lit(raw), F.lit(uri))])

@@ -15,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context
 
-from funnelpulse_dagster.alerts import AlertState
-from funnelpulse_dagster.defs.alerts import alerts_sensor
-from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.alerts.incidents import AlertState
+from funnelpulse_dagster.defs.alerts.sensors import alerts_sensor
+from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.resources import AlertsResource, StreamingResource
 from funnelpulse_dagster.resources.lake import LakeResource
 from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND

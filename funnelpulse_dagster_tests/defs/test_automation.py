@@ -8,13 +8,13 @@ from datetime import UTC, date, datetime
 
 from dagster import DagsterInstance, SkipReason, build_schedule_context, build_sensor_context
 
-from funnelpulse_dagster.defs.automation import (
+from funnelpulse_dagster.defs.lakehouse.automation import (
     contiguous_ranges,
     daily_lakehouse_schedule,
     days_owned_by,
     raw_files_sensor,
 )
-from funnelpulse_dagster.defs.jobs import batch_lakehouse_job
+from funnelpulse_dagster.defs.lakehouse.jobs import batch_lakehouse_job
 from funnelpulse_dagster.generator import generate
 from funnelpulse_dagster.resources import RawDataResource
 from funnelpulse_dagster.settings import load_settings

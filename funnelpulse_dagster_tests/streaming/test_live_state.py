@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.serving import queries
 from funnelpulse_dagster.serving.store import LakeStore
 from funnelpulse_dagster.streaming.job import run_stream

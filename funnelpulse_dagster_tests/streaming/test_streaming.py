@@ -25,9 +25,9 @@ from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from funnelpulse_dagster.defs.automation import kafka_offsets_sensor
-from funnelpulse_dagster.defs.jobs import live_funnel_job
-from funnelpulse_dagster.lake import Lake
+from funnelpulse_dagster.defs.streaming.automation import kafka_offsets_sensor
+from funnelpulse_dagster.defs.streaming.jobs import live_funnel_job
+from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.resources import StreamingResource
 from funnelpulse_dagster.rules import STREAM_MATCHES_BATCH
 from funnelpulse_dagster.streaming.job import run_stream

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from funnelpulse_dagster.evaluation.series import (
+from funnelpulse_dagster.transforms.anomalies import anomaly_rows, detect, root_cause_hints
+from funnelpulse_evaluation.series import (
     FIRST,
     JUDGED,
     RATE,
@@ -17,7 +18,6 @@ from funnelpulse_dagster.evaluation.series import (
     series,
     with_drop,
 )
-from funnelpulse_dagster.transforms.anomalies import anomaly_rows, detect, root_cause_hints
 
 # the Connect pass leaves these out: the detector is DataFrame -> DataFrame functions, which send the same plan in both modes
 pytestmark = pytest.mark.spark_mode_independent
@@ -198,7 +198,8 @@ def test_harness_on_a_small_scenario(spark_resource, tmp_path):
     """The evaluation harness end to end: generate a planned scenario, materialize up to the
     anomaly table with real Dagster runs, score against the ground truth beside the seed's
     method, with the time to detect of each incident."""
-    from funnelpulse_dagster.evaluation.scenarios import (
+    from funnelpulse_dagster.generator import AnomalySpec
+    from funnelpulse_evaluation.scenarios import (
         DETECTABLE_SIGNAL,
         PlannedAnomaly,
         Scenario,
@@ -207,7 +208,6 @@ def test_harness_on_a_small_scenario(spark_resource, tmp_path):
         signal_level,
         summary,
     )
-    from funnelpulse_dagster.generator import AnomalySpec
 
     # two unmistakable incidents on the busiest brand in the busy afternoon, so the small data
     # still has judgeable hours; and one on a mid-sized brand at night, which has none

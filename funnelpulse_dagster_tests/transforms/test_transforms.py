@@ -9,8 +9,8 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from funnelpulse_dagster import lakefs
-from funnelpulse_dagster.ingest import files_owning, parsed_lines, survey
+from funnelpulse_dagster.lakehouse import lakefs
+from funnelpulse_dagster.lakehouse.ingest import files_owning, parsed_lines, survey
 from funnelpulse_dagster.tables import (
     BRONZE_EVENTS,
     GOLD_FUNNEL_DAILY_BRAND,

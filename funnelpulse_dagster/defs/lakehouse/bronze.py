@@ -12,7 +12,7 @@ from dagster import (
 )
 from pyspark.sql import Observation
 
-from funnelpulse_dagster.ingest import (
+from funnelpulse_dagster.lakehouse.ingest import (
     files_owning,
     ledger_rows,
     list_exports,
@@ -20,6 +20,7 @@ from funnelpulse_dagster.ingest import (
     stored_rows_by_file_day,
     survey,
 )
+from funnelpulse_dagster.lakehouse.ownership import ExportFormatError
 from funnelpulse_dagster.lib.partitions import (
     ROW_COUNT,
     daily_partitions,
@@ -27,7 +28,6 @@ from funnelpulse_dagster.lib.partitions import (
 )
 from funnelpulse_dagster.lib.quality import check_spec, ingest_reconciliation
 from funnelpulse_dagster.lib.spark_tables import SPARK_TABLE_KINDS, start_run
-from funnelpulse_dagster.ownership import ExportFormatError
 from funnelpulse_dagster.resources import LakeResource, RawDataResource, SparkResource
 from funnelpulse_dagster.rules import INPUT_ROWS_RECONCILE
 from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_INGEST_LEDGER, BRONZE_QUARANTINE

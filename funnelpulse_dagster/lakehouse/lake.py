@@ -2,7 +2,7 @@
 
 Spark reads and writes the data; file operations around it (does a table exist, which files a
 partition holds, delete a partition, publish a staged batch) go through pyarrow's filesystems
-(funnelpulse_dagster.lakefs), so nothing here needs the Spark JVM from Python and the same code
+(funnelpulse_dagster.lakehouse.lakefs), so nothing here needs the Spark JVM from Python and the same code
 runs in-process and against a Spark Connect server, on a local disk and on `gs://`.
 """
 
@@ -17,7 +17,7 @@ from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from funnelpulse_dagster import lakefs
+from funnelpulse_dagster.lakehouse import lakefs
 from funnelpulse_dagster.tables import Table
 
 # Columns whose values seldom repeat within a day. Parquet's dictionary encoding hashes every

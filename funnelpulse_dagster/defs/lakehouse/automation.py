@@ -1,6 +1,5 @@
-"""Keeping the lakehouse fresh without anyone pressing a button: a daily schedule, a sensor on
-the input folder, a sensor on the Kafka topic's offsets that drives the streaming job, and the
-automation sensor that re-builds the funnel report after gold changes."""
+"""Keeping the batch lakehouse fresh: a daily schedule, and a sensor on the landing folder that
+builds exactly the days new or changed exports own."""
 
 from __future__ import annotations
 
@@ -9,13 +8,9 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
 from dagster import (
-    AssetSelection,
-    AutomationConditionSensorDefinition,
-    DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     RunRequest,
-    RunsFilter,
     ScheduleEvaluationContext,
     SensorEvaluationContext,
     SensorResult,
@@ -24,28 +19,19 @@ from dagster import (
     sensor,
 )
 
-from funnelpulse_dagster import lakefs
-from funnelpulse_dagster.defs.jobs import REPORT_ASSET, batch_lakehouse_job, live_funnel_job
-from funnelpulse_dagster.defs.streaming.live_funnel import topic_observation
-from funnelpulse_dagster.ownership import (
+from funnelpulse_dagster.defs.lakehouse.jobs import batch_lakehouse_job
+from funnelpulse_dagster.lakehouse import lakefs
+from funnelpulse_dagster.lakehouse.ownership import (
     STANDARD_LAYOUT,
     ExportFormatError,
     layout_of,
     own_days_in,
     owned_days,
 )
-from funnelpulse_dagster.resources import KafkaResource, RawDataResource, StreamingResource
+from funnelpulse_dagster.lib.partitions import partition_range_tags
+from funnelpulse_dagster.resources import RawDataResource
 from funnelpulse_dagster.resources.raw_data import LandedExport
 from funnelpulse_dagster.settings import load_settings
-from funnelpulse_dagster.streaming.offsets import KafkaUnavailable, backlog
-
-
-def partition_range_tags(first: date, last: date) -> dict[str, str]:
-    """Tags that make one run cover a range of daily partitions (single-run backfill)."""
-    return {
-        "dagster/asset_partition_range_start": first.isoformat(),
-        "dagster/asset_partition_range_end": last.isoformat(),
-    }
 
 
 @schedule(
@@ -65,7 +51,7 @@ def daily_lakehouse_schedule(context: ScheduleEvaluationContext) -> RunRequest |
 
 def days_owned_by(uri: str) -> set[date]:
     """The days a file's lines belong to, by the ownership rule bronze applies
-    (funnelpulse_dagster.ownership). A file bronze will refuse still gets the days its lines
+    (funnelpulse_dagster.lakehouse.ownership). A file bronze will refuse still gets the days its lines
     start with, so the runs that fail and name it are the runs for its days."""
     try:
         layout = layout_of(uri, lakefs.read_head(uri))
@@ -140,74 +126,3 @@ def raw_files_sensor(context: SensorEvaluationContext, raw_data: RawDataResource
     if not requests and now_seen == seen:
         return SkipReason(f"no new or changed export in {raw}")
     return SensorResult(run_requests=requests, cursor=json.dumps(now_seen, sort_keys=True))
-
-
-UNFINISHED_RUN_STATUSES = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-    DagsterRunStatus.CANCELING,
-]
-
-
-def stream_run_request(
-    ends: dict[int, int], committed: dict[int, int] | None, topic: str
-) -> RunRequest | SkipReason:
-    """A run when the topic holds messages the checkpoint has not processed. The run key is the
-    target offsets, so a tick that sees the same offsets again asks for nothing new."""
-    behind = {p: o for p, o in (committed or {}).items() if o > ends.get(p, 0)}
-    if behind:
-        return SkipReason(
-            f"topic {topic} ends before the checkpoint at partitions {sorted(behind)} (the topic was "
-            "recreated?); delete the streaming checkpoints to start over"
-        )
-    new = backlog(ends, committed)
-    if new == 0:
-        return SkipReason(f"no new messages on {topic} (offsets {json.dumps(ends, sort_keys=True)})")
-    target = json.dumps({str(p): o for p, o in sorted(ends.items())})
-    return RunRequest(
-        run_key=f"{topic}:{target}",
-        tags={"funnelpulse/target_offsets": target, "funnelpulse/new_messages": str(new)},
-    )
-
-
-@sensor(
-    job=live_funnel_job,
-    minimum_interval_seconds=30,
-    default_status=DefaultSensorStatus.STOPPED,
-    description="Compares the Kafka topic's end offsets with the streaming checkpoint and starts "
-    "the streaming job when there is new data; one streaming run at a time. Observes the topic "
-    "(end offsets, backlog) whenever its offsets move.",
-)
-def kafka_offsets_sensor(
-    context: SensorEvaluationContext, kafka: KafkaResource, streaming: StreamingResource
-):
-    unfinished = context.instance.get_runs(
-        filters=RunsFilter(job_name=live_funnel_job.name, statuses=UNFINISHED_RUN_STATUSES), limit=1
-    )
-    if unfinished:
-        return SkipReason(f"streaming run {unfinished[0].run_id} is still in progress")
-    try:
-        ends = kafka.end_offsets_now(timeout=5)
-    except KafkaUnavailable as exc:
-        return SkipReason(f"Kafka is not reachable at {kafka.bootstrap_servers}: {exc}")
-    committed = streaming.committed_offsets(kafka.topic)
-    decision = stream_run_request(ends, committed, kafka.topic)
-    # the topic is observed whenever its end offsets moved since the last tick (the cursor)
-    observed = json.dumps({str(p): o for p, o in sorted(ends.items())})
-    events = [] if context.cursor == observed else [topic_observation(kafka.topic, ends, committed)]
-    if isinstance(decision, RunRequest):
-        return SensorResult(run_requests=[decision], asset_events=events, cursor=observed)
-    return SensorResult(skip_reason=decision, asset_events=events, cursor=observed)
-
-
-# evaluates funnel_report's eager condition: a run of the report once any upstream gold
-# partition has been materialized since the report was last built
-report_automation_sensor = AutomationConditionSensorDefinition(
-    "report_automation_sensor",
-    target=AssetSelection.assets(REPORT_ASSET),
-    default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=60,
-    description="Re-materializes funnel_report after the gold tables it reads change.",
-)

@@ -1,4 +1,4 @@
-"""The local file system class the project compiles for Spark (funnelpulse_dagster/jvm)."""
+"""The local file system class the project compiles for Spark (funnelpulse_dagster/runtime/jvm)."""
 
 import logging
 import os
@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from funnelpulse_dagster.jvm import (
+from funnelpulse_dagster.runtime.jvm import (
     LOCAL_FILE_SYSTEM,
     compiled_classes,
     ensure_java_home,
@@ -74,7 +74,7 @@ def test_the_settings_apply_to_a_local_master_only_and_keep_the_users_choices(tm
 
 def test_a_failed_compile_warns_and_leaves_hadoops_file_system(tmp_path, caplog):
     """No Java where JAVA_HOME says: the session would still work, only slower."""
-    with caplog.at_level(logging.WARNING, logger="funnelpulse_dagster.jvm"):
+    with caplog.at_level(logging.WARNING, logger="funnelpulse_dagster.runtime.jvm"):
         conf = with_local_file_system(LOCAL, str(tmp_path / "no-java"), tmp_path / "cache")
     assert conf == LOCAL
     assert "forks chmod per file" in caplog.text
@@ -86,7 +86,7 @@ def test_a_missing_or_corrupt_locked_jar_fails_at_once_naming_the_set_up(tmp_pat
     and a missing or altered one stops the session before any JVM starts."""
     import shutil
 
-    from funnelpulse_dagster.jvm import artifacts
+    from funnelpulse_dagster.runtime.jvm import artifacts
 
     good = artifacts.jars(artifacts.SPARK)  # the set-up's folder: all there, all verified
     for jar in good:

@@ -46,7 +46,7 @@ from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND, GOLD_FUNNEL_
 
 START = date(2019, 10, 1)
 FIRST_ANOMALY_DAY = 7  # a week of clean history before the first anomaly
-# when the daily schedule (defs/automation.py, "15 1 * * *") judges yesterday
+# when the daily schedule (defs/lakehouse/automation.py, "15 1 * * *") judges yesterday
 BATCH_RUN_AFTER_MIDNIGHT = timedelta(hours=1, minutes=15)
 
 

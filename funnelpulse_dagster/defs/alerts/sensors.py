@@ -6,7 +6,7 @@ import time
 
 from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
-from funnelpulse_dagster.alerts import (
+from funnelpulse_dagster.alerts.incidents import (
     ALERT_TABLES,
     AlertState,
     anomaly_incidents,

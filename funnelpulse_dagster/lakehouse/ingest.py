@@ -2,7 +2,7 @@
 parse of the run's days, and the ingest ledger. No Dagster here: the asset calls these.
 
 A run of days D reads every input file once cheaply (records per file and own day, see
-funnelpulse_dagster.ownership), so it knows each file's anchor day and how many lines every day
+funnelpulse_dagster.lakehouse.ownership), so it knows each file's anchor day and how many lines every day
 owns, and then parses only the files that own a line on a day in D.
 """
 
@@ -18,9 +18,9 @@ from urllib.parse import unquote
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from funnelpulse_dagster import lakefs
-from funnelpulse_dagster.lake import Lake
-from funnelpulse_dagster.ownership import ExportLayout, layout_of, owned_days
+from funnelpulse_dagster.lakehouse import lakefs
+from funnelpulse_dagster.lakehouse.lake import Lake
+from funnelpulse_dagster.lakehouse.ownership import ExportLayout, layout_of, owned_days
 from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_QUARANTINE
 from funnelpulse_dagster.transforms.bronze import (
     OWN_DAY,

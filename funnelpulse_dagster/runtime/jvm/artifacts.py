@@ -7,7 +7,7 @@ SHA-256, in groups:
   pyspark wheel ships: Spark's Kafka source and its dependencies;
 - `kafka-broker`: a one-node KRaft Apache Kafka (streaming/kafka_broker.py).
 
-`fetch` (run by scripts/setup.sh: `python -m funnelpulse_dagster.jvm.artifacts fetch`) downloads
+`fetch` (run by scripts/setup.sh: `python -m funnelpulse_dagster.runtime.jvm.artifacts fetch`) downloads
 exactly the locked jars with Apache Ivy (the resolver Spark itself ships, on the project's Java)
 into the jar folder and checks each checksum. Nothing is resolved or downloaded at run time:
 `jars(group)` only finds and verifies the files, and raises MissingJars, naming the set-up
@@ -39,7 +39,7 @@ ENV_IVY_SETTINGS = "FUNNELPULSE_IVY_SETTINGS"
 # TLS-inspecting proxy's certificate authority, installed system-wide, is trusted by Ivy too
 ENV_TRUST_STORE = "FUNNELPULSE_JAVA_TRUSTSTORE"
 _SYSTEM_TRUST_STORES = ("/etc/ssl/certs/java/cacerts", "/etc/pki/java/cacerts")
-SETUP_COMMAND = "./scripts/setup.sh (or: python -m funnelpulse_dagster.jvm.artifacts fetch)"
+SETUP_COMMAND = "./scripts/setup.sh (or: python -m funnelpulse_dagster.runtime.jvm.artifacts fetch)"
 SPARK = "spark"
 KAFKA_BROKER = "kafka-broker"
 
@@ -163,7 +163,7 @@ def _ivy_file(dependencies: list[tuple[str, str, str, str]], transitive: bool) -
 
 
 def _run_ivy(dependencies: list[tuple[str, str, str, str]], transitive: bool, out: Path, work: Path) -> None:
-    from funnelpulse_dagster.jvm import ensure_java_home
+    from funnelpulse_dagster.runtime.jvm import ensure_java_home
 
     ivy_xml = work / "ivy.xml"
     ivy_xml.write_text(_ivy_file(dependencies, transitive))
@@ -218,7 +218,7 @@ def _fetch_exactly(todo: dict[str, Jar], folder: Path) -> None:
 
 def _shipped_artifacts() -> set[str]:
     """Artifact names of the jars pyspark ships."""
-    from funnelpulse_dagster.jvm import spark_jars
+    from funnelpulse_dagster.runtime.jvm import spark_jars
 
     names = set()
     for jar in spark_jars():

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from funnelpulse_dagster import services
+from funnelpulse_dagster.runtime import services
 
 SERVICE = "spark-connect"
 DEFAULT_PORT = 15002
@@ -67,7 +67,7 @@ def start(
     command = [
         sys.executable,
         "-m",
-        "funnelpulse_dagster.spark_server",
+        "funnelpulse_dagster.runtime.spark_server",
         "--host",
         host,
         "--port",

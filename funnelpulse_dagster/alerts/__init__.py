@@ -1,0 +1,2 @@
+"""Incidents to send (conversion anomalies, a stalled stream), their messages and the record of
+what was sent (`incidents`)."""
