@@ -232,7 +232,8 @@ EVERY_ANOMALY_EXPLAINED = TableCheck(
 )
 ORDERED_FUNNEL_CONSISTENT = TableCheck(
     "ordered_funnel_consistent",
-    "purchased ≤ carted ≤ viewed sessions and the drop-offs are their differences on every row, and "
+    "purchased ≤ carted ≤ viewed sessions, purchased ≤ bought sessions (in any order), and the "
+    "drop-offs are their differences on every row, and "
     "per day the shop's viewed sessions = the sessions that started that day with a view",
     ("gold_session_funnel_daily",),
 )

@@ -203,6 +203,7 @@ GOLD_SESSION_FUNNEL_DAILY = Table(
         ("viewed_sessions", LongType()),
         ("carted_sessions", LongType()),  # carted after a view
         ("purchased_sessions", LongType()),  # purchased after that cart
+        ("bought_sessions", LongType()),  # purchased at all, in any order
         ("dropped_after_view", LongType()),
         ("dropped_after_cart", LongType()),
         ("view_to_cart_rate", DoubleType()),
@@ -457,9 +458,11 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "top_hint": "the first root-cause hint in words",
     "source": "batch (from batch gold) or stream (from the live table)",
     "dimension": "shop, brand, category_root or price_band",
-    "viewed_sessions": "sessions with a view of such a product",
+    "viewed_sessions": "sessions with a view of such a product (0 on a row only bought without one)",
     "carted_sessions": "of those, sessions with a cart of such a product at or after that first view",
     "purchased_sessions": "of those, sessions with a purchase of such a product at or after that first cart",
+    "bought_sessions": "sessions with a purchase of such a product in any order, with or without a view: "
+    "bought_sessions − purchased_sessions bought outside the ordered path",
     "dropped_after_view": "viewed_sessions − carted_sessions",
     "dropped_after_cart": "carted_sessions − purchased_sessions",
     "median_seconds_view_to_cart": "median seconds from first view to cart, over the sessions that carted",

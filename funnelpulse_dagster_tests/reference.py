@@ -286,7 +286,8 @@ def ordered_funnel(silver_events: pd.DataFrame, window_minutes: int | None = Non
     """The ordered session funnel, session by session in plain Python: per session, its day (the
     date of its first event) and, for the shop and each brand / category root / price band value of
     its products: the first view, the first cart at or after it, the first purchase at or after
-    that cart (all within `window_minutes` of the view when given)."""
+    that cart (all within `window_minutes` of the view when given), and whether it bought such a
+    product at all, in any order (`bought_sessions`: a value bought without a view has a row)."""
     import numpy as np
 
     limit = timedelta(minutes=window_minutes) if window_minutes is not None else None
@@ -300,7 +301,10 @@ def ordered_funnel(silver_events: pd.DataFrame, window_minutes: int | None = Non
             for value in values:
                 mine = rows if column is None else rows[rows[column].isna()] if value is None else rows[rows[column] == value]
                 views = mine[mine["event_type"] == "view"]["event_time"]
+                bought_any = bool((mine["event_type"] == "purchase").any())
                 if views.empty:
+                    if bought_any:
+                        per_group.setdefault((day, dimension, value), []).append((None, None, None, True))
                     continue
                 t_view = views.min()
                 end = t_view + limit if limit is not None else None
@@ -310,23 +314,27 @@ def ordered_funnel(silver_events: pd.DataFrame, window_minutes: int | None = Non
                     t for t in mine[mine["event_type"] == "purchase"]["event_time"] if t >= t_cart and (end is None or t <= end)
                 ]
                 t_buy = min(buys) if buys else None
-                per_group.setdefault((day, dimension, value), []).append((t_view, t_cart, t_buy))
+                per_group.setdefault((day, dimension, value), []).append((t_view, t_cart, t_buy, bought_any))
     out = []
     for (day, dimension, value), sessions in per_group.items():
         def seconds(pairs):
             return [(b - a).total_seconds() for a, b in pairs if a is not None and b is not None]
 
-        v2c = seconds([(v, c) for v, c, _ in sessions])
-        c2p = seconds([(c, p) for _, c, p in sessions])
-        v2p = seconds([(v, p) for v, _, p in sessions])
+        v2c = seconds([(v, c) for v, c, _, _ in sessions])
+        c2p = seconds([(c, p) for _, c, p, _ in sessions])
+        v2p = seconds([(v, p) for v, _, p, _ in sessions])
         q = lambda xs, p: float(np.percentile(xs, p)) if xs else None
-        viewed, carted, bought = len(sessions), len(v2c), len(v2p)
+        viewed = sum(v is not None for v, _, _, _ in sessions)
+        carted, bought = len(v2c), len(v2p)
+        bought_any = sum(b for _, _, _, b in sessions)
         out.append({
             "session_date": day, "dimension": dimension, "value": value,
             "viewed_sessions": viewed, "carted_sessions": carted, "purchased_sessions": bought,
+            "bought_sessions": bought_any,
             "dropped_after_view": viewed - carted, "dropped_after_cart": carted - bought,
-            "view_to_cart_rate": carted / viewed, "cart_to_purchase_rate": bought / carted if carted else None,
-            "conversion_rate": bought / viewed,
+            "view_to_cart_rate": carted / viewed if viewed else None,
+            "cart_to_purchase_rate": bought / carted if carted else None,
+            "conversion_rate": bought / viewed if viewed else None,
             "median_seconds_view_to_cart": q(v2c, 50), "p90_seconds_view_to_cart": q(v2c, 90),
             "median_seconds_cart_to_purchase": q(c2p, 50), "p90_seconds_cart_to_purchase": q(c2p, 90),
             "median_seconds_view_to_purchase": q(v2p, 50), "p90_seconds_view_to_purchase": q(v2p, 90),

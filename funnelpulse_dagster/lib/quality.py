@@ -499,6 +499,7 @@ def ordered_funnel_summary(stored: DataFrame) -> dict[date, dict]:
     inconsistent = (
         (F.col("purchased_sessions") > F.col("carted_sessions"))
         | (F.col("carted_sessions") > F.col("viewed_sessions"))
+        | (F.col("purchased_sessions") > F.col("bought_sessions"))
         | (F.col("dropped_after_view") != F.col("viewed_sessions") - F.col("carted_sessions"))
         | (F.col("dropped_after_cart") != F.col("carted_sessions") - F.col("purchased_sessions"))
     )

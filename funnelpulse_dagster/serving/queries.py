@@ -292,6 +292,7 @@ ORDERED_COUNTS = (
     "viewed_sessions",
     "carted_sessions",
     "purchased_sessions",
+    "bought_sessions",
     "dropped_after_view",
     "dropped_after_cart",
 )
@@ -320,12 +321,20 @@ def ordered_funnel(
             con, f'SELECT {sums} FROM "{table}" {where}', [first, last, dimension, value], order_by="1"
         )
         rates = {r.name: rate_of(row[r.numerator], row[r.denominator]) for r in ORDERED_RATES}
-        return {"start": first.isoformat(), "end": last.isoformat(), **row, **rates}
+        # sessions that bought such a product, but not after a view and a cart in the session
+        outside = row["bought_sessions"] - row["purchased_sessions"]
+        return {
+            "start": first.isoformat(),
+            "end": last.isoformat(),
+            **row,
+            **rates,
+            "bought_outside_path": outside,
+        }
 
     current = totals(start, end)
     previous = totals(start - timedelta(days=7), end - timedelta(days=7))
     change = {}
-    for column in (*ORDERED_COUNTS, *(r.name for r in ORDERED_RATES)):
+    for column in (*ORDERED_COUNTS, "bought_outside_path", *(r.name for r in ORDERED_RATES)):
         now, then = current[column], previous[column]
         if now is None or then is None:
             change[column] = {"absolute": None, "relative": None}

@@ -5,7 +5,9 @@ event's product), a session
 - *viewed* when it has a view of such a product (t_view: the first one);
 - *carted* when it has a cart of such a product at or after t_view (t_cart: the first one);
 - *purchased* when it has a purchase of such a product at or after t_cart (t_purchase),
-each within the conversion window after t_view when one is set (default: the session itself).
+each within the conversion window after t_view when one is set (default: the session itself);
+- *bought* when it has a purchase of such a product at all, in any order (t_bought): a session
+  that bought without viewing the value in it has a row for it, outside the ordered path.
 A step is attributed to a brand only through that brand's own products: a session that views
 brand A and buys brand B converts for neither brand (it does for the shop). Events with the same
 timestamp count as in order (the export has one-second resolution, so a view and a cart in the
@@ -46,14 +48,15 @@ def _dimension_values() -> Column:
 
 
 def session_steps(silver: DataFrame, window_minutes: int | None = None) -> DataFrame:
-    """One row per session × dimension value it viewed: session_date, t_view, t_cart, t_purchase.
+    """One row per session × dimension value it viewed or bought: session_date, t_view, t_cart,
+    t_purchase, t_bought.
 
     Sessions are grouped by a 64-bit hash of their id first and the id itself second: both
     window sorts then compare a long on almost every comparison instead of a 36-character
     string (one shuffle, by session, still serves both windows).
 
-    A session that never viewed anything has no step in any dimension, so it is dropped before
-    its events are multiplied by the dimensions (about a seventh of the step events in the real data). The rows per
+    A session that neither viewed nor bought anything has no row in any dimension, so it is
+    dropped before its events are multiplied by the dimensions. The rows per
     session × value then come out of the second window already sorted by their group, so with
     `spark.sql.execution.replaceHashWithSortAgg` (resources/spark.py) the aggregation that keeps
     one row per group streams through them instead of hashing a 36-character id per row
@@ -69,11 +72,15 @@ def session_steps(silver: DataFrame, window_minutes: int | None = None) -> DataF
             "*",
             F.to_date(F.min("event_time").over(whole_session)).alias("session_date"),
             F.max(F.col("event_type") == "view").over(whole_session).alias("session_viewed"),
+            F.max(F.col("event_type") == "purchase").over(whole_session).alias("session_bought"),
         )
     )
     events = (
         # a session's first event of any type dates it; after that only the steps matter
-        sessions.filter(F.col("session_viewed") & F.col("event_type").isin("view", "cart", "purchase"))
+        sessions.filter(
+            (F.col("session_viewed") | F.col("session_bought"))
+            & F.col("event_type").isin("view", "cart", "purchase")
+        )
         .select(
             "session_hash",
             "user_session",
@@ -106,8 +113,9 @@ def session_steps(silver: DataFrame, window_minutes: int | None = None) -> DataF
         F.min(F.when(step("cart", "t_view") & within("t_view"), F.col("event_time"))).over(group),
     )
     dimension = F.element_at(F.array(*[F.lit(d) for d in ORDERED_DIMENSIONS]), F.col("dimension_index") + 1)
+    bought = F.min(F.when(F.col("event_type") == "purchase", F.col("event_time")))
     return (
-        stepped.filter(F.col("t_view").isNotNull())
+        stepped.filter(F.col("t_view").isNotNull() | (F.col("event_type") == "purchase"))
         .groupBy(*group_key)
         .agg(
             F.first("t_view").alias("t_view"),
@@ -115,6 +123,7 @@ def session_steps(silver: DataFrame, window_minutes: int | None = None) -> DataF
             F.min(F.when(step("purchase", "t_cart") & within("t_view"), F.col("event_time"))).alias(
                 "t_purchase"
             ),
+            bought.alias("t_bought"),
         )
         .select(
             "user_session",
@@ -124,6 +133,7 @@ def session_steps(silver: DataFrame, window_minutes: int | None = None) -> DataF
             "t_view",
             "t_cart",
             "t_purchase",
+            "t_bought",
         )
     )
 
@@ -149,9 +159,10 @@ def ordered_funnel(steps: DataFrame) -> DataFrame:
         "view_to_purchase": _seconds("t_purchase", "t_view"),
     }
     counted = steps.groupBy("session_date", "dimension", "value").agg(
-        F.count(F.lit(1)).alias("viewed_sessions"),
+        F.count("t_view").alias("viewed_sessions"),
         F.count("t_cart").alias("carted_sessions"),
         F.count("t_purchase").alias("purchased_sessions"),
+        F.count("t_bought").alias("bought_sessions"),
         *[F.percentile(seconds, list(_QUANTILES.values())).alias(name) for name, seconds in times.items()],
     )
     counted = counted.select(
@@ -169,5 +180,6 @@ def ordered_funnel(steps: DataFrame) -> DataFrame:
         .withColumn("viewed_sessions", F.col("viewed_sessions").cast("long"))
         .withColumn("carted_sessions", F.col("carted_sessions").cast("long"))
         .withColumn("purchased_sessions", F.col("purchased_sessions").cast("long"))
+        .withColumn("bought_sessions", F.col("bought_sessions").cast("long"))
         .select(*GOLD_SESSION_FUNNEL_DAILY.schema.fieldNames())
     )

@@ -125,7 +125,13 @@ def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample
         expected_silver.assign(event_time=pd.to_datetime(expected_silver["event_time"]))
     )
     keys = ["session_date", "dimension", "value"]
-    columns = ["viewed_sessions", "carted_sessions", "purchased_sessions", "median_seconds_view_to_purchase"]
+    columns = [
+        "viewed_sessions",
+        "carted_sessions",
+        "purchased_sessions",
+        "bought_sessions",
+        "median_seconds_view_to_purchase",
+    ]
     ordered["session_date"] = pd.to_datetime(ordered["session_date"]).dt.date
     pd.testing.assert_frame_equal(
         ordered.sort_values(keys, na_position="first")[keys + columns].reset_index(drop=True),

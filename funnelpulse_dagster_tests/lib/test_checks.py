@@ -136,6 +136,7 @@ def _ordered_row(
         "viewed_sessions": viewed,
         "carted_sessions": carted,
         "purchased_sessions": purchased,
+        "bought_sessions": purchased,
         "dropped_after_view": viewed - carted,
         "dropped_after_cart": carted - purchased,
     }
@@ -178,6 +179,9 @@ def test_ordered_funnel_check_catches_bad_steps_and_a_shop_count_silver_disagree
     _, result = check([*good, _ordered_row(D2, "brand", "b", 1, 0, 1)])
     assert not result.passed and result.metadata["inconsistent_rows"].value == 1
     _, result = check([*good, _ordered_row(D2, "price_band", "<10", 1, 0, 0, dropped_after_view=0)])
+    assert not result.passed and result.metadata["inconsistent_rows"].value == 1
+    # fewer sessions that bought at all than bought in order
+    _, result = check([*good, _ordered_row(D2, "category_root", "c", 2, 1, 1, bought_sessions=0)])
     assert not result.passed and result.metadata["inconsistent_rows"].value == 1
 
     # the shop's viewed sessions differ from silver's recount; a second shop row for a day too

@@ -310,8 +310,16 @@ def test_ordered_funnel_with_the_week_before(client, ref, top_brands):
         "shop",
         None,
     )
-    for column in ("viewed_sessions", "carted_sessions", "purchased_sessions", "dropped_after_view"):
+    for column in (
+        "viewed_sessions",
+        "carted_sessions",
+        "purchased_sessions",
+        "bought_sessions",
+        "dropped_after_view",
+    ):
         assert last[column] == shop[column], column
+    # the buyers the ordered path leaves out, shown beside it
+    assert last["bought_outside_path"] == shop["bought_sessions"] - shop["purchased_sessions"] > 0
     assert last["conversion_rate"] == pytest.approx(shop["purchased_sessions"] / shop["viewed_sessions"])
     [day] = last["days"]
     assert day["median_seconds_view_to_purchase"] == pytest.approx(shop["median_seconds_view_to_purchase"])
@@ -324,6 +332,7 @@ def test_ordered_funnel_with_the_week_before(client, ref, top_brands):
     rows = expected[(expected["dimension"] == "brand") & (expected["value"] == brand)]
     assert body["viewed_sessions"] == rows["viewed_sessions"].sum()
     assert body["purchased_sessions"] == rows["purchased_sessions"].sum()
+    assert body["bought_sessions"] == rows["bought_sessions"].sum()
     assert [d["session_date"] for d in body["days"]] == sorted(d.isoformat() for d in rows["session_date"])
     # bad parameters are the caller's error
     assert client.get("/api/funnel/ordered?dimension=brand").status_code == 400
@@ -903,8 +912,9 @@ def test_dashboard_renders_live_funnel_and_incidents_in_chromium(served_url, tmp
     ordered = _get_guarded(f"{served_url}/api/funnel/ordered")
     assert 'id="ordered-funnel" data-ready="true"' in dom
     table = re.search(r'id="ordered-table">(.*?)</table>', dom, re.DOTALL).group(1)
-    for column in ("viewed_sessions", "carted_sessions", "purchased_sessions"):
+    for column in ("viewed_sessions", "carted_sessions", "purchased_sessions", "bought_outside_path"):
         assert f">{ordered[column]:,}<" in table, column
+    assert "bought outside that path" in table
     assert 'id="incidents" data-ready="true"' in dom
     assert dom.count('<tr class="incident">') == 6
     assert "6 in all" in dom

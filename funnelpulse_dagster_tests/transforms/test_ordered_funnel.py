@@ -29,7 +29,7 @@ EDGE_CASES = [
     _event("ordered", 0, "view"), _event("ordered", 5, "cart"), _event("ordered", 9, "purchase"),
     # out of order: the purchase and cart come before the view, so nothing after the view
     _event("reversed", 0, "purchase"), _event("reversed", 1, "cart"), _event("reversed", 2, "view"),
-    # a purchase with no view at all: not in the funnel
+    # a purchase with no view at all: not in the ordered funnel, but among the sessions that bought
     _event("no-view", 3, "cart"), _event("no-view", 4, "purchase"),
     # repeated carts: the first one after the view counts
     _event("carts", 0, "cart"), _event("carts", 1, "view"), _event("carts", 3, "cart"),
@@ -90,9 +90,12 @@ def test_edge_cases_say_what_the_definitions_say(spark):
     # purchased after that cart: ordered, carts, rebuy, midnight, two (beta bought after alpha's
     # cart), same, slow
     assert shop["purchased_sessions"] == 7
+    # bought in any order: the seven, and reversed and no-view, outside the ordered path
+    assert shop["bought_sessions"] == 9
     alpha, beta = rows[("brand", "alpha")], rows[("brand", "beta")]
     assert (alpha["carted_sessions"], alpha["purchased_sessions"]) == (1, 0)  # bought beta, not alpha
-    assert (beta["viewed_sessions"], beta["carted_sessions"]) == (1, 0)
+    assert (beta["viewed_sessions"], beta["carted_sessions"], beta["bought_sessions"]) == (1, 0, 1)
+    assert alpha["bought_sessions"] == 0
     assert rows[("brand", None)]["carted_sessions"] == 1  # the no-brand group
     # view → cart, minutes: same 0, nobrand 1, carts 2, two 2, rebuy 2, ordered 5, slow 10, midnight 15
     assert shop["median_seconds_view_to_cart"] == 2 * 60

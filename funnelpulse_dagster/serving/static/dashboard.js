@@ -226,12 +226,15 @@ function orderedRows(label, f) {
     ["then carted", "carted_sessions", "view_to_cart_rate", "median_seconds_view_to_cart"],
     ["then bought", "purchased_sessions", "cart_to_purchase_rate", "median_seconds_cart_to_purchase"],
   ];
+  const outside = `<tr class="outside"><td></td><td title="sessions that bought such a product without viewing, then carting it before, in the session">bought outside that path</td>` +
+    `<td class="num">${fmtInt.format(f.bought_outside_path)}</td><td class="num">of ${fmtInt.format(f.bought_sessions)} that bought</td>` +
+    `<td></td><td></td><td class="num">${fmtInt.format(f.previous_week.bought_outside_path)}</td><td class="num">${change(f.change.bought_outside_path)}</td></tr>`;
   return steps.map(([step, count, rate, time], i) =>
     `<tr><td>${i === 0 ? escapeHtml(label) : ""}</td><td>${step}</td><td class="num">${fmtInt.format(f[count])}</td>` +
     `<td class="num">${rate ? pct(f[rate]) : ""}</td>` +
     `<td class="num">${i === 1 ? fmtInt.format(f.dropped_after_view) : i === 2 ? fmtInt.format(f.dropped_after_cart) : ""}</td>` +
     `<td class="num">${time ? duration(day[time]) : ""}</td>` +
-    `<td class="num">${fmtInt.format(f.previous_week[count])}</td><td class="num">${change(f.change[count])}</td></tr>`).join("");
+    `<td class="num">${fmtInt.format(f.previous_week[count])}</td><td class="num">${change(f.change[count])}</td></tr>`).join("") + outside;
 }
 
 async function refreshOrdered() {
@@ -245,7 +248,7 @@ async function refreshOrdered() {
       parts.push(orderedRows(brand, one));
     }
     clearError("ordered-funnel");
-    el("ordered-caption").textContent = `sessions starting ${shop.start}${shop.end !== shop.start ? " to " + shop.end : ""}, vs ${shop.previous_week.start}; sessions, not events: a step counts only after the one before, so a session that bought without a view in it is not here`;
+    el("ordered-caption").textContent = `sessions starting ${shop.start}${shop.end !== shop.start ? " to " + shop.end : ""}, vs ${shop.previous_week.start}; sessions, not events: a step counts only after the one before; the last row counts the sessions that bought outside that path`;
     el("ordered-table").innerHTML =
       "<table><thead><tr><th></th><th>step</th><th class='num'>sessions</th><th class='num'>of the step before</th>" +
       "<th class='num'>dropped</th><th class='num'>median time</th><th class='num'>a week before</th><th class='num'>change</th></tr></thead><tbody>" +
