@@ -106,3 +106,17 @@ def test_links_into_the_performance_page_find_their_section():
     docs = [REPO / "README.md", *(REPO / "docs").glob("*.md")]
     linked = {m for doc in docs for m in re.findall(r"performance\.md#([\w\-]+)", doc.read_text())}
     assert linked and linked <= anchors, linked - anchors
+
+
+def test_one_code_location_name_everywhere():
+    """`dagster dev` (pyproject's dg project), workspace.yaml and the runs `funnelpulse launch`
+    creates all name the location the same, so the UI places every run and sensor under it."""
+    import tomllib
+
+    import yaml
+
+    from funnelpulse_dagster.lib.runs import CODE_LOCATION
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dg"]["project"]
+    (target,) = yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]
+    assert project["code_location_name"] == target["python_module"]["location_name"] == CODE_LOCATION
