@@ -69,6 +69,19 @@ def machine() -> dict:
     }
 
 
+def code_version() -> str:
+    """The commit the figures were measured on (`+changes` when the package differed from it)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        run = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False)
+        return run.stdout.strip() if run.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    changed = git("status", "--porcelain", "--", "funnelpulse_dagster", "benchmarks")
+    return f"{commit}+changes" if changed else commit
+
+
 def table(title: str, header: list[str], rows: list[list]) -> dict:
     """One table of figures as the page shows it."""
     return {"title": title, "header": header, "rows": [[_cell(v) for v in row] for row in rows]}
@@ -111,6 +124,7 @@ def record(
     command = shlex.join([".venv/bin/python", f"benchmarks/{script.name}", *argv[1:]])
     result = {
         "command": command,
+        "code": code_version(),
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "tables": tables,
@@ -165,7 +179,7 @@ def render() -> str:
             continue
         result = json.loads(path.read_text())
         lines += [
-            f"- command: `{result['command']}`",
+            f"- command: `{result['command']}`, at commit `{result.get('code', 'unknown')}`",
             f"- machine: {_machine_line(result['machine'])}",
             f"- measured: {result['measured_at']}",
             "",
