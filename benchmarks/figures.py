@@ -78,7 +78,7 @@ def code_version() -> str:
         return run.stdout.strip() if run.returncode == 0 else ""
 
     commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    changed = git("status", "--porcelain", "--", "funnelpulse_dagster", "benchmarks")
+    changed = git("status", "--porcelain", "--", "funnelpulse_dagster", "benchmarks/*.py")
     return f"{commit}+changes" if changed else commit
 
 
