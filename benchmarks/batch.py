@@ -16,10 +16,10 @@
    session and user funnels and their rates, and the ordered session funnel, all written as
    day-partitioned Parquet; then the reads the Spark steps do besides writing their tables (the
    ownership pass and line reconciliation, rule and row counts, the asset checks: `duckdb_checks`),
-   timed apart, so both "DuckDB" (the tables, as in every earlier figure) and "DuckDB with the
-   checks" (the same work as the Spark run) are reported;
+   timed apart, so both "DuckDB" (the tables alone) and "DuckDB with the checks" (the same work
+   as the Spark run) are reported;
 4. prints events/s, wall time and peak memory (PSS of the whole process tree: shared pages
-   counted by share; the JSON keeps its `peak_rss_gb` keys so older files compare) of both, and
+   counted by share; the JSON's keys say `peak_rss_gb`) of both, and
    the ratios: whole run against DuckDB's whole run, and bronze → silver → hourly brand gold (the
    Spark steps against the same DuckDB phases);
 5. with `--floor`, the least work any Spark chain must do here (`spark_floor`), cold and warm,

@@ -186,7 +186,8 @@ def render() -> str:
         ]
         for t in result["tables"]:
             lines += _markdown_table(t)
-        lines += [*(f"- {note}" for note in result["notes"]), *([""] if result["notes"] else [])]
+        # notes are Markdown lines as the benchmark wrote them (the anomaly report's tables)
+        lines += [*result["notes"], *([""] if result["notes"] else [])]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -23,6 +23,7 @@ Owners, column schemas and freshness are the catalog's (lib/catalog.py), for eve
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
     AssetsDefinition,
+    BetaWarning,
     CodeReferencesMetadataValue,
     Config,
     LocalFileCodeReference,
@@ -164,13 +166,16 @@ def daily_spark_table(
         body.__annotations__ = annotations
         body.__name__ = body.__qualname__ = build.__name__
         body.__doc__ = build.__doc__
-        # the UI's code reference leads to the build, not to this skeleton
-        reference = LocalFileCodeReference(
-            file_path=inspect.getsourcefile(build), line_number=inspect.getsourcelines(build)[1]
-        )
-        common["metadata"] = {
-            "dagster/code_references": CodeReferencesMetadataValue(code_references=[reference])
-        }
+        # the UI's code reference leads to the build, not to this skeleton (beta classes of
+        # Dagster 1.13, as lib/catalog.py's code references)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BetaWarning)
+            reference = LocalFileCodeReference(
+                file_path=inspect.getsourcefile(build), line_number=inspect.getsourcelines(build)[1]
+            )
+            common["metadata"] = {
+                "dagster/code_references": CodeReferencesMetadataValue(code_references=[reference])
+            }
         return asset(**common)(body)
 
     return decorate
