@@ -106,6 +106,8 @@ def flat(title: str, figures: dict, labels: dict[str, str] | None = None) -> dic
 
 
 def _cell(value) -> str:
+    if isinstance(value, bool):  # before int: a bool is an int
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:,.2f}" if abs(value) < 10 else f"{value:,.1f}"
     if isinstance(value, int):
