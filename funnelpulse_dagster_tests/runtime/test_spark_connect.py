@@ -100,7 +100,7 @@ def test_funnelpulse_spark_start_serves_clients_until_stopped(tmp_path):
 def test_no_py4j_outside_the_in_process_session_and_the_server():
     """The engine never reaches into the JVM from Python, so it runs as a Connect client. The
     two places that may: the in-process branch of the resource, and the server itself."""
-    allowed = {"resources/spark.py", "spark_server.py"}
+    allowed = {"resources/spark.py", "runtime/spark_server.py"}
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         text = path.read_text()
