@@ -298,7 +298,8 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The `funnelpulse` command and its subcommands (the README's command list is held to it)."""
     parser = argparse.ArgumentParser(prog="funnelpulse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -399,7 +400,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(func=_serve)
 
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return args.func(args)
 
 

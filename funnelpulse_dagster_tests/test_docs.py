@@ -45,21 +45,9 @@ def test_readme_asset_table_is_the_code_locations_assets():
 def test_readme_command_list_is_the_clis_commands():
     import argparse
 
-    from funnelpulse_dagster import cli
+    from funnelpulse_dagster.cli import build_parser
 
-    parser_actions: list[argparse.Action] = []
-    original = argparse.ArgumentParser.parse_args
-    try:  # build the parser as main() does, and stop before it parses anything
-        argparse.ArgumentParser.parse_args = lambda self, *a, **k: (
-            parser_actions.extend(self._actions) or (_ for _ in ()).throw(SystemExit(0))
-        )
-        try:
-            cli.main([])
-        except SystemExit:
-            pass
-    finally:
-        argparse.ArgumentParser.parse_args = original
-    (subparsers,) = [a for a in parser_actions if isinstance(a, argparse._SubParsersAction)]
+    (subparsers,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     listed = [r[0].removeprefix("funnelpulse ") for r in _table_rows(README, "| command |")]
     assert sorted(listed) == sorted(subparsers.choices)
 

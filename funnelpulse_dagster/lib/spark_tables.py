@@ -11,7 +11,7 @@ and its checks; the conventions live here once.
 
 The skeleton gives every such asset:
 - the daily partitions, one run (and one Spark job per step) for a whole range, `kinds`;
-- its asset checks from rules.py (`check_spec`), blocking unless said otherwise;
+- its asset checks from rules.py (`check_spec`), blocking;
 - a `TableRun`: the Spark session, the lake, the run's days, a phase timer, reads and a write
   that replaces exactly the run's partitions;
 - per partition: that day's own figures (`dagster/row_count` among them), and the table's URI;
@@ -124,13 +124,12 @@ def daily_spark_table(
     group: str,
     deps: Sequence[Any],
     checks: Sequence[Any] = (),
-    non_blocking: Sequence[Any] = (),
     config: type[Config] | None = None,
 ) -> Callable[[Callable[..., Built]], AssetsDefinition]:
     """The asset of `table` built by the decorated `build(run)` (or `build(run, config)` when a
-    run config class is given). `checks` are rules.py's rules the build's results answer;
-    `non_blocking` those among them that must not stop downstream assets."""
-    specs = [check_spec(rule, table.name, blocking=rule not in non_blocking) for rule in checks]
+    run config class is given). `checks` are rules.py's rules the build's results answer, each a
+    blocking check."""
+    specs = [check_spec(rule, table.name) for rule in checks]
 
     def decorate(build: Callable[..., Built]) -> AssetsDefinition:
         def materialize(context, spark, lake, *extra):

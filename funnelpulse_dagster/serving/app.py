@@ -36,20 +36,19 @@ _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?")
 
 
-def _iso_day(value: object) -> object:
-    if isinstance(value, str) and not _ISO_DAY.fullmatch(value):
-        raise ValueError("must be a date as YYYY-MM-DD")
-    return value
+def _text_matching(pattern: re.Pattern, expected: str):
+    """A validator that admits only text in `pattern`'s form (before pydantic's own parsing)."""
+
+    def check(value: object) -> object:
+        if isinstance(value, str) and not pattern.fullmatch(value):
+            raise ValueError(f"must be {expected}")
+        return value
+
+    return check
 
 
 def _clamped_day(value: date | None) -> date | None:
     return None if value is None else min(max(value, queries.FIRST_DAY), queries.LAST_DAY)
-
-
-def _iso_time(value: object) -> object:
-    if isinstance(value, str) and not _ISO_TIME.fullmatch(value):
-        raise ValueError("must be a time as ISO 8601, YYYY-MM-DD[THH:MM[:SS][Z|±HH:MM]]")
-    return value
 
 
 def _utc_clamped(value: datetime | None) -> datetime | None:
@@ -63,10 +62,18 @@ def _utc_clamped(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
 
 
-IsoDay = Annotated[date | None, BeforeValidator(_iso_day), AfterValidator(_clamped_day)]
+IsoDay = Annotated[
+    date | None,
+    BeforeValidator(_text_matching(_ISO_DAY, "a date as YYYY-MM-DD")),
+    AfterValidator(_clamped_day),
+]
 Start = Annotated[IsoDay, Query(description="first day (UTC), default: a window ending at `end`")]
 End = Annotated[IsoDay, Query(description="last day (UTC), inclusive; default: the table's last day")]
-UtcTime = Annotated[datetime | None, BeforeValidator(_iso_time), AfterValidator(_utc_clamped)]
+UtcTime = Annotated[
+    datetime | None,
+    BeforeValidator(_text_matching(_ISO_TIME, "a time as ISO 8601, YYYY-MM-DD[THH:MM[:SS][Z|±HH:MM]]")),
+    AfterValidator(_utc_clamped),
+]
 
 
 class PreEncodedJSONResponse(JSONResponse):

@@ -83,9 +83,10 @@ def gold_daily_tables(context: AssetExecutionContext, spark: SparkResource, lake
         with run.phase(f"{name}_write"):
             run.write(build(silver), table)
         with run.phase(f"{name}_checks"):
-            summary = gold_day_summary(run.stored(table), table.partition_column)
+            stored = run.stored(table)
+            summary = gold_day_summary(stored, table.partition_column)
             if table is GOLD_FUNNEL_DAILY_BRAND:
-                check = daily_matches_hourly(run.stored(table), run.read(GOLD_FUNNEL_HOURLY_BRAND))
+                check = daily_matches_hourly(stored, run.read(GOLD_FUNNEL_HOURLY_BRAND))
             else:
                 if silver_totals is None:
                     silver_totals = silver_daily_totals(silver)
