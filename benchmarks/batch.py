@@ -57,6 +57,22 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+def _lake_size(root: Path) -> dict[str, float]:
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    files = [p for p in root.rglob("*") if p.is_file()]
+    current = 0
+    for table in (p for p in root.iterdir() if (p / "_delta_log").is_dir()):
+        actions = pa.table(DeltaTable(str(table)).get_add_actions(flatten=True))
+        current += sum(actions.column("size_bytes").to_pylist())
+    return {
+        "lake_mb_on_disk": round(sum(p.stat().st_size for p in files) / 1e6, 1),
+        "lake_files_on_disk": len(files),
+        "lake_current_data_mb": round(current / 1e6, 1),
+    }
+
+
 def _resident_bytes(pid: int, rss_pages: int) -> int:
     """The process's proportional set size: its resident pages, each page shared with other
     processes counted by its share. Plain RSS counts a shared page in full in every process
@@ -698,6 +714,9 @@ def main() -> int:
         "rows": rows,
         "days": args.days,
         "csv_mb": round(csv_mb, 1),
+        # the lake after the in-process run: every file under it (data files, Delta logs), and
+        # the data files of the tables' newest versions
+        **_lake_size(home / "tables"),
         "cores": threads,
         "dagster_spark_wall_s": round(spark_wall, 1),
         "dagster_spark_steps_s": steps,

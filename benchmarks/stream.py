@@ -12,7 +12,10 @@
    rate and its error against the setting;
 5. streaming: the streaming job over the unthrottled topic with Trigger.AvailableNow and the
    default admission limit → events/s from topic to table (wall time of the whole run, and
-   the sum of micro-batch times), and micro-batch latency (median, p95).
+   the sum of micro-batch times), and micro-batch latency (median, p95);
+6. the same week in small micro-batches (`--small-trigger` events each), then the maintenance
+   job's compaction and vacuum on the stream's Delta tables → commits, data files before and
+   after compaction, files left on disk.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from figures import flat, record
 from funnelpulse_dagster.defs.lakehouse.bronze import bronze
 from funnelpulse_dagster.generator import generate
 from funnelpulse_dagster.lakehouse.lake import Lake
+from funnelpulse_dagster.lakehouse.maintenance import maintain_lake
 from funnelpulse_dagster.resources import KafkaResource, LakeResource, RawDataResource
 from funnelpulse_dagster.resources.spark import SparkResource
 from funnelpulse_dagster.runtime.services import free_port
@@ -45,9 +49,13 @@ from funnelpulse_dagster.streaming.replay import Pacer, replay, to_messages
 from funnelpulse_dagster.tables import (
     BRONZE_EVENTS,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
+    STREAM_DEAD_LETTERS,
+    STREAM_EVENTS,
     STREAM_GOLD_QUERY,
     STREAM_INGEST_QUERY,
 )
+
+COMPACTED_TABLES = (STREAM_EVENTS, STREAM_DEAD_LETTERS, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
 
 
 def main() -> int:
@@ -59,6 +67,12 @@ def main() -> int:
     parser.add_argument("--events-per-day", type=int, default=150_000)
     parser.add_argument("--rate", type=float, default=50_000, help="throttled replay rate, events/s")
     parser.add_argument("--max-events-per-trigger", type=int, default=250_000)
+    parser.add_argument(
+        "--small-trigger",
+        type=int,
+        default=10_000,
+        help="events per trigger of the run whose small files are then compacted (0: skip it)",
+    )
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--shuffle-partitions", type=int, default=8, help="also the state stores' partitions")
     parser.add_argument("--broker", choices=broker.BROKER_KINDS, default=broker.KAFKA)
@@ -182,6 +196,30 @@ def main() -> int:
                 spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND
             ).count()
             results[f"stream_{phase}_late_rows_dropped"] = gold.late_rows_dropped
+
+        if args.small_trigger:
+            # the same week in small micro-batches, as an always-on stream writes it (a commit
+            # and a few files per batch), then the maintenance job's work on the stream's tables;
+            # retention 0 h so the vacuum's effect shows at once (the job's default is a week)
+            small = Lake(str(work / "stream_small"))
+            run_stream(
+                spark,
+                fast.spark_stream_source(args.small_trigger),
+                small,
+                str(work / "checkpoints_small"),
+                log=lambda _: None,
+                live=None,
+            )
+            started = time.perf_counter()
+            done = maintain_lake(spark, small, 0, COMPACTED_TABLES)
+            results["maintenance_seconds"] = round(time.perf_counter() - started, 2)
+            results["small_trigger_events"] = args.small_trigger
+            for table in done:
+                name = table.table
+                results[f"{name}_commits"] = table.version
+                results[f"{name}_files_before_compaction"] = table.files_before
+                results[f"{name}_files_after_compaction"] = table.files_after
+                results[f"{name}_files_on_disk_after_vacuum"] = table.files_on_disk_after
     finally:
         broker.stop(work)
         if not args.keep:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from funnelpulse_dagster.generator import DEFAULT_EVENTS_PER_DAY, generate, purchase_change
@@ -50,29 +50,74 @@ def _config(_: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(_: argparse.Namespace) -> int:
-    """Rows and partitions of every table on the lake, local or `gs://` (no Spark needed: pyarrow
-    lists and counts, with credentials from the environment)."""
-    import pyarrow.dataset as ds
+def as_of_argument(text: str | None) -> int | datetime | None:
+    """`--as-of`: a version number, or an ISO time (UTC when it names no offset)."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise SystemExit(
+            f"--as-of {text!r}: give a version number or an ISO time such as 2019-10-03T12:00"
+        ) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
-    from funnelpulse_dagster.lakehouse import lakefs
+
+def _summary(args: argparse.Namespace) -> int:
+    """Version, rows and partitions of every table on the lake, local or `gs://`, now or as of a
+    time (no Spark needed: the Delta log's file statistics, read with delta-rs)."""
     from funnelpulse_dagster.lakehouse.lake import Lake
     from funnelpulse_dagster.tables import ALL_TABLES
 
     lake = Lake(load_settings().lake)
-    print(f"{'table':32} {'rows':>12} {'parts':>6}  first..last")
+    as_of = as_of_argument(args.as_of)
+    if isinstance(as_of, int):
+        raise SystemExit("summary --as-of takes a time (versions are per table: funnelpulse history TABLE)")
+    print(f"{'table':32} {'version':>8} {'rows':>12} {'parts':>6}  first..last")
     for name, table in ALL_TABLES.items():
-        uri = lake.table_uri(table)
-        prefix = f"{table.partition_column}="
-        values = [n.removeprefix(prefix) for n in lakefs.child_names(uri) if n.startswith(prefix)]
-        # batch ids sort as numbers, dates as text
-        days = sorted(values, key=lambda v: (len(v), v) if v.isdigit() else (0, v))
-        if not days:
-            print(f"{name:32} {'-':>12} {0:>6}")
+        if not lake.is_table(table):
+            print(f"{name:32} {'-':>8} {'-':>12} {0:>6}")
             continue
-        fs, path = lakefs.filesystem(uri)
-        rows = ds.dataset(path, filesystem=fs, format="parquet", partitioning="hive").count_rows()
-        print(f"{name:32} {rows:>12,} {len(days):>6}  {days[0]}..{days[-1]}")
+        try:
+            version = lake.delta_table(table, as_of).version()
+        except Exception:  # noqa: BLE001 - deltalake raises a generic error for a time before the table
+            print(f"{name:32} {'-':>8} {'(none then)':>12} {0:>6}")
+            continue
+        rows = lake.rows_by_partition(table, version)
+        # batch ids sort as numbers, dates as text
+        parts = sorted(rows, key=lambda v: (len(v), v) if v.isdigit() else (0, v))
+        span = f"{parts[0]}..{parts[-1]}" if parts else ""
+        print(f"{name:32} {version:>8} {sum(rows.values()):>12,} {len(parts):>6}  {span}")
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    """A table's versions, newest first: when, the operation, what it changed, and the run."""
+    from funnelpulse_dagster.lakehouse.lake import Lake
+    from funnelpulse_dagster.tables import ALL_TABLES
+
+    if args.table not in ALL_TABLES:
+        raise SystemExit(f"no table {args.table!r}; tables: {', '.join(ALL_TABLES)}")
+    table = ALL_TABLES[args.table]
+    lake = Lake(load_settings().lake)
+    as_of = as_of_argument(args.as_of)
+    if as_of is not None:
+        version = lake.delta_table(table, as_of).version()
+        rows = lake.rows_by_partition(table, version)
+        print(f"{table.name} as of {args.as_of}: version {version}, {sum(rows.values()):,} rows")
+        for value in sorted(rows):
+            print(f"  {table.partition_column}={value}: {rows[value]:,}")
+        return 0
+    print(f"{'version':>7}  {'committed (UTC)':19}  {'operation':14} {'rows added':>10} {'removed':>8}  run")
+    for snap in lake.snapshots(table, args.limit):
+        added = snap.metrics.get("numOutputRows", snap.metrics.get("num_added_rows", ""))
+        removed = snap.metrics.get("numDeletedRows", snap.metrics.get("num_removed_rows", ""))
+        stamp = snap.timestamp.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if snap.timestamp else ""
+        print(
+            f"{snap.version:>7}  {stamp:19}  {snap.operation:14} {added!s:>10} {removed!s:>8}  {snap.tag or ''}"
+        )
     return 0
 
 
@@ -244,6 +289,31 @@ def _launch(args: argparse.Namespace) -> int:
     return 0 if launch_in_process(args.job, run_config=run_config, tags=tags) else 1
 
 
+def _lake(args: argparse.Namespace) -> int:
+    """`lake rebuild`: a lake of plain Parquet tables (an older FunnelPulse) is moved aside and
+    the batch chain rebuilds every table as Delta from the landing files, in one run."""
+    from funnelpulse_dagster.lakehouse import lakefs
+    from funnelpulse_dagster.lib.partitions import partition_range_tags
+    from funnelpulse_dagster.lib.runs import launch_in_process
+
+    settings = load_settings()
+    if not lakefs.is_local(settings.lake):
+        raise SystemExit(
+            f"FUNNELPULSE_LAKE={settings.lake} is not on this disk: point it at a new prefix and run "
+            "`funnelpulse lake rebuild` again (the old prefix stays as it is)"
+        )
+    first = date.fromisoformat(args.first) if args.first else settings.start_date
+    last = date.fromisoformat(args.last) if args.last else (settings.end_date or date.today() - timedelta(days=1))
+    lake = Path(lakefs.local_path(settings.lake))
+    if lake.exists() and any(lake.iterdir()):
+        aside = lake.with_name(f"{lake.name}.before-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+        lake.rename(aside)
+        print(f"the old lake is kept at {aside} (delete it once the new one serves)")
+    print(f"rebuilding every batch table as Delta, {first}..{last}, from {settings.raw}")
+    tags = partition_range_tags(first.isoformat(), last.isoformat())
+    return 0 if launch_in_process("batch_lakehouse_job", tags=tags) else 1
+
+
 def _rules(args: argparse.Namespace) -> int:
     """The asset checks and the funnel rates as stated in rules.py, as Markdown tables: what
     docs/data-quality.md and docs/tables.md show (a test holds the docs to it)."""
@@ -342,11 +412,26 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--config-json", help="run config as JSON")
     launch.set_defaults(func=_launch)
 
+    lake_cmd = sub.add_parser(
+        "lake", help="rebuild: move a lake aside and rebuild its batch tables from the landing files"
+    )
+    lake_cmd.add_argument("action", choices=("rebuild",))
+    lake_cmd.add_argument("--from", dest="first", help="first day (default: FUNNELPULSE_START_DATE)")
+    lake_cmd.add_argument("--to", dest="last", help="last day (default: FUNNELPULSE_END_DATE, else yesterday)")
+    lake_cmd.set_defaults(func=_lake)
+
     rules_cmd = sub.add_parser("rules", help="print the data-quality rules and rates (the docs' tables)")
     rules_cmd.set_defaults(func=_rules)
 
-    summary = sub.add_parser("summary", help="rows and days of every table on the local lake")
+    summary = sub.add_parser("summary", help="version, rows and days of every table on the lake")
+    summary.add_argument("--as-of", help="an ISO time: every table as it was then")
     summary.set_defaults(func=_summary)
+
+    history = sub.add_parser("history", help="a table's versions (Delta snapshots), or its rows as of one")
+    history.add_argument("table")
+    history.add_argument("--as-of", help="a version number or an ISO time: that version's rows per partition")
+    history.add_argument("--limit", type=int, default=20, help="newest versions to list")
+    history.set_defaults(func=_history)
 
     brk = sub.add_parser(
         "broker", help="the local Kafka broker, of the kind FUNNELPULSE_BROKER names (start | stop | status)"

@@ -237,6 +237,21 @@ ORDERED_FUNNEL_CONSISTENT = TableCheck(
     "per day the shop's viewed sessions = the sessions that started that day with a view",
     ("gold_session_funnel_daily",),
 )
+# A rewritten day whose row count moves more than this share from the table's previous version,
+# and more than twice as far as its input's did, is flagged (a warning: a changed rule or a
+# bug, not bad data; the version before is still there to read and compare).
+ROW_CHANGE_LIMIT = 0.2
+ROW_CHANGE_EXPLAINED = TableCheck(
+    "row_change_explained",
+    f"a rewritten day's rows differ from the table's previous version by at most {ROW_CHANGE_LIMIT:.0%}, "
+    "or by at most twice the relative change of the input table's rows for that day since that "
+    "version (a warning, not blocking)",
+    (
+        SILVER_EVENTS.name,
+        *(table.name for table in GOLD_TABLES),
+        "gold_session_funnel_daily",
+    ),
+)
 TABLE_CHECKS = (
     INPUT_ROWS_RECONCILE,
     TOTALS_MATCH_SILVER,
@@ -245,6 +260,7 @@ TABLE_CHECKS = (
     STREAM_MATCHES_BATCH,
     EVERY_ANOMALY_EXPLAINED,
     ORDERED_FUNNEL_CONSISTENT,
+    ROW_CHANGE_EXPLAINED,
 )
 
 

@@ -309,25 +309,27 @@ KAFKA_MESSAGE_SCHEMA = StructType(
     ]
 )
 
-# Every valid event the stream has read, one partition per ingest micro-batch (published
-# atomically, so the stateful gold query reads whole batches only). Also an audit trail of what
-# arrived on Kafka, with its coordinates.
+# Every valid event the stream has read, with its Kafka coordinates and the ingest micro-batch
+# that committed it (one Delta commit per batch, which the gold query streams whole), by event
+# date. Also an audit trail of what arrived on Kafka.
 STREAM_EVENTS = Table(
     "stream_events",
-    "batch_id",
+    "event_date",
     _fields(
         *_EVENT_FIELDS,
         ("kafka_partition", IntegerType()),
         ("kafka_offset", LongType()),
         ("kafka_timestamp", TimestampType()),
         ("batch_id", LongType()),
+        ("event_date", DateType()),
     ),
 )
 
-# Messages that are not valid events: the raw bytes, where they came from, and why.
+# Messages that are not valid events: the raw bytes, where they came from, and why, by the
+# date Kafka stamped them.
 STREAM_DEAD_LETTERS = Table(
     "stream_dead_letters",
-    "batch_id",
+    "kafka_date",
     _fields(
         ("topic", StringType()),
         ("partition", IntegerType()),
@@ -337,14 +339,16 @@ STREAM_DEAD_LETTERS = Table(
         ("value", BinaryType()),
         ("reason", StringType()),
         ("batch_id", LongType()),
+        ("kafka_date", DateType()),
     ),
 )
 
 # The live path's provisional state: the hours the watermark has not closed yet, per brand, and
 # minute windows for the shop and its top brands, as of the newest event the open-state query
 # has read. A new state after every micro-batch of that query: one partition of each table named
-# by its batch id (`version`), renamed into place whole, the hours first; readers take the newest
-# version present in both tables and the hours after the last closed one. The closed table
+# by its batch id (`version`), each written in one commit with the oldest kept version dropped,
+# the hours first; readers take the newest version present in both tables and the hours after
+# the last closed one. The closed table
 # stays the reference.
 LIVE_OPEN_HOURLY_BRAND = Table(
     "live_open_hourly_brand",
@@ -475,7 +479,8 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "kafka_partition": "the Kafka partition the message came from",
     "kafka_offset": "its offset in that partition",
     "kafka_timestamp": "the message's Kafka timestamp",
-    "batch_id": "partition column: the ingest query's micro-batch that wrote the row",
+    "batch_id": "the ingest query's micro-batch that committed the row",
+    "kafka_date": "partition column: the UTC date of kafka_timestamp",
     "topic": "the Kafka topic the message came from",
     "partition": "the Kafka partition the message came from",
     "offset": "its offset in that partition",
@@ -492,6 +497,7 @@ TABLE_COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "value": "the brand, category root or price band; NULL for the shop, and for no brand / category"
     },
     "stream_dead_letters": {"value": "the message value, raw bytes"},
+    "stream_events": {"event_date": "partition column: the UTC date of event_time"},
 }
 
 

@@ -115,7 +115,7 @@ from funnelpulse_dagster.definitions import defs
 from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.settings import load_settings
 from funnelpulse_dagster.tables import GOLD_STREAM_FUNNEL_HOURLY_BRAND
-import pyarrow.dataset as ds
+from deltalake import DeltaTable
 
 instance = DagsterInstance.get()
 runs = instance.get_runs()
@@ -140,5 +140,5 @@ print("unfilled=" + ",".join(
 observation = instance.fetch_observations(AssetKey("kafka_events_topic"), limit=1).records[0]
 print(f"topic_messages={observation.asset_observation.metadata['messages'].value}")
 live = Lake(load_settings().lake).table_uri(GOLD_STREAM_FUNNEL_HOURLY_BRAND).removeprefix("file://")
-print(f"live_rows={ds.dataset(live, partitioning='hive').count_rows()}")
+print(f"live_rows={DeltaTable(live).to_pyarrow_dataset().count_rows()}")
 """

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.dataset as ds
 import pytest
+from deltalake import DeltaTable
 
 from funnelpulse_dagster_tests.conftest import REPO
 from funnelpulse_dagster_tests.live import free_port
@@ -170,9 +170,9 @@ def test_daemon_on_postgres_launches_a_sensor_run_that_succeeds(
     # every line of the export landed, malformed ones in quarantine (independent count of lines)
     lines = sum(1 for line in export.read_text().splitlines()[1:] if line.strip())
     lake = home / "tables"
-    landed = ds.dataset(lake / "bronze_events", partitioning="hive").count_rows()
+    landed = DeltaTable(str(lake / "bronze_events")).to_pyarrow_dataset().count_rows()
     quarantined = (
-        ds.dataset(lake / "bronze_quarantine", partitioning="hive").count_rows()
+        DeltaTable(str(lake / "bronze_quarantine")).to_pyarrow_dataset().count_rows()
         if (lake / "bronze_quarantine").exists()
         else 0
     )

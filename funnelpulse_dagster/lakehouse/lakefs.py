@@ -1,8 +1,8 @@
 """File operations on the lake and the landing folder, from Python, for local paths and `gs://`.
 
 Spark reads and writes the tables; everything else (listing input files, reading a file's head,
-replacing a partition directory, publishing a streaming batch) goes through pyarrow's
-filesystems here. That keeps the driver free of Py4J, so the same code runs with an in-process
+mirroring a table's Delta log, the open state's cells files) goes through pyarrow's filesystems
+here. That keeps the driver free of Py4J, so the same code runs with an in-process
 Spark and with a remote Spark Connect server, where the JVM is not reachable from Python.
 
 URIs: a plain path or `file:/…` is the local disk; `gs://bucket/prefix` is Google Cloud Storage
@@ -13,6 +13,7 @@ scheme pyarrow knows (`s3://`, `hdfs://`) is passed to `pyarrow.fs.FileSystem.fr
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -70,6 +71,24 @@ def _gcs(emulator: str | None) -> pafs.FileSystem:
             anonymous=True, scheme=parsed.scheme or "http", endpoint_override=parsed.netloc
         )
     return pafs.GcsFileSystem()
+
+
+def delta_storage_options(uri: str) -> dict[str, str]:
+    """The `deltalake` (delta-rs) storage options for a table at `uri`: none on a local disk or
+    on a real bucket (credentials from the environment, as for pyarrow); for a GCS emulator
+    (STORAGE_EMULATOR_HOST) a key that sends requests there without OAuth."""
+    emulator = os.environ.get(GCS_EMULATOR_ENV)
+    if is_local(uri) or not uri.startswith("gs://") or not emulator:
+        return {}
+    base = emulator if "://" in emulator else f"http://{emulator}"
+    key = {
+        "gcs_base_url": base,
+        "disable_oauth": True,
+        "client_email": "",
+        "private_key": "",
+        "private_key_id": "",
+    }
+    return {"google_service_account_key": json.dumps(key), "allow_http": "true"}
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -176,19 +195,6 @@ def delete_dir(uri: str) -> None:
             fs.delete_dir(path)
         except FileNotFoundError:
             pass
-
-
-def make_dirs(uri: str) -> None:
-    fs, path = filesystem(uri)
-    fs.create_dir(path, recursive=True)
-
-
-def move(source_uri: str, target_uri: str) -> None:
-    """Rename `source` to `target` (atomic on a local disk; a copy and delete on object stores,
-    whose readers here go through Spark's commit protocol or our published-batch marker)."""
-    fs, source = filesystem(source_uri)
-    _, target = filesystem(target_uri)
-    fs.move(source, target)
 
 
 def write_parquet(table, uri: str) -> None:

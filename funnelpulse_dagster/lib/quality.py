@@ -14,6 +14,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, Metada
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from funnelpulse_dagster.lakehouse.lake import TaggedCommit
 from funnelpulse_dagster.rules import (
     DAILY_MATCHES_HOURLY,
     EVENT_COUNTS,
@@ -24,6 +25,8 @@ from funnelpulse_dagster.rules import (
     RATES_VALID,
     RECONCILED_TOTALS,
     REVENUE,
+    ROW_CHANGE_EXPLAINED,
+    ROW_CHANGE_LIMIT,
     SILVER_KEY_RULE,
     SILVER_ROW_RULES,
     STREAM_MATCHES_BATCH,
@@ -546,4 +549,52 @@ def ordered_funnel_consistent(
         bad_rows == 0 and not mismatched,
         ORDERED_FUNNEL_CONSISTENT.requirement,
         {"inconsistent_rows": bad_rows, "mismatched_days": MetadataValue.json(mismatched)},
+    )
+
+
+def row_change_explained(
+    table_name: str,
+    commit: TaggedCommit | None,
+    input_before: Mapping[str, int],
+    input_after: Mapping[str, int],
+    days: Sequence[date],
+) -> AssetCheckResult:
+    """rules.ROW_CHANGE_EXPLAINED over the run's days: each day's rows in the version the run
+    wrote against the version before it, beside the input table's rows for that day then
+    (`input_before`, read as of that version's time) and now."""
+    flagged: dict[str, dict] = {}
+    compared = 0
+    for day in days:
+        key = day.isoformat()
+        before = commit.rows_before.get(key, 0) if commit else 0
+        if not before:
+            continue  # a day new to the table: nothing to compare with
+        compared += 1
+        after = commit.rows_after.get(key, 0)
+        own = abs(after - before) / before
+        was, now = input_before.get(key, 0), input_after.get(key, 0)
+        moved = abs(now - was) / was if was else (1.0 if now else 0.0)
+        if own > ROW_CHANGE_LIMIT and own > 2 * moved:
+            flagged[key] = {
+                "rows_before": before,
+                "rows_after": after,
+                "input_rows_before": was,
+                "input_rows_after": now,
+            }
+    version = commit.snapshot.version if commit else None
+    return AssetCheckResult(
+        asset_key=table_name,
+        check_name=ROW_CHANGE_EXPLAINED.check_name,
+        passed=not flagged,
+        severity=AssetCheckSeverity.WARN,
+        description=(
+            f"{len(flagged)} of {compared} rewritten day(s) changed row count beyond what their input explains"
+            if flagged
+            else f"{compared} rewritten day(s) compared with the previous version; none moved unexplained"
+        ),
+        metadata={
+            "delta_version": version if version is not None else -1,
+            "days_compared": compared,
+            "unexplained_days": MetadataValue.json(flagged),
+        },
     )

@@ -44,18 +44,20 @@ from dagster import (
 )
 from pyspark.sql import DataFrame, SparkSession
 
+from funnelpulse_dagster.lakehouse.lake import TaggedCommit
 from funnelpulse_dagster.lib.partitions import (
     daily_partitions,
     partition_days,
     report_partitions,
     single_run_backfill,
 )
-from funnelpulse_dagster.lib.quality import check_spec
+from funnelpulse_dagster.lib.quality import check_spec, row_change_explained
 from funnelpulse_dagster.resources import LakeResource, SparkResource
+from funnelpulse_dagster.rules import ROW_CHANGE_EXPLAINED
 from funnelpulse_dagster.tables import Table
 from funnelpulse_dagster.timing import PhaseTimer
 
-SPARK_TABLE_KINDS = {"spark", "parquet"}
+SPARK_TABLE_KINDS = {"spark", "delta"}
 
 
 @dataclass
@@ -73,13 +75,22 @@ class TableRun:
         """`table`'s rows of `days` (default: the run's)."""
         return self.lake.read(self.session, table, list(days) if days is not None else self.days)
 
+    @property
+    def tag(self) -> str:
+        """What the run's commits carry (Delta's userMetadata): the Dagster run id."""
+        return self.context.run.run_id
+
     def write(self, frame: DataFrame, table: Table | None = None) -> None:
-        """Replace exactly the run's partitions of `table` (default: this asset's) with `frame`."""
-        self.lake.replace_partitions(frame, table or self.table, self.days)
+        """Replace exactly the run's partitions of `table` (default: this asset's) with `frame`,
+        in one commit tagged with the run id."""
+        self.lake.replace_partitions(frame, table or self.table, self.days, tag=self.tag)
 
     def stored(self, table: Table | None = None) -> DataFrame:
-        """What the run wrote, read back: the checks judge the stored rows."""
-        return self.read(table or self.table)
+        """What the run wrote, read back from the version its commit made (not a later writer's):
+        the checks judge the stored rows."""
+        table = table or self.table
+        version = self.lake.plain.committed_version(table, self.tag)
+        return self.lake.read(self.session, table, self.days, as_of=version)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -87,16 +98,50 @@ class TableRun:
             yield
 
     def report(self, table: Table, figures_by_day: Mapping[date, Mapping[str, Any]]) -> MaterializeResult:
-        """Each partition's own figures, and the materialization of `table`."""
-        report_partitions(self.context, table.name, figures_by_day)
-        return MaterializeResult(
-            asset_key=table.name, metadata={"path": MetadataValue.path(self.lake.table_uri(table))}
+        """Each partition's own figures with what the run's commit did to it (the Delta version,
+        the operation, rows added and removed), and the materialization of `table`."""
+        commit = self.lake.plain.tagged_commit(table, self.tag)
+        if commit is None and self.lake.is_table(table):
+            # Delta makes no commit for a write that neither adds nor removes a row
+            commit = self.lake.plain.unchanged(table)
+        figures = {day: {**values, **_commit_figures(commit, day)} for day, values in figures_by_day.items()}
+        report_partitions(self.context, table.name, figures)
+        metadata: dict[str, Any] = {"path": MetadataValue.path(self.lake.table_uri(table))}
+        if commit is not None:
+            metadata |= {
+                "delta_version": commit.snapshot.version,
+                "delta_operation": commit.snapshot.operation,
+            }
+        return MaterializeResult(asset_key=table.name, metadata=metadata)
+
+    def row_change_check(self, table: Table, input_table: Table) -> AssetCheckResult:
+        """rules.ROW_CHANGE_EXPLAINED for the run's days of `table`, against `input_table`."""
+        lake = self.lake.plain
+        commit = lake.tagged_commit(table, self.tag)
+        input_now = lake.rows_by_partition(input_table) if lake.is_table(input_table) else {}
+        input_then = (
+            lake.rows_by_partition(input_table, commit.previous_at)
+            if commit is not None and commit.previous_at is not None and lake.is_table(input_table)
+            else {}
         )
+        return row_change_explained(table.name, commit, input_then, input_now, self.days)
 
     def log_phases(self) -> None:
         self.context.log.info(
             f"{self.table.name}: {len(self.days)} day(s), {self.timer.total} s; phases (s): {self.timer.phases}"
         )
+
+
+def _commit_figures(commit: TaggedCommit | None, day: date) -> dict[str, Any]:
+    if commit is None:
+        return {}
+    key = day.isoformat()
+    return {
+        "delta_version": commit.snapshot.version,
+        "delta_operation": commit.snapshot.operation,
+        "rows_added": commit.rows_after.get(key, 0),
+        "rows_removed": commit.rows_before.get(key, 0),
+    }
 
 
 @dataclass
@@ -125,11 +170,15 @@ def daily_spark_table(
     deps: Sequence[Any],
     checks: Sequence[Any] = (),
     config: type[Config] | None = None,
+    input_table: Table | None = None,
 ) -> Callable[[Callable[..., Built]], AssetsDefinition]:
     """The asset of `table` built by the decorated `build(run)` (or `build(run, config)` when a
     run config class is given). `checks` are rules.py's rules the build's results answer, each a
-    blocking check."""
+    blocking check. With `input_table`, the asset also gets the warning check
+    rules.ROW_CHANGE_EXPLAINED against it."""
     specs = [check_spec(rule, table.name) for rule in checks]
+    if input_table is not None:
+        specs.append(check_spec(ROW_CHANGE_EXPLAINED, table.name, blocking=False))
 
     def decorate(build: Callable[..., Built]) -> AssetsDefinition:
         def materialize(context, spark, lake, *extra):
@@ -138,6 +187,8 @@ def daily_spark_table(
             run.log_phases()
             yield run.report(table, built.figures_by_day)
             yield from built.checks
+            if input_table is not None:
+                yield run.row_change_check(table, input_table)
 
         common = {
             "name": table.name,

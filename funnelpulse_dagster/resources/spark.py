@@ -36,6 +36,15 @@ DATAPROC_SERVERLESS = "dataproc-serverless"
 _RUNTIME_PREFIXES = ("spark.sql.",)
 
 
+# Columns whose values seldom repeat within a day (see spark_conf). A column a table lacks is ignored.
+PLAIN_ENCODED_COLUMNS = ("event_time", "product_id", "category_id", "user_id", "user_session")
+# Delta Lake in every session; static settings, so a Spark Connect server is started with them
+# and a client never sets them (a remote endpoint must have Delta: docs/configuration.md)
+DELTA_SESSION_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
 ROCKSDB_STATE_STORE = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 
 
@@ -61,8 +70,16 @@ def spark_conf(
         # third of the stage; at 16 MB they keep their 8 even tasks, while the checks' tiny
         # shuffles still merge into one (`benchmarks/batch.py` times the gold steps).
         "spark.sql.adaptive.advisoryPartitionSizeInBytes": "16m",
-        # re-materializing a day replaces exactly that day's partition directories
-        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        # every lake table is a Delta table (lakehouse/lake.py); path-based, no catalog service
+        **DELTA_SESSION_CONF,
+        # Parquet files of every table: zstd (smaller than snappy for the same write time), and
+        # no dictionary for the columns whose values seldom repeat within a day, where the
+        # writer would hash every value to keep a dictionary nearly as long as the column
+        "spark.sql.parquet.compression.codec": "zstd",
+        **{f"spark.hadoop.parquet.enable.dictionary#{column}": "false" for column in PLAIN_ENCODED_COLUMNS},
+        # Delta rebuilds a table's state from its log with a Spark job of this many tasks
+        # (default 50): the lake's logs are small and checkpointed, a few tasks do
+        "spark.databricks.delta.snapshotPartitions": "2",
         # write each task's day-partitions concurrently instead of sorting rows by day first
         "spark.sql.maxConcurrentOutputFileWriters": "64",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
@@ -154,7 +171,9 @@ def classic_session(conf: dict[str, Any]):
 
 def runtime_settings(conf: dict[str, Any]) -> dict[str, str]:
     """The part of FunnelPulse's settings a Spark Connect client sets on its session."""
-    return {k: str(v) for k, v in conf.items() if k.startswith(_RUNTIME_PREFIXES)}
+    return {
+        k: str(v) for k, v in conf.items() if k.startswith(_RUNTIME_PREFIXES) and k not in DELTA_SESSION_CONF
+    }
 
 
 def connect_endpoint(remote: str) -> tuple[str, int]:

@@ -11,16 +11,18 @@ from __future__ import annotations
 import hmac
 import re
 import time
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, date, datetime
 from importlib import resources
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, Query, Request, Security
+from fastapi import FastAPI, Path, Query, Request, Security
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPBearer
 from pydantic import AfterValidator, BeforeValidator
 
+from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.serving import jsonrows, queries
 from funnelpulse_dagster.serving.jsonrows import QueryError
 from funnelpulse_dagster.serving.store import SERVED_TABLES, LakeStore, Refresher
@@ -73,6 +75,27 @@ UtcTime = Annotated[
     datetime | None,
     BeforeValidator(_text_matching(_ISO_TIME, "a time as ISO 8601, YYYY-MM-DD[THH:MM[:SS][Z|±HH:MM]]")),
     AfterValidator(_utc_clamped),
+]
+
+
+def _int_or_none(value: object) -> int | None:
+    return int(value) if value not in (None, "") else None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+AsOf = Annotated[
+    datetime | None,
+    BeforeValidator(_text_matching(_ISO_TIME, "a time as ISO 8601, YYYY-MM-DD[THH:MM[:SS][Z|±HH:MM]]")),
+    AfterValidator(_utc),
+    Query(
+        description="read every table as it was at this time (UTC unless an offset is given): its "
+        "Delta version then; default: the newest versions"
+    ),
 ]
 
 
@@ -211,9 +234,34 @@ def create_app(
         )
         return _page(page, dimension=dimension, start=first.isoformat(), end=last.isoformat())
 
-    def _funnel_page(dimensions, dimension, value, start, end, limit, offset, default_days) -> JSONResponse:
+    @contextmanager
+    def cursor_as_of(as_of: datetime | None) -> Iterator:
+        """The store's cursor, or for `as_of` a one-shot store of every table's version at that
+        time (views over those versions' files; a time before a table existed reads it empty)."""
+        if as_of is None:
+            yield store.cursor()
+            return
+        try:
+            then = LakeStore(store.lake_root, mode="parquet", as_of=as_of)
+            then.refresh()
+        except Exception as exc:
+            raise QueryError(f"as_of {as_of.isoformat()}: no version of the tables then ({exc})") from exc
+        try:
+            yield then.cursor()
+        finally:
+            then.close()
+
+    def _funnel_page(
+        dimensions, dimension, value, start, end, limit, offset, default_days, as_of=None
+    ) -> JSONResponse:
+        with cursor_as_of(as_of) as cursor:
+            return _funnel_page_on(
+                cursor, dimensions, dimension, value, start, end, limit, offset, default_days
+            )
+
+    def _funnel_page_on(cursor, dimensions, dimension, value, start, end, limit, offset, default_days):
         page, first, last = queries.funnel_rows(
-            store.cursor(),
+            cursor,
             dimensions,
             dimension,
             [value] if value else None,
@@ -245,14 +293,49 @@ def create_app(
         end: End = None,
         limit: Limit = 1_000,
         offset: Offset = 0,
+        as_of: AsOf = None,
     ) -> JSONResponse:
-        """Daily funnel rows (default: the last 30 days), oldest first."""
-        return _funnel_page(queries.DAILY_DIMENSIONS, dimension, value, start, end, limit, offset, 30)
+        """Daily funnel rows (default: the last 30 days), oldest first; `as_of`: as the tables
+        were then."""
+        return _funnel_page(queries.DAILY_DIMENSIONS, dimension, value, start, end, limit, offset, 30, as_of)
 
     @app.get("/api/funnel/totals", tags=["funnel"], responses={400: _BAD_RANGE})
-    def totals(start: Start = None, end: End = None) -> JSONResponse:
-        """The shop's event funnel over a date range (default: the last 30 days)."""
-        return JSONResponse(queries.funnel_totals(store.cursor(), start, end))
+    def totals(start: Start = None, end: End = None, as_of: AsOf = None) -> JSONResponse:
+        """The shop's event funnel over a date range (default: the last 30 days); `as_of`: as
+        the tables were then."""
+        with cursor_as_of(as_of) as cursor:
+            return JSONResponse(queries.funnel_totals(cursor, start, end))
+
+    @app.get(
+        "/api/tables/{table}/versions", tags=["tables"], responses={404: {"description": "no such table"}}
+    )
+    def versions(
+        table: Annotated[
+            str, Path(max_length=64, description="a served table, e.g. gold_funnel_daily_brand")
+        ],
+        limit: Annotated[int, Query(ge=1, le=1_000, description="newest versions to list")] = 20,
+    ) -> JSONResponse:
+        """A table's versions (Delta commits), newest first: when, the operation, rows added
+        and removed, and the run that wrote it (a Dagster run id)."""
+        served = {t.name: t for t in SERVED_TABLES}
+        if table not in served:
+            return JSONResponse(
+                {"error": f"no served table {table!r}", "tables": sorted(served)}, status_code=404
+            )
+        items = [
+            {
+                "version": snap.version,
+                "committed_at": snap.timestamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                if snap.timestamp
+                else None,
+                "operation": snap.operation,
+                "rows_added": _int_or_none(snap.metrics.get("numOutputRows")),
+                "rows_removed": _int_or_none(snap.metrics.get("numDeletedRows")),
+                "run_id": snap.tag,
+            }
+            for snap in Lake(store.lake_root).snapshots(served[table], limit)
+        ]
+        return JSONResponse({"table": table, "items": items})
 
     @app.get("/api/funnel/ordered", tags=["funnel"], responses={400: _BAD_RANGE})
     def ordered(

@@ -1,25 +1,26 @@
-"""The read side of the lakehouse: DuckDB over the Parquet tables, for the report and the web
-service. Both run the same SQL (serving/queries.py) against tables named as in tables.py.
+"""The read side of the lakehouse: DuckDB over the lake's Delta tables, for the report, the web
+service, the CLI and the sensors, with no JVM. All run the same SQL (serving/queries.py) against
+tables named as in tables.py.
+
+Which files make up a table is the Delta log's answer, read with delta-rs (`deltalake`): the
+data files of the newest version (or of a version as of a time), never every Parquet file in
+the folder, which still holds files of older versions and of failed writes.
 
 Two ways to present the tables to that SQL:
-- `parquet`: each table is a view over its committed Parquet files. Nothing is copied; right for
-  a one-shot reader (the report). Reading in place needs a local lake: DuckDB would read `gs://`
-  only through its httpfs extension, which it downloads at run time, so a lake on `gs://` is
-  always copied (an in-memory replica when this mode is asked for).
+- `parquet`: each table is a view over its version's Parquet files. Nothing is copied; right for
+  a one-shot reader (the report, the CLI, a read as of a time). Reading in place needs a local
+  lake: DuckDB would read `gs://` only through its httpfs extension, which it downloads at run
+  time, so a lake on `gs://` is always copied (an in-memory replica when this mode is asked for).
 - `replica`: a DuckDB database file mirrors the tables partition by partition. `refresh()`
   compares every partition's files (path, size, modification time) with what it copied last
   time and re-copies only partitions that changed, so a background refresh every few seconds
-  costs a directory listing when nothing moved. Why: one brand over a month from Parquet decodes
+  costs a read of the log when nothing moved. Why: one brand over a month from Parquet decodes
   every column of ~30 daily files for every request; DuckDB's own storage answers the same
   from its indexes and column segments (`benchmarks/api.py` measures both modes).
 
-A lake on `gs://` (or any URI pyarrow knows) is listed and read through pyarrow's filesystems
-(lakefs.py: credentials from the environment, STORAGE_EMULATOR_HOST for an emulator) and copied
-into DuckDB from Arrow, so nothing is downloaded at run time.
-
-Either way a table only ever holds what its writer committed: for the batch tables that is every
-Parquet file in a partition directory (Spark moves whole files into place); for the streaming
-gold it is the file list in the sink's `_spark_metadata` log, never a file of a failed batch.
+A lake on `gs://` is listed with delta-rs and read through pyarrow's filesystems (lakefs.py:
+credentials from the environment, STORAGE_EMULATOR_HOST for an emulator) and copied into
+DuckDB from Arrow, so nothing is downloaded at run time.
 
 The data is never loaded into Python: queries filter, aggregate and page in DuckDB, which keeps
 the replica on disk and within `memory_limit`.
@@ -28,12 +29,12 @@ the replica on disk and within `memory_limit`.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -53,6 +54,7 @@ from pyspark.sql.types import (
 )
 
 from funnelpulse_dagster.lakehouse import lakefs
+from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.tables import (
     GOLD_ANOMALIES_HOURLY_BRAND,
     GOLD_SESSION_FUNNEL_DAILY,
@@ -62,7 +64,7 @@ from funnelpulse_dagster.tables import (
     Table,
 )
 
-# What the report and the service read. The streaming gold is written by Spark's file sink.
+# What the report and the service read.
 SERVED_TABLES: tuple[Table, ...] = (
     *GOLD_TABLES,
     GOLD_ANOMALIES_HOURLY_BRAND,
@@ -70,7 +72,6 @@ SERVED_TABLES: tuple[Table, ...] = (
     *LIVE_TABLES,
     GOLD_SESSION_FUNNEL_DAILY,
 )
-FILE_SINK_TABLES = frozenset({GOLD_STREAM_FUNNEL_HOURLY_BRAND.name})
 MODES = ("replica", "parquet")
 
 _SIMPLE_TYPES: dict[type, str] = {
@@ -127,13 +128,13 @@ def is_remote(root: str) -> bool:
 
 
 def _arrow_partition(table: Table, files: tuple[str, ...]):
-    """One partition's files read through pyarrow (the partition column is in the path, not in
-    the files), as an Arrow table with the data columns only."""
+    """One partition's files read through pyarrow, as an Arrow table with the data columns only
+    (the partition value comes from the log; the folder names are not parsed)."""
     import pyarrow.parquet as pq
 
     fs, _ = lakefs.filesystem(files[0])
     paths = [lakefs.filesystem(f)[1] for f in files]
-    return pq.ParquetDataset(paths, filesystem=fs).read(columns=list(table.data_columns))
+    return pq.ParquetDataset(paths, filesystem=fs, partitioning=None).read(columns=list(table.data_columns))
 
 
 @dataclass(frozen=True)
@@ -152,61 +153,21 @@ def _signature(entries: list[tuple[str, int, object]]) -> str:
     return digest.hexdigest()[:32]
 
 
-def _group_by_partition(table: Table, entries: list[tuple[str, int, object]]) -> dict[str, PartitionFiles]:
-    pattern = re.compile(rf"/{re.escape(table.partition_column)}=([^/]+)/[^/]+\.parquet$")
+def list_partitions(
+    root: str, table: Table, as_of: int | datetime | None = None
+) -> dict[str, PartitionFiles]:
+    """Partition value → the data files of `table` (under the lake `root`) in its newest
+    version, or as of a version number or a time (Lake.data_files: the Delta log's answer)."""
+    lake = Lake(root)
+    if not lake.is_table(table):
+        return {}
     grouped: dict[str, list[tuple[str, int, object]]] = {}
-    for path, size, modified in entries:
-        match = pattern.search(path)
-        if match:
-            grouped.setdefault(match.group(1), []).append((path, size, modified))
+    for file in lake.data_files(table, as_of):
+        grouped.setdefault(file.partition, []).append((file.uri, file.size, file.modified))
     return {
         value: PartitionFiles(value, tuple(sorted(p for p, _, _ in files)), _signature(files))
         for value, files in grouped.items()
     }
-
-
-def _file_sink_entries(location: str) -> list[tuple[str, int, object]]:
-    """Files committed by a Spark file sink: the newest compacted log plus the batch logs after
-    it, adds minus deletes (the layout of `_spark_metadata`, one JSON entry per line after a
-    version line). Read through pyarrow, so a lake on local disk and one on `gs://` alike."""
-    log = f"{location}/_spark_metadata"
-    batches: dict[int, tuple[str, bool]] = {}
-    for name in lakefs.child_names(log):
-        match = re.fullmatch(r"(\d+)(\.compact)?", name)
-        if match:
-            batches[int(match.group(1))] = (f"{log}/{name}", bool(match.group(2)))
-    if not batches:
-        return []
-    compacted = [b for b, (_, is_compact) in batches.items() if is_compact]
-    first = max(compacted) if compacted else min(batches)
-    live: dict[str, tuple[str, int, object]] = {}
-    for batch in sorted(b for b in batches if b >= first):
-        for line in lakefs.read_text(batches[batch][0]).splitlines()[1:]:
-            if not line.strip():
-                continue
-            entry = json.loads(line)
-            path = _local_or_uri(entry["path"])
-            if entry.get("action") == "delete":
-                live.pop(path, None)
-            else:
-                live[path] = (path, int(entry.get("size", 0)), entry.get("modificationTime"))
-    return list(live.values())
-
-
-def list_partitions(con: duckdb.DuckDBPyConnection, root: str, table: Table) -> dict[str, PartitionFiles]:
-    """Partition value → committed files of `table` under the lake `root`."""
-    location = f"{_local_or_uri(root)}/{table.name}"
-    if table.name in FILE_SINK_TABLES:
-        entries = _file_sink_entries(location)
-    elif is_remote(root):
-        entries = [(e.uri, e.size, e.mtime) for e in lakefs.list_tree(location, ".parquet")]
-    else:
-        # read_blob lists size and modification time without reading the files
-        entries = con.execute(
-            "SELECT filename, size, last_modified FROM read_blob(?)",
-            [f"{location}/{table.partition_column}=*/*.parquet"],
-        ).fetchall()
-    return _group_by_partition(table, entries)
 
 
 @dataclass
@@ -237,11 +198,17 @@ class LakeStore:
         memory_limit: str = "1GB",
         threads: int = 2,
         tables: Iterable[Table] | None = None,
+        as_of: int | datetime | None = None,
     ) -> None:
         """`tables`: the served tables this store holds (default: all); a reader that needs two
-        tables of a lake on gs:// then copies only those two on every refresh."""
+        tables of a lake on gs:// then copies only those two on every refresh. `as_of`: every
+        table as of that time (or, for a one-table store, that version), for a one-shot
+        reader; None: the newest versions."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if as_of is not None and mode == "replica" and database not in (None, ":memory:"):
+            raise ValueError("a replica on disk follows the newest versions; read as of in parquet mode")
+        self.as_of = as_of
         if mode == "parquet" and is_remote(lake_root):
             mode, database = "replica", ":memory:"  # in place needs httpfs: copy instead
         if mode == "replica" and database is None:
@@ -322,7 +289,7 @@ class LakeStore:
             con.execute("SET TimeZone='UTC'")
             try:
                 for table in chosen:
-                    listed = list_partitions(con, self.lake_root, table)
+                    listed = list_partitions(self.lake_root, table, self.as_of)
                     if self.mode == "parquet":
                         self._point_view(con, table, listed)
                     else:

@@ -1,14 +1,14 @@
 """The streaming job: Kafka → live tables, as three Spark queries.
 
 1. The ingest query reads the topic once per micro-batch, parses every message (bronze's typed
-   columns, a reason for what is not a valid event) and publishes the batch's valid events to
-   `stream_events` and its dead letters to `stream_dead_letters`, each as one partition per
-   batch id renamed into place (LakeResource.publish_batch). A batch re-run after a crash finds
-   its partitions there and adds nothing, so the tables are exactly-once.
-2. The gold query streams `stream_events` (whole batches only: staging is invisible) through
-   the silver rules, de-duplication within the 2-hour watermark and hourly windows by brand,
-   into `gold_stream_funnel_hourly_brand` with Spark's file sink (exactly-once through its
-   `_spark_metadata` log; read the table through Spark).
+   columns, a reason for what is not a valid event) and appends the batch's valid events to
+   `stream_events` and its dead letters to `stream_dead_letters`, one Delta commit per table
+   and batch under the query's transaction id. A batch re-run after a crash adds nothing
+   Delta has committed, so the tables are exactly-once.
+2. The gold query streams `stream_events` (Delta's source: whole commits) through the silver
+   rules, de-duplication within the 2-hour watermark and hourly windows by brand, into
+   `gold_stream_funnel_hourly_brand` with Delta's sink (exactly-once through the checkpoint
+   and the table's log).
 3. The open-state query reads the topic itself (it must not wait for the ingest query's
    publishing) and keeps the hours not closed yet, incrementally: a stateful aggregation in
    update mode whose micro-batches emit only the minute cells they touched
@@ -36,7 +36,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import StructType
 
-from funnelpulse_dagster.lakehouse.lake import PARQUET_OPTIONS, Lake
+from funnelpulse_dagster.lakehouse import lakefs
+from funnelpulse_dagster.lakehouse.lake import DELTA, Lake
 from funnelpulse_dagster.rules import SILVER_RULE_NAMES, violated_rule
 from funnelpulse_dagster.streaming.offsets import uncommitted_batch
 from funnelpulse_dagster.streaming.open_state import OpenStateSink
@@ -52,6 +53,7 @@ from funnelpulse_dagster.tables import (
 from funnelpulse_dagster.transforms.live import open_cells, open_contributions
 from funnelpulse_dagster.transforms.silver import apply_silver_rules, normalise_events
 from funnelpulse_dagster.transforms.stream import (
+    DEAD_LETTER_COLUMNS,
     DEAD_LETTER_ROWS,
     REASON,
     clean_stream_events,
@@ -176,38 +178,52 @@ def last_closed_hour(spark: SparkSession, lake: Lake):
     return lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND).agg(F.max("window_end")).first()[0]
 
 
-def publish_micro_batch(lake: Lake) -> Callable[[DataFrame, int], None]:
+def checkpoint_app_id(checkpoint: str) -> str:
+    """The Delta transaction id of a streaming query's writes: the query's id, which Spark keeps
+    in its checkpoint (`metadata`) across restarts. A new checkpoint (a stream started afresh)
+    numbers its batches from 0 again under a new id, so Delta never mistakes them for old ones."""
+    return json.loads(lakefs.read_text(f"{checkpoint.rstrip('/')}/metadata").splitlines()[0])["id"]
+
+
+def with_batch_columns(frame: DataFrame, table, batch_id: int) -> DataFrame:
+    """A micro-batch's rows with the batch id and the table's date partition."""
+    day_of = {"event_date": "event_time", "kafka_date": "kafka_timestamp"}[table.partition_column]
+    return frame.withColumns(
+        {"batch_id": F.lit(batch_id).cast("long"), table.partition_column: F.to_date(day_of)}
+    )
+
+
+def publish_micro_batch(lake: Lake, checkpoint: str) -> Callable[[DataFrame, int], None]:
     """The ingest query's sink: one pass over the micro-batch writes its valid events and
     collects its dead letters (rare; they ride back in the write's observed metrics, as bronze's
     quarantine does), so Kafka is read and parsed once.
 
-    Order makes a crash at any point safe: events are staged, dead letters published, and the
-    events' rename comes last. A re-run of the batch that finds the events published stops; one
-    that does not redoes both, and publishing dead letters that are already there is a no-op.
+    Each table gets one Delta commit per batch, made idempotent by the query's transaction id
+    (Lake.append_batch), events first. A batch re-run after a crash between the two commits
+    finds its events committed, so it writes its dead letters alone (a filter over the batch);
+    Delta drops any commit that was already made.
     """
 
     def publish(parsed: DataFrame, batch_id: int) -> None:
         spark = parsed.sparkSession
-        if lake.batch_published(STREAM_EVENTS, batch_id):
+        app_id = checkpoint_app_id(checkpoint)
+        if lake.committed_batch(STREAM_EVENTS, app_id) >= batch_id:
+            dead = parsed.filter(F.col(REASON).isNotNull()).select(*DEAD_LETTER_COLUMNS)
+            lake.append_batch(
+                with_batch_columns(dead, STREAM_DEAD_LETTERS, batch_id), STREAM_DEAD_LETTERS, app_id, batch_id
+            )
             return
         observation = Observation(f"dead_letters_{batch_id}")
-        observed = parsed.observe(
-            observation,
-            F.count(F.when(F.col(REASON).isNull(), True)).alias("valid_events"),
-            collect_dead_letters(),
-        )
-        lake.stage_batch(observed.transform(valid_events), STREAM_EVENTS, batch_id)
-        metrics = observation.get
-        rows = metrics[DEAD_LETTER_ROWS]
+        observed = parsed.observe(observation, collect_dead_letters())
+        events = with_batch_columns(observed.transform(valid_events), STREAM_EVENTS, batch_id)
+        lake.append_batch(events, STREAM_EVENTS, app_id, batch_id)
+        rows = observation.get[DEAD_LETTER_ROWS]
         if rows:
-            frame = spark.createDataFrame(
-                rows, StructType([STREAM_DEAD_LETTERS.schema[c] for c in STREAM_DEAD_LETTERS.data_columns])
+            fields = [STREAM_DEAD_LETTERS.schema[c] for c in DEAD_LETTER_COLUMNS]
+            dead = spark.createDataFrame(rows, StructType(fields))
+            lake.append_batch(
+                with_batch_columns(dead, STREAM_DEAD_LETTERS, batch_id), STREAM_DEAD_LETTERS, app_id, batch_id
             )
-            lake.publish_batch(frame, STREAM_DEAD_LETTERS, batch_id)
-        if metrics["valid_events"]:
-            lake.commit_batch(STREAM_EVENTS, batch_id)
-        else:  # nothing to publish: no empty partition per idle trigger
-            lake.delete(lake.batch_uri(STREAM_EVENTS, batch_id, staged=True))
 
     return publish
 
@@ -221,7 +237,7 @@ def start_ingest(
         .writeStream.queryName(STREAM_INGEST_QUERY)
         .option("checkpointLocation", checkpoint)
         # a plain Lake: under Spark Connect the function runs in a Python worker of the server
-        .foreachBatch(publish_micro_batch(lake))
+        .foreachBatch(publish_micro_batch(lake, checkpoint))
         .trigger(**trigger)
         .start()
     )
@@ -312,16 +328,16 @@ def open_hours_start(gold: QueryTotals | None) -> datetime | None:
 
 
 def start_gold(spark: SparkSession, lake: Lake, checkpoint: str, trigger: dict) -> StreamingQuery:
-    # a file-stream source needs its directory; there is none before the first published batch
-    lake.make_dirs(lake.table_uri(STREAM_EVENTS))
-    events = spark.readStream.schema(STREAM_EVENTS.schema).parquet(lake.table_uri(STREAM_EVENTS))
+    """Stream `stream_events` (Delta's source: each ingest commit whole, exactly once) into the
+    live gold table (Delta's sink: exactly-once through the checkpoint and the table's log)."""
+    lake.ensure_table(spark, STREAM_EVENTS)
+    lake.ensure_table(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
+    events = spark.readStream.format(DELTA).load(lake.table_uri(STREAM_EVENTS))
     return (
         events.transform(gold_from_events)
         .writeStream.queryName(STREAM_GOLD_QUERY)
-        .format("parquet")
+        .format(DELTA)
         .option("checkpointLocation", checkpoint)
-        .options(**PARQUET_OPTIONS)
-        .partitionBy(GOLD_STREAM_FUNNEL_HOURLY_BRAND.partition_column)
         .outputMode("append")
         .trigger(**trigger)
         .start(lake.table_uri(GOLD_STREAM_FUNNEL_HOURLY_BRAND))

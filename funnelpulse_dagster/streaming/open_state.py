@@ -10,10 +10,11 @@ version beside the query's checkpoint, and for micro-batch N:
 2. drops the cells of hours the closed table holds already (their end at least an hour behind
    the watermark; the one hour of overlap is hidden by readers, who start the open hours after
    the last closed one);
-3. writes the cells file N, then publishes the state's two tables as version N: the open hours
-   per brand, then the minute funnel (readers take the newest version present in both, so a
-   state is never seen torn);
-4. deletes versions older than the newest `keep_versions`.
+3. writes the cells file N, then publishes the state's two tables as version N, each in one
+   Delta commit that also drops its versions older than the newest `keep_versions`: the open
+   hours per brand, then the minute funnel (readers take the newest version present in both,
+   so a state is never seen torn);
+4. deletes cells files older than the newest `keep_versions`.
 
 A micro-batch re-run after a crash replays the same updates (Spark's state store is at the same
 version) onto the same cells file N-1, so it writes the same state; a version whose minute table
@@ -54,8 +55,11 @@ class OpenStateSink:
         return sorted(int(n[6:18]) for n in names if n.startswith("cells-") and n.endswith(".parquet"))
 
     def __call__(self, updates: DataFrame, batch_id: int) -> None:
-        if self.lake.batch_published(LIVE_MINUTE_FUNNEL, batch_id):  # published last
+        published = self.lake.partition_values(LIVE_MINUTE_FUNNEL)  # published last
+        if published and max(map(int, published)) >= batch_id:
             return
+        for table in LIVE_TABLES:
+            self.lake.ensure_table(updates.sparkSession, table)
         changed = _naive_times(updates.toArrow())
         earlier = [v for v in self.cell_versions() if v < batch_id]
         previous = _naive_times(lakefs.read_parquet(self.cells_uri(earlier[-1]))) if earlier else None
@@ -73,11 +77,7 @@ class OpenStateSink:
             hours = con.sql(open_hours_sql("cells", version)).to_arrow_table()
             minutes = con.sql(open_minutes_sql("cells", version, self.top_brands)).to_arrow_table()
         for table, rows in ((LIVE_OPEN_HOURLY_BRAND, hours), (LIVE_MINUTE_FUNNEL, minutes)):
-            self.lake.stage_arrow_batch(rows, table, version)
-            self.lake.commit_batch(table, version)
-        for table in LIVE_TABLES:
-            for old in self.lake.batch_ids(table)[: -self.keep_versions]:
-                self.lake.delete(self.lake.batch_uri(table, old))
+            self.lake.replace_version(rows, table, version, self.keep_versions)
         for old in self.cell_versions()[: -self.keep_versions]:
             lakefs.delete_dir(self.cells_uri(old))
 

@@ -65,13 +65,15 @@ def parse_messages(messages: DataFrame) -> DataFrame:
 
 
 DEAD_LETTER_ROWS = "dead_letter_rows"
+# a dead letter's own columns (the sink adds the batch id and the date partition)
+DEAD_LETTER_COLUMNS = tuple(c for c in STREAM_DEAD_LETTERS.data_columns if c != "batch_id")
 
 
 def collect_dead_letters() -> Column:
     """The dead letters themselves, for `DataFrame.observe`: collected while the valid events
     are written, so one pass over a micro-batch serves both tables."""
     return F.collect_list(
-        F.when(F.col(REASON).isNotNull(), F.struct(*STREAM_DEAD_LETTERS.data_columns))
+        F.when(F.col(REASON).isNotNull(), F.struct(*DEAD_LETTER_COLUMNS))
     ).alias(DEAD_LETTER_ROWS)
 
 

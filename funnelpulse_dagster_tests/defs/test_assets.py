@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from dagster import DagsterInstance, materialize
+from deltalake import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
@@ -57,11 +58,13 @@ def _run(spark_resource, home: Path, partition_range: tuple[str, str], instance:
     )
 
 
-def _day_counts(spark, lake: LakeResource, table) -> dict:
-    """Rows per stored day among 2019-10-01..03, counted from the table's Parquet files."""
-    days = [date(2019, 10, d) for d in (1, 2, 3)]
-    stored = spark.read.parquet(lake.table_uri(table)).filter(F.col(table.partition_column).isin(days))
-    return {r[0]: r[1] for r in stored.groupBy(table.partition_column).count().collect()}
+def _day_counts(lake: LakeResource, table) -> dict:
+    """Rows per stored day among 2019-10-01..03, read without Spark by delta-rs (an independent
+    reader of the Delta table)."""
+    days = {date(2019, 10, d) for d in (1, 2, 3)}
+    frame = DeltaTable(lake.plain.table_uri(table)).to_pandas(columns=[table.partition_column])
+    counts = frame[table.partition_column].value_counts().to_dict()
+    return {pd.Timestamp(day).date(): n for day, n in counts.items() if pd.Timestamp(day).date() in days}
 
 
 @pytest.mark.slow
@@ -77,18 +80,27 @@ def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample
     stated = (
         len(SILVER_ROW_RULES) + 1 + sum(len(c.tables) for c in TABLE_CHECKS if c is not STREAM_MATCHES_BATCH)
     )
-    assert {c.asset_check_key for c in checks} == expected_checks and len(expected_checks) == stated == 17
+    assert {c.asset_check_key for c in checks} == expected_checks and len(expected_checks) == stated == 23
     assert all(c.passed for c in checks), [(c.check_name, c.passed) for c in checks if not c.passed]
-    # every partition carries its own day's figures and the table's URI, nothing of the run as a
-    # whole; the detector's drops are the anomalies partitions' findings, not a check
+    # every partition carries its own day's figures, the table's URI and what the Delta commit
+    # did to it, nothing of the run as a whole; the detector's drops are the anomalies
+    # partitions' findings, not a check
     for event in result.get_asset_materialization_events():
         metadata = event.materialization.metadata
         assert "dagster/row_count" in metadata and "path" in metadata, event.asset_key
+        assert {"delta_version", "delta_operation", "rows_added", "rows_removed"} <= set(metadata), (
+            event.asset_key
+        )
+        assert metadata["rows_added"].value == metadata["dagster/row_count"].value, event.asset_key
         assert not [k for k in metadata if k.startswith("run_")], event.asset_key
         if event.asset_key.to_user_string() == "gold_anomalies_hourly_brand":
             assert {"drops", "incidents"} <= set(metadata)
 
     lake = LakeResource(root=str(funnelpulse_home / "tables"))
+    # every table of every asset is a Delta table, and the catalog says so
+    for table in BATCH_TABLES.values():
+        assert DeltaTable.is_deltatable(lake.plain.table_uri(table)), table.name
+    assert all("delta" in spec.kinds for a in ASSETS for spec in a.specs)
     files = sorted((funnelpulse_home / "data_raw").glob("*.csv"))
     good, bad = reference.parse_files(files)
     in_range = {date(2019, 10, 1), date(2019, 10, 2)}
@@ -96,7 +108,7 @@ def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample
     bad = bad[bad.ingest_date.isin(in_range)]
 
     # bronze + quarantine hold exactly the reference's rows of the two days; day 3 untouched
-    assert _day_counts(spark, lake, BRONZE_EVENTS) == good.groupby("event_date").size().to_dict()
+    assert _day_counts(lake, BRONZE_EVENTS) == good.groupby("event_date").size().to_dict()
     stored_bad = sorted(
         (r.raw_line, r.reason, r.ingest_date) for r in lake.read(spark, BRONZE_QUARANTINE).collect()
     )
@@ -173,7 +185,26 @@ def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample
     # idempotent: re-materializing day 2 alone leaves every table identical (the ledger but for
     # the time it was written)
     before = {t.name: lake.read(spark, t).toPandas() for t in BATCH_TABLES.values()}
-    assert _run(spark_resource, funnelpulse_home, ("2019-10-02", "2019-10-02"), instance).success
+    again = _run(spark_resource, funnelpulse_home, ("2019-10-02", "2019-10-02"), instance)
+    assert again.success
+    # the day's rows were replaced in one new version: as many removed as added, the same count
+    rerun = _partition_metadata(again)
+    for name, rows_by_day in expected_rows.items():
+        metadata, first = rerun[(name, "2019-10-02")], by_partition[(name, "2019-10-02")]
+        assert (
+            metadata["rows_removed"].value
+            == metadata["rows_added"].value
+            == rows_by_day.get(date(2019, 10, 2), 0)
+        )
+        # a day with no rows before or after: Delta commits nothing, and the metadata says so
+        unchanged = (
+            metadata["delta_operation"].value == "NO CHANGE" and rows_by_day.get(date(2019, 10, 2), 0) == 0
+        )
+        assert unchanged or metadata["delta_version"].value > first["delta_version"].value, name
+    # the same input gave the same row counts: the version check compared the day and passed
+    changes = [c for c in again.get_asset_check_evaluations() if c.check_name == "row_change_explained"]
+    assert len(changes) == 6 and all(c.passed for c in changes)
+    assert all(c.metadata["days_compared"].value == 1 for c in changes)
     for table in BATCH_TABLES.values():
         after = lake.read(spark, table)
         expected = spark.createDataFrame(before[table.name], table.schema)
@@ -216,7 +247,7 @@ def test_cli_partition_range_materialize(sample_raw_dir, funnelpulse_home, spark
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "RUN_SUCCESS" in proc.stdout + proc.stderr
-    gold = pd.read_parquet(funnelpulse_home / "tables" / GOLD_FUNNEL_HOURLY_BRAND.name)
+    gold = DeltaTable(str(funnelpulse_home / "tables" / GOLD_FUNNEL_HOURLY_BRAND.name)).to_pandas()
     assert sorted(gold.window_date.astype(str).unique()) == ["2019-10-02", "2019-10-03"]
 
 
@@ -227,7 +258,13 @@ def test_definitions_load():
     # every table of the contracts is an asset, plus the Kafka topic the live tables read and
     # the report
     assert keys == set(ALL_TABLES) | {"kafka_events_topic", "funnel_report"}
-    for job in ("batch_lakehouse_job", "live_funnel_job", "kafka_replay_job", "funnel_report_job"):
+    for job in (
+        "batch_lakehouse_job",
+        "live_funnel_job",
+        "kafka_replay_job",
+        "funnel_report_job",
+        "lake_maintenance_job",
+    ):
         assert defs.resolve_job_def(job) is not None
     assert {s.name for s in defs.sensors} == {
         "raw_files_sensor",

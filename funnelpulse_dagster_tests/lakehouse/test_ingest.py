@@ -176,10 +176,10 @@ def test_a_lost_line_fails_the_check_and_names_file_and_day(spark_resource, funn
     class LosingLake(LakeResource):
         """Drops one bronze row on its way to storage."""
 
-        def replace_partitions(self, frame, table, days):
+        def replace_partitions(self, frame, table, days, tag=None):
             if table is BRONZE_EVENTS:
                 frame = frame.filter(F.col("product_id") != 1015)
-            super().replace_partitions(frame, table, days)
+            super().replace_partitions(frame, table, days, tag)
 
     result = _materialize(
         spark_resource,

@@ -1,4 +1,4 @@
-"""What a partition replacement leaves on disk (lake.Lake.replace_partitions)."""
+"""What a partition replacement leaves in a table's newest version (lake.Lake.replace_partitions)."""
 
 from dataclasses import replace
 from datetime import date
@@ -7,7 +7,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
 
-from funnelpulse_dagster.lakehouse.lake import PLAIN_ENCODED_COLUMNS, Lake
+from funnelpulse_dagster.lakehouse.lake import Lake
+from funnelpulse_dagster.resources.spark import PLAIN_ENCODED_COLUMNS
 from funnelpulse_dagster.tables import Table
 
 DAYS = [date(2019, 10, 1), date(2019, 10, 2), date(2019, 10, 3)]
@@ -17,7 +18,9 @@ PLAIN = replace(AGGREGATE, name="plain_table", file_per_partition=False)
 
 
 def _files_per_day(root: Path, table: Table) -> dict[date, int]:
-    return {day: len(list((root / table.name / f"day={day.isoformat()}").glob("*.parquet"))) for day in DAYS}
+    """Data files per day in the table's newest version (older versions' files stay on disk)."""
+    files = Lake(str(root)).data_files(table)
+    return {day: sum(f.partition == day.isoformat() for f in files) for day in DAYS}
 
 
 def _stored(spark, lake: Lake, table: Table) -> list[tuple]:
@@ -61,7 +64,7 @@ def test_columns_that_seldom_repeat_are_written_without_a_dictionary(spark, tmp_
     Lake(str(tmp_path)).replace_partitions(spark.createDataFrame(rows, schema), table, [DAYS[0]])
 
     encodings = set()
-    for path in (tmp_path / table.name / f"day={DAYS[0].isoformat()}").glob("*.parquet"):
+    for path in (f.uri for f in Lake(str(tmp_path)).data_files(table)):
         chunks = pq.ParquetFile(path).metadata.row_group(0)
         encodings |= {
             (chunks.column(i).path_in_schema, chunks.column(i).has_dictionary_page) for i in range(2)

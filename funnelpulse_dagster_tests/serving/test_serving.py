@@ -22,15 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 import schemathesis
 from dagster import DagsterInstance, materialize
+from deltalake import DeltaTable, write_deltalake
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
 from funnelpulse_dagster.defs.reports.report_asset import REPORT_FILE, funnel_report
+from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.reports.funnel_report import CHARTS, TOP_BRANDS, TREND_BRANDS
 from funnelpulse_dagster.resources import LakeResource, ReportsResource
 from funnelpulse_dagster.serving.app import create_app
@@ -38,6 +39,7 @@ from funnelpulse_dagster.serving.store import LakeStore
 from funnelpulse_dagster.tables import (
     GOLD_ANOMALIES_HOURLY_BRAND,
     GOLD_FUNNEL_DAILY_CATEGORY,
+    GOLD_FUNNEL_HOURLY_BRAND,
     GOLD_SESSION_FUNNEL_DAILY,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
     GOLD_TABLES,
@@ -103,7 +105,7 @@ def served_lake(tmp_path_factory, spark, batch_lake, streamed, top_brands) -> Pa
 
 @pytest.fixture(scope="module")
 def anomaly_frame(served_lake) -> pd.DataFrame:
-    frame = pd.read_parquet(served_lake / GOLD_ANOMALIES_HOURLY_BRAND.name)
+    frame = DeltaTable(str(served_lake / GOLD_ANOMALIES_HOURLY_BRAND.name)).to_pandas()
     for column in ("window_start", "window_end"):  # naive UTC, as the tables mean it
         frame[column] = frame[column].dt.tz_convert("UTC").dt.tz_localize(None)
     return frame
@@ -601,20 +603,20 @@ def test_replica_copies_only_changed_partitions_and_drops_removed_ones(served_la
     first = store.refresh()
     assert sorted(first.changed[table.name]) == list(DAYS[:1]) + ["2019-10-02", DAYS[1]]
     assert store.refresh().changed == {}  # nothing moved: nothing copied
-    # rewrite one partition with one row less, delete another
-    day_dir = lake / table.name / "date=2019-10-02"
-    (part,) = day_dir.glob("*.parquet")
-    rows = pq.read_table(part)
-    part.unlink()
-    pq.write_table(rows.slice(0, rows.num_rows - 1), day_dir / "part-00000-rewritten.parquet")
-    shutil.rmtree(lake / table.name / f"date={DAYS[0]}")
+    # another writer (delta-rs, no Spark) rewrites one day with one row less and deletes another
+    location = str(lake / table.name)
+    day_rows = DeltaTable(location).to_pyarrow_table(filters=[("date", "=", date(2019, 10, 2))])
+    write_deltalake(
+        location, day_rows.slice(0, day_rows.num_rows - 1), mode="overwrite", predicate="date = '2019-10-02'"
+    )
+    DeltaTable(location).delete(f"date = '{DAYS[0]}'")
     second = store.refresh()
     assert second.changed == {table.name: ["2019-10-02"]} and second.removed == {table.name: [DAYS[0]]}
     con = store.cursor()
     got = dict(con.execute(f'SELECT "date"::VARCHAR, count(*) FROM "{table.name}" GROUP BY 1').fetchall())
     assert got == {
-        "2019-10-02": rows.num_rows - 1,
-        DAYS[1]: pq.read_table(lake / table.name / f"date={DAYS[1]}").num_rows,
+        "2019-10-02": day_rows.num_rows - 1,
+        DAYS[1]: DeltaTable(location).to_pyarrow_table(filters=[("date", "=", date.fromisoformat(DAYS[1]))]).num_rows,
     }
     store.close()
     # the same file opened again starts from what it copied
@@ -623,38 +625,31 @@ def test_replica_copies_only_changed_partitions_and_drops_removed_ones(served_la
     reopened.close()
 
 
-def test_stream_table_reads_only_files_the_sink_committed(spark, served_lake, tmp_path):
-    """A Spark file sink (log compacted every 2 batches) plus a stray file from a failed batch:
-    the store serves exactly the committed rows."""
+def test_a_table_serves_only_the_files_its_log_committed(spark, served_lake, tmp_path):
+    """The streaming gold as the stream writes it (Delta's sink, a commit per micro-batch) plus a
+    stray file a failed batch left in a partition folder: the store serves exactly the
+    committed rows, as Spark reads them."""
     source = tmp_path / "source"
     lake = tmp_path / "tables"
     sink = lake / GOLD_STREAM_FUNNEL_HOURLY_BRAND.name
-    batch_gold = spark.read.parquet(str(served_lake / "gold_funnel_hourly_brand"))
-    spark.conf.set("spark.sql.streaming.fileSink.log.compactInterval", "2")
-    try:
-        for day in DAYS[0], "2019-10-02", DAYS[1]:
-            batch_gold.filter(f"window_date = '{day}'").write.mode("append").parquet(str(source))
-            query = (
-                spark.readStream.schema(batch_gold.schema)
-                .parquet(str(source))
-                .writeStream.format("parquet")
-                .option("checkpointLocation", str(tmp_path / "cp"))
-                .partitionBy("window_date")
-                .trigger(availableNow=True)
-                .start(str(sink))
-            )
-            query.awaitTermination()
-    finally:
-        spark.conf.unset("spark.sql.streaming.fileSink.log.compactInterval")
-    logs = sorted(p.name for p in (sink / "_spark_metadata").iterdir())
-    assert "1.compact" in logs
-    committed = spark.read.parquet(str(sink)).count()  # Spark reads through the sink's log
+    batch_gold = Lake(str(served_lake)).read(spark, GOLD_FUNNEL_HOURLY_BRAND)
+    for day in DAYS[0], "2019-10-02", DAYS[1]:
+        batch_gold.filter(f"window_date = '{day}'").write.mode("append").parquet(str(source))
+        query = (
+            spark.readStream.schema(batch_gold.schema)
+            .parquet(str(source))
+            .writeStream.format("delta")
+            .option("checkpointLocation", str(tmp_path / "cp"))
+            .partitionBy("window_date")
+            .trigger(availableNow=True)
+            .start(str(sink))
+        )
+        query.awaitTermination()
+    assert len(DeltaTable(str(sink)).history()) == 3  # a commit per micro-batch
+    committed = Lake(str(lake)).read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND).count()
     # a file a failed batch left behind, with rows that must not be served
-    (stray_dir := sink / f"window_date={DAYS[1]}").mkdir(exist_ok=True)
-    shutil.copy(
-        next((served_lake / "gold_funnel_hourly_brand" / f"window_date={DAYS[1]}").glob("*.parquet")),
-        stray_dir / "part-99999-stray.c000.zstd.parquet",
-    )
+    stray = next(f.uri for f in Lake(str(served_lake)).data_files(GOLD_FUNNEL_HOURLY_BRAND))
+    shutil.copy(stray, sink / f"window_date={DAYS[1]}" / "part-99999-stray.c000.zstd.parquet")
     for mode in ("replica", "parquet"):
         store = LakeStore(str(lake), mode=mode, database=tmp_path / f"{mode}.duckdb")
         store.refresh()

@@ -255,10 +255,8 @@ def test_a_reader_never_sees_a_torn_open_state(spark, tmp_path, live_stream):
     # the publisher's in-between moment, made to last: the hours of a newer version and no minutes
     newest = max(seen)
     hours = lake.read(spark, LIVE_OPEN_HOURLY_BRAND).filter(f"version = {newest}")
-    newer = hours.withColumn("version", hours["version"] + 1000)
-    lake.publish_batch(
-        newer.select(*LIVE_OPEN_HOURLY_BRAND.data_columns), LIVE_OPEN_HOURLY_BRAND, newest + 1000
-    )
+    newer = hours.withColumn("version", hours["version"] + 1000).toArrow()
+    lake.replace_version(newer, LIVE_OPEN_HOURLY_BRAND, newest + 1000, keep=2000)
     store.refresh()
     assert queries.live_funnel(store.cursor(), hours=6)["open"]["state_version"] == newest
 

@@ -22,11 +22,13 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, RunRequest, SensorResult, build_sensor_context
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+from deltalake import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from funnelpulse_dagster.defs.streaming.automation import kafka_offsets_sensor
 from funnelpulse_dagster.defs.streaming.jobs import live_funnel_job
+from funnelpulse_dagster.defs.streaming.live_funnel import live_funnel
 from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.resources import StreamingResource
 from funnelpulse_dagster.rules import STREAM_MATCHES_BATCH
@@ -40,6 +42,7 @@ from funnelpulse_dagster.tables import (
     STREAM_DEAD_LETTERS,
     STREAM_EVENTS,
     STREAM_INGEST_QUERY,
+    STREAM_TABLES,
 )
 from funnelpulse_dagster.transforms.stream import parse_messages
 from funnelpulse_dagster_tests import reference
@@ -106,6 +109,10 @@ def test_replay_sends_every_bronze_event_in_event_time_order(spark, batch_lake, 
 
 def test_stream_gold_equals_reference_and_batch_for_closed_hours(spark, sample_raw_dir, batch_lake, streamed):
     _, _, _, replay_result, run = streamed
+    # every table the streaming asset writes is a Delta table, and the catalog says so
+    for table in STREAM_TABLES.values():
+        assert DeltaTable.is_deltatable(batch_lake.plain.table_uri(table)), table.name
+    assert all("delta" in spec.kinds for spec in live_funnel.specs)
     stream_gold = batch_lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
     _assert_equals_reference(spark, stream_gold, sample_raw_dir)
     # the last two hours stay open: the watermark has not passed them
@@ -352,10 +359,9 @@ def test_continuous_mode_keeps_processing_new_messages(spark, tmp_path, broker):
     def produce_later() -> None:
         # a second wave once the running job has published the first one
         deadline = time.monotonic() + 25
-        while (
-            not list((tmp_path / "tables" / STREAM_EVENTS.name).glob("batch_id=*"))
-            and time.monotonic() < deadline
-        ):
+        while not (lake.is_table(STREAM_EVENTS) and lake.rows_by_partition(STREAM_EVENTS)):
+            if time.monotonic() > deadline:
+                break
             time.sleep(0.2)
         produce(25, 25)
 

@@ -95,15 +95,20 @@ def bronze(
             # the parse or parsing twice cost more); line counts come from the ownership pass.
             # The days are chosen above the observe(), which keeps that filter out of the parse.
             observed = parsed.observe(counter, collect_quarantined(days))
-            lake.replace_partitions(bronze_rows(observed, days), BRONZE_EVENTS, days)
+            lake.replace_partitions(bronze_rows(observed, days), BRONZE_EVENTS, days, tag=run.tag)
             metrics = counter.get
             quarantined = [tuple(row) for row in metrics[QUARANTINED_ROWS]]
         else:
-            lake.replace_partitions(session.createDataFrame([], BRONZE_EVENTS.schema), BRONZE_EVENTS, days)
+            lake.replace_partitions(
+                session.createDataFrame([], BRONZE_EVENTS.schema), BRONZE_EVENTS, days, tag=run.tag
+            )
             quarantined = []
     with timer.phase("write_quarantine"):
         lake.replace_partitions(
-            session.createDataFrame(quarantined, BRONZE_QUARANTINE.schema), BRONZE_QUARANTINE, days
+            session.createDataFrame(quarantined, BRONZE_QUARANTINE.schema),
+            BRONZE_QUARANTINE,
+            days,
+            tag=run.tag,
         )
 
     with timer.phase("read_back_counts"):
@@ -111,7 +116,10 @@ def bronze(
     with timer.phase("write_ledger"):
         ledger = ledger_rows(touched, days, stored_bronze, stored_quarantine)
         lake.replace_partitions(
-            session.createDataFrame(ledger, BRONZE_INGEST_LEDGER.schema), BRONZE_INGEST_LEDGER, days
+            session.createDataFrame(ledger, BRONZE_INGEST_LEDGER.schema),
+            BRONZE_INGEST_LEDGER,
+            days,
+            tag=run.tag,
         )
     _refuse_wholly_quarantined(touched, days, quarantined)
 

@@ -15,7 +15,12 @@ from funnelpulse_dagster.lib.quality import (
 )
 from funnelpulse_dagster.lib.spark_tables import SPARK_TABLE_KINDS, start_run
 from funnelpulse_dagster.resources import LakeResource, SparkResource
-from funnelpulse_dagster.rules import DAILY_MATCHES_HOURLY, RATES_VALID, TOTALS_MATCH_SILVER
+from funnelpulse_dagster.rules import (
+    DAILY_MATCHES_HOURLY,
+    RATES_VALID,
+    ROW_CHANGE_EXPLAINED,
+    TOTALS_MATCH_SILVER,
+)
 from funnelpulse_dagster.tables import (
     GOLD_FUNNEL_DAILY_BRAND,
     GOLD_FUNNEL_DAILY_CATEGORY,
@@ -65,6 +70,7 @@ def _spec(table: Table, description: str, extra_deps: list[str] | None = None) -
         check_spec(DAILY_MATCHES_HOURLY, GOLD_FUNNEL_DAILY_BRAND.name),
         *[check_spec(TOTALS_MATCH_SILVER, name) for name in _BUILDERS if name in TOTALS_MATCH_SILVER.tables],
         *[check_spec(RATES_VALID, name) for name in _BUILDERS],
+        *[check_spec(ROW_CHANGE_EXPLAINED, name, blocking=False) for name in _BUILDERS],
     ],
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
@@ -95,4 +101,5 @@ def gold_daily_tables(context: AssetExecutionContext, spark: SparkResource, lake
         yield run.report(table, gold_day_figures(rows_by_day(summary, run.days)))
         yield for_asset(check, name)
         yield for_asset(validity, name)
+        yield run.row_change_check(table, SILVER_EVENTS)
     run.log_phases()

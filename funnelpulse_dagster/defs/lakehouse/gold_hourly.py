@@ -21,6 +21,7 @@ from funnelpulse_dagster.transforms.gold import hourly_brand_funnel
     "Events without a brand form the NULL-brand group, so totals reconcile with silver.",
     group="gold",
     checks=[TOTALS_MATCH_SILVER, RATES_VALID],
+    input_table=SILVER_EVENTS,
 )
 def gold_funnel_hourly_brand(run: TableRun) -> Built:
     silver = run.read(SILVER_EVENTS)

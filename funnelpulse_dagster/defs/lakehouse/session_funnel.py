@@ -37,6 +37,7 @@ class SessionFunnelConfig(Config):
     group="gold",
     checks=[ORDERED_FUNNEL_CONSISTENT],
     config=SessionFunnelConfig,
+    input_table=SILVER_EVENTS,
 )
 def gold_session_funnel_daily(run: TableRun, config: SessionFunnelConfig) -> Built:
     around = day_range(min(run.days) - timedelta(days=1), max(run.days) + timedelta(days=1))

@@ -22,6 +22,7 @@ from funnelpulse_dagster.transforms.silver import silver_rule_counts, to_silver
     "data-quality flags, de-duplicated on the event key.",
     group="silver",
     checks=[*SILVER_ROW_RULES, SILVER_KEY_RULE],
+    input_table=BRONZE_EVENTS,
 )
 def silver_events(run: TableRun) -> Built:
     bronze = run.read(BRONZE_EVENTS)

@@ -73,7 +73,7 @@ def _stream_table_spec(name: str, upstream: str, description: str) -> AssetSpec:
         deps=[upstream],
         description=description,
         group_name="streaming",
-        kinds={"spark", "kafka", "parquet"},
+        kinds={"spark", "kafka", "delta"},
     )
 
 
