@@ -29,6 +29,7 @@ PAGE = REPO / "docs" / "performance.md"
 # the page's sections, in order: the recorded name, its title and the script that records it
 SECTIONS = (
     ("batch", "The batch lakehouse: a month, Spark against DuckDB", "batch.py"),
+    ("batch_parquet_lake", "The same month on the plain-Parquet lake, before the table format", "batch.py"),
     ("stream", "The live path's throughput", "stream.py"),
     ("live_latency", "Live freshness: produced to visible", "live_latency.py"),
     ("open_hour_growth", "The open state's cost as its hour grows", "live_latency.py"),

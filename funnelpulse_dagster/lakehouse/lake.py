@@ -37,6 +37,10 @@ def table_properties(retention_hours: int = DEFAULT_RETENTION_HOURS) -> dict[str
     return {
         "delta.logRetentionDuration": f"interval {int(retention_hours)} hours",
         "delta.deletedFileRetentionDuration": f"interval {int(retention_hours)} hours",
+        # No per-column min/max statistics, only each file's row count (which the readers'
+        # counts use): every read here prunes by partition, and computing the statistics of
+        # every column cost a month's bronze write a quarter more time (`benchmarks/batch.py`).
+        "delta.dataSkippingNumIndexedCols": "0",
     }
 
 
