@@ -229,3 +229,33 @@ def test_a_parquet_lake_of_an_older_release_is_named_with_the_way_out(spark, tmp
     pq.write_table(spark.createDataFrame([(1,)], "cell long").toArrow(), folder / "part-0.parquet")
     with pytest.raises(LegacyParquetTable, match="funnelpulse lake rebuild"):
         lake.read(spark, CELLS)
+
+
+def test_lake_rebuild_moves_the_old_lake_aside_and_launches_the_batch_chain_over_the_days(
+    tmp_path, monkeypatch
+):
+    """The way out: the old lake kept beside, one batch run over the days (the run itself is the
+    batch chain the other tests run)."""
+    from funnelpulse_dagster import cli
+    from funnelpulse_dagster.lib import runs
+
+    lake = tmp_path / "tables"
+    (lake / CELLS.name / "day=2019-10-01").mkdir(parents=True)
+    (lake / CELLS.name / "day=2019-10-01" / "part-0.parquet").write_bytes(b"old")
+    monkeypatch.setenv("FUNNELPULSE_HOME", str(tmp_path))
+    monkeypatch.setenv("FUNNELPULSE_LAKE", str(lake))
+    launched = []
+    monkeypatch.setattr(runs, "launch_in_process", lambda job, tags: launched.append((job, tags)) or True)
+    assert cli.main(["lake", "rebuild", "--from", "2019-10-01", "--to", "2019-10-14"]) == 0
+    (aside,) = [p for p in tmp_path.iterdir() if p.name.startswith("tables.before-")]
+    assert (aside / CELLS.name / "day=2019-10-01" / "part-0.parquet").read_bytes() == b"old"
+    assert not lake.exists()
+    assert launched == [
+        (
+            "batch_lakehouse_job",
+            {
+                "dagster/asset_partition_range_start": "2019-10-01",
+                "dagster/asset_partition_range_end": "2019-10-14",
+            },
+        )
+    ]
