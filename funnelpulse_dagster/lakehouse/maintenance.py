@@ -100,6 +100,16 @@ def maintain_lake(
     spark: SparkSession, lake: Lake, retention_hours: int, tables: tuple[Table, ...] = MAINTENANCE_ORDER
 ) -> list[TableMaintenance]:
     """`maintain_table` for every table, the stream's first. A retention under a week needs
-    Delta's safety check off, which this session then has."""
+    Delta's safety check off, which this session then has.
+
+    VACUUM lists a table's folders with one Spark task per folder up to Spark's partition
+    discovery parallelism (10,000 by default): on a small machine those tasks cost a table
+    twenty seconds. While maintenance runs, the listing gets the session's shuffle partitions."""
     spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", str(retention_hours >= 168).lower())
-    return [maintain_table(spark, lake, table, retention_hours) for table in tables]
+    listing = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+    before = spark.conf.get(listing)
+    spark.conf.set(listing, spark.conf.get("spark.sql.shuffle.partitions"))
+    try:
+        return [maintain_table(spark, lake, table, retention_hours) for table in tables]
+    finally:
+        spark.conf.set(listing, before)

@@ -85,7 +85,10 @@ def _int_or_none(value: object) -> int | None:
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00+01:00: no such UTC time
+        raise ValueError("a time within years 1 to 9999 in UTC") from exc
 
 
 AsOf = Annotated[

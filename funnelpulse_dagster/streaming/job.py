@@ -231,6 +231,9 @@ def publish_micro_batch(lake: Lake, checkpoint: str) -> Callable[[DataFrame, int
 def start_ingest(
     spark: SparkSession, source_options: dict[str, str], lake: Lake, checkpoint: str, trigger: dict
 ) -> StreamingQuery:
+    # both tables exist from the first run on, empty until a batch brings rows
+    for table in (STREAM_EVENTS, STREAM_DEAD_LETTERS):
+        lake.ensure_table(spark, table)
     return (
         read_messages(spark, source_options)
         .transform(parsed_stream)

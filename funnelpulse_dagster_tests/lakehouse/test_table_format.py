@@ -113,6 +113,7 @@ def _gold_rows(spark, table: Table, day: date, **columns: list):
     )
 
 
+@pytest.mark.spark_mode_independent  # Spark writes the table; what is tested reads it in Python
 def test_the_cli_lists_versions_and_reads_a_table_as_of_one(spark, tmp_path, monkeypatch, capsys):
     from funnelpulse_dagster.cli import main
     from funnelpulse_dagster.tables import GOLD_FUNNEL_DAILY_CATEGORY as table
@@ -133,6 +134,7 @@ def test_the_cli_lists_versions_and_reads_a_table_as_of_one(spark, tmp_path, mon
     assert row.split()[1:4] == ["3", "4", "2"]  # version, rows, partitions
 
 
+@pytest.mark.spark_mode_independent  # Spark writes the table; what is tested reads it in Python
 def test_the_api_lists_a_tables_versions_and_answers_as_of_a_time(spark, tmp_path):
     from fastapi.testclient import TestClient
 
@@ -222,6 +224,7 @@ def test_the_maintenance_job_compacts_vacuums_and_expires(spark, spark_resource,
         DeltaTable(lake.table_uri(CELLS).removeprefix("file://"), version=1)
 
 
+@pytest.mark.spark_mode_independent  # Spark writes the table; what is tested reads it in Python
 def test_a_parquet_lake_of_an_older_release_is_named_with_the_way_out(spark, tmp_path):
     lake = Lake(str(tmp_path / "lake"))
     folder = tmp_path / "lake" / CELLS.name / "day=2019-10-01"
