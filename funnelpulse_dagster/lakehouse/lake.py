@@ -244,9 +244,7 @@ class Lake:
         import pyarrow as pa
 
         actions = pa.table(self.delta_table(table, as_of).get_add_actions(flatten=True)).to_pydict()
-        base = self.table_uri(table)
-        if lakefs.is_local(base):
-            base = lakefs.local_path(base)
+        base = self._location(table)
         return [
             DataFile(
                 partition=value.isoformat() if isinstance(value, date) else str(value),

@@ -45,7 +45,6 @@ class TableMaintenance:
     files_before: int = 0  # data files of the newest version
     files_after: int = 0
     files_compacted: int = 0  # removed by compaction
-    files_written_by_compaction: int = 0
     files_on_disk_before: int = 0  # every Parquet file under the folder, referenced or not
     files_on_disk_after: int = 0
     log_entries_before: int = 0  # commit files in _delta_log
@@ -82,12 +81,11 @@ def maintain_table(spark: SparkSession, lake: Lake, table: Table, retention_hour
     if table.name not in NOT_COMPACTED:
         metrics = spark.sql(f"OPTIMIZE {path}").first()["metrics"]
         done.files_compacted = int(metrics["numFilesRemoved"])
-        done.files_written_by_compaction = int(metrics["numFilesAdded"])
     spark.sql(f"VACUUM {path} RETAIN {int(retention_hours)} HOURS")
     delta = lake.delta_table(table)
     delta.create_checkpoint()
     delta.cleanup_metadata()
-    done.version = lake.delta_table(table).version()
+    done.version = delta.version()
     done.files_after = len(lake.data_files(table))
     done.files_on_disk_after = _parquet_files(lake, table)
     done.log_entries_after = _log_entries(lake, table)

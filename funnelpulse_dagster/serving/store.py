@@ -29,7 +29,6 @@ the replica on disk and within `memory_limit`.
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 import time
 from collections.abc import Iterable
@@ -109,17 +108,6 @@ def _columns(table: Table) -> list[tuple[str, str]]:
 def _select_list(table: Table) -> str:
     """The table's columns cast to their declared types, in schema order."""
     return ", ".join(f'CAST("{name}" AS {dtype}) AS "{name}"' for name, dtype in _columns(table))
-
-
-def _local_or_uri(root: str) -> str:
-    """DuckDB reads local paths and `gs://`/`s3://` URIs (httpfs); `file://` becomes a path."""
-    root = root.rstrip("/")
-    if root.startswith("file:"):
-        # Hadoop writes file:/x, file:///x and file://host/x forms
-        return "/" + re.sub(r"^file:(//[^/]*)?/+", "", root)
-    if "://" in root:
-        return root
-    return str(Path(root).expanduser().resolve())
 
 
 def is_remote(root: str) -> bool:
