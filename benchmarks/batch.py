@@ -8,7 +8,7 @@
     .venv/bin/python benchmarks/batch.py --connect --warm-runs 3   # three warm runs, each with its own DuckDB run
 
 1. generates the month with the sample generator (timed separately, not part of the ratio);
-2. runs `dagster asset materialize --select 'not group:streaming and not group:reports and not key:gold_anomalies_hourly_brand' --partition-range A...B` in a fresh process,
+2. runs, in-process (FUNNELPULSE_SPARK_MODE=in-process: a cold JVM per run), `dagster asset materialize --select 'not group:streaming and not group:reports and not key:gold_anomalies_hourly_brand' --partition-range A...B` in a fresh process,
    exactly as a user would, and times it (wall time includes starting Python, Dagster and the
    Spark JVM; the per-step times printed beside it are the Spark work);
 3. runs the same work in DuckDB in another fresh process: CSV → bronze Parquet (bad lines to a
@@ -24,7 +24,10 @@
    Spark steps against the same DuckDB phases);
 5. with `--floor`, the least work any Spark chain must do here (`spark_floor`), cold and warm,
    to show how close the ratio can come at all on this machine;
-6. with `--connect`, starts a local Spark Connect server (`funnelpulse spark start`) and runs the
+6. with `--per-day DAY`, one day's chain from the CLI in-process, then with the default
+   configuration in fresh shells: the first run starts the home's local server, the next
+   `--day-runs` runs (median) find it warm;
+7. with `--connect`, starts a local Spark Connect server (`funnelpulse spark start`) and runs the
    same command twice against it (FUNNELPULSE_SPARK_REMOTE): the first run meets a server whose
    JVM is up but has run nothing; the second (the *warm* figure) a server that has run this work
    once. Peak memory there is the client's tree plus the server's. With `--warm-runs N` (N > 1)
@@ -40,7 +43,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -576,15 +578,14 @@ def connect_runs(
     machine (each by up to 1.7x between runs an hour apart), and a ratio of neighbours drifts
     less than a ratio of runs far apart. The median of those ratios is reported."""
     from funnelpulse_dagster.runtime import spark_server
+    from funnelpulse_dagster.runtime.spark_session import spark_conf
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     server_home = home / "connect"
     started = time.perf_counter()
-    pid = spark_server.start(server_home, port=port, driver_memory=memory)
+    server = spark_server.start(server_home, conf=spark_conf("local[*]", memory, 8, {}), idle_minutes=0)
+    pid = server.pid
     server_start = time.perf_counter() - started
-    connect_env = {**env, "FUNNELPULSE_SPARK_REMOTE": spark_server.url("127.0.0.1", port)}
+    connect_env = {**env, "FUNNELPULSE_SPARK_REMOTE": server.url}
     figures: dict = {"server_start_s": round(server_start, 1), "server_memory": memory, "warm_pairs": []}
     duck_wall, duck_checked, duck_chain = duck
     try:
@@ -629,6 +630,35 @@ def connect_runs(
     return figures
 
 
+def default_day_runs(home: Path, env: dict[str, str], day: str, runs: int) -> dict:
+    """One day's chain from the CLI with the default Spark configuration, each run in a fresh
+    shell: the first starts the home's local server, the later ones find it warm. Peak memory
+    counts the server too."""
+    from funnelpulse_dagster.runtime import spark_server
+
+    default_env = {
+        k: v for k, v in env.items() if k not in ("FUNNELPULSE_SPARK_MODE", "FUNNELPULSE_SPARK_REMOTE")
+    }
+    walls, peaks = [], []
+    try:
+        for n in range(1 + runs):
+            servers = spark_server.running(home)
+            wall, peak, _ = run_measured(
+                materialize_cmd("--partition", day), default_env, also=tuple(s.pid for s in servers)
+            )
+            walls.append(round(wall, 1))
+            peaks.append(round(peak / 1e9, 2))
+            print(f"one day, default configuration, run {n + 1}: {wall:.1f}s", flush=True)
+    finally:
+        spark_server.stop(home)
+    return {
+        "first_wall_s": walls[0],
+        "later_walls_s": walls[1:],
+        "later_median_wall_s": round(statistics.median(walls[1:]), 1),
+        "peak_pss_gb": max(peaks),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -637,7 +667,14 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--events-per-day", type=int, default=135_000)
     parser.add_argument("--home", help="FUNNELPULSE_HOME to use (default: a temporary folder)")
-    parser.add_argument("--per-day", help="also time one day's chain from the CLI, e.g. 2019-10-05")
+    parser.add_argument(
+        "--per-day",
+        help="also time one day's chain from the CLI, e.g. 2019-10-05: in-process, and with the default "
+        "configuration (the home's local server) in fresh shells",
+    )
+    parser.add_argument(
+        "--day-runs", type=int, default=3, help="with --per-day: warm default-configuration runs (median)"
+    )
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument(
         "--floor",
@@ -670,8 +707,15 @@ def main() -> int:
 
     home = Path(args.home or tempfile.mkdtemp(prefix="funnelpulse-bench-"))
     raw = home / "data_raw"
-    env = {**os.environ, "FUNNELPULSE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    # the in-process runs: a Spark JVM in each run (FUNNELPULSE_SPARK_MODE=in-process)
+    env = {
+        **os.environ,
+        "FUNNELPULSE_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "FUNNELPULSE_SPARK_MODE": "in-process",
+    }
     env.pop("FUNNELPULSE_LAKE", None)
+    env.pop("FUNNELPULSE_SPARK_REMOTE", None)
     (home / "dagster").mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "dagster.yaml", home / "dagster" / "dagster.yaml")
     start = date.fromisoformat(args.start)
@@ -766,6 +810,7 @@ def main() -> int:
         results.update(
             {"one_day_cli_wall_s": round(day_wall, 1), "one_day_peak_rss_gb": round(day_peak / 1e9, 2)}
         )
+        results["one_day_default"] = default_day_runs(home, env, args.per_day, args.day_runs)
 
     print()
     print(f"{'':34}{'wall s':>9}{'events/s':>12}{'peak PSS GB':>13}")
@@ -825,7 +870,14 @@ def main() -> int:
                 f"{m['ratio_wall_with_checks']}x DuckDB with the checks"
             )
     if args.per_day:
-        print(f"one day's chain from the CLI ({args.per_day}): {results['one_day_cli_wall_s']}s wall")
+        print(
+            f"one day's chain from the CLI ({args.per_day}): {results['one_day_cli_wall_s']}s wall in-process"
+        )
+        d = results["one_day_default"]
+        print(
+            f"  default configuration, fresh shells: first {d['first_wall_s']}s (starts the server), "
+            f"then median {d['later_median_wall_s']}s of {d['later_walls_s']}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     header = ["run", "wall s", "events/s", "peak PSS GB", "× DuckDB"]
@@ -866,6 +918,25 @@ def main() -> int:
                 results["one_day_cli_wall_s"],
                 "–",
                 results["one_day_peak_rss_gb"],
+                "–",
+            ]
+        )
+        d = results["one_day_default"]
+        runs.append(
+            [
+                "one day, default configuration, first run (starts the server)",
+                d["first_wall_s"],
+                "–",
+                "–",
+                "–",
+            ]
+        )
+        runs.append(
+            [
+                f"one day, default configuration, later runs in fresh shells (median of {len(d['later_walls_s'])})",
+                d["later_median_wall_s"],
+                "–",
+                d["peak_pss_gb"],
                 "–",
             ]
         )

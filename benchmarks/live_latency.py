@@ -54,8 +54,8 @@ from figures import flat, record  # benchmarks/figures.py: the performance page
 from funnelpulse_dagster.generator import generate
 from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.resources import KafkaResource
-from funnelpulse_dagster.resources.spark import classic_session, spark_conf
 from funnelpulse_dagster.runtime.services import free_port, wait_for_http
+from funnelpulse_dagster.runtime.spark_session import classic_session, spark_conf
 from funnelpulse_dagster.serving import queries
 from funnelpulse_dagster.serving.store import LakeStore
 from funnelpulse_dagster.streaming import broker

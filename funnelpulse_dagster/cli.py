@@ -42,7 +42,9 @@ def _config(_: argparse.Namespace) -> int:
         ("FUNNELPULSE_KAFKA_BOOTSTRAP", s.kafka_bootstrap),
         ("FUNNELPULSE_KAFKA_TOPIC", s.kafka_topic),
         ("FUNNELPULSE_SPARK_MASTER", s.spark_master),
-        ("FUNNELPULSE_SPARK_REMOTE", s.spark_remote or "(in-process Spark)"),
+        ("FUNNELPULSE_SPARK_REMOTE", s.spark_remote or "(none: FUNNELPULSE_SPARK_MODE decides)"),
+        ("FUNNELPULSE_SPARK_MODE", s.spark_mode),
+        ("FUNNELPULSE_SPARK_IDLE_MINUTES", s.spark_idle_minutes),
         ("checkpoints", s.checkpoints),
         ("raw (FUNNELPULSE_RAW)", s.raw),
     ):
@@ -166,44 +168,56 @@ def _broker(args: argparse.Namespace) -> int:
 
 
 def _spark(args: argparse.Namespace) -> int:
-    """The warm local Spark Connect server: start | stop | status."""
+    """This home's local Spark Connect servers: start | stop | status."""
+    from funnelpulse_dagster.resources import build_resources
     from funnelpulse_dagster.runtime import spark_server
     from funnelpulse_dagster.runtime.services import ServiceError
-    from funnelpulse_dagster.settings import spark_conf_overrides
 
     settings = load_settings()
-    files = spark_server.files(settings.home)
     if args.action == "start":
+        spark = build_resources(resolved=True)["spark"]
+        idle = settings.spark_idle_minutes if args.idle_minutes is None else args.idle_minutes
         try:
-            pid = spark_server.start(
-                settings.home,
-                port=args.port,
-                driver_memory=args.driver_memory,
-                idle_minutes=args.idle_minutes,
-                extra_conf=spark_conf_overrides(),
+            server = spark_server.start(
+                settings.home, port=args.port, conf=spark.session_conf(), idle_minutes=idle
             )
         except ServiceError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        url = spark_server.url("127.0.0.1", args.port)
-        (files.root / "url").write_text(url)
-        print(f"Spark Connect server running (pid {pid}) at {url}; log {files.log_file}")
-        print(f"use it from every run, the CLI and `dagster dev`:  export FUNNELPULSE_SPARK_REMOTE={url}")
+        print(f"Spark Connect server running (pid {server.pid}) at {server.url}; log {server.files.log_file}")
+        print(
+            f"this home's runs, CLI commands and `dagster dev` use it; from elsewhere: FUNNELPULSE_SPARK_REMOTE={server.url}"
+        )
+        if settings.spark_remote or settings.spark_mode != "local-server":
+            print(
+                f"note: this shell's runs do not (FUNNELPULSE_SPARK_REMOTE={settings.spark_remote or '(unset)'}, "
+                f"FUNNELPULSE_SPARK_MODE={settings.spark_mode})"
+            )
         return 0
     if args.action == "stop":
+        stopped = spark_server.stop(settings.home)
         print(
-            "Spark Connect server stopped"
-            if spark_server.stop(settings.home)
-            else "no Spark Connect server was running"
+            f"stopped {stopped} Spark Connect server(s)" if stopped else "no Spark Connect server was running"
         )
         return 0
-    pid = spark_server.status(settings.home)
-    url = (files.root / "url").read_text().strip() if (files.root / "url").exists() else None
-    print(
-        f"local Spark Connect server: {'running, pid ' + str(pid) + ' at ' + str(url) if pid else 'not running'}"
-    )
-    print(f"FUNNELPULSE_SPARK_REMOTE: {settings.spark_remote or '(unset: runs use in-process Spark)'}")
-    return 0 if pid else 3
+    running = spark_server.running(settings.home)
+    if settings.spark_remote:
+        print(f"runs use the Spark Connect endpoint FUNNELPULSE_SPARK_REMOTE={settings.spark_remote}")
+    elif settings.spark_mode == "in-process":
+        print("runs start Spark in their own process (FUNNELPULSE_SPARK_MODE=in-process)")
+    else:
+        print(
+            f"runs use this home's local Spark Connect server, started on first use; idle stop after {settings.spark_idle_minutes:g} min"
+        )
+    if not running:
+        print("local Spark Connect servers: none running")
+    for server in running:
+        conf = server.settings
+        print(
+            f"local Spark Connect server: running, pid {server.pid} at {server.url}; master {conf.get('spark.master')}, "
+            f"driver memory {conf.get('spark.driver.memory')}; log {server.files.log_file}"
+        )
+    return 0 if running else 3
 
 
 def _stream(args: argparse.Namespace) -> int:
@@ -303,7 +317,11 @@ def _lake(args: argparse.Namespace) -> int:
             "`funnelpulse lake rebuild` again (the old prefix stays as it is)"
         )
     first = date.fromisoformat(args.first) if args.first else settings.start_date
-    last = date.fromisoformat(args.last) if args.last else (settings.end_date or date.today() - timedelta(days=1))
+    last = (
+        date.fromisoformat(args.last)
+        if args.last
+        else (settings.end_date or date.today() - timedelta(days=1))
+    )
     lake = Path(lakefs.local_path(settings.lake))
     if lake.exists() and any(lake.iterdir()):
         aside = lake.with_name(f"{lake.name}.before-{datetime.now(UTC):%Y%m%dT%H%M%S}")
@@ -417,7 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lake_cmd.add_argument("action", choices=("rebuild",))
     lake_cmd.add_argument("--from", dest="first", help="first day (default: FUNNELPULSE_START_DATE)")
-    lake_cmd.add_argument("--to", dest="last", help="last day (default: FUNNELPULSE_END_DATE, else yesterday)")
+    lake_cmd.add_argument(
+        "--to", dest="last", help="last day (default: FUNNELPULSE_END_DATE, else yesterday)"
+    )
     lake_cmd.set_defaults(func=_lake)
 
     rules_cmd = sub.add_parser("rules", help="print the data-quality rules and rates (the docs' tables)")
@@ -442,12 +462,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     brk.set_defaults(func=_broker)
 
-    spk = sub.add_parser("spark", help="a warm local Spark Connect server (start | stop | status)")
+    spk = sub.add_parser(
+        "spark",
+        help="this home's warm local Spark Connect server, which runs start on first use (start | stop | status)",
+    )
     spk.add_argument("action", choices=("start", "stop", "status"))
-    spk.add_argument("--port", type=int, default=15002)
-    spk.add_argument("--driver-memory", default="6g", help="heap of the server's driver JVM")
+    spk.add_argument("--port", type=int, help="the port to listen on (default: a free one)")
     spk.add_argument(
-        "--idle-minutes", type=float, default=0, help="stop after this long without a Spark job (0: never)"
+        "--idle-minutes",
+        type=float,
+        help="stop after this long without a job, a query or a client call (0: never; "
+        "default FUNNELPULSE_SPARK_IDLE_MINUTES or 30)",
     )
     spk.set_defaults(func=_spark)
 

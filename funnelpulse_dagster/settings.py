@@ -25,6 +25,10 @@ ENV_KAFKA_TOPIC = "FUNNELPULSE_KAFKA_TOPIC"
 ENV_SPARK_MASTER = "FUNNELPULSE_SPARK_MASTER"
 # Spark Connect: sc://host:port[/;token=…;use_ssl=true] or dataproc-serverless; unset: in-process
 ENV_SPARK_REMOTE = "FUNNELPULSE_SPARK_REMOTE"
+# without a remote: local-server (a warm Spark this home's runs share, the default) | in-process
+ENV_SPARK_MODE = "FUNNELPULSE_SPARK_MODE"
+# minutes without a job, a query or a client call before a local server stops itself (0: never)
+ENV_SPARK_IDLE_MINUTES = "FUNNELPULSE_SPARK_IDLE_MINUTES"
 # Beyond the contract: what differs between the embedded broker and a real Kafka.
 ENV_KAFKA_SECURITY_PROTOCOL = "FUNNELPULSE_KAFKA_SECURITY_PROTOCOL"
 ENV_KAFKA_SASL_MECHANISM = "FUNNELPULSE_KAFKA_SASL_MECHANISM"
@@ -51,6 +55,8 @@ DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_KAFKA_TOPIC = "funnelpulse_events"
 DEFAULT_BROKER = "kafka"
 DEFAULT_SPARK_MASTER = "local[*]"
+DEFAULT_SPARK_MODE = "local-server"
+DEFAULT_SPARK_IDLE_MINUTES = 30.0
 
 
 def _env(name: str) -> str | None:
@@ -72,7 +78,9 @@ class Settings:
     kafka_topic: str
     broker: str  # the local broker's kind (streaming/broker.py)
     spark_master: str
-    spark_remote: str  # empty: Spark runs in the process that needs it
+    spark_remote: str  # empty: spark_mode decides
+    spark_mode: str  # local-server | in-process
+    spark_idle_minutes: float
     checkpoints: str  # a path or URI; the streaming queries' state and progress
 
     @property
@@ -111,6 +119,16 @@ def _date_setting(name: str, value: str) -> date:
         raise ValueError(f"{name}={value!r} is not a date in YYYY-MM-DD form") from exc
 
 
+def _float_setting(name: str, default: float) -> float:
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}={value!r} is not a number") from exc
+
+
 def load_settings() -> Settings:
     home = home_dir()
     start_date = _date_setting(ENV_START_DATE, _env(ENV_START_DATE) or DEFAULT_START_DATE)
@@ -130,5 +148,7 @@ def load_settings() -> Settings:
         broker=_env(ENV_BROKER) or DEFAULT_BROKER,
         spark_master=_env(ENV_SPARK_MASTER) or DEFAULT_SPARK_MASTER,
         spark_remote=_env(ENV_SPARK_REMOTE) or "",
+        spark_mode=_env(ENV_SPARK_MODE) or DEFAULT_SPARK_MODE,
+        spark_idle_minutes=_float_setting(ENV_SPARK_IDLE_MINUTES, DEFAULT_SPARK_IDLE_MINUTES),
         checkpoints=_env(ENV_CHECKPOINTS) or str(home / "checkpoints"),
     )

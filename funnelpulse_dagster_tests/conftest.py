@@ -42,18 +42,17 @@ def spark_resource(tmp_path_factory):
     # whole session (≈ 100 tests, the streaming job included); a 2 GB heap ran out once, in the
     # live job's detector after everything before it (Spark keeps ~0.5 GB of plan state)
     if SPARK_MODE == "in-process":
-        yield SparkResource(master="local[2]", driver_memory="3g", shuffle_partitions=2)
+        yield SparkResource(master="local[2]", driver_memory="3g", shuffle_partitions=2, mode="in-process")
         return
     if SPARK_MODE != "connect":
         raise ValueError(f"FUNNELPULSE_TEST_SPARK={SPARK_MODE!r}: expected in-process or connect")
     from funnelpulse_dagster.runtime import spark_server
-    from funnelpulse_dagster_tests.live import free_port
+    from funnelpulse_dagster.runtime.spark_session import spark_conf
 
     home = tmp_path_factory.mktemp("spark_server")
-    port = free_port()
-    spark_server.start(home, port=port, driver_memory="3g", shuffle_partitions=2)
-    remote = spark_server.url("127.0.0.1", port)
-    resource = SparkResource(remote=remote, shuffle_partitions=2)
+    # the pass's server outlives no test: the session's end stops it, not an idle time
+    server = spark_server.start(home, conf=spark_conf("local[*]", "3g", 2, {}), idle_minutes=0)
+    resource = SparkResource(remote=server.url, shuffle_partitions=2)
     try:
         yield resource
     finally:
@@ -71,11 +70,11 @@ def spark(spark_resource):
 @pytest.fixture(scope="session")
 def spark_env(spark_resource) -> dict[str, str]:
     """The variables a subprocess (a CLI run, the demo, the daemon's runs) needs to use the
-    pass's Spark. In-process: none, each process starts its own. Connect: the server's URL, and
-    an in-process master that cannot start, so a process that ignored the URL fails instead of
+    pass's Spark. In-process: each process starts its own. Connect: the server's URL, and an
+    in-process master that cannot start, so a process that ignored the URL fails instead of
     passing on a Spark of its own."""
     if not spark_resource.is_remote:
-        return {}
+        return {"FUNNELPULSE_SPARK_MODE": "in-process"}
     return {"FUNNELPULSE_SPARK_REMOTE": spark_resource.remote, "FUNNELPULSE_SPARK_MASTER": "not-in-this-pass"}
 
 
@@ -107,6 +106,10 @@ def pytest_configure(config):
     import sys
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # a subprocess the test does not point at the pass's Spark starts its own in-process, never a
+    # local server that would outlive the test (the default mode has its own test:
+    # runtime/test_spark_connect.py)
+    os.environ.setdefault("FUNNELPULSE_SPARK_MODE", "in-process")
 
 
 def runs_in_pass(item: pytest.Item, mode: str) -> bool:

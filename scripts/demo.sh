@@ -52,6 +52,11 @@ echo "The API and the dashboard, then http://127.0.0.1:8000/ (API docs at /docs)
 hint funnelpulse serve
 echo "Assets, lineage, partitions, checks and the runs above (Overview → Timeline), then http://127.0.0.1:3000:"
 hint dagster dev
+if [ -z "${FUNNELPULSE_SPARK_REMOTE:-}" ] && [ "${FUNNELPULSE_SPARK_MODE:-local-server}" = "local-server" ]; then
+  echo "Spark stays warm for the next runs and stops itself when idle; see it, or stop it now:"
+  hint funnelpulse spark status
+  hint funnelpulse spark stop
+fi
 if [ "${DEMO_LIVE:-1}" = "1" ]; then
   echo "The broker keeps running for the Kafka sensor; switch the sensor on, see the topic, stop the broker:"
   hint dagster sensor start -w workspace.yaml kafka_offsets_sensor

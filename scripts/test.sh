@@ -15,8 +15,23 @@ for arg in "$@"; do
   if [ "$arg" = "--quick" ]; then quick=1; else args+=("$arg"); fi
 done
 bash scripts/setup.sh
+# Nothing a test starts may outlive the tests: a local Spark server still running from a pass's
+# folder fails the run (and is stopped).
+no_leftovers() {
+  local left
+  left="$(pgrep -af "funnelpulse_dagster.runtime.spark_server --settings $1" || true)"
+  [ -z "$left" ] && return 0
+  echo "error: Spark servers the tests left running:" >&2
+  echo "$left" >&2
+  pkill -f "funnelpulse_dagster.runtime.spark_server --settings $1" || true
+  return 1
+}
 if [ "$quick" = 1 ]; then
-  FUNNELPULSE_TEST_SPARK=in-process exec .venv/bin/python -m pytest -m "not slow and not connect_pass" "${args[@]}"
+  base="$(mktemp -d)"
+  status=0
+  FUNNELPULSE_TEST_SPARK=in-process .venv/bin/python -m pytest --basetemp "$base" -m "not slow and not connect_pass" "${args[@]}" || status=$?
+  no_leftovers "$base" || status=1
+  exit "$status"
 fi
 # real components the tests start themselves: PostgreSQL (the deployment test's Dagster storage)
 # and Chromium (the dashboard test). Debian packages, installed once when missing (needs root).
@@ -34,19 +49,27 @@ if [ "${#need[@]}" -gt 0 ]; then
   fi
 fi
 if [ -n "${FUNNELPULSE_TEST_SPARK:-}" ]; then
-  exec .venv/bin/python -m pytest "${args[@]}"
+  base="$(mktemp -d)"
+  status=0
+  .venv/bin/python -m pytest --basetemp "$base" "${args[@]}" || status=$?
+  no_leftovers "$base" || status=1
+  exit "$status"
 fi
 # Both passes at once, on their own temporary folders: much of each is waiting (JVM and Kafka
 # start-up, subprocess runs, polling), which the other fills. The Connect pass's output follows.
 status=0
 connect_log="$(mktemp)"
 trap 'rm -f "$connect_log"' EXIT
+connect_base="$(mktemp -d)"
+in_process_base="$(mktemp -d)"
 FUNNELPULSE_TEST_SPARK=connect .venv/bin/python -m pytest -p no:cacheprovider \
-  --basetemp "$(mktemp -d)" "${args[@]}" >"$connect_log" 2>&1 &
+  --basetemp "$connect_base" "${args[@]}" >"$connect_log" 2>&1 &
 connect_pid=$!
 echo "== tests, Spark in-process (the Spark Connect pass runs beside it)"
-FUNNELPULSE_TEST_SPARK=in-process .venv/bin/python -m pytest --basetemp "$(mktemp -d)" "${args[@]}" || status=$?
+FUNNELPULSE_TEST_SPARK=in-process .venv/bin/python -m pytest --basetemp "$in_process_base" "${args[@]}" || status=$?
 wait "$connect_pid" || status=$?
 echo "== tests, Spark Connect (a local server)"
 cat "$connect_log"
+no_leftovers "$in_process_base" || status=1
+no_leftovers "$connect_base" || status=1
 exit "$status"

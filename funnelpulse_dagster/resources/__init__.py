@@ -36,6 +36,7 @@ from funnelpulse_dagster.settings import (
     ENV_RAW,
     ENV_REPORTS,
     ENV_SPARK_MASTER,
+    ENV_SPARK_MODE,
     ENV_SPARK_REMOTE,
     load_settings,
     spark_conf_overrides,
@@ -89,6 +90,10 @@ def build_resources(resolved: bool = False) -> dict[str, object]:
         "spark": SparkResource(
             master=_from_env(ENV_SPARK_MASTER, settings.spark_master),
             remote=_from_env(ENV_SPARK_REMOTE, settings.spark_remote),
+            mode=_from_env(ENV_SPARK_MODE, settings.spark_mode),
+            home=str(settings.home),
+            # a number, not an EnvVar (Dagster's EnvVar is text); settings.py says where it came from
+            idle_minutes=settings.spark_idle_minutes,
             spark_config=spark_conf_overrides(),
         ),
         "lake": LakeResource(root=_from_env(ENV_LAKE, settings.lake)),

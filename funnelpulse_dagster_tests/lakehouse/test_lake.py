@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
 
 from funnelpulse_dagster.lakehouse.lake import Lake
-from funnelpulse_dagster.resources.spark import PLAIN_ENCODED_COLUMNS
+from funnelpulse_dagster.runtime.spark_session import PLAIN_ENCODED_COLUMNS
 from funnelpulse_dagster.tables import Table
 
 DAYS = [date(2019, 10, 1), date(2019, 10, 2), date(2019, 10, 3)]

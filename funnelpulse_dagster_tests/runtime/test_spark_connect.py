@@ -1,12 +1,15 @@
-"""Spark as a service: the Connect mode's configuration, its errors, and `funnelpulse spark`.
+"""Spark as a service: the modes' configuration, their errors, the home's warm local server (the
+default) and `funnelpulse spark`.
 
 The whole suite runs once in-process and once against a real local Spark Connect server
-(FUNNELPULSE_TEST_SPARK=connect, see conftest.py); these tests cover what is specific to the mode.
+(FUNNELPULSE_TEST_SPARK=connect, see conftest.py); these tests cover what is specific to the modes.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -16,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from funnelpulse_dagster.resources import build_resources
-from funnelpulse_dagster.resources.spark import SparkResource, SparkUnavailable, _hint, connect_endpoint
+from funnelpulse_dagster.resources.spark import SparkResource
+from funnelpulse_dagster.runtime.spark_session import SparkUnavailable, _hint, connect_endpoint
 from funnelpulse_dagster_tests.conftest import REPO
 from funnelpulse_dagster_tests.live import free_port
 
@@ -36,9 +40,16 @@ def test_a_server_that_is_down_gives_a_clear_error_at_once():
     assert "reachable" in _hint("sc://spark.example:15002/;use_ssl=true")
 
 
-def test_the_mode_is_chosen_by_configuration(monkeypatch):
+def test_the_mode_is_chosen_by_configuration(monkeypatch, tmp_path):
     monkeypatch.delenv("FUNNELPULSE_SPARK_REMOTE", raising=False)
-    assert not build_resources(resolved=True)["spark"].is_remote  # the default: in-process
+    monkeypatch.delenv("FUNNELPULSE_SPARK_MODE", raising=False)
+    monkeypatch.setenv("FUNNELPULSE_HOME", str(tmp_path))
+    default = build_resources(resolved=True)["spark"]
+    assert not default.is_remote and default.mode == "local-server" and default.home == str(tmp_path)
+    monkeypatch.setenv("FUNNELPULSE_SPARK_MODE", "in-process")
+    assert build_resources()["spark"].mode.env_var_name == "FUNNELPULSE_SPARK_MODE"
+    with pytest.raises(SparkUnavailable, match="expected one of local-server, in-process"):
+        _ = SparkResource(mode="cluster").spark_session
     monkeypatch.setenv("FUNNELPULSE_SPARK_REMOTE", "sc://spark.example:15002/;token=abc;use_ssl=true")
     spark = build_resources(resolved=True)["spark"]
     assert spark.is_remote and spark.remote == "sc://spark.example:15002/;token=abc;use_ssl=true"
@@ -53,10 +64,20 @@ def test_the_mode_is_chosen_by_configuration(monkeypatch):
         _ = SparkResource(remote="dataproc-serverless").spark_session
 
 
+def _home_env(home: Path) -> dict[str, str]:
+    """A new shell of `home` with the default Spark configuration (a small heap for tests)."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "FUNNELPULSE_HOME": str(home),
+        "HOME": str(home),
+        "FUNNELPULSE_SPARK_CONF": "spark.driver.memory=1g",
+    }
+
+
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(FUNNELPULSE), "spark", *args],
-        env={"PATH": "/usr/bin:/bin", "FUNNELPULSE_HOME": str(home), "HOME": str(home)},
+        env=_home_env(home),
         capture_output=True,
         text=True,
         timeout=180,
@@ -64,20 +85,23 @@ def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _pids(status: subprocess.CompletedProcess) -> list[int]:
+    return [int(pid) for pid in re.findall(r"running, pid (\d+)", status.stdout)]
+
+
 def test_funnelpulse_spark_start_serves_clients_until_stopped(tmp_path):
     home = tmp_path / "home"
     port = free_port()
     assert _cli(home, "status").returncode == 3  # not running
-    started = _cli(home, "start", "--port", str(port), "--driver-memory", "1g")
+    started = _cli(home, "start", "--port", str(port))
     assert started.returncode == 0, started.stderr
     url = f"sc://127.0.0.1:{port}"
     assert f"FUNNELPULSE_SPARK_REMOTE={url}" in started.stdout
     try:
         status = _cli(home, "status")
-        assert status.returncode == 0 and url in status.stdout
-        assert _cli(home, "start", "--port", str(port)).returncode == 0  # idempotent: same pid
-        pid = re.search(r"pid (\d+)", status.stdout).group(1)
-        assert f"pid {pid}" in _cli(home, "start", "--port", str(port)).stdout
+        assert status.returncode == 0 and url in status.stdout and "driver memory 1g" in status.stdout
+        (pid,) = _pids(status)
+        assert f"pid {pid}" in _cli(home, "start").stdout  # idempotent: the same server
         # two clients, one after the other, share the server (a new process each time)
         client = textwrap.dedent(
             f"""
@@ -91,16 +115,83 @@ def test_funnelpulse_spark_start_serves_clients_until_stopped(tmp_path):
                 [sys.executable, "-c", client], capture_output=True, text=True, timeout=120, check=False
             )
             assert out.stdout.split() == ["499500", "UTC"], out.stderr[-2000:]
+        # and a run of the home with the default configuration is its client too
+        default = subprocess.run(
+            [sys.executable, "-c", _DEFAULT_CLIENT],
+            check=False,
+            env=_home_env(home),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert default.stdout.split() == ["499500"], default.stderr[-2000:]
+        assert _pids(_cli(home, "status")) == [pid]
     finally:
         stopped = _cli(home, "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert _cli(home, "status").returncode == 3
 
 
+_DEFAULT_CLIENT = """
+from funnelpulse_dagster.resources import build_resources
+spark = build_resources(resolved=True)["spark"].spark_session
+print(spark.range(1000).selectExpr("sum(id)").first()[0])
+"""
+
+
+def _materialize_bronze(home: Path, day: str) -> subprocess.Popen:
+    """A `dagster asset materialize` of one bronze day in a new shell of `home`."""
+    return subprocess.Popen(
+        [
+            str(FUNNELPULSE.with_name("dagster")),
+            "asset",
+            "materialize",
+            "-m",
+            "funnelpulse_dagster.definitions",
+        ]
+        + ["--select", "bronze_events", "--partition", day],
+        cwd=REPO,
+        env=_home_env(home) | {"DAGSTER_HOME": str(home / "dagster")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _succeeded(run: subprocess.Popen) -> None:
+    output, _ = run.communicate(timeout=300)
+    assert run.returncode == 0 and "RUN_SUCCESS" in output, output[-3000:]
+
+
+def test_runs_with_the_default_configuration_share_one_warm_server(tmp_path, sample_raw_dir):
+    """No Spark setting: the first run starts the home's server, the next run in a new shell
+    uses it, overlapping runs after a crash start one new server, and `stop` leaves nothing."""
+    home = tmp_path / "home"
+    (home / "dagster").mkdir(parents=True)
+    (home / "data_raw").symlink_to(sample_raw_dir)
+    _succeeded(_materialize_bronze(home, "2019-10-01"))
+    (pid,) = _pids(_cli(home, "status"))
+    _succeeded(_materialize_bronze(home, "2019-10-02"))
+    assert _pids(_cli(home, "status")) == [pid]  # the second run's Spark was the first's JVM
+
+    os.kill(pid, signal.SIGKILL)  # a crashed server is replaced by the next run, once
+    overlapping = [_materialize_bronze(home, day) for day in ("2019-10-02", "2019-10-03")]
+    for run in overlapping:
+        _succeeded(run)
+    (new_pid,) = _pids(_cli(home, "status"))
+    assert new_pid != pid
+
+    stopped = _cli(home, "stop")
+    assert "stopped 1" in stopped.stdout, stopped.stdout
+    assert _cli(home, "status").returncode == 3
+    with pytest.raises(ProcessLookupError):
+        os.kill(new_pid, 0)
+
+
 def test_no_py4j_outside_the_in_process_session_and_the_server():
     """The engine never reaches into the JVM from Python, so it runs as a Connect client. The
-    two places that may: the in-process branch of the resource, and the server itself."""
-    allowed = {"resources/spark.py", "runtime/spark_server.py"}
+    two places that may: the in-process session (its log level), and the server itself."""
+    allowed = {"runtime/spark_session.py", "runtime/spark_server.py"}
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         text = path.read_text()

@@ -117,7 +117,7 @@ def test_generated_data_equals_the_reference(spark, sample_raw_dir):
 def test_one_row_per_session_and_value_streams_over_the_window_order(spark, capsys):
     """The second window leaves the rows sorted by session × value, and the aggregation that keeps
     one row per group reads them in that order (a sort aggregate) instead of hashing every row's
-    36-character session id again: the session's settings (resources/spark.py) and the key order
+    36-character session id again: the session's settings (runtime/spark_session.py) and the key order
     in session_steps must agree for that."""
     events = pd.DataFrame(EDGE_CASES, columns=COLUMNS)
     frame = _frame(spark, events)
