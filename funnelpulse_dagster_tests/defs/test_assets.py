@@ -294,6 +294,7 @@ def test_demo_selection_can_run_as_a_partition_range():
     assert without_single_run == []
 
 
+@pytest.mark.slow  # a full materialization of its own: the full suite runs it, the quick lane does not
 def test_failed_blocking_check_stops_downstream(
     spark_resource, sample_raw_dir, funnelpulse_home, monkeypatch
 ):

@@ -117,6 +117,7 @@ def test_an_incident_is_flagged_from_its_first_hour_but_only_within_its_day(spar
     assertDataFrameEqual(both_days.filter(both_days.window_date == JUDGED), detect(gold, [JUDGED]))
 
 
+@pytest.mark.slow  # a detector run per day of its series: the full suite runs it, the quick lane does not
 def test_a_flag_is_detectable_when_its_run_passes_and_not_before(spark):
     """`detectable_at` says when a judge seeing every closed hour (the live path) could first
     flag an hour: judging the day with only the hours before a cut-off closed flags exactly the
