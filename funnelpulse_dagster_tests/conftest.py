@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -172,6 +173,13 @@ def bootstrap(apache_kafka):
     return apache_kafka
 
 
+@dataclass(frozen=True)
+class BatchRun:
+    lake: object  # the LakeResource
+    raw: Path  # the landing folder it read
+    result: object  # dagster's ExecuteInProcessResult
+
+
 def batch_assets() -> list:
     """The batch lakehouse's asset definitions (what batch_lakehouse_job selects by group)."""
     from funnelpulse_dagster.defs.lakehouse.anomalies import gold_anomalies_hourly_brand
@@ -192,8 +200,9 @@ def batch_assets() -> list:
 
 
 @pytest.fixture(scope="session")
-def batch_lake(tmp_path_factory, spark_resource, sample_raw_dir):
-    """Bronze … batch gold for the sample's three days, built by a real materialization."""
+def batch_run(tmp_path_factory, spark_resource, sample_raw_dir):
+    """Bronze … batch gold for the sample's three days, built by one real range run: its result
+    (test_assets checks every table, check and partition of it), its lake and its input."""
     from dagster import DagsterInstance, materialize
 
     from funnelpulse_dagster.resources import LakeResource, RawDataResource
@@ -212,7 +221,13 @@ def batch_lake(tmp_path_factory, spark_resource, sample_raw_dir):
         },
     )
     assert result.success
-    return lake
+    return BatchRun(lake, sample_raw_dir, result)
+
+
+@pytest.fixture(scope="session")
+def batch_lake(batch_run):
+    """The lake of that run, shared by the streaming and serving tests."""
+    return batch_run.lake
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,13 @@ from funnelpulse_dagster_tests.conftest import REPO, batch_assets
 ASSETS = batch_assets()
 
 
-def _run(spark_resource, home: Path, partition_range: tuple[str, str], instance: DagsterInstance):
+def _run_on(
+    spark_resource,
+    lake_root: Path | str,
+    raw: Path,
+    partition_range: tuple[str, str],
+    instance: DagsterInstance,
+):
     start, end = partition_range
     return materialize(
         ASSETS,
@@ -52,8 +58,8 @@ def _run(spark_resource, home: Path, partition_range: tuple[str, str], instance:
         tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
         resources={
             "spark": spark_resource,
-            "lake": LakeResource(root=str(home / "tables")),
-            "raw_data": RawDataResource(uri=str(home / "data_raw")),
+            "lake": LakeResource(root=str(lake_root)),
+            "raw_data": RawDataResource(uri=str(raw)),
         },
     )
 
@@ -68,12 +74,10 @@ def _day_counts(lake: LakeResource, table) -> dict:
 
 
 @pytest.mark.slow
-def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample_raw_dir, funnelpulse_home):
-    for f in sample_raw_dir.glob("*.csv"):
-        shutil.copy(f, funnelpulse_home / "data_raw" / f.name)
-    instance = DagsterInstance.ephemeral()
-    result = _run(spark_resource, funnelpulse_home, ("2019-10-01", "2019-10-02"), instance)
-    assert result.success
+def test_a_range_run_materializes_and_reconciles(spark, spark_resource, batch_run):
+    """The suite's shared range run (conftest.batch_run, 2019-10-01...03): every check, every
+    table against the reference, each partition's figures; then a day run again changes nothing."""
+    result = batch_run.result
     checks = result.get_asset_check_evaluations()
     expected_checks = {key for a in ASSETS for key in a.check_keys}
     # every rule of rules.py on every batch table it guards (the stream's check is not in this run)
@@ -96,18 +100,18 @@ def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample
         if event.asset_key.to_user_string() == "gold_anomalies_hourly_brand":
             assert {"drops", "incidents"} <= set(metadata)
 
-    lake = LakeResource(root=str(funnelpulse_home / "tables"))
+    lake = batch_run.lake
     # every table of every asset is a Delta table, and the catalog says so
     for table in BATCH_TABLES.values():
         assert DeltaTable.is_deltatable(lake.plain.table_uri(table)), table.name
     assert all("delta" in spec.kinds for a in ASSETS for spec in a.specs)
-    files = sorted((funnelpulse_home / "data_raw").glob("*.csv"))
+    files = sorted(batch_run.raw.glob("*.csv"))
     good, bad = reference.parse_files(files)
-    in_range = {date(2019, 10, 1), date(2019, 10, 2)}
+    in_range = {date(2019, 10, 1), date(2019, 10, 2), date(2019, 10, 3)}
     good = good[good.event_date.isin(in_range)]
     bad = bad[bad.ingest_date.isin(in_range)]
 
-    # bronze + quarantine hold exactly the reference's rows of the two days; day 3 untouched
+    # bronze + quarantine hold exactly the reference's rows of the days
     assert _day_counts(lake, BRONZE_EVENTS) == good.groupby("event_date").size().to_dict()
     stored_bad = sorted(
         (r.raw_line, r.reason, r.ingest_date) for r in lake.read(spark, BRONZE_QUARANTINE).collect()
@@ -185,7 +189,9 @@ def test_two_day_range_materializes_and_reconciles(spark, spark_resource, sample
     # idempotent: re-materializing day 2 alone leaves every table identical (the ledger but for
     # the time it was written)
     before = {t.name: lake.read(spark, t).toPandas() for t in BATCH_TABLES.values()}
-    again = _run(spark_resource, funnelpulse_home, ("2019-10-02", "2019-10-02"), instance)
+    again = _run_on(
+        spark_resource, lake.root, batch_run.raw, ("2019-10-02", "2019-10-02"), DagsterInstance.ephemeral()
+    )
     assert again.success
     # the day's rows were replaced in one new version: as many removed as added, the same count
     rerun = _partition_metadata(again)

@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -89,53 +88,11 @@ def _pids(status: subprocess.CompletedProcess) -> list[int]:
     return [int(pid) for pid in re.findall(r"running, pid (\d+)", status.stdout)]
 
 
-def test_funnelpulse_spark_start_serves_clients_until_stopped(tmp_path):
-    home = tmp_path / "home"
-    port = free_port()
-    assert _cli(home, "status").returncode == 3  # not running
-    started = _cli(home, "start", "--port", str(port))
-    assert started.returncode == 0, started.stderr
-    url = f"sc://127.0.0.1:{port}"
-    assert f"FUNNELPULSE_SPARK_REMOTE={url}" in started.stdout
-    try:
-        status = _cli(home, "status")
-        assert status.returncode == 0 and url in status.stdout and "driver memory 1g" in status.stdout
-        (pid,) = _pids(status)
-        assert f"pid {pid}" in _cli(home, "start").stdout  # idempotent: the same server
-        # two clients, one after the other, share the server (a new process each time)
-        client = textwrap.dedent(
-            f"""
-            from funnelpulse_dagster.resources.spark import SparkResource
-            spark = SparkResource(remote="{url}").spark_session
-            print(spark.range(1000).selectExpr("sum(id)").first()[0], spark.conf.get("spark.sql.session.timeZone"))
-            """
-        )
-        for _ in range(2):
-            out = subprocess.run(
-                [sys.executable, "-c", client], capture_output=True, text=True, timeout=120, check=False
-            )
-            assert out.stdout.split() == ["499500", "UTC"], out.stderr[-2000:]
-        # and a run of the home with the default configuration is its client too
-        default = subprocess.run(
-            [sys.executable, "-c", _DEFAULT_CLIENT],
-            check=False,
-            env=_home_env(home),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert default.stdout.split() == ["499500"], default.stderr[-2000:]
-        assert _pids(_cli(home, "status")) == [pid]
-    finally:
-        stopped = _cli(home, "stop")
-    assert stopped.returncode == 0 and "stopped" in stopped.stdout
-    assert _cli(home, "status").returncode == 3
-
-
-_DEFAULT_CLIENT = """
-from funnelpulse_dagster.resources import build_resources
-spark = build_resources(resolved=True)["spark"].spark_session
-print(spark.range(1000).selectExpr("sum(id)").first()[0])
+_REMOTE_CLIENT = """
+import sys
+from funnelpulse_dagster.resources.spark import SparkResource
+spark = SparkResource(remote=sys.argv[1]).spark_session
+print(spark.range(1000).selectExpr("sum(id)").first()[0], spark.conf.get("spark.sql.session.timeZone"))
 """
 
 
@@ -164,13 +121,24 @@ def _succeeded(run: subprocess.Popen) -> None:
 
 
 def test_runs_with_the_default_configuration_share_one_warm_server(tmp_path, sample_raw_dir):
-    """No Spark setting: the first run starts the home's server, the next run in a new shell
-    uses it, overlapping runs after a crash start one new server, and `stop` leaves nothing."""
+    """No Spark setting: the first run starts the home's server; `funnelpulse spark` shows it and
+    starts it idempotently; a Spark Connect client elsewhere and the next run in a new shell use
+    it; overlapping runs after a crash start one new server; `stop` leaves nothing running."""
     home = tmp_path / "home"
     (home / "dagster").mkdir(parents=True)
     (home / "data_raw").symlink_to(sample_raw_dir)
+    assert _cli(home, "status").returncode == 3  # nothing runs yet
     _succeeded(_materialize_bronze(home, "2019-10-01"))
-    (pid,) = _pids(_cli(home, "status"))
+    status = _cli(home, "status")
+    assert status.returncode == 0 and "driver memory 1g" in status.stdout, status.stdout
+    (pid,) = _pids(status)
+    started = _cli(home, "start")  # idempotent: the same server, and how to reach it from elsewhere
+    assert started.returncode == 0 and f"pid {pid}" in started.stdout, started.stdout
+    url = re.search(r"FUNNELPULSE_SPARK_REMOTE=(sc://\S+)", started.stdout).group(1)
+    client = subprocess.run(
+        [sys.executable, "-c", _REMOTE_CLIENT, url], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert client.stdout.split() == ["499500", "UTC"], client.stderr[-2000:]
     _succeeded(_materialize_bronze(home, "2019-10-02"))
     assert _pids(_cli(home, "status")) == [pid]  # the second run's Spark was the first's JVM
 
