@@ -92,6 +92,7 @@ def test_a_days_verdicts_do_not_change_when_later_days_arrive(spark):
     assertDataFrameEqual(until_judged, with_later_days)
 
 
+@pytest.mark.slow  # several detector runs: the full suite runs it, the quick lane does not
 def test_an_incident_is_flagged_from_its_first_hour_but_only_within_its_day(spark):
     """The brand "steady" has ≈ 45 views an hour at night: a 90 % drop gives each hour
     z ≈ −2.6 to −3.9, no single hour passes the threshold, and the strongest run is all five
@@ -134,6 +135,7 @@ def test_a_flag_is_detectable_when_its_run_passes_and_not_before(spark):
         assert seen == {hour for hour, at in flagged.items() if at <= datetime(2019, 10, 15, cut)}, cut
 
 
+@pytest.mark.slow  # two judgements with the cache manager read around them: the full suite runs it, the quick lane does not
 def test_judging_leaves_no_cache_behind(spark):
     """The live path judges after every streaming run in one long-lived driver, and Spark keeps
     a cached DataFrame until it is unpersisted: the detector must not leave caches to pile up
