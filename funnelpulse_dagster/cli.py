@@ -251,10 +251,12 @@ def _anomalies(args: argparse.Namespace) -> int:
     injected = list(csv.DictReader(truth.open())) if truth.exists() else []
     store = LakeStore(settings.lake, mode="parquet", tables=[GOLD_ANOMALIES_HOURLY_BRAND])
     store.refresh()
+    # an hour flagged by both judges (the batch detector and the live one) counts once
     flagged = (
         store.cursor()
         .execute(
-            "SELECT brand, window_start, anomaly_type, score FROM gold_anomalies_hourly_brand ORDER BY window_start"
+            "SELECT brand, window_start, anomaly_type, max(score) AS score FROM gold_anomalies_hourly_brand "
+            "GROUP BY brand, window_start, anomaly_type ORDER BY window_start, brand"
         )
         .fetchall()
     )

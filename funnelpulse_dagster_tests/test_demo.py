@@ -15,6 +15,7 @@ code with the URL unset, which the in-process pass runs through the CLI
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -85,6 +86,9 @@ def test_demo_runs_the_named_jobs_over_bounded_partitions(tmp_path, spark_env, r
     # injected beside flagged (two days are too few to find them; the 14-day demo finds all six)
     assert "injected anomalies beside what the detector flagged" in done.stdout
     assert "injected drops" in done.stdout
+    # an hour the batch and the live judge both flagged is one flagged hour
+    for flagged, hours in re.findall(r"(\d+) of (\d+)\n", done.stdout):
+        assert int(flagged) <= int(hours), done.stdout[-2000:]
 
     check = subprocess.run(
         [str(REPO / ".venv/bin/python"), "-c", _INSPECT],
