@@ -36,6 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from funnelpulse_dagster.runtime import services
+from funnelpulse_dagster.runtime.jvm import artifacts
+from funnelpulse_dagster.runtime.spark_session import (
+    classic_session,
+    connect_endpoint,
+    runtime_settings,
+    spark_conf,
+)
 
 SERVICE = "spark-connect"
 DEFAULT_IDLE_MINUTES = 30.0
@@ -85,7 +92,7 @@ class LocalServer:
         url = self.url
         if self.pid is None or url is None:
             return False
-        host, port = endpoint(url)
+        host, port = connect_endpoint(url)
         return services.port_open(host, port, timeout=1.0)
 
     @contextlib.contextmanager
@@ -109,17 +116,9 @@ def url(host: str, port: int) -> str:
     return f"sc://{host}:{port}"
 
 
-def endpoint(server_url: str) -> tuple[str, int]:
-    host, _, port = server_url.removeprefix("sc://").split("/", 1)[0].rpartition(":")
-    return host, int(port)
-
-
 def static_settings(conf: dict[str, Any]) -> dict[str, str]:
     """The settings fixed when a server starts (a client cannot change them): they decide which
     server a run may share. The pinned jar lock counts too: new jars need a new JVM."""
-    from funnelpulse_dagster.runtime.jvm import artifacts
-    from funnelpulse_dagster.runtime.spark_session import runtime_settings
-
     runtime = runtime_settings(conf)
     fixed = {k: str(v) for k, v in conf.items() if k not in runtime and k not in _BINDING}
     fixed["funnelpulse.jar.lock"] = hashlib.sha256(artifacts.LOCK_FILE.read_bytes()).hexdigest()[:16]
@@ -142,10 +141,16 @@ def servers(home: Path) -> list[LocalServer]:
     return [LocalServer(services.ServiceFiles(path, SERVICE)) for path in found]
 
 
-def _start(
-    server: LocalServer, conf: dict[str, Any], host: str, port: int, idle_minutes: float, wait: float
-) -> int:
-    """Start the server (its lock held by the caller); return its pid once it accepts clients."""
+def _ensure(
+    server: LocalServer, conf: dict[str, Any], host: str, port: int | None, idle_minutes: float, wait: float
+) -> None:
+    """Start the server unless it answers (its lock held by the caller); a server that is alive
+    but does not answer (stuck or half-stopped) is stopped first. Returns once it accepts clients."""
+    if server.answers():
+        return
+    if server.pid is not None:
+        services.stop(server.files, wait_seconds=30.0)
+    port = port or services.free_port(host)
     conf = conf | {_BINDING[0]: host, _BINDING[1]: str(port), "spark.app.name": "funnelpulse-connect"}
     server.files.root.mkdir(parents=True, exist_ok=True)
     server.settings_file.write_text(json.dumps(conf, sort_keys=True, indent=1))
@@ -159,9 +164,8 @@ def _start(
         "--idle-minutes",
         str(idle_minutes),
     ]
-    pid = services.start(server.files, command, host, port, wait)
+    services.start(server.files, command, host, port, wait)
     server.url_file.write_text(url(host, port))
-    return pid
 
 
 @contextlib.contextmanager
@@ -171,10 +175,7 @@ def claimed(home: Path, conf: dict[str, Any], idle_minutes: float = DEFAULT_IDLE
     so an idle server cannot stop between being found and being used."""
     server = server_for(home, conf)
     with server.locked():
-        if not server.answers():
-            if server.pid is not None:  # alive, not answering: stuck or half-stopped
-                services.stop(server.files, wait_seconds=30.0)
-            _start(server, conf, "127.0.0.1", services.free_port(), idle_minutes, wait=180.0)
+        _ensure(server, conf, "127.0.0.1", None, idle_minutes, wait=180.0)
         yield server.url
 
 
@@ -188,16 +189,10 @@ def start(
 ) -> LocalServer:
     """Start the home's server for `conf` (FunnelPulse's defaults when None) unless one answers."""
     if conf is None:
-        from funnelpulse_dagster.runtime.spark_session import spark_conf
-
         conf = spark_conf("local[*]", "6g", 8, {})
     server = server_for(home, conf)
     with server.locked():
-        if server.answers():
-            return server
-        if server.pid is not None:
-            services.stop(server.files, wait_seconds=30.0)
-        _start(server, conf, host, port or services.free_port(host), idle_minutes, wait_seconds)
+        _ensure(server, conf, host, port, idle_minutes, wait_seconds)
     return server
 
 
@@ -252,8 +247,6 @@ class _Activity:
 
 def serve(conf: dict[str, Any], idle_minutes: float, files: services.ServiceFiles | None = None) -> None:
     """Run the server in this process until SIGTERM / SIGINT, or `idle_minutes` without activity."""
-    from funnelpulse_dagster.runtime.spark_session import classic_session
-
     session = classic_session(conf)
     # the port opens here, so a client that finds it open finds a session to work in
     session._jvm.__getattr__(CONNECT_SERVICE).start(session._jsc.sc())
