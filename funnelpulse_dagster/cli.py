@@ -71,14 +71,14 @@ def _summary(args: argparse.Namespace) -> int:
     """Version, rows and partitions of every table on the lake, local or `gs://`, now or as of a
     time (no Spark needed: the Delta log's file statistics, read with delta-rs)."""
     from funnelpulse_dagster.lakehouse.lake import Lake
-    from funnelpulse_dagster.tables import ALL_TABLES
+    from funnelpulse_dagster.tables import LAKE_TABLES
 
     lake = Lake(load_settings().lake)
     as_of = as_of_argument(args.as_of)
     if isinstance(as_of, int):
         raise SystemExit("summary --as-of takes a time (versions are per table: funnelpulse history TABLE)")
     print(f"{'table':32} {'version':>8} {'rows':>12} {'parts':>6}  first..last")
-    for name, table in ALL_TABLES.items():
+    for name, table in LAKE_TABLES.items():
         if not lake.is_table(table):
             print(f"{name:32} {'-':>8} {'-':>12} {0:>6}")
             continue
@@ -98,11 +98,11 @@ def _summary(args: argparse.Namespace) -> int:
 def _history(args: argparse.Namespace) -> int:
     """A table's versions, newest first: when, the operation, what it changed, and the run."""
     from funnelpulse_dagster.lakehouse.lake import Lake
-    from funnelpulse_dagster.tables import ALL_TABLES
+    from funnelpulse_dagster.tables import LAKE_TABLES
 
-    if args.table not in ALL_TABLES:
-        raise SystemExit(f"no table {args.table!r}; tables: {', '.join(ALL_TABLES)}")
-    table = ALL_TABLES[args.table]
+    if args.table not in LAKE_TABLES:
+        raise SystemExit(f"no table {args.table!r}; tables: {', '.join(LAKE_TABLES)}")
+    table = LAKE_TABLES[args.table]
     lake = Lake(load_settings().lake)
     as_of = as_of_argument(args.as_of)
     if as_of is not None:

@@ -112,6 +112,21 @@ BRONZE_INGEST_LEDGER = Table(
     ),
 )
 
+# Bronze's own copy of the landing files' records, written once per file and fingerprint: the
+# first run that needs a file reads it whole and files each record under its own day, so a later
+# run reads only its days' records. Internal to bronze (not an asset); a partition holds one
+# file version's records of one day: `<file key>_<fingerprint key>_<own day | undated>`.
+BRONZE_LANDING_LINES = Table(
+    "bronze_landing_lines",
+    "landing_part",
+    _fields(
+        ("source_file", StringType()),
+        ("own_day", DateType()),
+        ("line", StringType()),
+        ("landing_part", StringType()),
+    ),
+)
+
 SILVER_EVENTS = Table(
     "silver_events",
     "event_date",
@@ -388,7 +403,10 @@ LIVE_TABLES = (LIVE_OPEN_HOURLY_BRAND, LIVE_MINUTE_FUNNEL)
 STREAM_TABLES = {
     t.name: t for t in (STREAM_EVENTS, STREAM_DEAD_LETTERS, GOLD_STREAM_FUNNEL_HOURLY_BRAND, *LIVE_TABLES)
 }
+# the tables Dagster knows as assets
 ALL_TABLES = {**BATCH_TABLES, **STREAM_TABLES}
+# every table on the lake: the assets and bronze's landed records
+LAKE_TABLES = {**ALL_TABLES, BRONZE_LANDING_LINES.name: BRONZE_LANDING_LINES}
 
 # Streaming checkpoints live under FUNNELPULSE_CHECKPOINTS/<query name>: the ingest query owns
 # the Kafka offsets it publishes events to, the gold query its state, the open-state query both.
@@ -414,6 +432,9 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "source_file": "the input file: its absolute path on local disk, its URI (gs://…) elsewhere",
     "event_date": "partition column: the UTC date of event_time",
     "raw_line": "the input line's text, as read",
+    "line": "one record of a landing file, as read (header and blank lines are no records)",
+    "own_day": "the record's own day by the ownership rule (docs/tables.md); NULL: none, it belongs to the file's anchor day",
+    "landing_part": "partition column: <file key>_<fingerprint key>_<own day, or undated>",
     "ingest_date": "partition column: the day the line belongs to by the ownership rule (docs/tables.md)",
     "file_size": "the file's size in bytes when ingested",
     "file_modified_at": "the file's modification time when ingested",

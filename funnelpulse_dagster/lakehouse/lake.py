@@ -342,6 +342,12 @@ class Lake:
             # each day's rows to one task: one file per day instead of one per day and task
             frame = frame.repartition(table.partition_column)
         predicate = f"`{table.partition_column}` IN ({', '.join(_sql_literal(d) for d in wanted)})"
+        self.replace_where(frame, table, predicate, tag)
+
+    def replace_where(self, frame: DataFrame, table: Table, predicate: str, tag: str | None = None) -> None:
+        """Make the rows of `table` that match `predicate` (SQL over its partition column) exactly
+        `frame`'s rows, in one commit; Delta rejects a row of `frame` that does not match."""
+        self.ensure_table(frame.sparkSession, table)
         writer = (
             frame.select(*table.schema.fieldNames())
             .write.format(DELTA)

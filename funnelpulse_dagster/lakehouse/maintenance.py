@@ -25,13 +25,13 @@ from pyspark.sql import SparkSession
 
 from funnelpulse_dagster.lakehouse import lakefs
 from funnelpulse_dagster.lakehouse.lake import DELTA, DELTA_LOG, Lake, table_properties
-from funnelpulse_dagster.tables import ALL_TABLES, LIVE_TABLES, STREAM_TABLES, Table
+from funnelpulse_dagster.tables import LAKE_TABLES, LIVE_TABLES, STREAM_TABLES, Table
 
 # the stream's tables first: they gather the most small files
 MAINTENANCE_ORDER: tuple[Table, ...] = (
     *[t for t in STREAM_TABLES.values() if t not in LIVE_TABLES],
     *LIVE_TABLES,
-    *[t for t in ALL_TABLES.values() if t.name not in STREAM_TABLES],
+    *[t for t in LAKE_TABLES.values() if t.name not in STREAM_TABLES],
 )
 NOT_COMPACTED = frozenset(t.name for t in LIVE_TABLES)
 

@@ -88,7 +88,7 @@ def ingest_reconciliation(
     """Every line of every file the run touched is in bronze or in quarantine, exactly once,
     over all the days each file owns, not only the run's days.
 
-    Keys are (file, day). `owned_lines` comes from the ownership pass over the whole files;
+    Keys are (file, day). `owned_lines` comes from the landed records of the whole files;
     the stored counts are read back from the tables, so a lost file, a partition written to the
     wrong day or a row dropped between parsing and storage all show up here.
 

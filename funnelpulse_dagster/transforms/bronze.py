@@ -8,8 +8,8 @@ the job, so every conversion is a `try_*` function whose NULL we turn into a rea
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, timedelta
+from collections.abc import Iterable, Mapping
+from datetime import date
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -33,7 +33,6 @@ REASON = "_reason"
 ROW_DATE = "_row_date"
 RAW_LINE = "raw_line"
 SOURCE_FILE = "source_file"
-RAW_FILE = "_raw_file"  # the file as Spark's reader names it
 OWN_DAY = "own_day"
 
 
@@ -68,13 +67,12 @@ def _split_fields(line: Column) -> Column:
     return F.when(line.contains('"'), quoted).otherwise(F.split(line, ",", -1))
 
 
-def export_lines(session: SparkSession, uris: Sequence[str]) -> DataFrame:
-    """The files' lines: `value` (a leading byte-order mark removed) and `_raw_file` (the file
-    as Spark names it). `*.gz` files are decompressed by Spark's reader."""
+def export_lines(session: SparkSession, uri: str) -> DataFrame:
+    """A file's lines as `value`, a leading byte-order mark removed (`*.gz` files are
+    decompressed by Spark's reader)."""
     value = F.col("value")
-    return session.read.text(list(uris)).select(
-        F.when(value.startswith(BOM), F.substr(value, F.lit(2))).otherwise(value).alias("value"),
-        F.col("_metadata.file_path").alias(RAW_FILE),
+    return session.read.text(uri).select(
+        F.when(value.startswith(BOM), F.substr(value, F.lit(2))).otherwise(value).alias("value")
     )
 
 
@@ -109,30 +107,22 @@ def own_day(event_time: Column, line: Column) -> Column:
     return F.coalesce(F.to_date(event_time), F.try_to_date(F.substring(line, 1, 10), "yyyy-MM-dd"))
 
 
-def line_ownership(lines: DataFrame, layout: ExportLayout = STANDARD_LAYOUT) -> DataFrame:
-    """Records per file and own day (NULL: no date of its own; a file and day may take more
-    than one row) over whole files: what the ingest ledger and the anchor days are computed from.
+def landing_records(lines: DataFrame, layout: ExportLayout = STANDARD_LAYOUT) -> DataFrame:
+    """A file's records (`value`) with their own day (`own_day`, NULL: none) by the ownership
+    rule (funnelpulse_dagster.lakehouse.ownership). Blank and header lines are no records and are
+    dropped.
 
     A line in the export's own shape (`YYYY-MM-DD HH:MM:SS UTC,` at its start, in the standard
-    layout) owns the date it starts with whether or not its clock time parses, so such lines are
-    counted by their first ten characters and only the few others have their time parsed (the
-    bronze phase `ownership` in `benchmarks/batch.py`). The ten characters become a date after the count
-    (NULL when they are not a real date, as the rule says).
+    layout) owns the date it starts with whether or not its clock time parses, so such lines
+    take their first ten characters and only the few others have their time parsed (NULL when
+    the text is no real date, as the rule says).
     """
     line = F.col("value")
-    prefix = F.substring(line, 1, 10)
-    key = F.date_format(own_day(parse_event_time(_event_time_text(line, layout)), line), "yyyy-MM-dd")
+    day = own_day(parse_event_time(_event_time_text(line, layout)), line)
     if layout.standard:
         export_shape = (F.substring(line, 11, 1) == " ") & (F.substring(line, 20, 5) == " UTC,")
-        key = F.when(export_shape, prefix).otherwise(key)
-    return (
-        lines.transform(drop_non_records, layout)
-        .groupBy(F.col(RAW_FILE), key.alias(OWN_DAY))
-        .count()
-        # after the count, not in a second aggregation: the optimizer would merge the two and
-        # parse the date on every line again; several texts that are no date give several rows
-        .withColumn(OWN_DAY, F.try_to_date(F.col(OWN_DAY), "yyyy-MM-dd"))
-    )
+        day = F.when(export_shape, F.try_to_date(F.substring(line, 1, 10), "yyyy-MM-dd")).otherwise(day)
+    return lines.transform(drop_non_records, layout).withColumn(OWN_DAY, day)
 
 
 def typed_event_columns(fields: Column) -> list[Column]:
@@ -182,26 +172,26 @@ def conversion_reason() -> Column:
     )
 
 
-def parse_raw_lines(
-    lines: DataFrame, files: Mapping[str, tuple[str, date | None]], layout: ExportLayout = STANDARD_LAYOUT
+def parse_landed_records(
+    records: DataFrame, anchors: Mapping[str, date], layout: ExportLayout = STANDARD_LAYOUT
 ) -> DataFrame:
-    """Parse `value` (one raw record) into the bronze columns plus `_reason` and `_row_date`.
+    """Parse landed records (`source_file`, `own_day`, `line`: BRONZE_LANDING_LINES) into the
+    bronze columns plus `_reason` and `_row_date`.
 
-    `files` maps each file as Spark names it (`_raw_file`) to (its URI as stored in
-    `source_file`, its anchor day). `_reason` is NULL for a row that belongs in bronze and says
-    what is wrong otherwise. `_row_date` is the day that owns the row: its own day, else its
-    file's anchor day (funnelpulse_dagster.lakehouse.ownership), so every record belongs to exactly one day.
+    `_reason` is NULL for a row that belongs in bronze and says what is wrong otherwise.
+    `_row_date` is the day that owns the row: its own day, else its file's anchor day (`anchors`
+    maps each `source_file` to it; funnelpulse_dagster.lakehouse.ownership), so every record
+    belongs to exactly one day.
     """
     n = layout.field_count
-    uri_of = F.create_map(*[x for raw, (uri, _) in files.items() for x in (F.lit(raw), F.lit(uri))])
     anchor_of = F.create_map(
-        *[x for raw, (_, anchor) in files.items() for x in (F.lit(raw), F.lit(anchor).cast("date"))]
+        *[x for uri, anchor in anchors.items() for x in (F.lit(uri), F.lit(anchor).cast("date"))]
     )
-    parsed = lines.withColumn("_fields", _ordered_fields(F.col("value"), layout)).select(
-        F.col("value").alias(RAW_LINE),
-        uri_of[F.col(RAW_FILE)].alias(SOURCE_FILE),
-        anchor_of[F.col(RAW_FILE)].alias("_anchor"),
-        F.size(_split_fields(F.col("value")) if not layout.standard else "_fields").alias("_field_count"),
+    parsed = records.withColumn("_fields", _ordered_fields(F.col("line"), layout)).select(
+        F.col("line").alias(RAW_LINE),
+        F.col(SOURCE_FILE),
+        F.coalesce(F.col(OWN_DAY), anchor_of[F.col(SOURCE_FILE)]).alias(ROW_DATE),
+        F.size(_split_fields(F.col("line")) if not layout.standard else "_fields").alias("_field_count"),
         *typed_event_columns(F.col("_fields")),
     )
     reason = F.when(
@@ -216,7 +206,7 @@ def parse_raw_lines(
             if not c.startswith("_")
         ],
         F.col(REASON),
-        F.coalesce(own_day(F.col("event_time"), F.col(RAW_LINE)), F.col("_anchor")).alias(ROW_DATE),
+        F.col(ROW_DATE),
     )
 
 
@@ -231,30 +221,13 @@ def owned_by(dates: Iterable[date]) -> Column:
     return F.col(ROW_DATE).isin(sorted(set(dates)))
 
 
-def prefilter_lines_for_dates(lines: DataFrame, dates: Iterable[date]) -> DataFrame:
-    """Cheap pre-filter before parsing: drop lines that start with a date far from the range.
-
-    A line is kept when its first ten characters are not a valid date (it may be garbage that
-    the owner rule gives to one of our days) or are a date within a day of the range (a timestamp
-    with a zone offset can fall on a neighbouring UTC day). The exact owner test runs after
-    parsing. ISO dates compare as strings, so the common case costs a string comparison; only
-    lines outside the window pay for a date parse.
-    """
-    wanted = sorted(set(dates))
-    lo = (wanted[0] - timedelta(days=1)).isoformat()
-    hi = (wanted[-1] + timedelta(days=1)).isoformat()
-    prefix = F.substring(F.col("value"), 1, 10)
-    return lines.filter(
-        F.when(prefix.between(lo, hi), True).otherwise(F.try_to_date(prefix, "yyyy-MM-dd").isNull())
-    )
-
-
 def reason_kind(reason: str) -> str:
     """A reason without its particulars: "expected 9 fields, found 3" → "wrong field count"."""
     return "wrong field count" if reason.startswith("expected ") else reason
 
 
 QUARANTINED_ROWS = "quarantined_rows"
+LINES_PARSED = "lines_parsed"
 
 
 def _quarantine_columns() -> list[Column]:

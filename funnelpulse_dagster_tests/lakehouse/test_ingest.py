@@ -6,6 +6,8 @@ separately) or counted from the file's text."""
 from __future__ import annotations
 
 import gzip
+import os
+import re
 from datetime import date
 from pathlib import Path
 
@@ -17,10 +19,17 @@ from pyspark.sql import functions as F
 from funnelpulse_dagster.defs.lakehouse.automation import days_owned_by
 from funnelpulse_dagster.defs.lakehouse.bronze import bronze
 from funnelpulse_dagster.lakehouse import lakefs
-from funnelpulse_dagster.lakehouse.ingest import survey
+from funnelpulse_dagster.lakehouse.ingest import land
+from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.resources import LakeResource, RawDataResource
 from funnelpulse_dagster.rules import INPUT_ROWS_RECONCILE
-from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_INGEST_LEDGER, BRONZE_QUARANTINE, RAW_COLUMNS
+from funnelpulse_dagster.tables import (
+    BRONZE_EVENTS,
+    BRONZE_INGEST_LEDGER,
+    BRONZE_LANDING_LINES,
+    BRONZE_QUARANTINE,
+    RAW_COLUMNS,
+)
 from funnelpulse_dagster_tests import reference
 
 HEADER = ",".join(RAW_COLUMNS)
@@ -74,10 +83,12 @@ def _records(lines: list[str], header: str | None = HEADER) -> int:
     return sum(1 for x in lines if x.strip() and x.strip() != header)
 
 
-def _materialize(spark_resource, home: Path, first: str, last: str, raise_on_error: bool = True, lake=None):
+def _materialize(
+    spark_resource, home: Path, first: str, last: str, raise_on_error: bool = True, lake=None, instance=None
+):
     return materialize(
         [bronze],
-        instance=DagsterInstance.ephemeral(),
+        instance=instance or DagsterInstance.ephemeral(),
         tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
         resources={
             "spark": spark_resource,
@@ -225,6 +236,67 @@ def test_a_run_of_one_day_stores_only_that_days_lines(spark, spark_resource, fun
     _assert_equals_reference(spark, funnelpulse_home, [path])
 
 
+def _bronze_metadata(result, day: date) -> dict:
+    (event,) = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == AssetKey(BRONZE_EVENTS.name) and e.partition == day.isoformat()
+    ]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def _run_log(instance, result) -> str:
+    return "\n".join(e.user_message for e in instance.all_logs(result.run_id) if e.user_message)
+
+
+@pytest.mark.slow  # four bronze runs; the quick lane keeps the one-day and ownership tests
+def test_a_landed_export_is_read_once_and_a_changed_one_again_for_its_days(
+    spark, spark_resource, funnelpulse_home
+):
+    lines = [HEADER, *[",".join(r) for r in _rows()], *MALFORMED]
+    path = _write(funnelpulse_home / "data_raw" / "x.csv", lines)
+    expected_good, expected_bad = reference.parse_files([path])
+
+    def day_lines(day: date) -> int:  # the records a day owns, by the reference
+        return int((expected_good.event_date == day).sum() + (expected_bad.ingest_date == day).sum())
+
+    def parsed(instance, result) -> int:
+        return int(re.search(r"(\d+) landed record\(s\) parsed", _run_log(instance, result)).group(1))
+
+    instance = DagsterInstance.ephemeral()
+    # the first run that needs the file reads it whole, and parses only its day's records
+    first = _materialize(spark_resource, funnelpulse_home, "2019-11-05", "2019-11-05", instance=instance)
+    (uri,) = _bronze_metadata(first, NOV5)["input_files"]
+    assert _bronze_metadata(first, NOV5)["files_read_whole"] == {uri: _records(lines)}
+    assert parsed(instance, first) == day_lines(NOV5) < _records(lines)
+    # a run of another day reads nothing whole: only that day's landed records
+    second = _materialize(spark_resource, funnelpulse_home, "2019-11-04", "2019-11-04", instance=instance)
+    assert _bronze_metadata(second, NOV4)["files_read_whole"] == {}
+    assert parsed(instance, second) == day_lines(NOV4)
+    assert _check(second).passed
+    _assert_equals_reference(spark, funnelpulse_home, [path])
+
+    # the export changes (a record of Nov 6 added): the next run reads it whole again, and the
+    # days it owned or owns outside the run are named stale
+    changed = [*lines, "2019-11-06 10:00:00 UTC,view,1,2,,b,1.00,3,s"]
+    _write(path, changed)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    third = _materialize(spark_resource, funnelpulse_home, "2019-11-05", "2019-11-05", instance=instance)
+    assert _bronze_metadata(third, NOV5)["files_read_whole"] == {uri: _records(changed)}
+    assert parsed(instance, third) == day_lines(NOV5)
+    assert "outside this run are stale until they are materialized again: 2019-11-04, 2019-11-06" in (
+        _run_log(instance, third)
+    )
+    # the landed records are the file as it is now, and only that
+    landed = Lake(str(funnelpulse_home / "tables"))
+    assert sum(landed.rows_by_partition(BRONZE_LANDING_LINES).values()) == _records(changed)
+    sixth = _materialize(spark_resource, funnelpulse_home, "2019-11-04", "2019-11-06", instance=instance)
+    assert _bronze_metadata(sixth, date(2019, 11, 6))["files_read_whole"] == {}
+    assert _check(sixth).passed
+    _assert_equals_reference(spark, funnelpulse_home, [path])
+
+
 def _shape_lines(kind: str) -> tuple[list[str], dict]:
     rows = _rows(24)
     if kind == "reordered_columns":  # brand and price swapped, the header says so
@@ -306,7 +378,7 @@ def test_sensor_and_bronze_give_a_hostile_file_the_same_days(spark, funnelpulse_
         "nonsense",
     ]
     path = _write(funnelpulse_home / "data_raw" / "hostile.csv", lines, newline="\r\n")
-    (surveyed,) = survey(spark, [lakefs.info(str(path))])
+    (surveyed,) = land(spark, Lake(str(funnelpulse_home / "tables")), [lakefs.info(str(path))]).files
     assert (
         set(surveyed.lines_by_day)
         == days_owned_by(str(path))

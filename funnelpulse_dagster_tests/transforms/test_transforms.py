@@ -10,7 +10,8 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from funnelpulse_dagster.lakehouse import lakefs
-from funnelpulse_dagster.lakehouse.ingest import files_owning, parsed_lines, survey
+from funnelpulse_dagster.lakehouse.ingest import files_owning, land, parsed_lines
+from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.tables import (
     BRONZE_EVENTS,
     GOLD_FUNNEL_DAILY_BRAND,
@@ -34,18 +35,24 @@ from funnelpulse_dagster_tests.conftest import TEST_DATA
 pytestmark = pytest.mark.spark_mode_independent
 
 
-def _parse(spark, files: list[Path], days=None):
-    """Bronze's parse of `files` for `days` (default: every day the files own): (its bronze rows,
-    its quarantine rows)."""
-    surveyed = survey(spark, [lakefs.info(str(f)) for f in files])
-    days = days or sorted({d for f in surveyed for d in f.lines_by_day})
-    parsed = parsed_lines(spark, files_owning(surveyed, days), days)
-    return bronze_rows(parsed, days), quarantine_rows(parsed, days)
+@pytest.fixture
+def parse(spark, tmp_path_factory):
+    """Bronze's parse of `files` for `days` (default: every day the files own), landed in a lake
+    of its own: (its bronze rows, its quarantine rows)."""
+
+    def parse_files(files: list[Path], days=None):
+        lake = Lake(str(tmp_path_factory.mktemp("lake")))
+        landing = land(spark, lake, [lakefs.info(str(f)) for f in files])
+        days = days or sorted({d for f in landing.files for d in f.lines_by_day})
+        parsed = parsed_lines(spark, lake, files_owning(landing.files, days), days)
+        return bronze_rows(parsed, days), quarantine_rows(parsed, days)
+
+    return parse_files
 
 
-def test_dirty_file_bronze_and_quarantine_match_reference(spark):
+def test_dirty_file_bronze_and_quarantine_match_reference(spark, parse):
     path = TEST_DATA / "dirty_events.csv"
-    bronze, quarantine = _parse(spark, [path])
+    bronze, quarantine = parse([path])
     expected_good, expected_bad = reference.parse_files([path])
 
     columns = [c for c in BRONZE_EVENTS.schema.fieldNames() if c != "source_file"]
@@ -74,9 +81,9 @@ def test_dirty_file_bronze_and_quarantine_match_reference(spark):
     }
 
 
-def test_every_input_line_lands_exactly_once(spark, sample_raw_dir):
+def test_every_input_line_lands_exactly_once(spark, parse, sample_raw_dir):
     files = sorted(sample_raw_dir.glob("*.csv"))
-    bronze, quarantine = _parse(spark, files)
+    bronze, quarantine = parse(files)
     data_lines = sum(
         1
         for f in files
@@ -88,21 +95,21 @@ def test_every_input_line_lands_exactly_once(spark, sample_raw_dir):
     assert quarantine.count() == 4
 
 
-def test_restricting_to_days_partitions_lines_without_loss(spark, sample_raw_dir):
+def test_restricting_to_days_partitions_lines_without_loss(spark, parse, sample_raw_dir):
     files = sorted(sample_raw_dir.glob("*.csv"))
 
     def rows(days=None) -> int:
-        bronze, quarantine = _parse(spark, files, days)
+        bronze, quarantine = parse(files, days)
         return bronze.count() + quarantine.count()
 
     per_day = [rows([date(2019, 10, d)]) for d in (1, 2, 3)]
     assert all(per_day) and sum(per_day) == rows()
 
 
-def test_real_export_fixture_parses_without_quarantine(spark):
+def test_real_export_fixture_parses_without_quarantine(spark, parse):
     # the first 5,019 rows of a real export (REES46 multi-category store, October 2019)
     fixture = TEST_DATA / "rees46-multicategory-2019-Oct-first5019.csv"
-    bronze, quarantine = _parse(spark, [fixture])
+    bronze, quarantine = parse([fixture])
     assert quarantine.count() == 0
     lines = [l for l in fixture.read_text().split("\n") if l.strip()][1:]
     assert bronze.count() == len(lines) == 5019
@@ -111,9 +118,9 @@ def test_real_export_fixture_parses_without_quarantine(spark):
     assert bronze.agg(F.max("category_id")).first()[0] == expected_max
 
 
-def test_silver_and_gold_match_reference(spark, sample_raw_dir):
+def test_silver_and_gold_match_reference(spark, parse, sample_raw_dir):
     files = sorted(sample_raw_dir.glob("*.csv")) + [TEST_DATA / "dirty_events.csv"]
-    bronze = _parse(spark, files)[0].drop("source_file")
+    bronze = parse(files)[0].drop("source_file")
     good, _ = reference.parse_files(files)
     expected_silver = reference.silver(good)
 
@@ -148,11 +155,11 @@ def test_silver_and_gold_match_reference(spark, sample_raw_dir):
         assertDataFrameEqual(build(silver), expected, rtol=1e-9)
 
 
-def test_silver_puts_each_day_on_one_task(spark, sample_raw_dir):
+def test_silver_puts_each_day_on_one_task(spark, parse, sample_raw_dir):
     """Silver's shuffle is by day, so its write makes one file per day whatever the session's
     number of shuffle partitions (a cluster's default of 200 would otherwise write up to 200
     small files a day)."""
-    bronze = _parse(spark, sorted(sample_raw_dir.glob("*.csv")))[0]
+    bronze = parse(sorted(sample_raw_dir.glob("*.csv")))[0]
     settings = {
         "spark.sql.shuffle.partitions": "16",
         "spark.sql.adaptive.coalescePartitions.enabled": "false",
@@ -175,8 +182,8 @@ def test_silver_puts_each_day_on_one_task(spark, sample_raw_dir):
     assert tasks_per_day == {date(2019, 10, d): 1 for d in (1, 2, 3)}
 
 
-def test_silver_rule_counts_explain_every_removed_row(spark):
-    bronze = _parse(spark, [TEST_DATA / "dirty_events.csv"])[0].drop("source_file")
+def test_silver_rule_counts_explain_every_removed_row(spark, parse):
+    bronze = parse([TEST_DATA / "dirty_events.csv"])[0].drop("source_file")
     counts: dict[str, int] = {}
     for r in silver_rule_counts(bronze).collect():  # per day and rule; this file spans days
         counts[r["rule"]] = counts.get(r["rule"], 0) + r["count"]

@@ -11,14 +11,15 @@ from dagster import (
     multi_asset,
 )
 from pyspark.sql import Observation
+from pyspark.sql import functions as F
 
 from funnelpulse_dagster.lakehouse.ingest import (
     files_owning,
+    land,
     ledger_rows,
     list_exports,
     parsed_lines,
     stored_rows_by_file_day,
-    survey,
 )
 from funnelpulse_dagster.lakehouse.ownership import ExportFormatError
 from funnelpulse_dagster.lib.partitions import (
@@ -32,6 +33,7 @@ from funnelpulse_dagster.resources import LakeResource, RawDataResource, SparkRe
 from funnelpulse_dagster.rules import INPUT_ROWS_RECONCILE
 from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_INGEST_LEDGER, BRONZE_QUARANTINE
 from funnelpulse_dagster.transforms.bronze import (
+    LINES_PARSED,
     QUARANTINED_ROWS,
     bronze_rows,
     collect_quarantined,
@@ -82,27 +84,40 @@ def bronze(
             f"no *.csv or *.csv.gz files under {raw_data.uri}; put the shop's exports there "
             "or create sample data with `funnelpulse generate`"
         )
-    # every file's lines per owning day, over whole files: the anchor days and the ledger
-    with timer.phase("ownership"):
-        files = survey(session, entries)
+    # new and changed files are read whole once, their records filed under their own days; the
+    # log of the landed records then gives every file's lines per day (anchors, the ledger)
+    with timer.phase("land"):
+        landing = land(session, lake.plain, entries, tag=run.tag)
+    files = landing.files
     touched = files_owning(files, days)
+    for uri, owned in landing.changed_days.items():
+        stale = [d.isoformat() for d in owned if d not in set(days)]
+        if stale:
+            context.log.warning(
+                f"bronze: {uri} changed since it was landed; the days it owned or owns outside "
+                f"this run are stale until they are materialized again: {', '.join(stale)}"
+            )
 
     counter = Observation("bronze_input")
     with timer.phase("parse_and_write_bronze"):
         if touched:
-            parsed = parsed_lines(session, touched, days)
+            parsed = parsed_lines(session, lake.plain, touched, days)
             # One pass: the write carries the few quarantined rows back in its metrics (caching
-            # the parse or parsing twice cost more); line counts come from the ownership pass.
+            # the parse or parsing twice cost more), and how many landed records it parsed.
             # The days are chosen above the observe(), which keeps that filter out of the parse.
-            observed = parsed.observe(counter, collect_quarantined(days))
+            observed = parsed.observe(
+                counter, collect_quarantined(days), F.count(F.lit(1)).alias(LINES_PARSED)
+            )
             lake.replace_partitions(bronze_rows(observed, days), BRONZE_EVENTS, days, tag=run.tag)
             metrics = counter.get
             quarantined = [tuple(row) for row in metrics[QUARANTINED_ROWS]]
+            lines_parsed = int(metrics[LINES_PARSED])
         else:
             lake.replace_partitions(
                 session.createDataFrame([], BRONZE_EVENTS.schema), BRONZE_EVENTS, days, tag=run.tag
             )
             quarantined = []
+            lines_parsed = 0
     with timer.phase("write_quarantine"):
         lake.replace_partitions(
             session.createDataFrame(quarantined, BRONZE_QUARANTINE.schema),
@@ -130,7 +145,9 @@ def bronze(
         f"bronze: {len(touched)} of {len(files)} file(s) own lines on {len(days)} day(s): "
         f"{sum(d['rows_in'] for d in by_day.values())} lines -> "
         f"{sum(d['bronze'] for d in by_day.values())} bronze, "
-        f"{sum(d['quarantine'] for d in by_day.values())} quarantined"
+        f"{sum(d['quarantine'] for d in by_day.values())} quarantined; "
+        f"{lines_parsed} landed record(s) parsed; files read whole: "
+        f"{', '.join(f'{uri} ({n} records)' for uri, n in landing.read_whole.items()) or 'none'}"
     )
     selected = {key.to_user_string() for key in context.selected_asset_keys}
     per_table = {
@@ -140,6 +157,10 @@ def bronze(
             "rows_out": d["bronze"],
             "quarantined_rows": d["quarantine"],
             "input_files": MetadataValue.json(d["files"]),
+            # the day's files this run read whole (new or changed); the others' records were landed
+            "files_read_whole": MetadataValue.json(
+                {uri: landing.read_whole[uri] for uri in d["files"] if uri in landing.read_whole}
+            ),
         },
         BRONZE_QUARANTINE.name: lambda d: {
             ROW_COUNT: d["quarantine"],
