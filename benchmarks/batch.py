@@ -26,7 +26,8 @@
    to show how close the ratio can come at all on this machine;
 6. with `--per-day DAY`, one day's chain from the CLI in-process, then with the default
    configuration in fresh shells: the first run starts the home's local server, the next
-   `--day-runs` runs (median) find it warm;
+   `--day-runs` runs (median) find it warm; then the same runs in a home whose only export is
+   that day's lines, to compare bronze from a 30-day export with bronze from a one-day export;
 7. with `--connect`, starts a local Spark Connect server (`funnelpulse spark start`) and runs the
    same command twice against it (FUNNELPULSE_SPARK_REMOTE): the first run meets a server whose
    JVM is up but has run nothing; the second (the *warm* figure) a server that has run this work
@@ -633,30 +634,53 @@ def connect_runs(
 def default_day_runs(home: Path, env: dict[str, str], day: str, runs: int) -> dict:
     """One day's chain from the CLI with the default Spark configuration, each run in a fresh
     shell: the first starts the home's local server, the later ones find it warm. Peak memory
-    counts the server too."""
+    counts the server too; each step's median over the later runs is reported."""
     from funnelpulse_dagster.runtime import spark_server
 
     default_env = {
         k: v for k, v in env.items() if k not in ("FUNNELPULSE_SPARK_MODE", "FUNNELPULSE_SPARK_REMOTE")
     }
-    walls, peaks = [], []
+    walls, peaks, steps = [], [], []
     try:
         for n in range(1 + runs):
             servers = spark_server.running(home)
-            wall, peak, _ = run_measured(
+            wall, peak, output = run_measured(
                 materialize_cmd("--partition", day), default_env, also=tuple(s.pid for s in servers)
             )
             walls.append(round(wall, 1))
             peaks.append(round(peak / 1e9, 2))
-            print(f"one day, default configuration, run {n + 1}: {wall:.1f}s", flush=True)
+            steps.append(_steps(output))
+            print(f"one day, default configuration, run {n + 1}: {wall:.1f}s {steps[-1]}", flush=True)
     finally:
         spark_server.stop(home)
     return {
         "first_wall_s": walls[0],
         "later_walls_s": walls[1:],
         "later_median_wall_s": round(statistics.median(walls[1:]), 1),
+        "later_median_steps_s": {
+            step: round(statistics.median(s.get(step, 0.0) for s in steps[1:]), 2) for step in steps[-1]
+        },
         "peak_pss_gb": max(peaks),
     }
+
+
+def one_day_export(home: Path, raw: Path, day: str, env: dict[str, str], runs: int) -> dict:
+    """The same day's runs in a home of its own whose landing folder holds one export with only
+    that day's lines: what bronze costs when the export is the day itself."""
+    own = home / "one_day_export"
+    shutil.rmtree(own, ignore_errors=True)
+    (own / "data_raw").mkdir(parents=True)
+    (own / "dagster").mkdir()
+    shutil.copy(REPO / "dagster.yaml", own / "dagster" / "dagster.yaml")
+    with (own / "data_raw" / f"events-{day}.csv").open("w") as out:
+        for i, path in enumerate(sorted(raw.glob("*.csv"))):
+            with path.open() as lines:
+                header = next(lines)
+                if i == 0:
+                    out.write(header)
+                out.writelines(line for line in lines if line.startswith(day))
+    own_env = {**env, "FUNNELPULSE_HOME": str(own), "DAGSTER_HOME": str(own / "dagster")}
+    return default_day_runs(own, own_env, day, runs)
 
 
 def main() -> int:
@@ -811,6 +835,12 @@ def main() -> int:
             {"one_day_cli_wall_s": round(day_wall, 1), "one_day_peak_rss_gb": round(day_peak / 1e9, 2)}
         )
         results["one_day_default"] = default_day_runs(home, env, args.per_day, args.day_runs)
+        results["one_day_export_default"] = one_day_export(home, raw, args.per_day, env, args.day_runs)
+        from_month = results["one_day_default"]["later_median_steps_s"].get("bronze", 0.0)
+        from_day = results["one_day_export_default"]["later_median_steps_s"].get("bronze", 0.0)
+        results["bronze_30_day_export_over_one_day_export"] = (
+            round(from_month / from_day, 2) if from_day else None
+        )
 
     print()
     print(f"{'':34}{'wall s':>9}{'events/s':>12}{'peak PSS GB':>13}")
@@ -878,6 +908,11 @@ def main() -> int:
             f"  default configuration, fresh shells: first {d['first_wall_s']}s (starts the server), "
             f"then median {d['later_median_wall_s']}s of {d['later_walls_s']}"
         )
+        e = results["one_day_export_default"]
+        print(
+            f"  the same from a one-day export: median {e['later_median_wall_s']}s; bronze from the "
+            f"30-day export / from the one-day export: {results['bronze_30_day_export_over_one_day_export']}x"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     header = ["run", "wall s", "events/s", "peak PSS GB", "× DuckDB"]
@@ -940,9 +975,33 @@ def main() -> int:
                 "–",
             ]
         )
+        e = results["one_day_export_default"]
+        runs.append(
+            [
+                f"the same from a one-day export (median of {len(e['later_walls_s'])})",
+                e["later_median_wall_s"],
+                "–",
+                e["peak_pss_gb"],
+                "–",
+            ]
+        )
     tables = [
         figures_table(f"{rows:,} events, {args.days} days, {results['csv_mb']} MB of CSV", header, runs),
         figures_table("Spark steps, in-process run (s)", ["step", "s"], [[k, v] for k, v in steps.items()]),
+        *(
+            [
+                figures_table(
+                    f"one day ({args.per_day}), default configuration, later runs: median step times (s)",
+                    ["step", "from the 30-day export", "from a one-day export"],
+                    [
+                        [k, v, results["one_day_export_default"]["later_median_steps_s"].get(k, "–")]
+                        for k, v in results["one_day_default"]["later_median_steps_s"].items()
+                    ],
+                )
+            ]
+            if args.per_day
+            else []
+        ),
         flat("all figures", results),
     ]
     record("batch", tables)
