@@ -15,15 +15,15 @@ for arg in "$@"; do
   if [ "$arg" = "--quick" ]; then quick=1; else args+=("$arg"); fi
 done
 bash scripts/setup.sh
-# Nothing a test starts may outlive the tests: a local Spark server still running from a pass's
-# folder fails the run (and is stopped).
+# Nothing a test starts may outlive the tests: a local Spark server or a standalone cluster's
+# process still running from a pass's folder fails the run (and is stopped).
 no_leftovers() {
-  local left
-  left="$(pgrep -af "funnelpulse_dagster.runtime.spark_server --settings $1" || true)"
+  local left pattern="funnelpulse_dagster.runtime.spark_server --settings $1|funnelpulse.cluster=$1"
+  left="$(pgrep -af "$pattern" || true)"
   [ -z "$left" ] && return 0
-  echo "error: Spark servers the tests left running:" >&2
+  echo "error: Spark servers or cluster processes the tests left running:" >&2
   echo "$left" >&2
-  pkill -f "funnelpulse_dagster.runtime.spark_server --settings $1" || true
+  pkill -f "$pattern" || true
   return 1
 }
 if [ "$quick" = 1 ]; then

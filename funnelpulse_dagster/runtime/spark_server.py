@@ -260,6 +260,11 @@ def serve(conf: dict[str, Any], idle_minutes: float, files: services.ServiceFile
     server = LocalServer(files) if files is not None else None
     while not stopping:
         time.sleep(1.0)
+        if session._jsc.sc().isStopped():
+            # the Spark context died under it (a cluster master removed the application, the
+            # driver ran out of memory): exit, so the next run starts a working server
+            print("the Spark context has stopped: exiting", flush=True)
+            break
         if idle_minutes and activity.update() >= idle_minutes and _retire(server, activity, idle_minutes):
             print(f"idle for {idle_minutes} minute(s): stopping", flush=True)
             break

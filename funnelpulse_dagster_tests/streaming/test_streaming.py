@@ -64,7 +64,7 @@ def _closed_span(stream_gold):
     return stream_gold.agg(F.min("window_start"), F.max("window_end")).first()
 
 
-def _assert_equals_reference(spark, stream_gold, sample_raw_dir):
+def assert_equals_reference(spark, stream_gold, sample_raw_dir):
     lo, hi = _closed_span(stream_gold)
     expected = _reference_hourly_brand(sample_raw_dir)
     expected = expected[(expected["window_start"] >= lo) & (expected["window_end"] <= hi)]
@@ -114,7 +114,7 @@ def test_stream_gold_equals_reference_and_batch_for_closed_hours(spark, sample_r
         assert DeltaTable.is_deltatable(batch_lake.plain.table_uri(table)), table.name
     assert all("delta" in spec.kinds for spec in live_funnel.specs)
     stream_gold = batch_lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
-    _assert_equals_reference(spark, stream_gold, sample_raw_dir)
+    assert_equals_reference(spark, stream_gold, sample_raw_dir)
     # the last two hours stay open: the watermark has not passed them
     _, hi = _closed_span(stream_gold)
     last_event = batch_lake.read(spark, BRONZE_EVENTS).agg(F.max("event_time")).first()[0]
@@ -315,7 +315,7 @@ def test_kill_and_restart_lose_and_duplicate_nothing(
     stream_gold = lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
     keys = stream_gold.groupBy("window_start", "brand").count()
     assert keys.filter(F.col("count") > 1).count() == 0
-    _assert_equals_reference(spark, stream_gold, sample_raw_dir)
+    assert_equals_reference(spark, stream_gold, sample_raw_dir)
 
 
 def test_replay_counts_undelivered_messages(tmp_path):

@@ -1,0 +1,179 @@
+"""The same code on a real multi-process Spark cluster: a standalone master and two workers, each
+its own JVM with one core (runtime/standalone.py). The run is a user's: the CLI with the default
+Spark mode and `FUNNELPULSE_SPARK_MASTER=spark://…`, so the home's local Spark Connect server
+drives the cluster.
+
+Driver and executors no longer share a JVM: plans and closures are serialized to other
+processes, the connector jars reach the executors through `spark.jars`, and every table file is
+written by one executor and read by others. The tables must equal the in-process run's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from funnelpulse_dagster.lakehouse.lake import Lake
+from funnelpulse_dagster.resources import LakeResource
+from funnelpulse_dagster.runtime import spark_server, standalone
+from funnelpulse_dagster.tables import (
+    BATCH_TABLES,
+    GOLD_ANOMALIES_HOURLY_BRAND,
+    GOLD_STREAM_FUNNEL_HOURLY_BRAND,
+    STREAM_EVENTS,
+    STREAM_INGEST_QUERY,
+)
+from funnelpulse_dagster_tests.conftest import REPO
+from funnelpulse_dagster_tests.live import DAYS, replay
+from funnelpulse_dagster_tests.live import kafka as kafka_for
+from funnelpulse_dagster_tests.streaming.test_streaming import assert_equals_reference
+
+# its own cluster and server: the same in both passes, so the Connect pass leaves it out
+pytestmark = [pytest.mark.slow, pytest.mark.spark_mode_independent]
+
+# columns that say when a row was written, not what it holds
+WRITE_TIMES = {"ingested_at"}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A master and two one-core workers on loopback."""
+    root = tmp_path_factory.mktemp("standalone")
+    started = standalone.start(root, workers=2, cores_per_worker=1, memory_per_worker="1536m")
+    try:
+        yield started
+    finally:
+        assert standalone.stop(root) == 3  # both workers and the master were still running
+
+
+def _user_env(home: Path, cluster, **settings: str) -> dict[str, str]:
+    """A user's shell: the default Spark mode (the home's local Spark Connect server) with the
+    cluster as its master."""
+    (home / "dagster").mkdir(parents=True, exist_ok=True)
+    return {k: v for k, v in os.environ.items() if not k.startswith("FUNNELPULSE_")} | {
+        "FUNNELPULSE_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "FUNNELPULSE_SPARK_MASTER": cluster.master_url,
+        "FUNNELPULSE_SPARK_IDLE_MINUTES": "0",
+        "FUNNELPULSE_SPARK_CONF": ",".join(
+            [
+                "spark.driver.memory=2g",
+                "spark.executor.memory=1g",
+                "spark.executor.cores=1",
+                f"spark.driver.host={standalone.HOST}",
+                f"spark.driver.bindAddress={standalone.HOST}",
+            ]
+        ),
+        **settings,
+    }
+
+
+def _rows(spark, lake, table) -> pd.DataFrame:
+    frame = lake.read(spark, table).toPandas()
+    frame = frame.drop(columns=[c for c in frame.columns if c in WRITE_TIMES])
+    # nested values (arrays, structs) compare as text
+    frame = frame.map(lambda v: repr(v) if not isinstance(v, str | int | float | type(None)) else v)
+    return frame.sort_values(list(frame.columns), na_position="first").reset_index(drop=True)
+
+
+def test_the_batch_chain_on_a_cluster_equals_the_in_process_run(cluster, batch_run, spark, tmp_path):
+    # a user's configuration: the default mode (the home's local Spark Connect server) with the
+    # cluster as its master; the CLI run is theirs too
+    home = tmp_path / "home"
+    env = _user_env(home, cluster, FUNNELPULSE_RAW=str(batch_run.raw))
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        "asset",
+        "materialize",
+        "-m",
+        "funnelpulse_dagster.definitions",
+        "--select",
+        "not group:streaming and not group:reports",
+        "--partition-range",
+        f"{DAYS[0]}...{DAYS[1]}",
+    ]
+    try:
+        proc = subprocess.run(
+            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "RUN_SUCCESS" in proc.stdout + proc.stderr
+        # the server's jobs ran on both workers' executors, not in its own JVM
+        (app,) = cluster.state()["activeapps"]
+        assert app["cores"] == 2 and len({e["workerid"] for e in _executors(cluster)}) == 2
+    finally:
+        spark_server.stop(home)
+
+    lake = LakeResource(root=str(home / "tables"))
+    for table in BATCH_TABLES.values():
+        on_cluster = _rows(spark, lake, table)
+        reference = _rows(spark, batch_run.lake, table)
+        # the sample's three days give the detector too little history to flag an hour
+        assert len(on_cluster) > 0 or table is GOLD_ANOMALIES_HOURLY_BRAND, table.name
+        pd.testing.assert_frame_equal(on_cluster, reference, check_dtype=False, obj=table.name)
+
+
+def _executors(cluster) -> list[dict]:
+    """The executors the workers run (the workers' JSON, one entry per executor)."""
+    found = []
+    for worker in cluster.state()["workers"]:
+        with urllib.request.urlopen(f"{worker['webuiaddress']}/json", timeout=5) as response:
+            found += [{**e, "workerid": worker["id"]} for e in json.load(response)["executors"]]
+    return found
+
+
+def test_a_stream_on_a_cluster_survives_its_driver_killed_exactly_once(
+    cluster, spark, spark_resource, batch_lake, sample_raw_dir, bootstrap, tmp_path
+):
+    kafka = kafka_for(bootstrap, f"cluster-{uuid.uuid4().hex[:8]}")
+    replay(spark_resource, batch_lake, kafka)
+    home, checkpoints = tmp_path / "home", tmp_path / "checkpoints"
+    lake = Lake(root=str(tmp_path / "tables"))
+    env = _user_env(
+        home,
+        cluster,
+        FUNNELPULSE_LAKE=lake.root,
+        FUNNELPULSE_CHECKPOINTS=str(checkpoints),
+        FUNNELPULSE_KAFKA_BOOTSTRAP=bootstrap.servers,
+        FUNNELPULSE_KAFKA_END_OFFSETS=kafka.end_offsets,
+        FUNNELPULSE_KAFKA_TOPIC=kafka.topic,
+    )
+    stream = [sys.executable, "-m", "funnelpulse_dagster.cli", "stream", "--max-events-per-trigger", "800"]
+    try:
+        client = subprocess.Popen(
+            stream, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        commits = checkpoints / STREAM_INGEST_QUERY / "commits"
+        deadline = time.monotonic() + 300
+        while len(list(commits.glob("[0-9]*"))) < 3 and time.monotonic() < deadline and client.poll() is None:
+            time.sleep(0.05)
+        (server,) = spark_server.running(home)
+        # the driver (the Connect server and its JVM) dies mid-stream, and the executors on
+        # the workers lose it; its client is stopped too (it would retry a dead server a while)
+        os.killpg(server.pid, signal.SIGKILL)
+        client.kill()
+        client.wait()
+        assert 3 <= len(list(commits.glob("[0-9]*")))
+        # the same command again: a new server on the same cluster resumes from the checkpoint
+        again = subprocess.run(
+            stream, env=env, cwd=REPO, capture_output=True, text=True, timeout=600, check=False
+        )
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    finally:
+        spark_server.stop(home)
+    events = lake.read(spark, STREAM_EVENTS)
+    assert events.count() == events.select("kafka_partition", "kafka_offset").distinct().count()
+    assert events.count() == sum(kafka.end_offsets_now().values())
+    stream_gold = lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
+    assert stream_gold.groupBy("window_start", "brand").count().filter("count > 1").count() == 0
+    assert_equals_reference(spark, stream_gold, sample_raw_dir)
