@@ -253,6 +253,32 @@ def streamed(tmp_path_factory, spark_resource, batch_lake, bootstrap):
 
 
 @pytest.fixture(scope="session")
+def fake_gcs():
+    """fake-gcs-server on a free port for the whole session (built by scripts/test.sh): the
+    emulator the GCS connector inside Spark talks to. Its URL."""
+    from funnelpulse_dagster.runtime.services import wait_for_http
+    from funnelpulse_dagster_tests.live import free_port
+
+    binary = REPO / ".venv" / "bin" / "fake-gcs-server"
+    if not binary.exists():
+        raise RuntimeError(f"{binary} is missing: scripts/test.sh builds it (it needs the Go toolchain)")
+    port = free_port()
+    host = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port), "-backend", "memory",
+         "-public-host", f"127.0.0.1:{port}", "-external-url", host, "-log-level", "error"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    if not wait_for_http(f"{host}/storage/v1/b", timeout=30):
+        proc.kill()
+        raise RuntimeError("fake-gcs-server did not start")
+    yield host
+    proc.kill()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
 def gcs_emulator():
     """A local GCS on a free port for the whole session; STORAGE_EMULATOR_HOST names it."""
     from funnelpulse_dagster.runtime.services import wait_for_http

@@ -1,8 +1,9 @@
-"""Every Python path that accepts `gs://`, against a real local GCS (gcp-storage-emulator): the
-landing bucket and its sensor (dagster-gcp's GCS client), the lake served from a bucket (API
-answers equal to those from local disk), `funnelpulse summary`, and a streaming checkpoint in a
-bucket read by the Kafka sensor. Spark's own reads and writes of `gs://` need the GCS connector
-on a cluster (docs/deploy-gcp.md), not this emulator."""
+"""Every path that accepts `gs://`, against a real local GCS: the landing bucket and its sensor
+(dagster-gcp's GCS client), the lake served from a bucket (API answers equal to those from local
+disk), `funnelpulse summary`, and a streaming checkpoint in a bucket read by the Kafka sensor
+(gcp-storage-emulator); and Spark's own reads and writes through the GCS connector, bronze
+reading the landing bucket and every table written to and read from a bucket (fake-gcs-server,
+which serves the JSON API the connector speaks)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, RunRequest, SensorResult, SkipReason, build_sensor_context
+from dagster import DagsterInstance, RunRequest, SensorResult, SkipReason, build_sensor_context, materialize
 from fastapi.testclient import TestClient
 
 from funnelpulse_dagster.alerts.incidents import ALERT_TABLES
@@ -227,3 +228,58 @@ def test_the_file_operations_around_spark_work_on_a_bucket(bucket):
     assert lakefs.read_text(f"{root}/t/day=2/part-0.parquet") == "two"
     lakefs.delete_dir(f"{root}/t/day=1")
     assert lakefs.child_names(f"{root}/t") == {"day=2"}
+
+
+# the pass's own session is told the emulator; the Connect pass's server is started without it
+@pytest.mark.spark_mode_independent
+def test_the_batch_chain_reads_and_writes_gs_inside_spark(
+    fake_gcs, monkeypatch, spark, spark_resource, batch_run
+):
+    """FUNNELPULSE_RAW and FUNNELPULSE_LAKE in a bucket: bronze reads the exports from it through
+    Spark's GCS connector, every table is written there and read back, and the tables equal the
+    local run's."""
+    from google.cloud import storage
+
+    from funnelpulse_dagster.resources import LakeResource
+    from funnelpulse_dagster.runtime.spark_session import gcs_emulator_settings
+    from funnelpulse_dagster.tables import BATCH_TABLES, BRONZE_INGEST_LEDGER
+    from funnelpulse_dagster_tests.conftest import batch_assets
+    from funnelpulse_dagster_tests.live import DAYS
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs)
+    # the running session learns the emulator (a new session reads STORAGE_EMULATOR_HOST itself)
+    for key, value in gcs_emulator_settings(fake_gcs).items():
+        spark.conf.set(key, value)
+    name = f"fp-{uuid.uuid4().hex[:12]}"
+    bucket = storage.Client(project="funnelpulse-test").create_bucket(name)
+    for path in sorted(batch_run.raw.glob("*.csv")):
+        bucket.blob(f"raw/{path.name}").upload_from_filename(str(path))
+    lake = LakeResource(root=f"gs://{name}/lake")
+    result = materialize(
+        batch_assets(),
+        instance=DagsterInstance.ephemeral(),
+        tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[1]},
+        resources={
+            "spark": spark_resource,
+            "lake": lake,
+            "raw_data": RawDataResource(uri=f"gs://{name}/raw"),
+        },
+    )
+    assert result.success
+    # the tables are in the bucket, written by Spark
+    assert {b.name.split("/")[1] for b in bucket.list_blobs(prefix="lake/")} >= set(BATCH_TABLES)
+    for table in BATCH_TABLES.values():
+        in_bucket = lake.read(spark, table).toPandas()
+        local = batch_run.lake.read(spark, table).toPandas()
+        for frame in (in_bucket, local):
+            # where the files are, what the store says of them, and when the ledger was written
+            where = ("source_file", "file_modified_at", "file_fingerprint", "ingested_at")
+            frame.drop(columns=[c for c in where if c in frame], inplace=True)
+        pd.testing.assert_frame_equal(
+            in_bucket.astype(str).sort_values(list(in_bucket.columns)).reset_index(drop=True),
+            local.astype(str).sort_values(list(local.columns)).reset_index(drop=True),
+            obj=table.name,
+        )
+    # the ledger names the exports by their bucket URIs
+    ledger = lake.read(spark, BRONZE_INGEST_LEDGER).toPandas()
+    assert set(ledger.source_file) == {f"gs://{name}/raw/{p.name}" for p in batch_run.raw.glob("*.csv")}

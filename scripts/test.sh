@@ -48,6 +48,17 @@ if [ "${#need[@]}" -gt 0 ]; then
     echo "warning: ${need[*]} missing and cannot be installed here (not root with apt-get); the tests that need them will fail" >&2
   fi
 fi
+# The tests' GCS emulator for Spark's own `gs://` reads and writes through the GCS connector
+# (fake-gcs-server serves the JSON API the connector speaks), built once from its pinned Go module.
+if [ ! -x .venv/bin/fake-gcs-server ]; then
+  if command -v go >/dev/null 2>&1; then
+    echo "== building fake-gcs-server (Go module github.com/fsouza/fake-gcs-server@v1.56.1)"
+    GOBIN="$PWD/.venv/bin" GOFLAGS=-mod=mod go install github.com/fsouza/fake-gcs-server@v1.56.1 ||
+      echo "warning: building fake-gcs-server failed; the test of gs:// inside Spark will say so" >&2
+  else
+    echo "warning: no Go toolchain to build fake-gcs-server; the test of gs:// inside Spark will say so" >&2
+  fi
+fi
 if [ -n "${FUNNELPULSE_TEST_SPARK:-}" ]; then
   base="$(mktemp -d)"
   status=0

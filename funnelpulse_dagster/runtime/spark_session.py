@@ -38,6 +38,24 @@ DELTA_SESSION_CONF = {
 }
 
 ROCKSDB_STATE_STORE = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+# `gs://` through the GCS connector (the `gcs` group of the pinned jars; Dataproc ships its own)
+GCS_FILE_SYSTEM_CONF = {
+    "spark.hadoop.fs.gs.impl": "com.google.cloud.hadoop.fs.gcs.GoogleHadoopFileSystem",
+    "spark.hadoop.fs.AbstractFileSystem.gs.impl": "com.google.cloud.hadoop.fs.gcs.GoogleHadoopFS",
+}
+GCS_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+
+
+def gcs_emulator_settings(emulator: str) -> dict[str, str]:
+    """The connector's Hadoop settings for a GCS emulator (STORAGE_EMULATOR_HOST, as Google's
+    client libraries read it): its endpoint, no credentials, and renames as copy and delete (an
+    emulator serves no `objects.move`). Keys without the `spark.hadoop.` prefix: a running
+    session takes them as runtime settings too."""
+    return {
+        "fs.gs.storage.root.url": emulator if "://" in emulator else f"http://{emulator}",
+        "fs.gs.auth.type": "UNAUTHENTICATED",
+        "fs.gs.operation.move.enable": "false",
+    }
 
 
 class SparkUnavailable(RuntimeError):
@@ -94,7 +112,11 @@ def spark_conf(
         # and `benchmarks/judge_memory.py`); `defaultJavaOptions` leaves `extraJavaOptions` to
         # the user
         "spark.driver.defaultJavaOptions": "-XX:+UseParallelGC",
+        **GCS_FILE_SYSTEM_CONF,
     }
+    emulator = os.environ.get(GCS_EMULATOR_ENV)
+    if emulator:
+        conf.update({f"spark.hadoop.{k}": v for k, v in gcs_emulator_settings(emulator).items()})
     conf.update({k: str(v) for k, v in extra.items()})
     return conf
 
@@ -121,7 +143,7 @@ def with_locked_jars(conf: dict[str, Any]) -> dict[str, Any]:
     the user lists. Spark puts them on the driver's class path and ships them to executors, so
     the same setting serves local mode and a cluster master. Raises MissingJars, naming the
     set-up command, when a jar is missing or corrupt: nothing is downloaded at run time."""
-    ours = ",".join(str(path) for path in artifacts.jars(artifacts.SPARK))
+    ours = ",".join(str(path) for group in (artifacts.SPARK, artifacts.GCS) for path in artifacts.jars(group))
     return conf | {"spark.jars": ",".join(j for j in (ours, str(conf.get("spark.jars", ""))) if j)}
 
 

@@ -41,6 +41,8 @@ ENV_TRUST_STORE = "FUNNELPULSE_JAVA_TRUSTSTORE"
 _SYSTEM_TRUST_STORES = ("/etc/ssl/certs/java/cacerts", "/etc/pki/java/cacerts")
 SETUP_COMMAND = "./scripts/setup.sh (or: python -m funnelpulse_dagster.runtime.jvm.artifacts fetch)"
 SPARK = "spark"
+# the GCS connector (`gs://` inside Spark): one shaded jar that bundles its dependencies
+GCS = "gcs"
 KAFKA_BROKER = "kafka-broker"
 
 
@@ -237,7 +239,8 @@ def lock(path: Path = LOCK_FILE, log=print) -> None:
         roots = [tuple((r.split(":") + [""])[:4]) for r in group["roots"]]
         with tempfile.TemporaryDirectory(prefix="jvm-lock-") as tmp:
             work, out = Path(tmp), Path(tmp) / "out"
-            _run_ivy(roots, transitive=True, out=out, work=work)
+            # a group may take its roots alone (a shaded jar carries its dependencies inside)
+            _run_ivy(roots, transitive=group.get("transitive", True), out=out, work=work)
             entries = []
             for jar in sorted(out.glob("*.jar")):
                 coordinate = jar.stem.split("+")  # group, artifact, version[, classifier]
