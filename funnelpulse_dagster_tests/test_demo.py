@@ -8,9 +8,9 @@ table, and print hints that work as printed in a new shell (three of them are ru
 It runs once per suite, in the Connect pass, as the README's "A warm Spark for every run" recipe:
 every run of the demo is a client of the pass's local Spark Connect server (started as
 `funnelpulse spark start` starts one), and an in-process Spark cannot start in it. That is where
-it costs least: one warm JVM instead of a cold one per run. The demo's default, in-process Spark is the same
-code with the URL unset, which the in-process pass runs through the CLI
-(`test_cli_partition_range_materialize`) and through real materializations of every job."""
+it costs least: one warm JVM instead of a cold one per run. The demo's default Spark (the home's
+own local server) is the same code with the URL unset, which `runtime/test_spark_connect.py` runs
+through the CLI, and `runtime/test_cluster.py` through the CLI with a cluster as its master."""
 
 from __future__ import annotations
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
@@ -228,35 +225,6 @@ def _partition_metadata(result) -> dict[tuple[str, str], dict]:
 
 
 @pytest.mark.slow  # a CLI subprocess that starts its own Spark
-def test_cli_partition_range_materialize(sample_raw_dir, funnelpulse_home, spark_env):
-    for f in sample_raw_dir.glob("*.csv"):
-        shutil.copy(f, funnelpulse_home / "data_raw" / f.name)
-    dagster = Path(sys.executable).with_name("dagster")
-    proc = subprocess.run(
-        [
-            str(dagster),
-            "asset",
-            "materialize",
-            "-m",
-            "funnelpulse_dagster.definitions",
-            "--select",
-            "*gold_funnel_hourly_brand",
-            "--partition-range",
-            "2019-10-02...2019-10-03",
-        ],
-        cwd=REPO,
-        env=os.environ | spark_env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,  # the assert below shows the output on failure
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "RUN_SUCCESS" in proc.stdout + proc.stderr
-    gold = DeltaTable(str(funnelpulse_home / "tables" / GOLD_FUNNEL_HOURLY_BRAND.name)).to_pandas()
-    assert sorted(gold.window_date.astype(str).unique()) == ["2019-10-02", "2019-10-03"]
-
-
 def test_definitions_load():
     from funnelpulse_dagster.definitions import defs
 

@@ -132,6 +132,9 @@ def _executors(cluster) -> list[dict]:
     return found
 
 
+# independent of the pass's mode (a pandas recount is the reference): in the Connect pass, which
+# is the shorter without it
+@pytest.mark.connect_pass
 def test_a_stream_on_a_cluster_survives_its_driver_killed_exactly_once(
     cluster, spark, spark_resource, batch_lake, sample_raw_dir, bootstrap, tmp_path
 ):
