@@ -32,6 +32,7 @@ SECTIONS = (
     ("batch_parquet_lake", "The same month on the plain-Parquet lake, before the table format", "batch.py"),
     ("stream", "The live path's throughput", "stream.py"),
     ("live_latency", "Live freshness: produced to visible", "live_latency.py"),
+    ("live_latency_high_rate", "Live freshness above what two cores keep up with", "live_latency.py"),
     ("open_hour_growth", "The open state's cost as its hour grows", "live_latency.py"),
     ("api", "The API under concurrent clients", "api.py"),
     ("anomalies", "Anomaly detection quality", "anomalies.py"),

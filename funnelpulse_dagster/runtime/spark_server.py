@@ -27,6 +27,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import signal
 import sys
 import time
@@ -164,8 +165,23 @@ def _ensure(
         "--idle-minutes",
         str(idle_minutes),
     ]
-    services.start(server.files, command, host, port, wait)
+    services.start(server.files, command, host, port, wait, env=_server_environment())
     server.url_file.write_text(url(host, port))
+
+
+# what pyspark puts in a process's environment once it holds a Spark Connect client session: a
+# server started from such a process (a run that already talks to another server) must not
+# inherit them, or its own classic session refuses to start
+_CONNECT_CLIENT_VARIABLES = (
+    "SPARK_CONNECT_MODE_ENABLED",
+    "SPARK_REMOTE",
+    "SPARK_LOCAL_REMOTE",
+    "SPARK_CONNECT_AUTHENTICATE_TOKEN",
+)
+
+
+def _server_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in _CONNECT_CLIENT_VARIABLES}
 
 
 @contextlib.contextmanager

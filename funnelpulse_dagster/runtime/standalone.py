@@ -112,4 +112,5 @@ def start(root: Path, workers: int = 2, cores_per_worker: int = 1, memory_per_wo
 def stop(root: Path) -> int:
     """Stop the workers (their executors with them), then the master; how many were running."""
     names = sorted(p.stem for p in root.glob("worker-*.pid")) + ["master"]
-    return sum(services.stop(_files(root, name)) for name in names)
+    # nothing to flush: a daemon that ignores SIGTERM for a few seconds is killed with its group
+    return sum(services.stop(_files(root, name), wait_seconds=3.0) for name in names)
