@@ -59,6 +59,7 @@ from funnelpulse_dagster.runtime.services import free_port, wait_for_http
 from funnelpulse_dagster.runtime.spark_session import classic_session, spark_conf
 from funnelpulse_dagster.serving import queries
 from funnelpulse_dagster.serving.store import LakeStore
+from funnelpulse_dagster.settings import spark_conf_overrides
 from funnelpulse_dagster.streaming import broker
 from funnelpulse_dagster.streaming.job import run_stream
 
@@ -109,7 +110,7 @@ def open_hour_growth(sizes: list[int], probe_events: int, partitions: int, settl
     broker.start(work, bootstrap)
     kafka = KafkaResource(bootstrap_servers=bootstrap, topic="growth", topic_partitions=partitions)
     kafka.ensure_topic()
-    spark = classic_session(spark_conf("local[2]", "4g", 4, {}))
+    spark = classic_session(spark_conf("local[2]", "4g", 4, spark_conf_overrides()))
     lake, checkpoint = Lake(str(work / "tables")), str(work / "checkpoints" / "open")
     options = kafka.spark_stream_source(250_000)
     hour = datetime(2019, 10, 7, 14)
@@ -245,7 +246,7 @@ def main() -> int:
     broker.start(work, bootstrap)
     kafka = KafkaResource(bootstrap_servers=bootstrap, topic="latency", topic_partitions=4)
     kafka.ensure_topic()
-    spark = classic_session(spark_conf("local[2]", "4g", 4, {}))
+    spark = classic_session(spark_conf("local[2]", "4g", 4, spark_conf_overrides()))
     lake = Lake(str(work / "tables"))
     options = kafka.spark_stream_source(50_000)
     stream_error: list[BaseException] = []

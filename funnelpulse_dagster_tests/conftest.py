@@ -203,25 +203,44 @@ def batch_assets() -> list:
 def batch_run(tmp_path_factory, spark_resource, sample_raw_dir):
     """Bronze … batch gold for the sample's three days, built by one real range run: its result
     (test_assets checks every table, check and partition of it), its lake and its input."""
-    from dagster import DagsterInstance, materialize
-
-    from funnelpulse_dagster.resources import LakeResource, RawDataResource
-    from funnelpulse_dagster_tests.live import DAYS
+    from funnelpulse_dagster.resources import LakeResource
 
     root = tmp_path_factory.mktemp("batch_lake")
     lake = LakeResource(root=str(root / "tables"))
+    return BatchRun(lake, sample_raw_dir, run_batch_chain(spark_resource, lake, str(sample_raw_dir)))
+
+
+def run_batch_chain(spark_resource, lake, raw_uri: str):
+    """One real range run of the batch lakehouse over the sample's days; its result."""
+    from dagster import DagsterInstance, materialize
+
+    from funnelpulse_dagster.resources import RawDataResource
+    from funnelpulse_dagster_tests.live import DAYS
+
     result = materialize(
         batch_assets(),
         instance=DagsterInstance.ephemeral(),
         tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[1]},
-        resources={
-            "spark": spark_resource,
-            "lake": lake,
-            "raw_data": RawDataResource(uri=str(sample_raw_dir)),
-        },
+        resources={"spark": spark_resource, "lake": lake, "raw_data": RawDataResource(uri=raw_uri)},
     )
     assert result.success
-    return BatchRun(lake, sample_raw_dir, result)
+    return result
+
+
+def assert_same_tables(spark, lake, reference_lake, ignored: tuple[str, ...] = ()) -> None:
+    """Every batch table of `lake` holds the rows of `reference_lake`'s (columns in `ignored`
+    left out: where a file was, when a row was written)."""
+    import pandas as pd
+
+    from funnelpulse_dagster.tables import BATCH_TABLES
+
+    def rows(source, table) -> pd.DataFrame:
+        frame = source.read(spark, table).toPandas()
+        frame = frame.drop(columns=[c for c in ignored if c in frame.columns]).astype(str)
+        return frame.sort_values(list(frame.columns)).reset_index(drop=True)
+
+    for table in BATCH_TABLES.values():
+        pd.testing.assert_frame_equal(rows(lake, table), rows(reference_lake, table), obj=table.name)
 
 
 @pytest.fixture(scope="session")

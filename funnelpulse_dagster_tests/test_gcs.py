@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, RunRequest, SensorResult, SkipReason, build_sensor_context, materialize
+from dagster import DagsterInstance, RunRequest, SensorResult, SkipReason, build_sensor_context
 from fastapi.testclient import TestClient
 
 from funnelpulse_dagster.alerts.incidents import ALERT_TABLES
@@ -243,8 +243,7 @@ def test_the_batch_chain_reads_and_writes_gs_inside_spark(
     from funnelpulse_dagster.resources import LakeResource
     from funnelpulse_dagster.runtime.spark_session import gcs_emulator_settings
     from funnelpulse_dagster.tables import BATCH_TABLES, BRONZE_INGEST_LEDGER
-    from funnelpulse_dagster_tests.conftest import batch_assets
-    from funnelpulse_dagster_tests.live import DAYS
+    from funnelpulse_dagster_tests.conftest import assert_same_tables, run_batch_chain
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs)
     # the running session learns the emulator (a new session reads STORAGE_EMULATOR_HOST itself)
@@ -255,31 +254,12 @@ def test_the_batch_chain_reads_and_writes_gs_inside_spark(
     for path in sorted(batch_run.raw.glob("*.csv")):
         bucket.blob(f"raw/{path.name}").upload_from_filename(str(path))
     lake = LakeResource(root=f"gs://{name}/lake")
-    result = materialize(
-        batch_assets(),
-        instance=DagsterInstance.ephemeral(),
-        tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[1]},
-        resources={
-            "spark": spark_resource,
-            "lake": lake,
-            "raw_data": RawDataResource(uri=f"gs://{name}/raw"),
-        },
-    )
-    assert result.success
-    # the tables are in the bucket, written by Spark
+    run_batch_chain(spark_resource, lake, f"gs://{name}/raw")
+    # the tables are in the bucket, written by Spark, and hold the local run's rows (where the
+    # files are, what the store says of them and when the ledger was written aside)
     assert {b.name.split("/")[1] for b in bucket.list_blobs(prefix="lake/")} >= set(BATCH_TABLES)
-    for table in BATCH_TABLES.values():
-        in_bucket = lake.read(spark, table).toPandas()
-        local = batch_run.lake.read(spark, table).toPandas()
-        for frame in (in_bucket, local):
-            # where the files are, what the store says of them, and when the ledger was written
-            where = ("source_file", "file_modified_at", "file_fingerprint", "ingested_at")
-            frame.drop(columns=[c for c in where if c in frame], inplace=True)
-        pd.testing.assert_frame_equal(
-            in_bucket.astype(str).sort_values(list(in_bucket.columns)).reset_index(drop=True),
-            local.astype(str).sort_values(list(local.columns)).reset_index(drop=True),
-            obj=table.name,
-        )
+    where = ("source_file", "file_modified_at", "file_fingerprint", "ingested_at")
+    assert_same_tables(spark, lake, batch_run.lake, ignored=where)
     # the ledger names the exports by their bucket URIs
     ledger = lake.read(spark, BRONZE_INGEST_LEDGER).toPandas()
     assert set(ledger.source_file) == {f"gs://{name}/raw/{p.name}" for p in batch_run.raw.glob("*.csv")}

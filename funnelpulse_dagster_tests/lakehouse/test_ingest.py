@@ -146,6 +146,7 @@ def _failure_message(result) -> str:
     return "\n".join(messages)
 
 
+@pytest.mark.slow  # several bronze runs; the quick lane keeps the one-day and hostile-file tests
 def test_lines_without_a_date_belong_to_the_files_first_day_and_nothing_is_lost(
     spark, spark_resource, funnelpulse_home, monkeypatch
 ):

@@ -20,20 +20,17 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.resources import LakeResource
 from funnelpulse_dagster.runtime import spark_server, standalone
 from funnelpulse_dagster.tables import (
-    BATCH_TABLES,
-    GOLD_ANOMALIES_HOURLY_BRAND,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
     STREAM_EVENTS,
     STREAM_INGEST_QUERY,
 )
-from funnelpulse_dagster_tests.conftest import REPO
+from funnelpulse_dagster_tests.conftest import REPO, assert_same_tables
 from funnelpulse_dagster_tests.live import DAYS, replay
 from funnelpulse_dagster_tests.live import kafka as kafka_for
 from funnelpulse_dagster_tests.streaming.test_streaming import assert_equals_reference
@@ -42,7 +39,7 @@ from funnelpulse_dagster_tests.streaming.test_streaming import assert_equals_ref
 pytestmark = [pytest.mark.slow, pytest.mark.spark_mode_independent]
 
 # columns that say when a row was written, not what it holds
-WRITE_TIMES = {"ingested_at"}
+WRITE_TIMES = ("ingested_at",)
 
 
 @pytest.fixture(scope="module")
@@ -78,14 +75,6 @@ def _user_env(home: Path, cluster, **settings: str) -> dict[str, str]:
     }
 
 
-def _rows(spark, lake, table) -> pd.DataFrame:
-    frame = lake.read(spark, table).toPandas()
-    frame = frame.drop(columns=[c for c in frame.columns if c in WRITE_TIMES])
-    # nested values (arrays, structs) compare as text
-    frame = frame.map(lambda v: repr(v) if not isinstance(v, str | int | float | type(None)) else v)
-    return frame.sort_values(list(frame.columns), na_position="first").reset_index(drop=True)
-
-
 def test_the_batch_chain_on_a_cluster_equals_the_in_process_run(cluster, batch_run, spark, tmp_path):
     # a user's configuration: the default mode (the home's local Spark Connect server) with the
     # cluster as its master; the CLI run is theirs too
@@ -114,13 +103,7 @@ def test_the_batch_chain_on_a_cluster_equals_the_in_process_run(cluster, batch_r
     finally:
         spark_server.stop(home)
 
-    lake = LakeResource(root=str(home / "tables"))
-    for table in BATCH_TABLES.values():
-        on_cluster = _rows(spark, lake, table)
-        reference = _rows(spark, batch_run.lake, table)
-        # the sample's three days give the detector too little history to flag an hour
-        assert len(on_cluster) > 0 or table is GOLD_ANOMALIES_HOURLY_BRAND, table.name
-        pd.testing.assert_frame_equal(on_cluster, reference, check_dtype=False, obj=table.name)
+    assert_same_tables(spark, LakeResource(root=str(home / "tables")), batch_run.lake, ignored=WRITE_TIMES)
 
 
 def _executors(cluster) -> list[dict]:
