@@ -87,8 +87,10 @@ def _utc(value: datetime | None) -> datetime | None:
         return None
     try:
         return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    except OverflowError as exc:  # e.g. 0001-01-01T00:00+01:00: no such UTC time
-        raise ValueError("a time within years 1 to 9999 in UTC") from exc
+    except OverflowError:
+        # e.g. 0001-01-01T00:00:01+00:01, a valid date-time with no UTC time: the earliest (or
+        # latest) UTC time, which reads the tables as that bound would
+        return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 AsOf = Annotated[

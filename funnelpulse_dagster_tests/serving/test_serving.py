@@ -411,6 +411,14 @@ def test_bad_parameters_get_a_4xx_with_a_message(client, url, status, message):
         assert response.json()["total"] == 0
 
 
+def test_a_valid_time_without_a_utc_equivalent_reads_as_the_earliest_time(client):
+    # 0001-01-01T00:00:01+00:01 is a schema-valid date-time whose UTC time is before year 1
+    no_utc = client.get("/api/funnel/totals", params={"as_of": "0001-01-01T00:00:01+00:01"})
+    earliest = client.get("/api/funnel/totals", params={"as_of": "0001-01-01T00:00:00Z"})
+    assert no_utc.status_code == earliest.status_code < 500, no_utc.text
+    assert no_utc.json() == earliest.json()
+
+
 RAW = "raw:"  # sent as is, percent-escapes included: bytes that are not UTF-8
 HOSTILE_BY_TYPE = {
     "integer": [
