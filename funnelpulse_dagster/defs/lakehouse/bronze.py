@@ -90,8 +90,9 @@ def bronze(
         landing = land(session, lake.plain, entries, tag=run.tag)
     files = landing.files
     touched = files_owning(files, days)
+    run_days = set(days)
     for uri, owned in landing.changed_days.items():
-        stale = [d.isoformat() for d in owned if d not in set(days)]
+        stale = [d.isoformat() for d in owned if d not in run_days]
         if stale:
             context.log.warning(
                 f"bronze: {uri} changed since it was landed; the days it owned or owns outside "
