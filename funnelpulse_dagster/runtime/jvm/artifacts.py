@@ -8,8 +8,11 @@ SHA-256, in groups:
 - `kafka-broker`: a one-node KRaft Apache Kafka (streaming/kafka_broker.py).
 
 `fetch` (run by scripts/setup.sh: `python -m funnelpulse_dagster.runtime.jvm.artifacts fetch`) downloads
-exactly the locked jars with Apache Ivy (the resolver Spark itself ships, on the project's Java)
-into the jar folder and checks each checksum. Nothing is resolved or downloaded at run time:
+exactly the locked jars into the jar folder and checks each checksum: from a Maven repository's
+plain file layout (Maven Central, or the mirror FUNNELPULSE_MAVEN_REPOSITORY names), several at a
+time, or with Apache Ivy (the resolver Spark itself ships, on the project's Java) when
+FUNNELPULSE_IVY_SETTINGS names an Ivy configuration. The lock already lists every jar, so the
+download needs no resolution: Ivy would read each jar's chain of parent POMs first. Nothing is resolved or downloaded at run time:
 `jars(group)` only finds and verifies the files, and raises MissingJars, naming the set-up
 command, when one is missing or differs from the lock.
 
@@ -33,8 +36,11 @@ from xml.sax.saxutils import quoteattr
 
 LOCK_FILE = Path(__file__).with_name("artifacts.lock.json")
 ENV_JARS = "FUNNELPULSE_JARS"
-# a corporate mirror or proxy: an Ivy settings file that names it (Ivy's own default otherwise)
+# a corporate mirror or proxy: an Ivy settings file that names it (then Ivy downloads), or a
+# Maven repository's base URL (the set-up downloads its files directly; Maven Central otherwise)
 ENV_IVY_SETTINGS = "FUNNELPULSE_IVY_SETTINGS"
+ENV_MAVEN_REPOSITORY = "FUNNELPULSE_MAVEN_REPOSITORY"
+MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 # the Java trust store for the download: the operating system's where it has one, so that a
 # TLS-inspecting proxy's certificate authority, installed system-wide, is trusted by Ivy too
 ENV_TRUST_STORE = "FUNNELPULSE_JAVA_TRUSTSTORE"
@@ -59,6 +65,13 @@ class Jar:
     def parts(self) -> tuple[str, str, str, str]:
         group, artifact, version, *rest = self.coordinate.split(":")
         return group, artifact, version, (rest[0] if rest else "")
+
+    @property
+    def repository_path(self) -> str:
+        """The jar's path in a Maven repository's file layout."""
+        group, artifact, version, classifier = self.parts
+        suffix = f"-{classifier}" if classifier else ""
+        return f"{group.replace('.', '/')}/{artifact}/{version}/{artifact}-{version}{suffix}.jar"
 
     @property
     def file_name(self) -> str:
@@ -202,20 +215,50 @@ def fetch(groups: list[str] | None = None, folder: Path | None = None, log=print
 
 
 def _fetch_exactly(todo: dict[str, Jar], folder: Path) -> None:
-    """One Ivy run per group: a group never holds two versions of one artifact, while two
+    """Download `todo` into `folder`, each file checked against the lock before it is moved in.
+    With Ivy, one run per group: a group never holds two versions of one artifact, while two
     groups may (Spark's Kafka client and the broker's are different versions)."""
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="jvm-artifacts-", dir=folder.parent) as tmp:
         out = Path(tmp) / "out"
-        _run_ivy([j.parts for j in todo.values()], transitive=False, out=out, work=Path(tmp))
+        if os.environ.get(ENV_IVY_SETTINGS, "").strip():
+            _run_ivy([j.parts for j in todo.values()], transitive=False, out=out, work=Path(tmp))
+        else:
+            _download(todo, out, os.environ.get(ENV_MAVEN_REPOSITORY, "").strip() or MAVEN_CENTRAL)
         for name, jar in todo.items():
             path = out / name
             if not path.exists():
-                raise RuntimeError(f"Ivy retrieved no file for {jar.coordinate} (expected {name})")
+                raise RuntimeError(f"the download gave no file for {jar.coordinate} (expected {name})")
             digest = _sha256(path)
             if digest != jar.sha256:
                 raise RuntimeError(f"{jar.coordinate}: SHA-256 {digest} differs from the lock's {jar.sha256}")
             os.replace(path, folder / name)
+
+
+def _download(todo: dict[str, Jar], out: Path, repository: str, attempts: int = 3) -> None:
+    """Each jar of `todo` from `repository`'s file layout into `out`, eight at a time."""
+    import time
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    out.mkdir(parents=True, exist_ok=True)
+
+    def one(item: tuple[str, Jar]) -> None:
+        name, jar = item
+        url = f"{repository.rstrip('/')}/{jar.repository_path}"
+        for attempt in range(1, attempts + 1):
+            try:
+                with urllib.request.urlopen(url, timeout=60) as response, (out / name).open("wb") as file:
+                    while chunk := response.read(1 << 20):
+                        file.write(chunk)
+                return
+            except OSError as exc:
+                if attempt == attempts:
+                    raise RuntimeError(f"could not download {jar.coordinate} from {url}: {exc}") from exc
+                time.sleep(2 * attempt)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(one, todo.items()))
 
 
 def _shipped_artifacts() -> set[str]:
