@@ -29,6 +29,8 @@ ENV_SPARK_REMOTE = "FUNNELPULSE_SPARK_REMOTE"
 ENV_SPARK_MODE = "FUNNELPULSE_SPARK_MODE"
 # minutes without a job, a query or a client call before a local server stops itself (0: never)
 ENV_SPARK_IDLE_MINUTES = "FUNNELPULSE_SPARK_IDLE_MINUTES"
+# what Spark's settings are sized for: laptop (the default) | cluster (runtime/profiles.py)
+ENV_SPARK_PROFILE = "FUNNELPULSE_SPARK_PROFILE"
 # Beyond the contract: what differs between the embedded broker and a real Kafka.
 ENV_KAFKA_SECURITY_PROTOCOL = "FUNNELPULSE_KAFKA_SECURITY_PROTOCOL"
 ENV_KAFKA_SASL_MECHANISM = "FUNNELPULSE_KAFKA_SASL_MECHANISM"
@@ -57,6 +59,7 @@ DEFAULT_BROKER = "kafka"
 DEFAULT_SPARK_MASTER = "local[*]"
 DEFAULT_SPARK_MODE = "local-server"
 DEFAULT_SPARK_IDLE_MINUTES = 30.0
+DEFAULT_SPARK_PROFILE = "laptop"
 
 
 def _env(name: str) -> str | None:
@@ -81,6 +84,7 @@ class Settings:
     spark_remote: str  # empty: spark_mode decides
     spark_mode: str  # local-server | in-process
     spark_idle_minutes: float
+    spark_profile: str  # laptop | cluster
     checkpoints: str  # a path or URI; the streaming queries' state and progress
 
     @property
@@ -150,5 +154,6 @@ def load_settings() -> Settings:
         spark_remote=_env(ENV_SPARK_REMOTE) or "",
         spark_mode=_env(ENV_SPARK_MODE) or DEFAULT_SPARK_MODE,
         spark_idle_minutes=_float_setting(ENV_SPARK_IDLE_MINUTES, DEFAULT_SPARK_IDLE_MINUTES),
+        spark_profile=_env(ENV_SPARK_PROFILE) or DEFAULT_SPARK_PROFILE,
         checkpoints=_env(ENV_CHECKPOINTS) or str(home / "checkpoints"),
     )

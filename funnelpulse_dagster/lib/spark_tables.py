@@ -54,6 +54,7 @@ from funnelpulse_dagster.lib.partitions import (
 from funnelpulse_dagster.lib.quality import check_spec, row_change_explained
 from funnelpulse_dagster.resources import LakeResource, SparkResource
 from funnelpulse_dagster.rules import ROW_CHANGE_EXPLAINED
+from funnelpulse_dagster.runtime.profiles import LAPTOP, SparkProfile, spark_profile
 from funnelpulse_dagster.tables import Table
 from funnelpulse_dagster.timing import PhaseTimer
 
@@ -70,6 +71,8 @@ class TableRun:
     lake: LakeResource
     days: list[date]
     timer: PhaseTimer = field(default_factory=PhaseTimer)
+    # what the session's settings are sized for; transforms that shape their shuffles read it
+    sized_for: SparkProfile = field(default_factory=lambda: spark_profile(LAPTOP))
 
     def read(self, table: Table, days: Sequence[date] | None = None) -> DataFrame:
         """`table`'s rows of `days` (default: the run's)."""
@@ -159,7 +162,7 @@ def start_run(
     timer = PhaseTimer()
     with timer.phase("spark_session"):
         session = spark.spark_session
-    return TableRun(context, table, session, lake, partition_days(context), timer)
+    return TableRun(context, table, session, lake, partition_days(context), timer, spark.sized_for)
 
 
 def daily_spark_table(

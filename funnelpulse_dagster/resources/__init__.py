@@ -37,6 +37,7 @@ from funnelpulse_dagster.settings import (
     ENV_REPORTS,
     ENV_SPARK_MASTER,
     ENV_SPARK_MODE,
+    ENV_SPARK_PROFILE,
     ENV_SPARK_REMOTE,
     load_settings,
     spark_conf_overrides,
@@ -91,6 +92,7 @@ def build_resources(resolved: bool = False) -> dict[str, object]:
             master=_from_env(ENV_SPARK_MASTER, settings.spark_master),
             remote=_from_env(ENV_SPARK_REMOTE, settings.spark_remote),
             mode=_from_env(ENV_SPARK_MODE, settings.spark_mode),
+            profile=_from_env(ENV_SPARK_PROFILE, settings.spark_profile),
             home=str(settings.home),
             # a number, not an EnvVar (Dagster's EnvVar is text); settings.py says where it came from
             idle_minutes=settings.spark_idle_minutes,

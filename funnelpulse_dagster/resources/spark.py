@@ -21,6 +21,7 @@ from typing import Any
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
+from funnelpulse_dagster.runtime.profiles import LAPTOP, SparkProfile, spark_profile
 from funnelpulse_dagster.runtime.spark_session import (
     SparkUnavailable,
     classic_session,
@@ -69,8 +70,13 @@ class SparkResource(LazyPySparkResource):
         "or a client call (FUNNELPULSE_SPARK_IDLE_MINUTES; 0: never).",
     )
     driver_memory: str = Field(default="6g", description="spark.driver.memory of the in-process driver JVM.")
-    shuffle_partitions: int = Field(
-        default=8, description="spark.sql.shuffle.partitions; small data on few cores wants few."
+    profile: str = Field(
+        default=LAPTOP,
+        description="What Spark's settings are sized for: `laptop` (a few local cores) or `cluster` "
+        "(many executors) (FUNNELPULSE_SPARK_PROFILE; runtime/profiles.py).",
+    )
+    shuffle_partitions: int | None = Field(
+        default=None, description="spark.sql.shuffle.partitions; empty: the profile's."
     )
     spark_config: dict[str, Any] = Field(default_factory=dict, description="Extra Spark settings.")
 
@@ -80,7 +86,14 @@ class SparkResource(LazyPySparkResource):
 
     def session_conf(self) -> dict[str, Any]:
         """The settings of this resource's sessions (and of the local server it starts)."""
-        return spark_conf(self.master, self.driver_memory, self.shuffle_partitions, self.spark_config)
+        return spark_conf(
+            self.master, self.driver_memory, self.shuffle_partitions, self.spark_config, self.profile
+        )
+
+    @property
+    def sized_for(self) -> SparkProfile:
+        """The Spark profile this resource's sessions are sized by."""
+        return spark_profile(self.profile)
 
     def _init_session(self) -> None:
         if self._spark_session is not None:

@@ -205,7 +205,7 @@ def start(
 ) -> LocalServer:
     """Start the home's server for `conf` (FunnelPulse's defaults when None) unless one answers."""
     if conf is None:
-        conf = spark_conf("local[*]", "6g", 8, {})
+        conf = spark_conf("local[*]", "6g", None, {})
     server = server_for(home, conf)
     with server.locked():
         _ensure(server, conf, host, port, idle_minutes, wait_seconds)

@@ -20,6 +20,7 @@ from funnelpulse_dagster.runtime.jvm import (
     java_cache_root,
     with_local_file_system,
 )
+from funnelpulse_dagster.runtime.profiles import LAPTOP, spark_profile
 from funnelpulse_dagster.runtime.services import port_open
 
 DATAPROC_SERVERLESS = "dataproc-serverless"
@@ -63,9 +64,17 @@ class SparkUnavailable(RuntimeError):
 
 
 def spark_conf(
-    master: str, driver_memory: str, shuffle_partitions: int, extra: dict[str, Any]
+    master: str,
+    driver_memory: str,
+    shuffle_partitions: int | None,
+    extra: dict[str, Any],
+    profile: str = LAPTOP,
 ) -> dict[str, Any]:
-    """The settings every FunnelPulse session runs with; `extra` overrides any of them."""
+    """The settings every FunnelPulse session runs with, sized by the Spark `profile`
+    (runtime/profiles.py; `shuffle_partitions` None: the profile's); `extra` overrides any of them."""
+    sized = spark_profile(profile)
+    if shuffle_partitions is None:
+        shuffle_partitions = sized.shuffle_partitions
     conf: dict[str, Any] = {
         "spark.master": master,
         "spark.app.name": "funnelpulse",
@@ -75,11 +84,6 @@ def spark_conf(
         "spark.sql.shuffle.partitions": str(shuffle_partitions),
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.adaptive.coalescePartitions.enabled": "true",
-        # Adaptive execution merges shuffle partitions up to this size. At the default 64 MB a
-        # month's big shuffles became 3-5 tasks, and 3 tasks on 2 cores leave one core idle for a
-        # third of the stage; at 16 MB they keep their 8 even tasks, while the checks' tiny
-        # shuffles still merge into one (`benchmarks/batch.py` times the gold steps).
-        "spark.sql.adaptive.advisoryPartitionSizeInBytes": "16m",
         # every lake table is a Delta table (lakehouse/lake.py); path-based, no catalog service
         **DELTA_SESSION_CONF,
         # Parquet files of every table: zstd (smaller than snappy for the same write time), and
@@ -87,9 +91,6 @@ def spark_conf(
         # writer would hash every value to keep a dictionary nearly as long as the column
         "spark.sql.parquet.compression.codec": "zstd",
         **{f"spark.hadoop.parquet.enable.dictionary#{column}": "false" for column in PLAIN_ENCODED_COLUMNS},
-        # Delta rebuilds a table's state from its log with a Spark job of this many tasks
-        # (default 50): the lake's logs are small and checkpointed, a few tasks do
-        "spark.databricks.delta.snapshotPartitions": "2",
         # write each task's day-partitions concurrently instead of sorting rows by day first
         "spark.sql.maxConcurrentOutputFileWriters": "64",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
@@ -107,12 +108,8 @@ def spark_conf(
         "spark.ui.showConsoleProgress": "false",
         "spark.ui.enabled": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
-        # throughput over pause times: a batch driver on few cores spends less time collecting
-        # with the parallel collector than with G1, for more peak memory (`benchmarks/batch.py`
-        # and `benchmarks/judge_memory.py`); `defaultJavaOptions` leaves `extraJavaOptions` to
-        # the user
-        "spark.driver.defaultJavaOptions": "-XX:+UseParallelGC",
         **GCS_FILE_SYSTEM_CONF,
+        **sized.settings,
     }
     emulator = os.environ.get(GCS_EMULATOR_ENV)
     if emulator:

@@ -54,7 +54,7 @@ def normalise_events(events: DataFrame) -> DataFrame:
     )
 
 
-def deduplicate_events(events: DataFrame) -> DataFrame:
+def deduplicate_events(events: DataFrame, one_task_per_day: bool = True) -> DataFrame:
     """One row per event key (rules.SILVER_KEY_RULE), chosen deterministically.
 
     Duplicates in the export are usually identical rows; where the non-key columns differ, the
@@ -64,22 +64,22 @@ def deduplicate_events(events: DataFrame) -> DataFrame:
     key = ["event_date", *SILVER_KEY_RULE.key]
     rest = [c for c in events.columns if c not in key]
     # Shuffling first lets Spark aggregate with one sort after the exchange; grouping directly
-    # plans a sort-based partial aggregate on each side of it, twice the sorting. min() of a struct with strings cannot use the hash aggregate. The shuffle is
-    # by the day alone, which the key contains, so each day's rows meet on one task: the write
+    # plans a sort-based partial aggregate on each side of it, twice the sorting (min() of a
+    # struct with strings cannot use the hash aggregate). On a laptop the shuffle is by the day
+    # alone, which the key contains, so each day's rows meet on one task: the write
     # then makes one file per day instead of one per day and task, and every reader of silver
     # opens one file a day instead of one per day and task (`benchmarks/batch.py` measures both
-    # the write and the gold tables read from it). The cost: one
-    # task holds a whole day, ≈ 135 k events here; a shop with tens of millions of events a day
-    # would put part of the key back into the shuffle.
+    # the write and the gold tables read from it). The cost: one task holds a whole day, so the
+    # cluster profile (runtime/profiles.py) shuffles by the whole key instead.
     return (
-        events.repartition("event_date")
+        events.repartition(*(["event_date"] if one_task_per_day else key))
         .groupBy(*key)
         .agg(F.min(F.struct(*rest)).alias("_row"))
         .select(*key, "_row.*")
     )
 
 
-def to_silver(bronze: DataFrame) -> DataFrame:
+def to_silver(bronze: DataFrame, one_task_per_day: bool = True) -> DataFrame:
     """The whole silver transform: rules, de-duplication, normalisation, silver column order.
 
     De-duplication runs before normalisation and on the raw event columns only: the derived
@@ -88,7 +88,7 @@ def to_silver(bronze: DataFrame) -> DataFrame:
     return (
         bronze.transform(apply_silver_rules)
         .select(*RAW_COLUMNS, F.to_date("event_time").alias("event_date"))
-        .transform(deduplicate_events)
+        .transform(deduplicate_events, one_task_per_day)
         .transform(normalise_events)
         .select(*SILVER_EVENTS.schema.fieldNames())
     )

@@ -277,7 +277,7 @@ def test_failed_blocking_check_stops_downstream(
     import funnelpulse_dagster.defs.lakehouse.silver as silver_module
     from funnelpulse_dagster.transforms.silver import apply_silver_rules, normalise_events
 
-    def silver_without_dedup(bronze):
+    def silver_without_dedup(bronze, one_task_per_day=True):
         events = bronze.transform(apply_silver_rules).withColumn("event_date", F.to_date("event_time"))
         return events.transform(normalise_events).select(*SILVER_EVENTS.schema.fieldNames())
 

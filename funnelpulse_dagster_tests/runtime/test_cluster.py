@@ -79,7 +79,8 @@ def test_the_batch_chain_on_a_cluster_equals_the_in_process_run(cluster, batch_r
     # a user's configuration: the default mode (the home's local Spark Connect server) with the
     # cluster as its master; the CLI run is theirs too
     home = tmp_path / "home"
-    env = _user_env(home, cluster, FUNNELPULSE_RAW=str(batch_run.raw))
+    # sized for a cluster (runtime/profiles.py): other shuffles, the same tables
+    env = _user_env(home, cluster, FUNNELPULSE_RAW=str(batch_run.raw), FUNNELPULSE_SPARK_PROFILE="cluster")
     command = [
         str(Path(sys.executable).with_name("dagster")),
         "asset",

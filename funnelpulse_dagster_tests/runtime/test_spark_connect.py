@@ -63,6 +63,36 @@ def test_the_mode_is_chosen_by_configuration(monkeypatch, tmp_path):
         _ = SparkResource(remote="dataproc-serverless").spark_session
 
 
+def test_the_profile_sizes_the_settings_and_the_users_settings_win(monkeypatch):
+    monkeypatch.delenv("FUNNELPULSE_SPARK_PROFILE", raising=False)
+    monkeypatch.delenv("FUNNELPULSE_SPARK_CONF", raising=False)
+    laptop = build_resources(resolved=True)["spark"]
+    assert laptop.profile == "laptop" and laptop.sized_for.one_task_per_day
+    conf = laptop.session_conf()
+    assert conf["spark.sql.shuffle.partitions"] == "8"
+    assert conf["spark.sql.adaptive.advisoryPartitionSizeInBytes"] == "16m"
+    assert conf["spark.driver.defaultJavaOptions"] == "-XX:+UseParallelGC"
+    monkeypatch.setenv("FUNNELPULSE_SPARK_PROFILE", "cluster")
+    monkeypatch.setenv(
+        "FUNNELPULSE_SPARK_CONF", "spark.sql.adaptive.coalescePartitions.parallelismFirst=true"
+    )
+    assert build_resources()["spark"].profile.env_var_name == "FUNNELPULSE_SPARK_PROFILE"
+    cluster = build_resources(resolved=True)["spark"]
+    assert not cluster.sized_for.one_task_per_day
+    conf = cluster.session_conf()
+    assert conf["spark.sql.shuffle.partitions"] == "400"
+    assert "spark.sql.adaptive.advisoryPartitionSizeInBytes" not in conf  # Spark's own 64 MB
+    assert "spark.driver.defaultJavaOptions" not in conf  # the JVM's own collector
+    assert conf["spark.sql.adaptive.coalescePartitions.parallelismFirst"] == "true"  # the user's
+    # a resource's own partition count wins over its profile's
+    assert (
+        SparkResource(profile="cluster", shuffle_partitions=64).session_conf()["spark.sql.shuffle.partitions"]
+        == "64"
+    )
+    with pytest.raises(ValueError, match="expected one of laptop, cluster"):
+        SparkResource(profile="desktop").session_conf()
+
+
 def _home_env(home: Path) -> dict[str, str]:
     """A new shell of `home` with the default Spark configuration (a small heap for tests)."""
     return {

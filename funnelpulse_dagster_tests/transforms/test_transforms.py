@@ -138,10 +138,10 @@ def test_silver_and_gold_match_reference(spark, parse, sample_raw_dir):
         "price_band",
         "event_date",
     ]
-    assertDataFrameEqual(
-        silver.select(*compare),
-        reference.as_spark_frame(spark, expected_silver, SILVER_EVENTS.schema, compare),
-    )
+    expected_frame = reference.as_spark_frame(spark, expected_silver, SILVER_EVENTS.schema, compare)
+    assertDataFrameEqual(silver.select(*compare), expected_frame)
+    # the cluster profile's shuffle (by the whole key, not the day) keeps the same rows
+    assertDataFrameEqual(to_silver(bronze, one_task_per_day=False).select(*compare), expected_frame)
 
     for build, expected_of, table in (
         (hourly_brand_funnel, reference.hourly_brand, GOLD_FUNNEL_HOURLY_BRAND),
@@ -155,10 +155,13 @@ def test_silver_and_gold_match_reference(spark, parse, sample_raw_dir):
         assertDataFrameEqual(build(silver), expected, rtol=1e-9)
 
 
-def test_silver_puts_each_day_on_one_task(spark, parse, sample_raw_dir):
-    """Silver's shuffle is by day, so its write makes one file per day whatever the session's
-    number of shuffle partitions (a cluster's default of 200 would otherwise write up to 200
-    small files a day)."""
+def test_silver_puts_each_day_on_one_task_on_a_laptop_and_spreads_it_on_a_cluster(
+    spark, parse, sample_raw_dir
+):
+    """The laptop profile's silver shuffle is by day, so its write makes one file per day whatever
+    the session's number of shuffle partitions (a cluster's default of 200 would otherwise write
+    up to 200 small files a day); the cluster profile's is by the whole key, so no task holds a
+    whole day."""
     bronze = parse(sorted(sample_raw_dir.glob("*.csv")))[0]
     settings = {
         "spark.sql.shuffle.partitions": "16",
@@ -167,19 +170,24 @@ def test_silver_puts_each_day_on_one_task(spark, parse, sample_raw_dir):
     before = {key: spark.conf.get(key) for key in settings}
     for key, value in settings.items():
         spark.conf.set(key, value)
-    try:
-        tasks_per_day = {
+
+    def tasks_per_day(one_task_per_day: bool) -> dict[date, int]:
+        return {
             r["event_date"]: r["tasks"]
-            for r in to_silver(bronze)
+            for r in to_silver(bronze, one_task_per_day)
             .withColumn("task", F.spark_partition_id())
             .groupBy("event_date")
             .agg(F.count_distinct("task").alias("tasks"))
             .collect()
         }
+
+    try:
+        laptop, cluster = tasks_per_day(True), tasks_per_day(False)
     finally:
         for key, value in before.items():
             spark.conf.set(key, value)
-    assert tasks_per_day == {date(2019, 10, d): 1 for d in (1, 2, 3)}
+    assert laptop == {date(2019, 10, d): 1 for d in (1, 2, 3)}
+    assert cluster.keys() == laptop.keys() and min(cluster.values()) == 16
 
 
 def test_silver_rule_counts_explain_every_removed_row(spark, parse):

@@ -31,7 +31,7 @@ def silver_events(run: TableRun) -> Built:
     with run.phase("rule_counts"):
         rule_rows = silver_rule_counts(bronze).collect()
     with run.phase("transform_and_write"):
-        run.write(to_silver(bronze))
+        run.write(to_silver(bronze, run.sized_for.one_task_per_day))
 
     # one job gives the stored rows per day and the rule violations the checks report
     with run.phase("read_back_counts"):
