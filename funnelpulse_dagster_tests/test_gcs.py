@@ -2,8 +2,9 @@
 (dagster-gcp's GCS client), the lake served from a bucket (API answers equal to those from local
 disk), `funnelpulse summary`, and a streaming checkpoint in a bucket read by the Kafka sensor
 (gcp-storage-emulator); and Spark's own reads and writes through the GCS connector, bronze
-reading the landing bucket and every table written to and read from a bucket (fake-gcs-server,
-which serves the JSON API the connector speaks)."""
+reading the landing bucket, every table written to and read from a bucket, and a stream's
+checkpoints and state kept in one (fake-gcs-server, which serves the JSON API the connector
+speaks)."""
 
 from __future__ import annotations
 
@@ -263,3 +264,69 @@ def test_the_batch_chain_reads_and_writes_gs_inside_spark(
     # the ledger names the exports by their bucket URIs
     ledger = lake.read(spark, BRONZE_INGEST_LEDGER).toPandas()
     assert set(ledger.source_file) == {f"gs://{name}/raw/{p.name}" for p in batch_run.raw.glob("*.csv")}
+
+
+@pytest.mark.spark_mode_independent
+def test_a_stream_keeps_its_checkpoints_and_state_in_a_bucket_and_resumes_exactly(
+    fake_gcs, monkeypatch, spark, tmp_path, apache_kafka
+):
+    """FUNNELPULSE_CHECKPOINTS in a bucket: the three queries keep their offsets, commits and
+    RocksDB state there through the GCS connector, and the open state its cells files; a second
+    run resumes from the bucket's checkpoints and stores every message once.
+
+    The lake stays on local disk here: the open state's tables are written by delta-rs, whose
+    uploads (the XML API's plain PUT) neither emulator serves (fake-gcs-server asks for an
+    `uploadType`); Spark's own Delta writes to a bucket are `test_the_batch_chain_reads_and_writes_gs_inside_spark`'s."""
+    from google.cloud import storage
+
+    from funnelpulse_dagster.lakehouse.lake import Lake
+    from funnelpulse_dagster.runtime.spark_session import gcs_emulator_settings
+    from funnelpulse_dagster.streaming.job import run_stream
+    from funnelpulse_dagster.tables import (
+        GOLD_STREAM_FUNNEL_HOURLY_BRAND,
+        LIVE_OPEN_HOURLY_BRAND,
+        STREAM_EVENTS,
+        STREAM_GOLD_QUERY,
+        STREAM_OPEN_QUERY,
+    )
+    from funnelpulse_dagster_tests.live import kafka as kafka_for
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs)
+    for key, value in gcs_emulator_settings(fake_gcs).items():
+        spark.conf.set(key, value)
+    name = f"fp-{uuid.uuid4().hex[:12]}"
+    bucket = storage.Client(project="funnelpulse-test").create_bucket(name)
+    kafka = kafka_for(apache_kafka, f"gcs-{uuid.uuid4().hex[:8]}")
+    kafka.ensure_topic()
+
+    def produce(first: int, count: int) -> None:
+        producer = kafka.producer()
+        for i in range(first, first + count):
+            event = {"event_time": f"2019-10-01 {8 + i // 100:02d}:{i % 60:02d}:00 UTC", "event_type": "view",
+                     "product_id": i, "category_id": 1, "category_code": None, "brand": "acme",
+                     "price": "1.00", "user_id": i, "user_session": f"s{i}"}  # fmt: skip
+            producer.produce(kafka.topic, value=json.dumps(event).encode(), key=str(i).encode())
+        assert producer.flush(10) == 0
+
+    lake, checkpoints = Lake(root=str(tmp_path / "tables")), f"gs://{name}/checkpoints"
+    options = kafka.spark_stream_source(1000)  # one micro-batch a run
+    produce(0, 250)
+    run_stream(spark, options, lake, checkpoints, log=lambda _: None)
+    produce(250, 120)
+    totals = run_stream(spark, options, lake, checkpoints, log=lambda _: None)
+    assert totals[STREAM_INGEST_QUERY].input_rows == 120  # the second run read only what was new
+
+    events = lake.read(spark, STREAM_EVENTS)
+    assert events.count() == events.select("kafka_partition", "kafka_offset").distinct().count() == 370
+    # every view counted once: in the hours the gold query closed, plus the newest open state's
+    closed = lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND).toPandas()
+    open_hours = lake.read(spark, LIVE_OPEN_HOURLY_BRAND).toPandas()
+    newest = open_hours[(open_hours.version == open_hours.version.max())]
+    newest = newest[~newest.window_start.isin(closed.window_start)]
+    assert closed.views.sum() > 0 and closed.views.sum() + newest.views.sum() == 370
+    stored = {b.name for b in bucket.list_blobs(prefix="checkpoints/")}
+    for query in (STREAM_INGEST_QUERY, STREAM_GOLD_QUERY, STREAM_OPEN_QUERY):
+        assert any(n.startswith(f"checkpoints/{query}/commits/") for n in stored), query
+    for query in (STREAM_GOLD_QUERY, STREAM_OPEN_QUERY):
+        assert any(n.startswith(f"checkpoints/{query}/state/") for n in stored), query
+    assert any(n.startswith(f"checkpoints/{STREAM_OPEN_QUERY}_cells/cells-") for n in stored)
