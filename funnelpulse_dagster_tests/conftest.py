@@ -13,9 +13,10 @@ Which tests run in which pass is decided by what their code touches (`pytest_col
   DataFrame -> DataFrame function, which sends the same plan in both modes, or reads with DuckDB
   what Spark wrote);
 - the Connect pass alone runs the `connect_pass` tests (the demo and the deployment, as clients
-  of the pass's warm server, the README's recipe) and the embedded-broker variants: a broker's
-  kind and the Spark mode never meet (only Kafka clients talk to the broker), so those run once,
-  in the pass that is the shorter without them;
+  of the pass's warm server, the README's recipe) and the embedded broker's tests;
+- a test run on each broker kind (the `broker` fixture) runs each variant once: a broker's kind
+  and the Spark mode never meet (only Kafka clients talk to the broker), so the Apache Kafka
+  variant runs in the in-process pass and the embedded broker's in the Connect pass;
 - `slow` tests are left out of the quick lane (`scripts/test.sh --quick`)."""
 
 from __future__ import annotations
@@ -116,13 +117,14 @@ def pytest_configure(config):
 def runs_in_pass(item: pytest.Item, mode: str) -> bool:
     """Whether the pass of Spark `mode` runs `item` (the module docstring says why)."""
     callspec = getattr(item, "callspec", None)
-    embedded = "embedded_broker" in item.fixturenames or (
-        callspec is not None and callspec.params.get("broker") == "embedded"
-    )
+    broker_kind = callspec.params.get("broker") if callspec is not None else None
+    embedded = "embedded_broker" in item.fixturenames or broker_kind == "embedded"
     if item.get_closest_marker("connect_pass") or embedded:
         return mode == "connect"
     if mode != "connect":
         return True
+    if broker_kind == "kafka":
+        return False
     return "spark_resource" in item.fixturenames and not item.get_closest_marker("spark_mode_independent")
 
 
