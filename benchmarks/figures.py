@@ -30,6 +30,7 @@ PAGE = REPO / "docs" / "performance.md"
 SECTIONS = (
     ("batch", "The batch lakehouse: a month, Spark against DuckDB", "batch.py"),
     ("batch_parquet_lake", "The same month on the plain-Parquet lake, before the table format", "batch.py"),
+    ("scaling", "From a month to two years: one backfill against DuckDB", "scaling.py"),
     ("stream", "The live path's throughput", "stream.py"),
     ("live_latency", "Live freshness: produced to visible", "live_latency.py"),
     ("live_latency_high_rate", "Live freshness above what two cores keep up with", "live_latency.py"),
