@@ -164,7 +164,13 @@ def main() -> int:
                 ", ".join(f"{k} {v:.0f}" for k, v in steps.items()),
             ]
         )
+        # recorded after every point, so a long run that is stopped keeps what it measured
+        _record(rows_out, spark_times, duck_times, spark_memory, duck_memory)
 
+    return 0
+
+
+def _record(rows_out, spark_times, duck_times, spark_memory, duck_memory) -> None:
     header = ["days", "events", "CSV GB", "FunnelPulse s", "s/day", "peak GB", "DuckDB s", "s/day",
               "DuckDB peak GB", "× DuckDB", "FunnelPulse steps (s)"]  # fmt: skip
     tables = [figures_table("one cold backfill per point, in-process, laptop profile", header, rows_out)]
@@ -202,7 +208,6 @@ def main() -> int:
     if len(spark_times) >= 2 and len(duck_times) >= 2 and len(duck_times) == len(spark_times):
         notes.append(_crossing(spark_times, duck_times))
     record("scaling", tables, notes)
-    return 0
 
 
 if __name__ == "__main__":
