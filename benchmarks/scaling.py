@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/scaling.py                       # 1, 5, 12 and 24 months
     .venv/bin/python benchmarks/scaling.py --months 1,5 --events-per-day 50000   # quicker
     .venv/bin/python benchmarks/scaling.py --home /data/fp-scaling   # keep the exports for a rerun
+    .venv/bin/python benchmarks/scaling.py --home /data/fp-scaling --resume   # measure only the points not recorded yet
 
 1. generates the months with the sample generator, one monthly export at a time from
    `--start` (≈ `--events-per-day` events a day; each month its own seed, so the catalogue
@@ -14,19 +15,28 @@
    it), and times it with its peak memory (PSS of the process tree);
 3. runs DuckDB's lean chain on the same exports in a fresh process (`benchmarks/batch.py`'s
    reference: CSV → bronze Parquet → silver with the same rules → the four gold tables and the
-   ordered funnel, no checks), with its peak memory; a DuckDB run that fails (out of memory) is
-   reported as such;
+   ordered funnel, no checks), with its peak memory; a DuckDB run that fails (out of memory, or
+   out of disk for what it spills beyond its memory limit) is reported as such;
 4. reports, per point, both wall times, seconds per day, peak memory and the ratio, plots time
    and memory against days, and says where each curve is headed: the seconds each side adds per
    further day between the last two points, and where the two time curves would cross.
 
 Each point starts from an empty lake: no state carries from one point to the next.
+
+Why the curves bend as they do. FunnelPulse pays a fixed cost a run (the JVM, Dagster, five
+steps of Spark jobs and the checks' jobs) that a longer backfill spreads over more days, so its
+time per day falls; its memory is bounded by the driver's heap (Spark streams each stage's
+partitions and spills what does not fit), so its peak levels off. DuckDB's lean chain has almost
+no fixed cost, and holds the silver de-duplication's window and the distinct counts of whole
+tables in memory, up to its limit (80 % of the machine's memory by default), beyond which it
+spills to disk or fails.
 """
 
 from __future__ import annotations
 
 import argparse
 import calendar
+import json
 import os
 import shutil
 import sys
@@ -36,7 +46,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from batch import _steps, materialize_cmd, run_duckdb, run_measured  # benchmarks/batch.py
-from figures import record
+from figures import RESULTS, record
 from figures import table as figures_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,6 +86,18 @@ def generate_months(raw: Path, start: date, months: int, events_per_day: int) ->
     return exports
 
 
+def _memory_slopes(days: list[int], spark: list[float], duck: list[float]) -> str:
+    """What each side's peak memory adds per further day between the last two points."""
+    if len(days) < 2 or len(duck) != len(days):
+        return ""
+    span = days[-1] - days[-2]
+    return (
+        f"Peak memory between {days[-2]} and {days[-1]} days: FunnelPulse "
+        f"{(spark[-1] - spark[-2]) / span * 1000:+.1f} MB and DuckDB {(duck[-1] - duck[-2]) / span * 1000:+.1f} MB "
+        "per further day."
+    )
+
+
 def _crossing(spark: list[tuple[int, float]], duck: list[tuple[int, float]]) -> str:
     """Where the two time curves would cross, extended as straight lines through their last two
     points (each side's cost per further day)."""
@@ -102,6 +124,11 @@ def main() -> int:
     parser.add_argument("--months", default="1,5,12,24", help="the points: how many months each backfills")
     parser.add_argument("--events-per-day", type=int, default=150_000)
     parser.add_argument("--home", help="a folder for the exports and lakes (default: a temporary one)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the points the last recorded run measured and measure only the others (same --home)",
+    )
     args = parser.parse_args()
     points = sorted({int(m) for m in args.months.split(",")})
     start = date.fromisoformat(args.start)
@@ -109,9 +136,28 @@ def main() -> int:
     exports = generate_months(home / "exports", start, points[-1], args.events_per_day)
 
     rows_out, spark_times, duck_times, spark_memory, duck_memory = [], [], [], [], []
+    earlier: list[str] = []
+    if args.resume and (RESULTS / "scaling.json").exists():
+        recorded = json.loads((RESULTS / "scaling.json").read_text())
+        for row in recorded["tables"][0]["rows"]:
+            rows_out.append(row)
+            spark_times.append((int(row[0]), float(row[3])))
+            spark_memory.append(float(row[5]))
+            if not row[6].startswith("did not finish"):
+                duck_times.append((int(row[0]), float(row[6])))
+                duck_memory.append(float(row[8]))
+        earlier = [row[0] for row in rows_out]
+        # a page rendered again by a resumed run names the run that measured the points
+        earlier_note = next(
+            (n for n in recorded["notes"] if n.startswith("The points of")),
+            f"The points of {', '.join(earlier)} days were measured by `{recorded['command']}` at "
+            f"{recorded['measured_at']}.",
+        )
     for months in points:
         chosen = exports[:months]
         days = sum(d for _, d, _ in chosen)
+        if str(days) in earlier:
+            continue
         events = sum(r for _, _, r in chosen)
         csv_gb = sum(p.stat().st_size for p, _, _ in chosen) / 1e9
         raw = home / f"raw_{months}m"
@@ -165,12 +211,15 @@ def main() -> int:
             ]
         )
         # recorded after every point, so a long run that is stopped keeps what it measured
-        _record(rows_out, spark_times, duck_times, spark_memory, duck_memory)
-
+        _record(
+            rows_out, spark_times, duck_times, spark_memory, duck_memory, [earlier_note] if earlier else []
+        )
+    if earlier and len(rows_out) == len(earlier):  # nothing left to measure: the page again
+        _record(rows_out, spark_times, duck_times, spark_memory, duck_memory, [earlier_note])
     return 0
 
 
-def _record(rows_out, spark_times, duck_times, spark_memory, duck_memory) -> None:
+def _record(rows_out, spark_times, duck_times, spark_memory, duck_memory, earlier: list[str]) -> None:
     header = ["days", "events", "CSV GB", "FunnelPulse s", "s/day", "peak GB", "DuckDB s", "s/day",
               "DuckDB peak GB", "× DuckDB", "FunnelPulse steps (s)"]  # fmt: skip
     tables = [figures_table("one cold backfill per point, in-process, laptop profile", header, rows_out)]
@@ -205,9 +254,21 @@ def _record(rows_out, spark_times, duck_times, spark_memory, duck_memory) -> Non
         "```",
         "",
     ]
-    if len(spark_times) >= 2 and len(duck_times) >= 2 and len(duck_times) == len(spark_times):
-        notes.append(_crossing(spark_times, duck_times))
-    record("scaling", tables, notes)
+    finished = [d for d, _ in duck_times]
+    unfinished = [str(d) for d, _ in spark_times if d not in finished]
+    if unfinished:
+        notes += [
+            (
+                f"DuckDB did not finish at {', '.join(unfinished)} days, where FunnelPulse did: the "
+                "charts leave its lines out (a line needs every point); the table has its figures up to there."
+            ),
+            "",
+        ]
+    both = [(i, d) for i, (d, _) in enumerate(spark_times) if d in finished]
+    if len(both) >= 2:
+        notes.append(_crossing([spark_times[i] for i, _ in both], duck_times))
+        notes += ["", _memory_slopes([d for _, d in both], [spark_memory[i] for i, _ in both], duck_memory)]
+    record("scaling", tables, notes + ([""] + earlier if earlier else []))
 
 
 if __name__ == "__main__":
