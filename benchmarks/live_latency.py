@@ -101,6 +101,22 @@ def _synthetic(hour: datetime, count: int, seed: int) -> list[tuple[bytes, bytes
     return out
 
 
+def _where_the_batch_went(batches: list[dict]) -> dict:
+    """Milliseconds of a probe's micro-batches, summed: Spark's phases (`durationMs`) and each
+    state operator's updates, removals (the watermark's eviction) and commits, with its keys."""
+    phases: dict[str, int] = {}
+    operators: dict[str, dict[str, int]] = {}
+    for batch in batches:
+        for phase, ms in batch["durationMs"].items():
+            phases[phase] = phases.get(phase, 0) + ms
+        for index, operator in enumerate(batch.get("stateOperators", [])):
+            figures = operators.setdefault(f"{index}_{operator['operatorName']}", {})
+            for key in ("allUpdatesTimeMs", "allRemovalsTimeMs", "commitTimeMs"):
+                figures[key] = figures.get(key, 0) + operator[key]
+            figures["numRowsTotal"] = operator["numRowsTotal"]
+    return {"phases_ms": phases, "state_operators": operators}
+
+
 def open_hour_growth(sizes: list[int], probe_events: int, partitions: int, settle_seconds: float) -> dict:
     """Per-batch cost of the open-state query as its open hour grows (see the module docstring)."""
     from funnelpulse_dagster.streaming.job import LiveSettings, start_open
@@ -157,12 +173,13 @@ def open_hour_growth(sizes: list[int], probe_events: int, partitions: int, settl
             # the state store's background work after a large fill (RocksDB flushes and
             # compactions) would land in the first probe; the probes measure the steady state
             time.sleep(settle_seconds)
-            probes = []
+            probes, breakdowns = [], []
             for round_ in range(3):
                 send(_synthetic(hour, probe_events, seed=size + round_ + 1))
                 sent += probe_events
                 batches = batches_until(sent)
                 probes.append(sum(b["durationMs"]["triggerExecution"] for b in batches) / 1000)
+                breakdowns.append(_where_the_batch_went(batches))
             rows.append(
                 {
                     "open_hour_events": sent,
@@ -170,6 +187,8 @@ def open_hour_growth(sizes: list[int], probe_events: int, partitions: int, settl
                     "probe_events": probe_events,
                     "probe_batch_seconds_median": round(statistics.median(probes), 2),
                     "probe_batch_seconds": [round(p, 2) for p in probes],
+                    # the median probe's phases and state operators (ms), to show what grows
+                    "median_probe": breakdowns[probes.index(statistics.median(probes))],
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
