@@ -219,40 +219,39 @@ def main() -> int:
     return 0
 
 
+def _chart(
+    title: str, unit: str, days: list[int], spark: list[float], duck: list[float], form: str
+) -> list[str]:
+    """A Mermaid line chart of both sides against days (DuckDB's line only when it has every point)."""
+    lines = [form.format(v) for v in spark], [form.format(v) for v in duck]
+    return [
+        f"**{title}** (the lines in order: FunnelPulse, DuckDB)",
+        "",
+        "```mermaid",
+        "xychart-beta",
+        f'    x-axis "days" [{", ".join(map(str, days))}]',
+        f'    y-axis "{unit}"',
+        *[f"    line [{', '.join(line)}]" for line in lines if len(line) == len(days)],
+        "```",
+        "",
+    ]
+
+
 def _record(rows_out, spark_times, duck_times, spark_memory, duck_memory, earlier: list[str]) -> None:
     header = ["days", "events", "CSV GB", "FunnelPulse s", "s/day", "peak GB", "DuckDB s", "s/day",
               "DuckDB peak GB", "× DuckDB", "FunnelPulse steps (s)"]  # fmt: skip
     tables = [figures_table("one cold backfill per point, in-process, laptop profile", header, rows_out)]
-    days_axis = ", ".join(str(d) for d, _ in spark_times)
+    days = [d for d, _ in spark_times]
     notes = [
-        "**wall time against days, s** (the lines in order: FunnelPulse, DuckDB)",
-        "",
-        "```mermaid",
-        "xychart-beta",
-        f'    x-axis "days" [{days_axis}]',
-        '    y-axis "seconds"',
-        f"    line [{', '.join(f'{s:.0f}' for _, s in spark_times)}]",
-        *(
-            [f"    line [{', '.join(f'{s:.0f}' for _, s in duck_times)}]"]
-            if len(duck_times) == len(spark_times)
-            else []
+        *_chart(
+            "wall time against days, s",
+            "seconds",
+            days,
+            [s for _, s in spark_times],
+            [s for _, s in duck_times],
+            "{:.0f}",
         ),
-        "```",
-        "",
-        "**peak memory against days, GB** (the lines in order: FunnelPulse, DuckDB)",
-        "",
-        "```mermaid",
-        "xychart-beta",
-        f'    x-axis "days" [{days_axis}]',
-        '    y-axis "GB"',
-        f"    line [{', '.join(f'{m:.1f}' for m in spark_memory)}]",
-        *(
-            [f"    line [{', '.join(f'{m:.1f}' for m in duck_memory)}]"]
-            if len(duck_memory) == len(spark_memory)
-            else []
-        ),
-        "```",
-        "",
+        *_chart("peak memory against days, GB", "GB", days, spark_memory, duck_memory, "{:.1f}"),
     ]
     finished = [d for d, _ in duck_times]
     unfinished = [str(d) for d, _ in spark_times if d not in finished]
