@@ -25,8 +25,9 @@ Each point starts from an empty lake: no state carries from one point to the nex
 
 Why the curves bend as they do. FunnelPulse pays a fixed cost a run (the JVM, Dagster, five
 steps of Spark jobs and the checks' jobs) that a longer backfill spreads over more days, so its
-time per day falls; its memory is bounded by the driver's heap (Spark streams each stage's
-partitions and spills what does not fit), so its peak levels off. DuckDB's lean chain has almost
+time per day falls at first; past a year it rises again, in the gold steps, which grow faster
+than the data (the table gives each step's time). Its memory is bounded by the driver's heap
+(Spark streams each stage's partitions and spills what does not fit), so its peak levels off. DuckDB's lean chain has almost
 no fixed cost, and holds the silver de-duplication's window and the distinct counts of whole
 tables in memory, up to its limit (80 % of the machine's memory by default), beyond which it
 spills to disk or fails.
