@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from funnelpulse_dagster.runtime.profiles import LAPTOP
+
 ENV_HOME = "FUNNELPULSE_HOME"
 ENV_LAKE = "FUNNELPULSE_LAKE"
 # where the shop's exports land: a folder, or gs://bucket/prefix (default $FUNNELPULSE_HOME/data_raw)
@@ -59,7 +61,7 @@ DEFAULT_BROKER = "kafka"
 DEFAULT_SPARK_MASTER = "local[*]"
 DEFAULT_SPARK_MODE = "local-server"
 DEFAULT_SPARK_IDLE_MINUTES = 30.0
-DEFAULT_SPARK_PROFILE = "laptop"
+DEFAULT_SPARK_PROFILE = LAPTOP
 
 
 def _env(name: str) -> str | None:

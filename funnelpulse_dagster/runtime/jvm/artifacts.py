@@ -12,9 +12,9 @@ exactly the locked jars into the jar folder and checks each checksum: from a Mav
 plain file layout (Maven Central, or the mirror FUNNELPULSE_MAVEN_REPOSITORY names), several at a
 time, or with Apache Ivy (the resolver Spark itself ships, on the project's Java) when
 FUNNELPULSE_IVY_SETTINGS names an Ivy configuration. The lock already lists every jar, so the
-download needs no resolution: Ivy would read each jar's chain of parent POMs first. Nothing is resolved or downloaded at run time:
-`jars(group)` only finds and verifies the files, and raises MissingJars, naming the set-up
-command, when one is missing or differs from the lock.
+download needs no resolution (Ivy would read each jar's chain of parent POMs first). Nothing is
+resolved or downloaded at run time: `jars(group)` only finds and verifies the files, and raises
+MissingJars, naming the set-up command, when one is missing or differs from the lock.
 
 `lock` (a maintainer's command, after changing a group's roots) resolves the roots transitively
 and rewrites the lock. For the `spark` group it leaves out every jar whose artifact pyspark
