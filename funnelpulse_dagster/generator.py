@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from funnelpulse_dagster.rules import signed_percent
 from funnelpulse_dagster.tables import EVENT_TYPES, RAW_COLUMNS
 
 VIEW, CART, REMOVE, PURCHASE = range(4)
@@ -140,8 +141,7 @@ class InjectedAnomaly:
 def purchase_change(anomaly_type: str, magnitude: float) -> str:
     """An injected anomaly's size as the signed change in its window's purchases: a drop of
     magnitude 0.86 is "−86 %", a spike of magnitude 2.57 (extra purchases per purchase) "+257 %"."""
-    percent = round(100 * float(magnitude))
-    return f"−{percent} %" if anomaly_type == "drop" else f"+{percent} %"
+    return signed_percent(-magnitude if anomaly_type == "drop" else magnitude)
 
 
 @dataclass(frozen=True)

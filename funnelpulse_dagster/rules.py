@@ -150,6 +150,12 @@ ORDERED_RATES: tuple[Rate, ...] = (
 )
 
 
+def signed_percent(change: float) -> str:
+    """A relative change as people read it: -0.862 is "−86 %", 2.57 is "+257 %"."""
+    percent = round(100 * float(change))
+    return f"−{-percent} %" if percent < 0 else f"+{percent} %"
+
+
 def rate_of(numerator: float | None, denominator: float | None) -> float | None:
     """A rate in Python (the API's range totals), with the tables' NULL rule."""
     if not denominator:
@@ -168,6 +174,7 @@ THRESHOLD = 4.5
 CURRENT_HOUR_Z = 1.5
 # a flag's severity by its score, lowest first (every flag is at least THRESHOLD: low)
 SEVERITY_THRESHOLDS = (("low", THRESHOLD), ("medium", 1.5 * THRESHOLD), ("high", 2 * THRESHOLD))
+SEVERITIES = tuple(name for name, _ in SEVERITY_THRESHOLDS)
 # prior strength of each baseline level, in views
 PRIOR_VIEWS = {"brand": 2_000, "hour": 1_000, "weekday": 1_000}
 # history hours this far from their first-pass baseline are left out of the final one, so an

@@ -45,6 +45,8 @@ ENV_KAFKA_END_OFFSETS = "FUNNELPULSE_KAFKA_END_OFFSETS"
 ENV_BROKER = "FUNNELPULSE_BROKER"
 ENV_ALERT_WEBHOOK = "FUNNELPULSE_ALERT_WEBHOOK"  # where incidents are POSTed (unset: no alerts)
 ENV_ALERT_FORMAT = "FUNNELPULSE_ALERT_FORMAT"  # slack | generic
+# routing by severity, brand and kind: a JSON list of routes (alerts/incidents.py's Route)
+ENV_ALERT_ROUTES = "FUNNELPULSE_ALERT_ROUTES"
 ENV_REPORTS = "FUNNELPULSE_REPORTS"  # report files; default $FUNNELPULSE_HOME/reports
 ENV_CHECKPOINTS = "FUNNELPULSE_CHECKPOINTS"  # streaming checkpoints; default $FUNNELPULSE_HOME/checkpoints
 # the bearer token `funnelpulse serve` requires of every request (a secret; required when it

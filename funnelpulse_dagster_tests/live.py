@@ -62,6 +62,7 @@ def anomaly_row(brand: str, start: datetime, kind: str, severity: str, score: fl
     """A gold_anomalies_hourly_brand row in the table's format, for tests that need anomalies
     the detector would not flag on small data."""
     hints = [hint_row("price_band", "<10", 40, 1, 6.5), hint_row("category_root", "unknown", 60, 2, 7.0)]
+    purchases = 2 if kind == "drop" else 18  # against 7.2 expected
     return {
         "window_start": start,
         "window_end": start + timedelta(hours=1),
@@ -72,8 +73,8 @@ def anomaly_row(brand: str, start: datetime, kind: str, severity: str, score: fl
         "evidence_hours": 2,
         "detectable_at": start + timedelta(hours=2),
         "views": 60,
-        "purchases": 2,
-        "conversion_rate": 2 / 60,
+        "purchases": purchases,
+        "conversion_rate": purchases / 60,
         "expected_conversion_rate": 0.12,
         "expected_purchases": 7.2,
         "view_sessions": 40,
@@ -89,5 +90,31 @@ def anomaly_row(brand: str, start: datetime, kind: str, severity: str, score: fl
         "root_cause_hints": hints,
         "top_hint": "price_band=<10: 1 purchases vs 6.5 expected",
         "source": "batch",
+        "window_date": start.date(),
+    }
+
+
+def hourly_row(brand: str, start: datetime, views: int = 80) -> dict:
+    """A gold_funnel_hourly_brand row (also the live table's format): an ordinary hour of `brand`."""
+    view_sessions, purchase_sessions = views // 2, 4
+    return {
+        "window_start": start,
+        "window_end": start + timedelta(hours=1),
+        "brand": brand,
+        "views": views,
+        "carts": 10,
+        "remove_from_carts": 2,
+        "purchases": 6,
+        "revenue": None,
+        "view_sessions": view_sessions,
+        "cart_sessions": 8,
+        "purchase_sessions": purchase_sessions,
+        "view_users": view_sessions,
+        "cart_users": 8,
+        "purchase_users": purchase_sessions,
+        "view_to_cart_rate": 10 / views,
+        "cart_to_purchase_rate": 0.6,
+        "conversion_rate": 6 / views,
+        "session_conversion_rate": purchase_sessions / view_sessions,
         "window_date": start.date(),
     }

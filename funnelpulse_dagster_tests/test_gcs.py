@@ -144,7 +144,7 @@ def test_the_lake_served_from_a_bucket_answers_as_from_local_disk(
     one_shot = LakeStore(f"gs://{bucket}/lake/tables", mode="parquet")
     one_shot.refresh()
     assert one_shot.mode == "replica" and one_shot.state == remote.state
-    # the alerts sensor's store copies only the two tables its queries read
+    # the alerts sensor's store copies only the tables its queries read
     alerting = LakeStore(f"gs://{bucket}/lake/tables", mode="parquet", tables=ALERT_TABLES)
     alerting.refresh()
     assert set(alerting.state) == {t.name for t in ALERT_TABLES}

@@ -21,6 +21,7 @@ from funnelpulse_dagster.resources.spark import SparkResource
 from funnelpulse_dagster.resources.streaming import StreamingResource
 from funnelpulse_dagster.settings import (
     ENV_ALERT_FORMAT,
+    ENV_ALERT_ROUTES,
     ENV_ALERT_WEBHOOK,
     ENV_CHECKPOINTS,
     ENV_GCP_PROJECT,
@@ -103,7 +104,9 @@ def build_resources(resolved: bool = False) -> dict[str, object]:
             uri=_from_env(ENV_RAW, settings.raw), gcp_project=_from_env(ENV_GCP_PROJECT, settings.gcp_project)
         ),
         "alerts": AlertsResource(
-            webhook_url=_from_env(ENV_ALERT_WEBHOOK, ""), format=_from_env(ENV_ALERT_FORMAT, "slack")
+            webhook_url=_from_env(ENV_ALERT_WEBHOOK, ""),
+            format=_from_env(ENV_ALERT_FORMAT, "slack"),
+            routes=_from_env(ENV_ALERT_ROUTES, ""),
         ),
         "reports": ReportsResource(root=_from_env(ENV_REPORTS, str(settings.reports))),
     }

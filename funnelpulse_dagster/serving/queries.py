@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from funnelpulse_dagster.rules import EVENT_COUNTS, FUNNEL_RATES, ORDERED_RATES, REVENUE, rate_of
+from funnelpulse_dagster.rules import EVENT_COUNTS, FUNNEL_RATES, ORDERED_RATES, REVENUE, SEVERITIES, rate_of
 from funnelpulse_dagster.serving.jsonrows import (
     MAX_PAGE,
     TIME_FORMAT,
@@ -44,7 +44,6 @@ from funnelpulse_dagster.tables import (
 FIRST_DAY = date(1970, 1, 1)
 LAST_DAY = date(2999, 12, 31)
 ANOMALY_TYPES = ("drop", "spike")
-SEVERITIES = ("low", "medium", "high")
 # dimension name in the API → (table, column)
 HOURLY_DIMENSIONS: dict[str, tuple[Table, str]] = {
     "brand": (GOLD_FUNNEL_HOURLY_BRAND, "brand"),

@@ -1,4 +1,5 @@
-"""The alerts sensor: every new incident to the webhook, once, retried until it goes through."""
+"""The alerts sensor: each incident's opening and resolution to its routes, once, retried until it
+goes through."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, 
 from funnelpulse_dagster.alerts.incidents import (
     ALERT_TABLES,
     AlertState,
-    anomaly_incidents,
+    anomaly_messages,
     deliver_new,
     newest_closed_hour_end,
-    payload,
-    post_json,
+    sender,
     stream_gap,
 )
 from funnelpulse_dagster.resources import KafkaResource, LakeResource, StreamingResource
@@ -25,9 +25,10 @@ from funnelpulse_dagster.streaming.offsets import KafkaUnavailable, backlog
 @sensor(
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.STOPPED,
-    description="Sends every new incident (conversion drops and spikes, a stalled live stream) to "
-    "FUNNELPULSE_ALERT_WEBHOOK once; failed posts are retried with back-off, and a delivery that "
-    "keeps failing shows in this sensor's ticks.",
+    description="Sends each incident (a conversion drop or spike of a brand, a stalled live stream) "
+    "once when it opens and once when it is resolved, to the routes of FUNNELPULSE_ALERT_ROUTES its "
+    "severity and brand match, else to FUNNELPULSE_ALERT_WEBHOOK; failed posts are retried with "
+    "back-off, and a delivery that keeps failing shows in this sensor's ticks.",
 )
 def alerts_sensor(
     context: SensorEvaluationContext,
@@ -36,15 +37,18 @@ def alerts_sensor(
     kafka: KafkaResource,
     streaming: StreamingResource,
 ):
-    if not alerts.webhook_url:
-        return SkipReason("FUNNELPULSE_ALERT_WEBHOOK is not set: nowhere to send alerts")
+    routes = alerts.parsed_routes()
+    if not routes:
+        return SkipReason(
+            "neither FUNNELPULSE_ALERT_WEBHOOK nor FUNNELPULSE_ALERT_ROUTES is set: nowhere to send alerts"
+        )
     state = AlertState.load(context.cursor)
     now = time.time()
     store = LakeStore(lake.root, mode="parquet", tables=ALERT_TABLES)
     try:
         store.refresh()
         con = store.cursor()
-        incidents, horizon = anomaly_incidents(con, alerts.lookback_days)
+        incidents, horizon = anomaly_messages(con, state, alerts.lookback_days, alerts.resolve_after_hours)
         closed_end = newest_closed_hour_end(con)
     finally:
         store.close()
@@ -59,7 +63,8 @@ def alerts_sensor(
         state,
         incidents,
         now,
-        lambda incident: post_json(alerts.webhook_url, payload(incident, alerts.format)),
+        sender(routes),
+        routes,
         alerts.retry_seconds,
         horizon,
     )
