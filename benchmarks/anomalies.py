@@ -5,6 +5,8 @@ recall and time to detect per anomaly factor level, beside the seed's method on 
     .venv/bin/python benchmarks/anomalies.py --seeds tuning --json /tmp/tuning.json
     .venv/bin/python benchmarks/anomalies.py --shop default --shop "traffic 2x"  # some shops only
     .venv/bin/python benchmarks/anomalies.py --report /tmp/heldout.json          # print a saved run
+    .venv/bin/python benchmarks/anomalies.py --seeds tuning --work /tmp/eval     # keep the scenarios
+    .venv/bin/python benchmarks/anomalies.py --seeds tuning --work /tmp/eval     # ... judge them again
 
 Each scenario is one shop (traffic, brand curve, weekly rhythm; funnelpulse_evaluation/scenarios.py SHOPS)
 and one seed: 35 days, one anomaly a day from day 7 with its size, duration, hour of day, brand
@@ -121,7 +123,11 @@ def main() -> int:
     parser.add_argument("--min-views", type=int, default=50)
     parser.add_argument("--json", help="write the results here (after every scenario)")
     parser.add_argument("--report", help="print the report of a saved --json run and exit")
-    parser.add_argument("--keep", action="store_true", help="keep the generated data and tables")
+    parser.add_argument(
+        "--work",
+        help="keep the generated data and tables in this folder; a scenario already built there is "
+        "only judged again (a detector change measured on the same hourly gold)",
+    )
     args = parser.parse_args()
     if args.report:
         print(report(json.loads(Path(args.report).read_text())["scenarios"]))
@@ -131,7 +137,9 @@ def main() -> int:
     if wanted and len(shops) != len(wanted):
         parser.error(f"unknown shop in {sorted(wanted)}; shops: {[s.name for s in SHOPS]}")
     seeds = HELDOUT_SEEDS if args.seeds == "heldout" else TUNING_SEEDS
-    work = Path(tempfile.mkdtemp(prefix="funnelpulse-anomaly-eval-"))
+    keep = args.work is not None
+    work = Path(args.work) if keep else Path(tempfile.mkdtemp(prefix="funnelpulse-anomaly-eval-"))
+    work.mkdir(parents=True, exist_ok=True)
     spark_resource = SparkResource(master="local[2]")
     results = []
     try:
@@ -148,11 +156,11 @@ def main() -> int:
                 )
                 if args.json:
                     Path(args.json).write_text(json.dumps({"scenarios": results}, indent=2, default=str))
-                if not args.keep:
+                if not keep:
                     shutil.rmtree(work, ignore_errors=True)
                     work.mkdir()
     finally:
-        if not args.keep:
+        if not keep:
             shutil.rmtree(work, ignore_errors=True)
     print()
     print(report(results))

@@ -9,6 +9,7 @@ import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from funnelpulse_dagster.transforms.anomalies import anomaly_rows, detect, root_cause_hints
+from funnelpulse_dagster.transforms.anomalies.evidence import evidence_for_days
 from funnelpulse_evaluation.series import (
     FIRST,
     JUDGED,
@@ -116,6 +117,31 @@ def test_an_incident_is_flagged_from_its_first_hour_but_only_within_its_day(spar
     assert hours == {(datetime(2019, 10, 15, 0), "drop"), (datetime(2019, 10, 15, 1), "drop")}
     assertDataFrameEqual(both_days.filter(both_days.window_date == before), detect(gold, [before]))
     assertDataFrameEqual(both_days.filter(both_days.window_date == JUDGED), detect(gold, [JUDGED]))
+
+
+@pytest.mark.slow  # a detector run and its evidence: the full suite runs it, the quick lane does not
+def test_an_ordinary_hour_at_a_strong_incidents_edge_is_not_part_of_it(spark):
+    """ "big" sells 2.2× its usual at 12:00 and 13:00; at 15:00 a little more than usual by
+    chance (z ≥ 1.5 alone, nowhere near a flag), with an ordinary 14:00 between. The run
+    12:00–15:00 passes the threshold on the incident's evidence, but 12:00–13:00 alone scores
+    higher: 15:00 dilutes the run and is not part of the incident."""
+    lifts = {12: 2.2, 13: 2.2, 15: 1.45}
+    rows = [
+        (*r[:4], p := round(r[3] * RATE * lifts[r[0].hour]), p / r[3], r[6], p, r[8])
+        if r[2] == "big" and r[8] == JUDGED and r[0].hour in lifts
+        else r
+        for r in series(16)
+    ]
+    gold = gold_frame(spark, rows)
+    evidence = {
+        r["window_start"].hour: r
+        for r in evidence_for_days(gold, [JUDGED]).filter("brand = 'big'").collect()
+        if r["window_date"] == JUDGED
+    }
+    # what made 15:00 a flag before: it deviates alone, and a run through it passes
+    assert evidence[15]["z_hour"] >= 1.5 and evidence[15]["spike_score"] >= 4.5
+    assert evidence[15]["spike_hours"] == 4 and evidence[13]["spike_score"] > evidence[15]["spike_score"]
+    assert _flags(spark, rows, [JUDGED]) == {("big", 12, "spike"), ("big", 13, "spike")}
 
 
 @pytest.mark.slow  # a detector run per day of its series: the full suite runs it, the quick lane does not

@@ -18,8 +18,10 @@ The detector, per brand-hour t of a judged day D:
   drop of a mid-sized brand adds up even when no single hour is conclusive;
 - a flag when a run covering the hour passed: max_k |S_k| ≥ `THRESHOLD` at the hour itself, or
   at a later hour of the same day whose run reaches back over it (the first hours of an incident
-  rarely pass alone); and the hour itself deviates the same way (|z_t| ≥ `CURRENT_HOUR_Z`), so an
-  hour after an anomaly ends is not flagged for its predecessors.
+  rarely pass alone); the hour itself deviates the same way (|z_t| ≥ `CURRENT_HOUR_Z`), so an
+  hour after an anomaly ends is not flagged for its predecessors; and the run is not diluted by
+  the hour (no part of it without the hour scores higher), so an ordinary hour at a strong
+  incident's edge is not part of it.
 
 Baselines look backwards only and runs reach back only within the judged day, so a day's
 verdicts depend on days D−LOOKBACK−1 … D and never change when later days are added. Live hours

@@ -52,7 +52,8 @@ def hourly_evidence(judged: DataFrame, base: DataFrame, phi: DataFrame) -> DataF
         scored = scored.withColumn(f"_s{k}", column)
     s = [F.col(f"_s{k}") for k in runs]
     return (
-        scored.withColumn("drop_score", -F.least(*s))
+        scored.withColumn("run_scores", F.array(*s))  # S_1 .. S_MAX_RUN_HOURS ending at this hour
+        .withColumn("drop_score", -F.least(*s))
         .withColumn("spike_score", F.greatest(*s))
         .withColumn(
             "drop_hours",
@@ -64,18 +65,30 @@ def hourly_evidence(judged: DataFrame, base: DataFrame, phi: DataFrame) -> DataF
 
 
 def _covering_run(kind: str) -> Column:
-    """The strongest run of `kind` (drop | spike) that passed the threshold and covers this hour:
-    its own, or one ending up to MAX_RUN_HOURS − 1 hours later on the same day, as
-    struct(score, hours, first_known_hour); NULL when there is none. `first_known_hour` is the
-    hour_index at which the earliest of the covering runs ends: the hour whose evidence first
+    """The strongest run of `kind` (drop | spike) that passed the threshold, covers this hour and
+    is not diluted by it: its own, or one ending up to MAX_RUN_HOURS − 1 hours later on the same
+    day, as struct(score, hours, first_known_hour); NULL when there is none. `first_known_hour`
+    is the hour_index at which the earliest of those runs ends: the hour whose evidence first
     made this hour a flag.
 
     The first hours of a drop rarely pass on their own (evidence needs two or three hours to
     add up), but once the run through them passes they are part of the same incident. Only runs
     of the same day count, so a day's verdicts never depend on a later day; a run that began the
-    day before flags only its hours of the judged day."""
+    day before flags only its hours of the judged day.
+
+    A run is *diluted* by an hour when a part of the run without that hour scores higher: a
+    strong incident at 12:00–13:00 lifts the run 12:00–15:00 over the threshold, but
+    12:00–13:00 alone scores higher, so 14:00 and 15:00 (the run's ordinary edge) are not part
+    of it. Whether a run is diluted depends on its own hours only, so a judge that sees every
+    closed hour flags the hour as soon as its run ends, as before."""
     ahead = Window.partitionBy("brand").orderBy("hour_index").rangeBetween(0, MAX_RUN_HOURS - 1)
+    around = (
+        Window.partitionBy("brand")
+        .orderBy("hour_index")
+        .rangeBetween(-(MAX_RUN_HOURS - 1), MAX_RUN_HOURS - 1)
+    )
     score, hours = F.col(f"{kind}_score"), F.col(f"{kind}_hours")
+    sign = -1.0 if kind == "drop" else 1.0
     passed_runs = F.collect_list(
         F.when(
             score >= THRESHOLD,
@@ -88,9 +101,36 @@ def _covering_run(kind: str) -> Column:
             ),
         )
     ).over(ahead)
+    # every run ending near this hour: (its last hour, its length k, its score in kind's direction)
+    nearby = F.flatten(
+        F.collect_list(
+            F.transform(
+                F.col("run_scores"),
+                lambda s, i: F.struct(
+                    F.col("hour_index").alias("last_hour"),
+                    (i + 1).alias("k"),
+                    (F.lit(sign) * s).alias("score"),
+                ),
+            )
+        ).over(around)
+    )
+    hour = F.col("hour_index")
+
+    def diluted(run: Column) -> Column:
+        # a part of `run` that leaves this hour out (wholly before it or wholly after) scores higher
+        return F.exists(
+            nearby,
+            lambda part: (
+                (part["last_hour"] - part["k"] + 1 >= run["first_hour"])
+                & (part["last_hour"] <= run["last_hour"])
+                & ((part["last_hour"] < hour) | (part["last_hour"] - part["k"] + 1 > hour))
+                & (part["score"] > run["score"])
+            ),
+        )
+
     covering = F.filter(
         passed_runs,
-        lambda run: (run["first_hour"] <= F.col("hour_index")) & (run["day"] == F.col("window_date")),
+        lambda run: (run["first_hour"] <= hour) & (run["day"] == F.col("window_date")) & ~diluted(run),
     )
     best = F.array_max(covering)  # structs order by their first field, the score
     return F.struct(
@@ -106,7 +146,8 @@ def flag(evidence: DataFrame) -> DataFrame:
     An hour is flagged when it has at least MIN_VIEWS views, deviates by itself (|z_hour| ≥
     CURRENT_HOUR_Z, so an hour after an anomaly ends is not flagged for its predecessors) and a
     run covering it passed the threshold: the run ending at it, or a later run of the same day
-    that reaches back over it (`_covering_run`). `score` and `evidence_hours` are that run's,
+    that reaches back over it, and no part of that run without the hour scores higher
+    (`_covering_run`). `score` and `evidence_hours` are that run's,
     the strongest when several cover the hour. `detectable_at` is the end of the hour whose
     evidence first made this hour a flag: a judge that sees every closed hour (the live path)
     can flag it then, and no earlier (a run ending at hour u needs only hours up to u, and a
@@ -124,6 +165,7 @@ def flag(evidence: DataFrame) -> DataFrame:
     score = run["score"]
     return (
         scored.filter(is_drop | is_spike)
+        .drop("run_scores")
         .withColumn("anomaly_type", F.when(is_drop, F.lit("drop")).otherwise(F.lit("spike")))
         .withColumn("score", score)
         .withColumn("evidence_hours", run["hours"])
