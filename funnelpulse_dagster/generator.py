@@ -141,7 +141,8 @@ class InjectedAnomaly:
 def purchase_change(anomaly_type: str, magnitude: float) -> str:
     """An injected anomaly's size as the signed change in its window's purchases: a drop of
     magnitude 0.86 is "−86 %", a spike of magnitude 2.57 (extra purchases per purchase) "+257 %"."""
-    return signed_percent(-magnitude if anomaly_type == "drop" else magnitude)
+    size = float(magnitude)  # the ground truth file's text, or a number
+    return signed_percent(-size if anomaly_type == "drop" else size)
 
 
 @dataclass(frozen=True)
