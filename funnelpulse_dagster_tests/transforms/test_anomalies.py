@@ -85,6 +85,7 @@ def test_a_shop_wide_weekday_is_not_an_anomaly_but_a_drop_on_it_is(spark):
     assert {(brand, kind) for brand, _, kind in flagged} == {("big", "drop")}
 
 
+@pytest.mark.slow  # two detector runs compared: the full suite runs it, the quick lane does not
 def test_a_days_verdicts_do_not_change_when_later_days_arrive(spark):
     drop = ("big", JUDGED, range(17, 21))
     until_judged = detect(gold_frame(spark, series(15, drop)), [JUDGED])
