@@ -287,10 +287,12 @@ def track_anomalies(
         summary = _summary(run)
         first, last = _hour(summary["first_hour"]), _hour(summary["last_hour"])
         reach = (MERGE_GAP_HOURS + 1) * HOUR
+        # a withdrawn incident's hours flagged again are a new incident
         touching = [
             key
             for key, t in state.incidents.items()
             if (t["brand"], t["kind"]) == (run.brand, run.kind)
+            and t["state"] != "withdrawn"
             and first <= _hour(t["last_hour"]) + reach
             and last >= _hour(t["first_hour"]) - reach
         ]
@@ -299,20 +301,20 @@ def track_anomalies(
             state.incidents[key].update({**summary, "key": key, "state": "open"})
             matched.add(key)
             continue
-        # hours of a resolved incident's run are not a new incident; flags after it are
-        newest_closed = max((_hour(state.incidents[k]["last_hour"]) for k in touching), default=None)
-        if newest_closed is not None:
-            later = [h for h in run.hours if h > newest_closed]
+        # hours of a resolved incident's run are not a new incident; flags after it are one (its
+        # size is the whole run's)
+        if touching:
+            resolved_until = max(_hour(state.incidents[k]["last_hour"]) for k in touching)
+            later = [h for h in run.hours if h > resolved_until]
+            matched.update(touching)
             if not later:
-                matched.update(touching)
                 continue
-            run = FlagRun(run.brand, run.kind, later, run.severity, run.purchases, run.expected_purchases,
-                          run.strongest, run.top_hint, run.sources)  # fmt: skip
-            summary = {
-                **_summary(run),
-                **{k: summary[k] for k in ("purchases", "expected_purchases", "change")},
-            }
-        key = f"{run.kind}:{run.brand}:{summary['first_hour']}"
+            summary |= {"first_hour": min(later).isoformat(), "hours": len(later)}
+        key = base = f"{run.kind}:{run.brand}:{summary['first_hour']}"
+        again = 1
+        while key in state.incidents:  # a withdrawn incident's key: its messages were sent
+            again += 1
+            key = f"{base}~{again}"
         tracked = {**summary, "key": key, "state": "open", "normal_hours": 0}
         state.incidents[key] = tracked
         matched.add(key)

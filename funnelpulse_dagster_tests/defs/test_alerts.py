@@ -244,12 +244,13 @@ def test_incidents_are_routed_by_severity_and_brand_and_resolved_where_they_open
 
     first = _tick(alerts, lake, kafka, tmp_path / "cp")
     hint = "Likely cause: price_band=<10: 1 purchases vs 6.5 expected"
+    beta_opened = f"Conversion drop for beta from 2019-10-02 12:00 UTC: purchases −72 % (2 vs 7.2 expected), high. {hint}"
     acme_opened = f"Conversion drop for acme from 2019-10-02 10:00 UTC: purchases −72 % (4 vs 14.4 expected), high. {hint}"
     assert said(receiver) == [
         ("acme", acme_opened),
         ("all", f"Conversion spike for zeta from 2019-10-02 15:00 UTC: purchases +150 % (18 vs 7.2 expected), low. {hint}"),
         ("oncall", acme_opened),
-        ("oncall", f"Conversion drop for beta from 2019-10-02 12:00 UTC: purchases −72 % (2 vs 7.2 expected), high. {hint}"),
+        ("oncall", beta_opened),
     ]  # fmt: skip
     [acme] = [body for path, body in receiver.posts if path.endswith("/acme")]
     assert (acme["status"], acme["severity"], acme["flagged_hours"], acme["change_pct"]) == (
@@ -286,8 +287,12 @@ def test_incidents_are_routed_by_severity_and_brand_and_resolved_where_they_open
         "spike:zeta:2019-10-02T15:00:00": "open",
     }
     receiver.posts.clear()
-    _tick(alerts, lake, kafka, tmp_path / "cp", second.cursor)
+    third = _tick(alerts, lake, kafka, tmp_path / "cp", second.cursor)
     assert receiver.posts == []
+    # beta's day judged once more, flagged again: a new incident, opened where it routes
+    write(flags)
+    _tick(alerts, lake, kafka, tmp_path / "cp", third.cursor)
+    assert said(receiver) == [("oncall", beta_opened)]
 
 
 def test_routes_are_checked_when_read():
