@@ -10,7 +10,7 @@ time while the topic holds unprocessed messages).
   size (purchases against expected over its hours, as a signed percentage) and the strongest
   hour's root-cause hint. It grows while later hours are flagged, and is **resolved** once the
   brand has had `resolve_after_hours` hours with views after its last flag and none of them
-  flagged the same way; the resolution says what the whole incident was. When a re-judged day no
+  flagged; the resolution says what the whole incident was. When a re-judged day no
   longer flags any of its hours, it is **withdrawn**, saying so: a verdict never changes silently.
 - **Routes** (`Route`) send each incident to every route whose severity, brands and kinds it
   matches, or to the default webhook when none does; its resolution goes where its opening went.
@@ -216,7 +216,7 @@ def _anomaly_message(tracked: dict[str, Any], status: str) -> Incident:
     """The message about a tracked incident (its fields: `track_anomalies`)."""
     first, last = _hour(tracked["first_hour"]), _hour(tracked["last_hour"])
     span = f"{first:%Y-%m-%d %H:00}–{last + HOUR:%H:00} UTC"
-    word = "drop" if tracked["kind"] == "drop" else "spike"
+    word = tracked["kind"]  # drop | spike
     size = signed_percent(tracked["change"]) if tracked["change"] is not None else "n/a"
     counts = f"{tracked['purchases']:.0f} vs {tracked['expected_purchases']:.1f} expected"
     hours = f"{tracked['hours']} flagged hour{'s' if tracked['hours'] != 1 else ''}"

@@ -64,6 +64,26 @@ def hourly_evidence(judged: DataFrame, base: DataFrame, phi: DataFrame) -> DataF
     )
 
 
+def _nearby_runs() -> Column:
+    """Every run ending within MAX_RUN_HOURS − 1 hours of this one, as struct(last_hour, k,
+    score) with score the signed S_k: collected once, read by both kinds' `_covering_run`."""
+    around = (
+        Window.partitionBy("brand")
+        .orderBy("hour_index")
+        .rangeBetween(-(MAX_RUN_HOURS - 1), MAX_RUN_HOURS - 1)
+    )
+    return F.flatten(
+        F.collect_list(
+            F.transform(
+                F.col("run_scores"),
+                lambda s, i: F.struct(
+                    F.col("hour_index").alias("last_hour"), (i + 1).alias("k"), s.alias("score")
+                ),
+            )
+        ).over(around)
+    )
+
+
 def _covering_run(kind: str) -> Column:
     """The strongest run of `kind` (drop | spike) that passed the threshold, covers this hour and
     is not diluted by it: its own, or one ending up to MAX_RUN_HOURS − 1 hours later on the same
@@ -82,11 +102,6 @@ def _covering_run(kind: str) -> Column:
     of it. Whether a run is diluted depends on its own hours only, so a judge that sees every
     closed hour flags the hour as soon as its run ends, as before."""
     ahead = Window.partitionBy("brand").orderBy("hour_index").rangeBetween(0, MAX_RUN_HOURS - 1)
-    around = (
-        Window.partitionBy("brand")
-        .orderBy("hour_index")
-        .rangeBetween(-(MAX_RUN_HOURS - 1), MAX_RUN_HOURS - 1)
-    )
     score, hours = F.col(f"{kind}_score"), F.col(f"{kind}_hours")
     sign = -1.0 if kind == "drop" else 1.0
     passed_runs = F.collect_list(
@@ -101,30 +116,17 @@ def _covering_run(kind: str) -> Column:
             ),
         )
     ).over(ahead)
-    # every run ending near this hour: (its last hour, its length k, its score in kind's direction)
-    nearby = F.flatten(
-        F.collect_list(
-            F.transform(
-                F.col("run_scores"),
-                lambda s, i: F.struct(
-                    F.col("hour_index").alias("last_hour"),
-                    (i + 1).alias("k"),
-                    (F.lit(sign) * s).alias("score"),
-                ),
-            )
-        ).over(around)
-    )
     hour = F.col("hour_index")
 
     def diluted(run: Column) -> Column:
         # a part of `run` that leaves this hour out (wholly before it or wholly after) scores higher
         return F.exists(
-            nearby,
+            F.col("_nearby_runs"),
             lambda part: (
                 (part["last_hour"] - part["k"] + 1 >= run["first_hour"])
                 & (part["last_hour"] <= run["last_hour"])
                 & ((part["last_hour"] < hour) | (part["last_hour"] - part["k"] + 1 > hour))
-                & (part["score"] > run["score"])
+                & (F.lit(sign) * part["score"] > run["score"])
             ),
         )
 
@@ -152,8 +154,10 @@ def flag(evidence: DataFrame) -> DataFrame:
     evidence first made this hour a flag: a judge that sees every closed hour (the live path)
     can flag it then, and no earlier (a run ending at hour u needs only hours up to u, and a
     day's baselines only earlier days)."""
-    scored = evidence.withColumn("_drop_run", _covering_run("drop")).withColumn(
-        "_spike_run", _covering_run("spike")
+    scored = (
+        evidence.withColumn("_nearby_runs", _nearby_runs())
+        .withColumn("_drop_run", _covering_run("drop"))
+        .withColumn("_spike_run", _covering_run("spike"))
     )
     traffic = F.col("views") >= MIN_VIEWS
     is_drop = traffic & (F.col("z_hour") <= -CURRENT_HOUR_Z) & F.col("_drop_run.score").isNotNull()
@@ -165,7 +169,7 @@ def flag(evidence: DataFrame) -> DataFrame:
     score = run["score"]
     return (
         scored.filter(is_drop | is_spike)
-        .drop("run_scores")
+        .drop("run_scores", "_nearby_runs")
         .withColumn("anomaly_type", F.when(is_drop, F.lit("drop")).otherwise(F.lit("spike")))
         .withColumn("score", score)
         .withColumn("evidence_hours", run["hours"])
