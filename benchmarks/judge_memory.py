@@ -1,5 +1,5 @@
 """Driver memory of repeated anomaly judgements in one JVM, as the live path's long-running
-driver (`funnelpulse stream --continuous`) judges after every streaming run.
+driver (`funnelpulse stream --continuous`) judges as the stream's hours end and close.
 
     .venv/bin/python benchmarks/judge_memory.py                 # 12 judgements
     .venv/bin/python benchmarks/judge_memory.py --judgements 30

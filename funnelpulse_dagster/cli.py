@@ -225,14 +225,19 @@ def _stream(args: argparse.Namespace) -> int:
     from funnelpulse_dagster.resources import build_resources
 
     resources = build_resources(resolved=True)
-    totals = resources["streaming"].run(
-        resources["spark"].spark_session,
+    streaming, session = resources["streaming"], resources["spark"].spark_session
+    judge = None if args.no_judge else streaming.live_judge(session, resources["lake"])
+    totals = streaming.run(
+        session,
         resources["kafka"],
         resources["lake"],
         continuous=args.continuous,
         max_runtime_seconds=args.max_runtime,
         max_events_per_trigger=args.max_events_per_trigger,
+        judge=judge,
     )
+    if judge is not None:
+        judge.finish()
     for name, total in totals.items():
         print(name, json.dumps(total.as_metadata(), sort_keys=True))
     return 0
@@ -481,6 +486,11 @@ def build_parser() -> argparse.ArgumentParser:
     stream = sub.add_parser("stream", help="run the streaming job outside Dagster")
     stream.add_argument("--continuous", action="store_true", help="keep running (processing-time trigger)")
     stream.add_argument("--max-runtime", type=float, help="stop a continuous run after this many seconds")
+    stream.add_argument(
+        "--no-judge",
+        action="store_true",
+        help="leave the live hours unjudged (by default each hour is judged for anomalies when it ends, and again when it closes)",
+    )
     stream.add_argument("--max-events-per-trigger", type=int)
     stream.set_defaults(func=_stream)
 

@@ -286,10 +286,14 @@ GOLD_ANOMALIES_HOURLY_BRAND = Table(
         ("is_spike_anomaly", BooleanType()),
         ("root_cause_hints", ArrayType(ROOT_CAUSE_HINT_TYPE)),
         ("top_hint", StringType()),
-        ("source", StringType()),  # batch | stream
+        ("source", StringType()),  # one of ANOMALY_SOURCES
         ("window_date", DateType()),
     ),
 )
+# who judged an anomaly row, most final first: the batch detector over batch gold; the live judge
+# over a closed hour of the live table; the live judge over an hour that ended but is still open
+# (replaced by the closed hour's verdict, streaming/live_judge.py)
+BATCH_SOURCE, STREAM_SOURCE, PROVISIONAL_SOURCE = ANOMALY_SOURCES = ("batch", "stream", "provisional")
 
 BATCH_TABLES = {
     t.name: t
@@ -481,7 +485,8 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "is_spike_anomaly": "the seed detector's spike verdict, for comparison",
     "root_cause_hints": "segments (category root, price band, product) whose purchases moved most against their history, most important first",
     "top_hint": "the first root-cause hint in words",
-    "source": "batch (from batch gold) or stream (from the live table)",
+    "source": "who judged the hour: batch (from batch gold), stream (a closed hour of the live table) "
+    "or provisional (an hour that ended but is still open; its closed verdict replaces it)",
     "dimension": "shop, brand, category_root or price_band",
     "viewed_sessions": "sessions with a view of such a product (0 on a row only bought without one)",
     "carted_sessions": "of those, sessions with a cart of such a product at or after that first view",

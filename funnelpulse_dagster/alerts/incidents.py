@@ -34,6 +34,7 @@ from typing import Any
 
 from funnelpulse_dagster.rules import SEVERITIES, signed_percent
 from funnelpulse_dagster.tables import (
+    ANOMALY_SOURCES,
     GOLD_ANOMALIES_HOURLY_BRAND,
     GOLD_FUNNEL_HOURLY_BRAND,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
@@ -170,11 +171,15 @@ def flag_runs(con, lookback_days: int) -> tuple[list[FlagRun], str | None]:
     if newest is None:
         return [], None
     since = newest - timedelta(days=lookback_days - 1)
+    # an hour judged more than once (batch and the live judge, a provisional verdict beside the
+    # final one) counts once, as its most final verdict says
     rows = con.execute(
         "SELECT brand, anomaly_type, window_start, severity, score, purchases, expected_purchases, top_hint, source "
         "FROM gold_anomalies_hourly_brand WHERE window_date >= ? AND brand IS NOT NULL "
+        "QUALIFY row_number() OVER (PARTITION BY brand, anomaly_type, window_start "
+        "ORDER BY list_position(?, source)) = 1 "
         "ORDER BY brand, anomaly_type, window_start",
-        [since],
+        [since, list(ANOMALY_SOURCES)],
     ).fetchall()
     runs: list[FlagRun] = []
     for brand, kind, start, severity, score, purchases, expected, hint, source in rows:

@@ -11,6 +11,7 @@ from pyspark.sql import SparkSession
 from funnelpulse_dagster.resources.kafka import KafkaResource
 from funnelpulse_dagster.resources.lake import LakeResource
 from funnelpulse_dagster.streaming.job import LiveSettings, QueryTotals, run_stream
+from funnelpulse_dagster.streaming.live_judge import LiveJudge
 from funnelpulse_dagster.streaming.offsets import committed_checkpoint_offsets
 from funnelpulse_dagster.tables import STREAM_INGEST_QUERY
 
@@ -42,6 +43,17 @@ class StreamingResource(ConfigurableResource):
     live_top_brands: int = Field(
         default=5, description="Brands, by views in the open hours, that get minute windows beside the shop."
     )
+    live_judge_interval_seconds: float = Field(
+        default=30.0,
+        description="How often a continuous run looks for hours that ended or closed since the live "
+        "anomaly judge last ran, and judges them (streaming/live_judge.py).",
+    )
+
+    def live_judge(
+        self, spark: SparkSession, lake: LakeResource, log: Callable[[str], None] = print
+    ) -> LiveJudge:
+        """The live anomaly judge for a run about to start (it judges hours closed after now)."""
+        return LiveJudge.starting_now(spark, lake.plain, log, self.live_judge_interval_seconds)
 
     def checkpoint(self, query_name: str) -> str:
         return f"{self.checkpoint_root.rstrip('/')}/{query_name}"
@@ -59,9 +71,11 @@ class StreamingResource(ConfigurableResource):
         max_runtime_seconds: float | None = None,
         max_events_per_trigger: int | None = None,
         log: Callable[[str], None] = print,
+        judge: LiveJudge | None = None,
     ) -> dict[str, QueryTotals]:
         """`run_stream` configured from the deployment's resources (the live asset and the CLI
-        both use it); returns the totals per query."""
+        both use it); returns the totals per query. `judge` (`live_judge`) judges the hours that
+        end or close while a continuous run runs; its `finish()` after the run judges the rest."""
         options = kafka.spark_stream_source(max_events_per_trigger or self.max_events_per_trigger)
         return run_stream(
             spark,
@@ -77,4 +91,5 @@ class StreamingResource(ConfigurableResource):
                 top_brands=self.live_top_brands,
                 state_partitions=self.live_state_partitions,
             ),
+            on_tick=judge.tick if judge is not None else None,
         )

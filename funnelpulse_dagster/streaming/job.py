@@ -379,8 +379,15 @@ def _raise_if_failed(query: StreamingQuery) -> None:
         raise RuntimeError(f"streaming query {query.name} failed: {query.exception()}")
 
 
-def _await(queries: list[StreamingQuery], progress: _Progress, deadline: float | None, log) -> None:
-    """Wait until every query has stopped (or the deadline passes), collecting progress."""
+def _await(
+    queries: list[StreamingQuery],
+    progress: _Progress,
+    deadline: float | None,
+    log,
+    on_tick: Callable[[], None] | None = None,
+) -> None:
+    """Wait until every query has stopped (or the deadline passes), collecting progress and
+    calling `on_tick` about every second."""
     try:
         while any(q.isActive for q in queries):
             for query in queries:
@@ -390,6 +397,8 @@ def _await(queries: list[StreamingQuery], progress: _Progress, deadline: float |
                 break
             for query in queries:
                 progress.collect(query)
+            if on_tick is not None:
+                on_tick()
             queries[0].awaitTermination(1)
         for query in queries:
             _raise_if_failed(query)
@@ -410,9 +419,11 @@ def run_stream(
     max_runtime_seconds: float | None = None,
     log: Callable[[str], None] = print,
     live: LiveSettings | None = LiveSettings(),
+    on_tick: Callable[[], None] | None = None,
 ) -> dict[str, QueryTotals]:
     """Run the ingest, gold and (unless `live` is None) open-state queries and total their
-    progress per query name. A failed query raises its exception after the others are stopped,
+    progress per query name. A continuous run calls `on_tick` about every second while its
+    queries run (the live judge). A failed query raises its exception after the others are stopped,
     so a run never leaves a query behind."""
     root = checkpoint_root.rstrip("/")
     checkpoints = {
@@ -446,7 +457,7 @@ def run_stream(
                 _await([start({"availableNow": True})], progress, deadline, log)
     else:
         trigger = {"processingTime": f"{processing_time_seconds} seconds"}
-        _await([start(trigger) for _, start in starts], progress, deadline, log)
+        _await([start(trigger) for _, start in starts], progress, deadline, log, on_tick)
     for name, _ in starts:
         progress.totals.setdefault(name, QueryTotals(name))
     return progress.totals

@@ -1,9 +1,25 @@
-"""The live judge: after each streaming run, the closed hours of the days it touched are judged
-by the same anomaly detector as batch and upserted into gold_anomalies_hourly_brand with
-`source = stream` (a later batch run of the day replaces the whole day with its own verdicts)."""
+"""The live judge: the stream's hours judged by the same anomaly detector as batch, and upserted
+into gold_anomalies_hourly_brand.
+
+- **Closed hours** (`judge_closed_hours`): the hours the watermark has closed, in the live table;
+  their verdicts are final for the stream, `source = stream`.
+- **Ended open hours** (`judge_open_hours`): hours whose last minute the stream has passed but
+  the watermark has not closed yet (it waits for late events), judged from the open state,
+  `source = provisional`. They are judged again, finally, when they close: the closed verdict
+  replaces the provisional one, and an alert opened on a provisional flag the final verdict does
+  not keep is withdrawn (alerts/incidents.py), never dropped silently.
+
+A later batch run of a day replaces the whole day with its own verdicts. `LiveJudge` runs both
+while a continuous stream runs, and once after any run."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from funnelpulse_dagster.lakehouse.lake import Lake
@@ -12,11 +28,38 @@ from funnelpulse_dagster.tables import (
     GOLD_ANOMALIES_HOURLY_BRAND,
     GOLD_FUNNEL_HOURLY_BRAND,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
+    LIVE_OPEN_HOURLY_BRAND,
+    PROVISIONAL_SOURCE,
     SILVER_EVENTS,
     STREAM_EVENTS,
+    STREAM_SOURCE,
     Table,
 )
 from funnelpulse_dagster.transforms.anomalies import anomaly_rows, history_days, live_gold, live_silver
+
+LIVE_SOURCES = (STREAM_SOURCE, PROVISIONAL_SOURCE)
+
+
+def _live_verdicts(session, lake: Lake, stream_gold: DataFrame, days: list[date], source: str) -> DataFrame:
+    """The detector's rows for `days`, judged on `stream_gold` where it has hours and batch gold
+    for the look-back history before them."""
+    history = history_days(days)
+    gold = live_gold(stream_gold, lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, history))
+    stream_events = lake.read(session, STREAM_EVENTS).filter(F.to_date("event_time").isin(history))
+    silver = live_silver(stream_gold, lake.read(session, SILVER_EVENTS, history), stream_events)
+    return anomaly_rows(gold, silver, days, source=source)
+
+
+def _upsert(session, lake: Lake, days: list[date], verdicts: DataFrame, replaced) -> None:
+    """Replace the rows of `days` that `replaced` (a Column over the table) selects by `verdicts`."""
+    earlier = lake.read(session, GOLD_ANOMALIES_HOURLY_BRAND, days).filter(~replaced)
+    # the files being replaced are read first: cut the lineage before overwriting them
+    merged = earlier.localCheckpoint().unionByName(verdicts)
+    lake.replace_partitions(merged, GOLD_ANOMALIES_HOURLY_BRAND, days)
+
+
+def _days(frame: DataFrame) -> list[date]:
+    return sorted(r[0] for r in frame.select("window_date").distinct().collect())
 
 
 def judge_closed_hours(session, lake: Lake, closed_before, log) -> int:
@@ -24,32 +67,100 @@ def judge_closed_hours(session, lake: Lake, closed_before, log) -> int:
     them, marked `source = stream`, into gold_anomalies_hourly_brand. The whole day is
     re-judged, not only the new hours: a run that passes the threshold in a new hour also flags
     the earlier hours of the day it reaches back over, exactly as the batch detector does.
-    Idempotent: a re-judged hour replaces its earlier live verdict. Returns the number of live
-    anomalies in the hours this run closed."""
+    Idempotent: a re-judged hour replaces its earlier live verdict, provisional or not. Returns
+    the number of live anomalies in the hours this run closed."""
     closed_after = last_closed_hour(session, lake)
     if closed_after is None or (closed_before is not None and closed_after <= closed_before):
         return 0
     stream_gold = lake.read(session, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
     lo = closed_before or stream_gold.agg(F.min("window_start")).first()[0]
     new_hours = (F.col("window_end") > F.lit(lo)) & (F.col("window_end") <= F.lit(closed_after))
-    days = sorted(r[0] for r in stream_gold.filter(new_hours).select("window_date").distinct().collect())
-    history = history_days(days)
-    gold = live_gold(stream_gold, lake.read(session, GOLD_FUNNEL_HOURLY_BRAND, history))
-    stream_events = lake.read(session, STREAM_EVENTS).filter(F.to_date("event_time").isin(history))
-    silver = live_silver(stream_gold, lake.read(session, SILVER_EVENTS, history), stream_events)
+    days = _days(stream_gold.filter(new_hours))
     closed = F.col("window_end") <= F.lit(closed_after)
-    verdicts = anomaly_rows(gold, silver, days, source="stream").filter(closed)
-    earlier = lake.read(session, GOLD_ANOMALIES_HOURLY_BRAND, days).filter(
-        ~((F.col("source") == "stream") & closed)
-    )
-    # the files being replaced are read first: cut the lineage before overwriting them
-    merged = earlier.localCheckpoint().unionByName(verdicts)
-    lake.replace_partitions(merged, GOLD_ANOMALIES_HOURLY_BRAND, days)
+    verdicts = _live_verdicts(session, lake, stream_gold, days, STREAM_SOURCE).filter(closed)
+    _upsert(session, lake, days, verdicts, F.col("source").isin(*LIVE_SOURCES) & closed)
     count = verdicts.filter(new_hours).count()
     log(
         f"judged live hours up to {closed_after} ({', '.join(map(str, days))}): {count} anomalies in new hours"
     )
     return count
+
+
+def ended_open_hours(session, lake: Lake) -> DataFrame:
+    """The open state's hours (newest version) that have ended by its `as_of` and that the live
+    table does not hold yet, in the live table's columns."""
+    state = lake.read(session, LIVE_OPEN_HOURLY_BRAND)
+    version = state.agg(F.max("version")).first()[0]
+    if version is None:
+        return session.createDataFrame([], GOLD_STREAM_FUNNEL_HOURLY_BRAND.schema)
+    newest = state.filter(F.col("version") == version)
+    ended = newest.filter(F.col("window_end") <= F.col("as_of"))
+    if (closed_after := last_closed_hour(session, lake)) is not None:
+        ended = ended.filter(F.col("window_start") >= F.lit(closed_after))
+    return ended.select(*GOLD_STREAM_FUNNEL_HOURLY_BRAND.schema.fieldNames())
+
+
+def judge_open_hours(session, lake: Lake, log) -> int:
+    """Judge the open state's ended hours provisionally (`ended_open_hours`): the detector over
+    the live table's closed hours and these, upserted as `source = provisional` in place of the
+    earlier provisional verdicts of their days. Returns the number of provisional anomalies."""
+    ended = ended_open_hours(session, lake).localCheckpoint()
+    hours = sorted(r[0] for r in ended.select("window_start").distinct().collect())
+    if not hours:
+        return 0
+    days = _days(ended)
+    stream_gold = lake.read(session, GOLD_STREAM_FUNNEL_HOURLY_BRAND).unionByName(ended)
+    is_open = F.col("window_start") >= F.lit(hours[0])
+    verdicts = _live_verdicts(session, lake, stream_gold, days, PROVISIONAL_SOURCE).filter(is_open)
+    _upsert(session, lake, days, verdicts, F.col("source") == PROVISIONAL_SOURCE)
+    count = verdicts.count()
+    log(f"judged ended open hours {hours[0]} … {hours[-1]} provisionally: {count} anomalies")
+    return count
+
+
+@dataclass
+class LiveJudge:
+    """Judges the live hours as they end: `tick()` is called often while a stream runs (at most
+    every `interval_seconds` it looks whether an hour has ended or closed since it last judged,
+    and judges if so); `finish()` after the run judges whatever is left.
+
+    A provisional verdict is made when an hour ends, not when the watermark closes it (two hours
+    later), so an alert can go out that much sooner."""
+
+    session: object
+    lake: Lake
+    log: Callable[[str], None]
+    interval_seconds: float = 30.0
+    closed_before: datetime | None = None
+    anomalies_in_new_hours: int = 0  # in the hours closed while it judged
+    provisional_anomalies: int = 0  # in the newest provisional judgement
+    _last_check: float = field(default=0.0, repr=False)
+    _judged_open_until: datetime | None = field(default=None, repr=False)
+
+    @classmethod
+    def starting_now(cls, session, lake: Lake, log, interval_seconds: float = 30.0) -> LiveJudge:
+        return cls(session, lake, log, interval_seconds, closed_before=last_closed_hour(session, lake))
+
+    def tick(self) -> None:
+        if time.monotonic() - self._last_check < self.interval_seconds:
+            return
+        self._judge()
+        self._last_check = time.monotonic()
+
+    def finish(self) -> None:
+        self._judge()
+
+    def _judge(self) -> None:
+        closed = last_closed_hour(self.session, self.lake)
+        if closed is not None and (self.closed_before is None or closed > self.closed_before):
+            self.anomalies_in_new_hours += judge_closed_hours(
+                self.session, self.lake, self.closed_before, self.log
+            )
+            self.closed_before = closed
+        ended_until = ended_open_hours(self.session, self.lake).agg(F.max("window_end")).first()[0]
+        if ended_until is not None and ended_until != self._judged_open_until:
+            self.provisional_anomalies = judge_open_hours(self.session, self.lake, self.log)
+            self._judged_open_until = ended_until
 
 
 def newest_state(session, lake: Lake, table: Table) -> tuple[int | None, int, object]:

@@ -26,6 +26,8 @@ from funnelpulse_dagster.tables import (
     GOLD_ANOMALIES_HOURLY_BRAND,
     GOLD_FUNNEL_HOURLY_BRAND,
     GOLD_STREAM_FUNNEL_HOURLY_BRAND,
+    PROVISIONAL_SOURCE,
+    STREAM_SOURCE,
 )
 from funnelpulse_dagster_tests.live import LocalBroker, anomaly_row, free_port, hourly_row
 from funnelpulse_dagster_tests.live import kafka as kafka_for
@@ -293,6 +295,36 @@ def test_incidents_are_routed_by_severity_and_brand_and_resolved_where_they_open
     write(flags)
     _tick(alerts, lake, kafka, tmp_path / "cp", third.cursor)
     assert said(receiver) == [("oncall", beta_opened)]
+
+
+def test_a_provisional_alert_that_its_closed_verdict_does_not_keep_is_withdrawn(
+    anomaly_lake, receiver, bootstrap, tmp_path
+):
+    """The live judge flags an hour provisionally when it ends (streaming/live_judge.py); the alert
+    goes out then. An hour flagged twice (final and provisional) is one flagged hour, and a
+    provisional flag its closed verdict does not keep is withdrawn, never dropped silently."""
+    lake, write = anomaly_lake
+    kafka = kafka_for(bootstrap, f"provisional-{uuid.uuid4().hex[:8]}")
+    kafka.ensure_topic()
+    alerts = AlertsResource(webhook_url=receiver.url + "/all", format="generic")
+    hour = datetime(2019, 10, 2, 10)
+    acme_final = {**anomaly_row("acme", hour, "drop", "high", 9.5), "source": STREAM_SOURCE}
+    acme_provisional = {**anomaly_row("acme", hour, "drop", "high", 9.5), "source": PROVISIONAL_SOURCE}
+    zeta = {**anomaly_row("zeta", hour.replace(hour=12), "drop", "medium", 6.0), "source": PROVISIONAL_SOURCE}
+    write([acme_final, acme_provisional, zeta])
+    first = _tick(alerts, lake, kafka, tmp_path / "cp")
+    opened = {body["brand"]: body for _, body in receiver.posts}
+    assert {b: (o["status"], o["flagged_hours"], o["source"]) for b, o in opened.items()} == {
+        "acme": ("open", 1, STREAM_SOURCE),
+        "zeta": ("open", 1, PROVISIONAL_SOURCE),
+    }
+    # zeta's hour closed and its final verdict does not flag it
+    write([acme_final])
+    receiver.posts.clear()
+    _tick(alerts, lake, kafka, tmp_path / "cp", first.cursor)
+    assert said(receiver) == [
+        ("all", "Withdrawn: conversion drop for zeta from 2019-10-02 12:00 UTC is no longer flagged (its day was judged again)")
+    ]  # fmt: skip
 
 
 def test_routes_are_checked_when_read():

@@ -6,7 +6,12 @@ from funnelpulse_dagster.lib.partitions import ROW_COUNT
 from funnelpulse_dagster.lib.quality import explained, incident_list
 from funnelpulse_dagster.lib.spark_tables import Built, TableRun, daily_spark_table
 from funnelpulse_dagster.rules import EVERY_ANOMALY_EXPLAINED, LOOKBACK_DAYS
-from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND, GOLD_FUNNEL_HOURLY_BRAND, SILVER_EVENTS
+from funnelpulse_dagster.tables import (
+    BATCH_SOURCE,
+    GOLD_ANOMALIES_HOURLY_BRAND,
+    GOLD_FUNNEL_HOURLY_BRAND,
+    SILVER_EVENTS,
+)
 from funnelpulse_dagster.transforms.anomalies import anomaly_rows, history_days
 
 # a day's verdicts read that day and the LOOKBACK_DAYS (+1 for the previous evening's evidence)
@@ -33,7 +38,7 @@ def gold_anomalies_hourly_brand(run: TableRun) -> Built:
     gold = run.read(GOLD_FUNNEL_HOURLY_BRAND, history)
     silver = run.read(SILVER_EVENTS, history)
     with run.phase("detect_and_write"):
-        run.write(anomaly_rows(gold, silver, run.days, source="batch"))
+        run.write(anomaly_rows(gold, silver, run.days, source=BATCH_SOURCE))
     with run.phase("checks"):
         stored = run.stored().cache()
         by_day_type = stored.groupBy("window_date", "anomaly_type").count().collect()

@@ -1,7 +1,7 @@
 """The live path as assets: the Kafka topic, and the tables the streaming job keeps fresh.
 
-After each run the closed hours of the days it touched are judged by the batch detector
-(streaming/live_judge.py)."""
+The hours a run closes, and the hours that ended but are still open, are judged by the batch
+detector as they end (continuous runs) or once the run stops (streaming/live_judge.py)."""
 
 from dagster import (
     AssetExecutionContext,
@@ -18,8 +18,7 @@ from pyspark.sql import functions as F
 from funnelpulse_dagster.lib.quality import check_spec, stream_matches_batch
 from funnelpulse_dagster.resources import KafkaResource, LakeResource, SparkResource, StreamingResource
 from funnelpulse_dagster.rules import STREAM_MATCHES_BATCH
-from funnelpulse_dagster.streaming.job import last_closed_hour
-from funnelpulse_dagster.streaming.live_judge import judge_closed_hours, newest_state
+from funnelpulse_dagster.streaming.live_judge import newest_state
 from funnelpulse_dagster.streaming.offsets import KafkaUnavailable
 from funnelpulse_dagster.tables import (
     BRONZE_EVENTS,
@@ -146,7 +145,7 @@ def live_funnel(
     timer = PhaseTimer()
     with timer.phase("spark_session"):
         session = spark.spark_session
-    closed_before = last_closed_hour(session, lake.plain)
+    judge = streaming.live_judge(session, lake, context.log.info)
     with timer.phase("stream"):
         totals = streaming.run(
             session,
@@ -156,6 +155,7 @@ def live_funnel(
             max_runtime_seconds=config.max_runtime_seconds,
             max_events_per_trigger=config.max_events_per_trigger,
             log=context.log.info,
+            judge=judge,
         )
     ingest_totals = totals[STREAM_INGEST_QUERY]
     try:  # the topic as the stream left it: its ends and how far the checkpoint has read
@@ -166,7 +166,7 @@ def live_funnel(
         context.log.warning(f"topic not observed: {exc}")
     gold_totals = totals[STREAM_GOLD_QUERY]
     with timer.phase("anomalies"):
-        judged = judge_closed_hours(session, lake.plain, closed_before, context.log.info)
+        judge.finish()
     with timer.phase("table_stats"):
         gold = lake.read(session, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
         gold_stats = gold.agg(F.count(F.lit(1)), F.max("window_end"), F.sum("views")).first()
@@ -205,7 +205,8 @@ def live_funnel(
             "table_views": int(gold_stats[2] or 0),
             "path": MetadataValue.path(lake.table_uri(GOLD_STREAM_FUNNEL_HOURLY_BRAND)),
             "checkpoint": streaming.checkpoint(STREAM_GOLD_QUERY),
-            "anomalies_in_new_hours": judged,
+            "anomalies_in_new_hours": judge.anomalies_in_new_hours,
+            "provisional_anomalies": judge.provisional_anomalies,
         },
     )
     open_totals = totals.get(STREAM_OPEN_QUERY)
