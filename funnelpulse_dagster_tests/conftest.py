@@ -13,7 +13,8 @@ Which tests run in which pass is decided by what their code touches (`pytest_col
   DataFrame -> DataFrame function, which sends the same plan in both modes, or reads with DuckDB
   what Spark wrote);
 - the Connect pass alone runs the `connect_pass` tests (the demo and the deployment, as clients
-  of the pass's warm server, the README's recipe) and the embedded broker's tests;
+  of the pass's warm server, the README's recipe; a few tests that need running once, placed
+  there to even out the two passes, which run side by side) and the embedded broker's tests;
 - a test run on each broker kind (the `broker` fixture) runs each variant once: a broker's kind
   and the Spark mode never meet (only Kafka clients talk to the broker), so the Apache Kafka
   variant runs in the in-process pass and the embedded broker's in the Connect pass;

@@ -163,6 +163,31 @@ class Scenario:
         return f"{self.shop.name} / seed {self.seed}"
 
 
+def materialize_days(
+    assets: list,
+    first: date,
+    last: date,
+    spark_resource: SparkResource,
+    lake: LakeResource,
+    raw: Path,
+    selection=None,
+):
+    """One real range run (an ephemeral Dagster instance) of `assets` over the days `first` …
+    `last`, reading the exports in `raw`; its result, which must have succeeded."""
+    result = materialize(
+        assets,
+        selection=selection,
+        instance=DagsterInstance.ephemeral(),
+        tags={
+            "dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat(),
+        },
+        resources={"spark": spark_resource, "lake": lake, "raw_data": RawDataResource(uri=str(raw))},
+    )
+    assert result.success
+    return result
+
+
 def materialize_scenario(
     scenario: Scenario, spark_resource: SparkResource, home: Path, plan: list[PlannedAnomaly]
 ):
@@ -192,17 +217,15 @@ def materialize_scenario(
             weekday_conversion_swing=shop.weekday_conversion_swing,
             ground_truth_path=home / "truth.csv",
         ).anomalies
-    result = materialize(
+    materialize_days(
         assets,
+        START,
+        last,
+        spark_resource,
+        lake,
+        raw,
         selection=[gold_anomalies_hourly_brand] if built else None,
-        instance=DagsterInstance.ephemeral(),
-        tags={
-            "dagster/asset_partition_range_start": START.isoformat(),
-            "dagster/asset_partition_range_end": last.isoformat(),
-        },
-        resources={"spark": spark_resource, "lake": lake, "raw_data": RawDataResource(uri=str(raw))},
     )
-    assert result.success
     injected_path.write_text(json.dumps([asdict(a) for a in injected]))
     spark = spark_resource.spark_session
     gold = (

@@ -62,17 +62,28 @@ def _days(frame: DataFrame) -> list[date]:
     return sorted(r[0] for r in frame.select("window_date").distinct().collect())
 
 
-def judge_closed_hours(session, lake: Lake, closed_before, log) -> int:
+def closed_hours(session, lake: Lake) -> tuple[DataFrame, datetime | None]:
+    """The live table pinned at its newest commit, and the end of its last hour (None when it is
+    empty). The gold query keeps appending hours while a continuous run judges: one judgement
+    reads one version, or an hour that closed meanwhile would be read twice (closed, and from
+    the open state) and its evidence counted twice."""
+    table = GOLD_STREAM_FUNNEL_HOURLY_BRAND
+    version = lake.delta_table(table).version() if lake.is_table(table) else None
+    frame = lake.read(session, table, as_of=version)
+    return frame, frame.agg(F.max("window_end")).first()[0]
+
+
+def judge_closed_hours(session, lake: Lake, closed_before, log) -> tuple[int, datetime | None]:
     """Judge the closed hours of the days this run touched with the batch detector and upsert
     them, marked `source = stream`, into gold_anomalies_hourly_brand. The whole day is
     re-judged, not only the new hours: a run that passes the threshold in a new hour also flags
     the earlier hours of the day it reaches back over, exactly as the batch detector does.
     Idempotent: a re-judged hour replaces its earlier live verdict, provisional or not. Returns
-    the number of live anomalies in the hours this run closed."""
-    closed_after = last_closed_hour(session, lake)
+    the number of live anomalies in the hours closed after `closed_before`, and the end of the
+    last closed hour judged."""
+    stream_gold, closed_after = closed_hours(session, lake)
     if closed_after is None or (closed_before is not None and closed_after <= closed_before):
-        return 0
-    stream_gold = lake.read(session, GOLD_STREAM_FUNNEL_HOURLY_BRAND)
+        return 0, closed_before
     lo = closed_before or stream_gold.agg(F.min("window_start")).first()[0]
     new_hours = (F.col("window_end") > F.lit(lo)) & (F.col("window_end") <= F.lit(closed_after))
     days = _days(stream_gold.filter(new_hours))
@@ -83,19 +94,19 @@ def judge_closed_hours(session, lake: Lake, closed_before, log) -> int:
     log(
         f"judged live hours up to {closed_after} ({', '.join(map(str, days))}): {count} anomalies in new hours"
     )
-    return count
+    return count, closed_after
 
 
-def ended_open_hours(session, lake: Lake) -> DataFrame:
+def ended_open_hours(session, lake: Lake, closed_after: datetime | None) -> DataFrame:
     """The open state's hours (newest version) that have ended by its `as_of` and that the live
-    table does not hold yet, in the live table's columns."""
+    table does not hold yet (they start at `closed_after` or later), in its columns."""
     state = lake.read(session, LIVE_OPEN_HOURLY_BRAND)
     version = state.agg(F.max("version")).first()[0]
     if version is None:
         return session.createDataFrame([], GOLD_STREAM_FUNNEL_HOURLY_BRAND.schema)
     newest = state.filter(F.col("version") == version)
     ended = newest.filter(F.col("window_end") <= F.col("as_of"))
-    if (closed_after := last_closed_hour(session, lake)) is not None:
+    if closed_after is not None:
         ended = ended.filter(F.col("window_start") >= F.lit(closed_after))
     return ended.select(*GOLD_STREAM_FUNNEL_HOURLY_BRAND.schema.fieldNames())
 
@@ -104,12 +115,16 @@ def judge_open_hours(session, lake: Lake, log) -> int:
     """Judge the open state's ended hours provisionally (`ended_open_hours`): the detector over
     the live table's closed hours and these, upserted as `source = provisional` in place of the
     earlier provisional verdicts of their days. Returns the number of provisional anomalies."""
-    ended = ended_open_hours(session, lake).localCheckpoint()
+    closed, closed_after = closed_hours(session, lake)
+    ended = ended_open_hours(session, lake, closed_after).localCheckpoint()
     hours = sorted(r[0] for r in ended.select("window_start").distinct().collect())
     if not hours:
         return 0
     days = _days(ended)
-    stream_gold = lake.read(session, GOLD_STREAM_FUNNEL_HOURLY_BRAND).unionByName(ended)
+    # the closed hours the judgement reads and the ended ones, as one computed frame: a union of
+    # the two plans nests the detector's plan deeper than a Spark Connect client can send
+    in_history = F.col("window_date").isin(history_days(days))
+    stream_gold = closed.filter(in_history).unionByName(ended).localCheckpoint()
     is_open = F.col("window_start") >= F.lit(hours[0])
     verdicts = _live_verdicts(session, lake, stream_gold, days, PROVISIONAL_SOURCE).filter(is_open)
     _upsert(session, lake, days, verdicts, F.col("source") == PROVISIONAL_SOURCE)
@@ -151,13 +166,10 @@ class LiveJudge:
         self._judge()
 
     def _judge(self) -> None:
-        closed = last_closed_hour(self.session, self.lake)
-        if closed is not None and (self.closed_before is None or closed > self.closed_before):
-            self.anomalies_in_new_hours += judge_closed_hours(
-                self.session, self.lake, self.closed_before, self.log
-            )
-            self.closed_before = closed
-        ended_until = ended_open_hours(self.session, self.lake).agg(F.max("window_end")).first()[0]
+        count, self.closed_before = judge_closed_hours(self.session, self.lake, self.closed_before, self.log)
+        self.anomalies_in_new_hours += count
+        ended = ended_open_hours(self.session, self.lake, self.closed_before)
+        ended_until = ended.agg(F.max("window_end")).first()[0]
         if ended_until is not None and ended_until != self._judged_open_until:
             self.provisional_anomalies = judge_open_hours(self.session, self.lake, self.log)
             self._judged_open_until = ended_until

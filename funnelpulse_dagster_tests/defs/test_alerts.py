@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 import uuid
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context
@@ -29,43 +27,13 @@ from funnelpulse_dagster.tables import (
     PROVISIONAL_SOURCE,
     STREAM_SOURCE,
 )
-from funnelpulse_dagster_tests.live import LocalBroker, anomaly_row, free_port, hourly_row
+from funnelpulse_dagster_tests.live import LocalBroker, anomaly_row, hourly_row
 from funnelpulse_dagster_tests.live import kafka as kafka_for
+from funnelpulse_evaluation.webhook import Receiver
 
 # a real broker; Spark only writes the tables the sensor reads with DuckDB: the same in both passes
-pytestmark = [pytest.mark.slow, pytest.mark.spark_mode_independent]
-
-
-class Receiver:
-    """A webhook on 127.0.0.1: records every JSON body (and in `posts`, the path it came to);
-    answers 503 while `down`."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        self.posts: list[tuple[str, dict]] = []
-        self.down = False
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if receiver.down:
-                    self.send_response(503)
-                else:
-                    receiver.bodies.append(body)
-                    receiver.posts.append((self.path, body))
-                    self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/funnel"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
+# (in the Connect pass, which is the shorter without them: the two passes run side by side)
+pytestmark = [pytest.mark.slow, pytest.mark.spark_mode_independent, pytest.mark.connect_pass]
 
 
 @pytest.fixture()
