@@ -37,6 +37,7 @@ SECTIONS = (
     ("open_hour_growth", "The open state's cost as its hour grows", "live_latency.py"),
     ("api", "The API under concurrent clients", "api.py"),
     ("anomalies", "Anomaly detection quality", "anomalies.py"),
+    ("time_to_detect", "Anomaly alerts: time to detect, end to end", "time_to_detect.py"),
     ("judge_memory", "Driver memory of live judging", "judge_memory.py"),
 )
 _VERSIONS = ("pyspark", "dagster", "duckdb", "confluent-kafka")

@@ -62,21 +62,9 @@ from funnelpulse_dagster.serving.store import LakeStore
 from funnelpulse_dagster.settings import spark_conf_overrides
 from funnelpulse_dagster.streaming import broker
 from funnelpulse_dagster.streaming.job import run_stream
+from funnelpulse_evaluation.exports import export_messages
 
 DEFAULT_RATE = 2_000  # events per second: the rate the freshness target is set at
-RAW = ["event_time", "event_type", "product_id", "category_id", "category_code", "brand", "price", "user_id", "user_session"]  # fmt: skip
-
-
-def _messages(raw: Path, count: int) -> list[tuple[pd.Timestamp, bytes, bytes]]:
-    frame = pd.concat(pd.read_csv(p, dtype=str, keep_default_na=False) for p in sorted(raw.glob("*.csv")))
-    frame["parsed_time"] = pd.to_datetime(frame["event_time"].str.removesuffix(" UTC"), errors="coerce")
-    frame = frame.dropna(subset=["parsed_time"]).sort_values("parsed_time").head(count)
-    out = []
-    for row in frame.itertuples(index=False):
-        record = {k: (getattr(row, k) or None) for k in RAW}
-        key = (record["user_session"] or record["user_id"] or "").encode()
-        out.append((row.parsed_time, json.dumps(record).encode(), key))
-    return out
 
 
 def _synthetic(hour: datetime, count: int, seed: int) -> list[tuple[bytes, bytes]]:
@@ -261,7 +249,7 @@ def main() -> int:
         seed=5,
         ground_truth_path=work / "t.csv",
     )
-    messages = _messages(work / "raw", total)
+    messages = export_messages(work / "raw", count=total)
     broker.start(work, bootstrap)
     kafka = KafkaResource(bootstrap_servers=bootstrap, topic="latency", topic_partitions=4)
     kafka.ensure_topic()
