@@ -173,11 +173,6 @@ class LiveSettings:
     state_partitions: int = 2
 
 
-def last_closed_hour(spark: SparkSession, lake: Lake):
-    """End of the last hour the live table holds (None when it is empty)."""
-    return lake.read(spark, GOLD_STREAM_FUNNEL_HOURLY_BRAND).agg(F.max("window_end")).first()[0]
-
-
 def checkpoint_app_id(checkpoint: str) -> str:
     """The Delta transaction id of a streaming query's writes: the query's id, which Spark keeps
     in its checkpoint (`metadata`) across restarts. A new checkpoint (a stream started afresh)

@@ -23,7 +23,6 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from funnelpulse_dagster.lakehouse.lake import Lake
-from funnelpulse_dagster.streaming.job import last_closed_hour
 from funnelpulse_dagster.tables import (
     GOLD_ANOMALIES_HOURLY_BRAND,
     GOLD_FUNNEL_HOURLY_BRAND,
@@ -51,10 +50,21 @@ def _live_verdicts(session, lake: Lake, stream_gold: DataFrame, days: list[date]
 
 
 def _upsert(session, lake: Lake, days: list[date], verdicts: DataFrame, replaced) -> None:
-    """Replace the rows of `days` that `replaced` (a Column over the table) selects by `verdicts`."""
-    earlier = lake.read(session, GOLD_ANOMALIES_HOURLY_BRAND, days).filter(~replaced)
+    """Replace the rows of `days` that `replaced` (a Column over the table) selects by `verdicts`
+    (computed already: checkpointed).
+    A live brand-hour keeps one verdict, the most final: a provisional row of an hour that
+    `verdicts` judges finally goes, and a provisional verdict of an hour a final row holds is not
+    added."""
+    keys = ["brand", "window_start"]
+    provisional = F.col("source") == PROVISIONAL_SOURCE
     # the files being replaced are read first: cut the lineage before overwriting them
-    merged = earlier.localCheckpoint().unionByName(verdicts)
+    earlier = lake.read(session, GOLD_ANOMALIES_HOURLY_BRAND, days).filter(~replaced).localCheckpoint()
+    final_earlier, final_new = earlier.filter(~provisional), verdicts.filter(~provisional)
+    merged = (
+        final_earlier.unionByName(final_new)
+        .unionByName(earlier.filter(provisional).join(final_new.select(*keys), keys, "left_anti"))
+        .unionByName(verdicts.filter(provisional).join(final_earlier.select(*keys), keys, "left_anti"))
+    )
     lake.replace_partitions(merged, GOLD_ANOMALIES_HOURLY_BRAND, days)
 
 
@@ -73,50 +83,73 @@ def closed_hours(session, lake: Lake) -> tuple[DataFrame, datetime | None]:
     return frame, frame.agg(F.max("window_end")).first()[0]
 
 
-def judge_closed_hours(session, lake: Lake, closed_before, log) -> tuple[int, datetime | None]:
-    """Judge the closed hours of the days this run touched with the batch detector and upsert
-    them, marked `source = stream`, into gold_anomalies_hourly_brand. The whole day is
-    re-judged, not only the new hours: a run that passes the threshold in a new hour also flags
-    the earlier hours of the day it reaches back over, exactly as the batch detector does.
-    Idempotent: a re-judged hour replaces its earlier live verdict, provisional or not. Returns
-    the number of live anomalies in the hours closed after `closed_before`, and the end of the
-    last closed hour judged."""
-    stream_gold, closed_after = closed_hours(session, lake)
+def _evidence_open(closed_after: datetime | None):
+    """A verdict whose evidence is not all closed yet: the hour that first made it a flag
+    (`detectable_at` is that hour's end) is still open. Only a provisional judgement can make
+    such a verdict; the final one cannot decide it before that hour closes."""
+    if closed_after is None:
+        return F.lit(True)
+    return F.col("detectable_at") > F.lit(closed_after)
+
+
+def judge_closed_hours(
+    session, lake: Lake, closed: DataFrame, closed_after: datetime | None, closed_before, log
+) -> int:
+    """Judge the closed hours (`closed_hours`) of the days whose hours closed after
+    `closed_before` with the batch detector and upsert them, marked `source = stream`, into
+    gold_anomalies_hourly_brand. The whole day is re-judged, not only the new hours: a run that
+    passes the threshold in a new hour also flags the earlier hours of the day it reaches back
+    over, exactly as the batch detector does. Idempotent: a re-judged hour replaces its earlier
+    live verdict, and a provisional one whose evidence has closed. A provisional flag on a closed
+    hour whose evidence hour is still open stays until that hour closes: the drop that made it a
+    flag is seen only there. Returns the number of live anomalies in the newly closed hours."""
     if closed_after is None or (closed_before is not None and closed_after <= closed_before):
-        return 0, closed_before
-    lo = closed_before or stream_gold.agg(F.min("window_start")).first()[0]
+        return 0
+    lo = closed_before or closed.agg(F.min("window_start")).first()[0]
     new_hours = (F.col("window_end") > F.lit(lo)) & (F.col("window_end") <= F.lit(closed_after))
-    days = _days(stream_gold.filter(new_hours))
-    closed = F.col("window_end") <= F.lit(closed_after)
-    verdicts = _live_verdicts(session, lake, stream_gold, days, STREAM_SOURCE).filter(closed)
-    _upsert(session, lake, days, verdicts, F.col("source").isin(*LIVE_SOURCES) & closed)
+    days = _days(closed.filter(new_hours))
+    is_closed = F.col("window_end") <= F.lit(closed_after)
+    verdicts = _live_verdicts(session, lake, closed, days, STREAM_SOURCE).filter(is_closed).localCheckpoint()
+    replaced = is_closed & (
+        (F.col("source") == STREAM_SOURCE)
+        | ((F.col("source") == PROVISIONAL_SOURCE) & ~_evidence_open(closed_after))
+    )
+    _upsert(session, lake, days, verdicts, replaced)
     count = verdicts.filter(new_hours).count()
     log(
         f"judged live hours up to {closed_after} ({', '.join(map(str, days))}): {count} anomalies in new hours"
     )
-    return count, closed_after
+    return count
+
+
+def _newest_version(frame: DataFrame) -> tuple[DataFrame | None, int | None]:
+    """The newest published version of an open-state table, and its number (None, None: none)."""
+    version = frame.agg(F.max("version")).first()[0]
+    return (None, None) if version is None else (frame.filter(F.col("version") == version), version)
 
 
 def ended_open_hours(session, lake: Lake, closed_after: datetime | None) -> DataFrame:
     """The open state's hours (newest version) that have ended by its `as_of` and that the live
     table does not hold yet (they start at `closed_after` or later), in its columns."""
-    state = lake.read(session, LIVE_OPEN_HOURLY_BRAND)
-    version = state.agg(F.max("version")).first()[0]
-    if version is None:
+    newest, _ = _newest_version(lake.read(session, LIVE_OPEN_HOURLY_BRAND))
+    if newest is None:
         return session.createDataFrame([], GOLD_STREAM_FUNNEL_HOURLY_BRAND.schema)
-    newest = state.filter(F.col("version") == version)
     ended = newest.filter(F.col("window_end") <= F.col("as_of"))
     if closed_after is not None:
         ended = ended.filter(F.col("window_start") >= F.lit(closed_after))
     return ended.select(*GOLD_STREAM_FUNNEL_HOURLY_BRAND.schema.fieldNames())
 
 
-def judge_open_hours(session, lake: Lake, log) -> int:
-    """Judge the open state's ended hours provisionally (`ended_open_hours`): the detector over
+def judge_open_hours(
+    session, lake: Lake, closed: DataFrame, closed_after: datetime | None, ended: DataFrame, log
+) -> int:
+    """Judge the open state's ended hours (`ended_open_hours`) provisionally: the detector over
     the live table's closed hours and these, upserted as `source = provisional` in place of the
-    earlier provisional verdicts of their days. Returns the number of provisional anomalies."""
-    closed, closed_after = closed_hours(session, lake)
-    ended = ended_open_hours(session, lake, closed_after).localCheckpoint()
+    earlier provisional verdicts of their days. Kept: the verdicts on the ended hours, and those
+    on closed hours that a run through an ended hour reaches back over (their evidence is open;
+    the final judgement decides them when it closes). Returns the number of provisional
+    anomalies."""
+    ended = ended.localCheckpoint()
     hours = sorted(r[0] for r in ended.select("window_start").distinct().collect())
     if not hours:
         return 0
@@ -126,7 +159,11 @@ def judge_open_hours(session, lake: Lake, log) -> int:
     in_history = F.col("window_date").isin(history_days(days))
     stream_gold = closed.filter(in_history).unionByName(ended).localCheckpoint()
     is_open = F.col("window_start") >= F.lit(hours[0])
-    verdicts = _live_verdicts(session, lake, stream_gold, days, PROVISIONAL_SOURCE).filter(is_open)
+    verdicts = (
+        _live_verdicts(session, lake, stream_gold, days, PROVISIONAL_SOURCE)
+        .filter(is_open | _evidence_open(closed_after))
+        .localCheckpoint()
+    )
     _upsert(session, lake, days, verdicts, F.col("source") == PROVISIONAL_SOURCE)
     count = verdicts.count()
     log(f"judged ended open hours {hours[0]} … {hours[-1]} provisionally: {count} anomalies")
@@ -154,7 +191,7 @@ class LiveJudge:
 
     @classmethod
     def starting_now(cls, session, lake: Lake, log, interval_seconds: float = 30.0) -> LiveJudge:
-        return cls(session, lake, log, interval_seconds, closed_before=last_closed_hour(session, lake))
+        return cls(session, lake, log, interval_seconds, closed_before=closed_hours(session, lake)[1])
 
     def tick(self) -> None:
         if time.monotonic() - self._last_check < self.interval_seconds:
@@ -166,20 +203,28 @@ class LiveJudge:
         self._judge()
 
     def _judge(self) -> None:
-        count, self.closed_before = judge_closed_hours(self.session, self.lake, self.closed_before, self.log)
-        self.anomalies_in_new_hours += count
-        ended = ended_open_hours(self.session, self.lake, self.closed_before)
+        session, lake = self.session, self.lake
+        closed, closed_after = closed_hours(session, lake)
+        self.anomalies_in_new_hours += judge_closed_hours(
+            session, lake, closed, closed_after, self.closed_before, self.log
+        )
+        newly_closed = closed_after != self.closed_before
+        self.closed_before = closed_after
+        ended = ended_open_hours(session, lake, closed_after)
         ended_until = ended.agg(F.max("window_end")).first()[0]
-        if ended_until is not None and ended_until != self._judged_open_until:
-            self.provisional_anomalies = judge_open_hours(self.session, self.lake, self.log)
+        # judged again when an hour ended, and when one closed: the hours a provisional run
+        # reaches back over keep their flags only while its evidence is open
+        if ended_until is not None and (newly_closed or ended_until != self._judged_open_until):
+            self.provisional_anomalies = judge_open_hours(
+                session, lake, closed, closed_after, ended, self.log
+            )
             self._judged_open_until = ended_until
 
 
 def newest_state(session, lake: Lake, table: Table) -> tuple[int | None, int, object]:
     """(version, rows, as_of) of the newest published open state of a live table."""
-    frame = lake.read(session, table)
-    version = frame.agg(F.max("version")).first()[0]
-    if version is None:
+    newest, version = _newest_version(lake.read(session, table))
+    if newest is None:
         return None, 0, None
-    rows, as_of = frame.filter(F.col("version") == version).agg(F.count(F.lit(1)), F.max("as_of")).first()
+    rows, as_of = newest.agg(F.count(F.lit(1)), F.max("as_of")).first()
     return version, rows, as_of
