@@ -79,8 +79,12 @@ def test_the_batch_chain_on_a_cluster_equals_the_in_process_run(cluster, batch_r
     # a user's configuration: the default mode (the home's local Spark Connect server) with the
     # cluster as its master; the CLI run is theirs too
     home = tmp_path / "home"
-    # sized for a cluster (runtime/profiles.py): other shuffles, the same tables
+    # sized for a cluster (runtime/profiles.py): other shuffles, the same tables. The profile
+    # rebuilds each Delta table's state with a job of 50 tasks, sized for a production table's
+    # log; the test's logs are a few commits, and two one-core workers would spend most of the
+    # run scheduling those tasks
     env = _user_env(home, cluster, FUNNELPULSE_RAW=str(batch_run.raw), FUNNELPULSE_SPARK_PROFILE="cluster")
+    env["FUNNELPULSE_SPARK_CONF"] += ",spark.databricks.delta.snapshotPartitions=2"
     command = [
         str(Path(sys.executable).with_name("dagster")),
         "asset",
