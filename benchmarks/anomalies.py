@@ -1,5 +1,8 @@
 """Anomaly evaluation over scenario families: precision, recall and F1 per shop and overall,
-recall and time to detect per anomaly factor level, beside the seed's method on the same data.
+recall and time to detect per anomaly factor level, beside the seed's method and two published
+detectors on the same data (a quasi-Poisson log-linear model with brand × hour-of-day and brand ×
+weekday effects, and Seasonal-Hybrid ESD; funnelpulse_evaluation/alternatives.py), each at every
+setting tried, the setting kept for each chosen on the tuning seeds.
 
     .venv/bin/python benchmarks/anomalies.py --json /tmp/heldout.json            # held-out seeds, all shops
     .venv/bin/python benchmarks/anomalies.py --seeds tuning --json /tmp/tuning.json
@@ -31,11 +34,13 @@ sys.path.insert(0, str(REPO))
 from figures import record, table
 
 from funnelpulse_dagster.resources.spark import SparkResource
+from funnelpulse_evaluation import alternatives
 from funnelpulse_evaluation.scenarios import (
     HELDOUT_SEEDS,
     SHOPS,
     TUNING_SEEDS,
     Scenario,
+    rates,
     run_scenario,
     summary,
 )
@@ -85,6 +90,49 @@ def _by_seed(results: list[dict]) -> list[str]:
     return lines
 
 
+def _alternatives(results: list[dict]) -> list[str]:
+    """Every published alternative at every setting tried, beside ours and the seed's method,
+    summed over the scenarios: all incidents and within reach, and within reach per seed. The
+    setting kept for each method (alternatives.CHOSEN) was chosen on the tuning seeds by the
+    rule `alternatives.choose` applies; a tuning run prints what the rule picks there."""
+    if not all(r.get("alternatives") for r in results):
+        return []
+    seeds = sorted({r["seed"] for r in results})
+
+    def total(rows: list[dict], key: str) -> dict:
+        return rates({k: sum(row[key][k] for row in rows) for k in ("tp", "fp", "fn")})
+
+    methods: dict[tuple[str, str], dict] = {}
+    for r in results:
+        for alt in r["alternatives"]:
+            methods.setdefault((alt["method"], alt["setting"]), {}).setdefault(r["seed"], []).append(alt)
+    head = "| method | setting | P / R / F1 | within reach P / R / F1 |" + "".join(
+        f" within reach F1, seed {seed} |" for seed in seeds
+    )
+    lines = ["", head, "|---|---|---|---|" + "---:|" * len(seeds)]
+
+    def row(name: str, setting: str, by_seed: dict[int, list[dict]], all_key: str, reach_key: str) -> str:
+        rows = [x for seed in seeds for x in by_seed.get(seed, [])]
+        per_seed = "".join(f" {total(by_seed[seed], reach_key)['f1']:.2f} |" for seed in seeds)
+        return f"| {name} | {setting} | {_prf(total(rows, all_key))} | {_prf(total(rows, reach_key))} |{per_seed}"
+
+    by_seed = {seed: [r for r in results if r["seed"] == seed] for seed in seeds}
+    lines.append(
+        row("**ours** (`transforms/anomalies/`)", "as shipped", by_seed, "ours", "ours_within_reach")
+    )
+    lines.append(row("the seed's method", "2σ", by_seed, "seed_method", "seed_method_within_reach"))
+    picked = alternatives.choose(results)
+    for (method, setting), per_seed in methods.items():
+        marks = []
+        if alternatives.CHOSEN.get(method) == setting:
+            marks.append("kept (tuning seeds)")
+        if len(picked) and picked.get(method) == setting and alternatives.CHOSEN.get(method) != setting:
+            marks.append("the rule's pick on these seeds")
+        label = f"{setting}{' — ' + ', '.join(marks) if marks else ''}"
+        lines.append(row(method, label, per_seed, "all", "within_reach"))
+    return lines
+
+
 def report(results: list[dict]) -> str:
     s = summary(results)
 
@@ -114,6 +162,7 @@ def report(results: list[dict]) -> str:
         f"{within_reach(o)} |"
     )
     lines += _by_seed(results)
+    lines += _alternatives(results)
     lines += [
         "",
         "| factor | level | incidents | detected | eligible hours | hour recall, ours | hour recall, seed's | live time to detect (median h) | batch (median h) |",

@@ -44,6 +44,7 @@ from funnelpulse_dagster.generator import (
 from funnelpulse_dagster.resources import LakeResource, RawDataResource
 from funnelpulse_dagster.resources.spark import SparkResource
 from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND, GOLD_FUNNEL_HOURLY_BRAND
+from funnelpulse_evaluation import alternatives
 
 START = date(2019, 10, 1)
 FIRST_ANOMALY_DAY = 7  # a week of clean history before the first anomaly
@@ -231,7 +232,7 @@ def materialize_scenario(
     gold = (
         lake.read(spark, GOLD_FUNNEL_HOURLY_BRAND)
         .filter("brand IS NOT NULL")
-        .select("brand", "window_start", "views", "purchases", "purchase_sessions")
+        .select("brand", "window_start", "views", "purchases", "view_sessions", "purchase_sessions")
         .toPandas()
     )
     flags = (
@@ -435,6 +436,15 @@ def run_scenario(
     weak_hours = truth.loc[~strong, ["brand", "window_start"]]
     outside_weak = eligible.merge(weak_hours, on=["brand", "window_start"], how="left", indicator=True)
     eligible_strong = outside_weak[outside_weak["_merge"] == "left_only"][["brand", "window_start"]]
+    published = [
+        {
+            "method": method,
+            "setting": setting,
+            "all": rates(hour_counts(eligible, truth, flags)),
+            "within_reach": rates(hour_counts(eligible_strong, truth[strong], flags)),
+        }
+        for method, setting, flags in alternative_flags(gold, judged_from)
+    ]
     return {
         "scenario": scenario.name,
         "shop": asdict(scenario.shop),
@@ -447,7 +457,19 @@ def run_scenario(
         "seed_method_within_reach": rates(hour_counts(eligible_strong, truth[strong], seed)),
         "incidents": found,
         "false_flags": false_flags(eligible, truth, ours),
+        "alternatives": published,
     }
+
+
+def alternative_flags(gold: pd.DataFrame, judged_from: pd.Timestamp):
+    """(method, setting, flags) of every published alternative at every setting it is tried at
+    (alternatives.SETTINGS)."""
+    residuals = alternatives.quasi_poisson_residuals(gold, judged_from)
+    for threshold in alternatives.SETTINGS["quasi-Poisson GLM"]["threshold"]:
+        flags = alternatives.flags_beyond(residuals, residuals["residual"], threshold)
+        yield "quasi-Poisson GLM", f"residual beyond ±{threshold}", flags
+    for alpha in alternatives.SETTINGS["S-H-ESD"]["alpha"]:
+        yield "S-H-ESD", f"α = {alpha}", alternatives.shesd_flags(gold, judged_from, alpha)
 
 
 FACTORS = ("type", "size", "duration", "hour of day", "brand", "history", "signal")
