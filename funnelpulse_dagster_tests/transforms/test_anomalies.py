@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
+from funnelpulse_dagster.rules import CURRENT_HOUR_Z, THRESHOLD
 from funnelpulse_dagster.transforms.anomalies import anomaly_rows, detect, root_cause_hints
 from funnelpulse_dagster.transforms.anomalies.evidence import evidence_for_days
 from funnelpulse_evaluation.series import (
@@ -108,7 +109,7 @@ def test_an_incident_is_flagged_from_its_first_hour_but_only_within_its_day(spar
     }
     (run_end,) = [r for r in flagged if r["window_start"].hour == 6]
     assert {r["evidence_hours"] for r in flagged} == {5}
-    assert {r["score"] for r in flagged} == {run_end["score"]} and run_end["score"] >= 4.5
+    assert {r["score"] for r in flagged} == {run_end["score"]} and run_end["score"] >= THRESHOLD
 
     before = JUDGED - timedelta(days=1)
     midnight = {datetime(2019, 10, 14, h) for h in (21, 22, 23)} | {datetime(2019, 10, 15, h) for h in (0, 1)}
@@ -140,7 +141,7 @@ def test_an_ordinary_hour_at_a_strong_incidents_edge_is_not_part_of_it(spark):
         if r["window_date"] == JUDGED
     }
     # what made 15:00 a flag before: it deviates alone, and a run through it passes
-    assert evidence[15]["z_hour"] >= 1.5 and evidence[15]["spike_score"] >= 4.5
+    assert evidence[15]["z_hour"] >= CURRENT_HOUR_Z and evidence[15]["spike_score"] >= THRESHOLD
     assert evidence[15]["spike_hours"] == 4 and evidence[13]["spike_score"] > evidence[15]["spike_score"]
     assert _flags(spark, rows, [JUDGED]) == {("big", 12, "spike"), ("big", 13, "spike")}
 
@@ -149,13 +150,13 @@ def test_an_ordinary_hour_at_a_strong_incidents_edge_is_not_part_of_it(spark):
 def test_a_flag_is_detectable_when_its_run_passes_and_not_before(spark):
     """`detectable_at` says when a judge seeing every closed hour (the live path) could first
     flag an hour: judging the day with only the hours before a cut-off closed flags exactly the
-    hours detectable by then. The night drop of "steady" (02:00–06:59) passes with its third
-    hour, so its first three hours become flags at 05:00, the later two as each closes."""
+    hours detectable by then. The night drop of "steady" (02:00–06:59) passes with its fourth
+    hour, so its first four hours become flags at 06:00, the last as it closes."""
     night = {datetime(2019, 10, 15, h) for h in range(2, 7)}
     gold = gold_frame(spark, with_drop(series(16), "steady", night))
     flagged = {r["window_start"]: r["detectable_at"] for r in detect(gold, [JUDGED]).collect()}
     assert set(flagged) == night
-    assert sorted(set(flagged.values())) == [datetime(2019, 10, 15, h) for h in (5, 6, 7)]
+    assert sorted(set(flagged.values())) == [datetime(2019, 10, 15, h) for h in (6, 7)]
     for cut in (4, 5, 6, 7):
         closed = gold.filter(gold.window_start < datetime(2019, 10, 15, cut))
         seen = {r["window_start"] for r in detect(closed, [JUDGED]).collect()}
