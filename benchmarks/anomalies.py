@@ -126,7 +126,7 @@ def _alternatives(results: list[dict]) -> list[str]:
         marks = []
         if alternatives.CHOSEN.get(method) == setting:
             marks.append("kept (tuning seeds)")
-        if len(picked) and picked.get(method) == setting and alternatives.CHOSEN.get(method) != setting:
+        if picked.get(method) == setting and alternatives.CHOSEN.get(method) != setting:
             marks.append("the rule's pick on these seeds")
         label = f"{setting}{' — ' + ', '.join(marks) if marks else ''}"
         lines.append(row(method, label, per_seed, "all", "within_reach"))

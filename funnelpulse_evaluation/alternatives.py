@@ -166,14 +166,12 @@ def generalized_esd(values: np.ndarray, max_anoms: int, alpha: float) -> np.ndar
     return np.array(removed[:last_pass], dtype=int)
 
 
-def shesd_flags(
-    gold: pd.DataFrame, first_judged: pd.Timestamp, alpha: float, max_anoms: float = 0.02
-) -> pd.DataFrame:
-    """Per brand and judged day, S-H-ESD over the 28 days before and the day itself (hours with
-    viewing sessions): the series is the hour's session conversion, its seasonal component each
-    hour of day's median over the window (the piecewise-median form of STL's seasonal part the
-    method's authors use for long series), and the residual the rest less its median. Flags are
-    the ESD outliers that fall on the judged day."""
+def shesd_residuals(gold: pd.DataFrame, first_judged: pd.Timestamp) -> list[tuple[pd.DataFrame, np.ndarray]]:
+    """Per brand and judged day, the S-H-ESD series over the 28 days before and the day itself
+    (hours with viewing sessions), with a mask of the judged day's hours: the hour's session
+    conversion, less its seasonal component (each hour of day's median over the window: the
+    piecewise-median form of STL's seasonal part the method's authors use for long series) and
+    the rest's median. They do not depend on α, so one computation serves every setting."""
     g = _with_calendar(gold[gold["view_sessions"] > 0])
     g = g.assign(rate=g["purchase_sessions"] / g["view_sessions"])
     out = []
@@ -186,13 +184,29 @@ def shesd_flags(
         )
         for _, series in window.groupby("brand", sort=False):
             on_day = series["day"].to_numpy() == day
-            if not on_day.any() or len(series) < 2 * DAILY_PERIOD:
-                continue
-            values = series["residual"].to_numpy()
-            found = generalized_esd(values, max(1, int(max_anoms * len(values))), alpha)
-            hits = series.iloc[[i for i in found if on_day[i]]]
-            if len(hits):
-                out.append(hits)
+            if on_day.any() and len(series) >= 2 * DAILY_PERIOD:
+                out.append((series, on_day))
+    return out
+
+
+def shesd_flags(
+    gold: pd.DataFrame,
+    first_judged: pd.Timestamp,
+    alpha: float,
+    max_anoms: float = 0.02,
+    residuals: list[tuple[pd.DataFrame, np.ndarray]] | None = None,
+) -> pd.DataFrame:
+    """S-H-ESD's flags: the generalised ESD outliers of each series of `shesd_residuals` (given,
+    or computed from `gold`) that fall on the judged day."""
+    if residuals is None:
+        residuals = shesd_residuals(gold, first_judged)
+    out = []
+    for series, on_day in residuals:
+        values = series["residual"].to_numpy()
+        found = generalized_esd(values, max(1, int(max_anoms * len(values))), alpha)
+        hits = series.iloc[[i for i in found if on_day[i]]]
+        if len(hits):
+            out.append(hits)
     if not out:
         return pd.DataFrame(columns=FLAG_COLUMNS)
     hits = pd.concat(out)

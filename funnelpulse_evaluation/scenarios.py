@@ -468,8 +468,9 @@ def alternative_flags(gold: pd.DataFrame, judged_from: pd.Timestamp):
     for threshold in alternatives.SETTINGS["quasi-Poisson GLM"]["threshold"]:
         flags = alternatives.flags_beyond(residuals, residuals["residual"], threshold)
         yield "quasi-Poisson GLM", f"residual beyond ±{threshold}", flags
+    series = alternatives.shesd_residuals(gold, judged_from)
     for alpha in alternatives.SETTINGS["S-H-ESD"]["alpha"]:
-        yield "S-H-ESD", f"α = {alpha}", alternatives.shesd_flags(gold, judged_from, alpha)
+        yield "S-H-ESD", f"α = {alpha}", alternatives.shesd_flags(gold, judged_from, alpha, residuals=series)
 
 
 FACTORS = ("type", "size", "duration", "hour of day", "brand", "history", "signal")
