@@ -229,13 +229,24 @@ def test_a_reader_never_sees_a_torn_open_state(spark, tmp_path, live_stream_on_k
     kafka, lake, _ = live_stream_on_kafka
     options = kafka.spark_stream_source()
     errors: list[BaseException] = []
+    enough = threading.Event()
+
+    class Enough(Exception):
+        """Ends the continuous stream once the reader has seen enough versions."""
+
+    def stop_when_enough() -> None:
+        if enough.is_set():
+            raise Enough
 
     def stream() -> None:
         try:
             run_stream(
                 spark, options, lake, str(tmp_path / "cp"), available_now=False,
-                processing_time_seconds=1, max_runtime_seconds=40, log=lambda _: None,
+                processing_time_seconds=1, max_runtime_seconds=300, log=lambda _: None,
+                on_tick=stop_when_enough,
             )  # fmt: skip
+        except Enough:
+            pass
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -244,9 +255,11 @@ def test_a_reader_never_sees_a_torn_open_state(spark, tmp_path, live_stream_on_k
     store = LakeStore(lake.root, mode="replica", database=tmp_path / "reader.duckdb")
     seen: dict[int, tuple[int, int]] = {}
     sent = 0
-    deadline = time.monotonic() + 35
-    while time.monotonic() < deadline:
-        if sent < 6 and time.monotonic() > deadline - 35 + 4 * sent:
+    # paced by what the reader sees, not by the clock (a loaded machine publishes more slowly):
+    # the next burst goes once the reader has seen a version for each burst sent
+    deadline = time.monotonic() + 240
+    while len(seen) < 4 and time.monotonic() < deadline and streamer.is_alive():
+        if len(seen) >= sent:
             # bursts within half an hour, so the served last hour of minutes holds all of them
             _send(kafka, [_within_half_an_hour(e) for e in _events(HOUR, 150, seed=10 + sent)])
             sent += 1
@@ -259,7 +272,9 @@ def test_a_reader_never_sees_a_torn_open_state(spark, tmp_path, live_stream_on_k
             assert hours_views == minute_views, (state["state_version"], hours_views, minute_views)
             seen[state["state_version"]] = (hours_views, minute_views)
         time.sleep(0.2)
-    streamer.join(60)
+    enough.set()
+    streamer.join(120)
+    assert not streamer.is_alive(), "the stream did not stop"
     assert not errors, errors
     assert len(seen) >= 3, f"the reader saw too few versions to tell: {seen}"
 
