@@ -130,6 +130,20 @@ MALFORMED_KINDS = (
 
 
 @dataclass(frozen=True)
+class Holiday:
+    """A run of days on which the whole shop is busier and buys more (a sale, a holiday week):
+    every brand at once, so a detector must not take it for brand spikes."""
+
+    first_day: int  # days after the export's start
+    days: int = 7
+    traffic: float = 3.0  # × the day's events
+    conversion: float = 1.5  # × the buying sessions' share
+
+    def covers(self, day: int) -> bool:
+        return self.first_day <= day < self.first_day + self.days
+
+
+@dataclass(frozen=True)
 class InjectedAnomaly:
     brand: str
     window_start: str  # ISO UTC hour
@@ -297,6 +311,7 @@ def _generate_events(
     events_per_day: int,
     weekly_strength: float = 1.0,
     weekday_conversion_swing: float = 0.0,
+    holiday: Holiday | None = None,
 ) -> dict[str, np.ndarray]:
     hour_weights = _hour_weights()
     kind_share = np.array([k[0] for k in SESSION_KINDS])
@@ -311,13 +326,15 @@ def _generate_events(
         day = start + timedelta(days=d)
         weekday_factor = 1.0 + weekly_strength * (_WEEKDAY_FACTOR[day.weekday()] - 1.0)
         volume = events_per_day * weekday_factor * rng.lognormal(0, 0.05)
+        if holiday is not None and holiday.covers(d):
+            volume *= holiday.traffic
         day_sessions.append(int(volume * sessions_per_event))
         day_starts.append(int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()))
     n_sessions = int(sum(day_sessions))
     session_day_start = np.repeat(np.array(day_starts, dtype=np.int64), day_sessions)
 
-    if weekday_conversion_swing:
-        kind = _session_kinds_by_weekday(rng, kind_share, start, day_sessions, weekday_conversion_swing)
+    if weekday_conversion_swing or holiday is not None:
+        kind = _session_kinds_by_day(rng, kind_share, start, day_sessions, weekday_conversion_swing, holiday)
     else:
         kind = rng.choice(len(SESSION_KINDS), size=n_sessions, p=kind_share)
     size = 1 + rng.poisson(kind_mean[kind] - 1)
@@ -355,16 +372,24 @@ def _generate_events(
     }
 
 
-def _session_kinds_by_weekday(
-    rng: np.random.Generator, kind_share: np.ndarray, start: date, day_sessions: list[int], swing: float
+def _session_kinds_by_day(
+    rng: np.random.Generator,
+    kind_share: np.ndarray,
+    start: date,
+    day_sessions: list[int],
+    swing: float,
+    holiday: Holiday | None,
 ) -> np.ndarray:
     """Session kinds drawn day by day, the buying kinds' share moved by the weekday's
-    _WEEKDAY_CONVERSION × swing (browse-only sessions take up the difference)."""
+    _WEEKDAY_CONVERSION × swing and, on a holiday's days, times its conversion (browse-only
+    sessions take up the difference)."""
     buying = np.array([kind[2][3] > 0 for kind in SESSION_KINDS])
     kinds = []
     for d, n in enumerate(day_sessions):
         share = kind_share.copy()
         share[buying] *= 1.0 + swing * _WEEKDAY_CONVERSION[(start + timedelta(days=d)).weekday()]
+        if holiday is not None and holiday.covers(d):
+            share[buying] *= holiday.conversion
         share[0] += 1.0 - share.sum()
         kinds.append(rng.choice(len(SESSION_KINDS), size=n, p=share))
     return np.concatenate(kinds)
@@ -528,6 +553,7 @@ def generate(
     top_brand_share: float = TARGET_TOP_BRAND_SHARE,
     weekly_strength: float = 1.0,
     weekday_conversion_swing: float = 0.0,
+    holiday: Holiday | None = None,
     malformed_per_kind: int = 1,
     ground_truth_path: Path | str | None = None,
 ) -> GenerationSummary:
@@ -536,9 +562,10 @@ def generate(
     Anomalies go to brands among the `anomaly_top_brands` busiest, or where `anomaly_plan`
     puts them. The evaluation's scenario families vary the shop: `top_brand_share` (the
     busiest brand's share of events: how steep the brand curve is), `weekly_strength` (1 =
-    the real weekday rhythm, 0 = none, 2 = twice as strong) and `weekday_conversion_swing`
-    (buying sessions' share moving by weekday, ± this fraction). The defaults give the same
-    bytes for the same seed as before these options existed."""
+    the real weekday rhythm, 0 = none, 2 = twice as strong), `weekday_conversion_swing`
+    (buying sessions' share moving by weekday, ± this fraction) and `holiday` (days on which
+    the whole shop is busier and buys more). The defaults give the same bytes for the same seed
+    as before these options existed."""
     if days < 1:
         raise ValueError("days must be at least 1")
     if events_per_day < 10:
@@ -547,7 +574,7 @@ def generate(
     n_products = int(np.clip(events_per_day * days / 200, 500, 25_000))
     catalog = _build_catalog(rng, n_products, n_brands=240, top_brand_share=top_brand_share)
     events = _generate_events(
-        rng, catalog, start, days, events_per_day, weekly_strength, weekday_conversion_swing
+        rng, catalog, start, days, events_per_day, weekly_strength, weekday_conversion_swing, holiday
     )
     events, injected = _inject_anomalies(
         rng,

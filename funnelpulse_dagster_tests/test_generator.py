@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from funnelpulse_dagster.generator import TARGET_EVENT_MIX, AnomalySpec, generate
+from funnelpulse_dagster.generator import TARGET_EVENT_MIX, AnomalySpec, Holiday, generate
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,9 @@ def test_visible_anomalies_are_placed_where_a_demo_can_find_them(tmp_path):
 
 
 def _events(raw: Path) -> pd.DataFrame:
-    frame = pd.concat(pd.read_csv(p, dtype={"price": str}, on_bad_lines="skip") for p in sorted(raw.glob("*.csv")))
+    frame = pd.concat(
+        pd.read_csv(p, dtype={"price": str}, on_bad_lines="skip") for p in sorted(raw.glob("*.csv"))
+    )
     frame["event_time"] = pd.to_datetime(frame["event_time"], format="%Y-%m-%d %H:%M:%S UTC", errors="coerce")
     return frame[frame["event_time"].notna() & frame["event_type"].isin(TARGET_EVENT_MIX.keys())]
 
@@ -110,7 +112,14 @@ def test_planned_anomalies_land_where_the_plan_puts_them(tmp_path):
     plan = [AnomalySpec(0, 2, 12, 3, "drop", 0.9), AnomalySpec(1, 3, 18, 2, "spike", 2.0)]
     kwargs = {"seed": 4, "events_per_day": 80_000}
     generate(tmp_path / "clean", date(2019, 10, 1), 5, **kwargs)
-    generate(tmp_path / "hit", date(2019, 10, 1), 5, anomaly_plan=plan, ground_truth_path=tmp_path / "t.csv", **kwargs)
+    generate(
+        tmp_path / "hit",
+        date(2019, 10, 1),
+        5,
+        anomaly_plan=plan,
+        ground_truth_path=tmp_path / "t.csv",
+        **kwargs,
+    )
     truth = pd.read_csv(tmp_path / "t.csv")
     assert list(truth["window_start"]) == ["2019-10-03T12:00:00Z", "2019-10-04T18:00:00Z"]
     assert list(truth["hours"]) == [3, 2] and list(truth["anomaly_type"]) == ["drop", "spike"]
@@ -166,3 +175,30 @@ def test_shop_factors_change_the_brand_curve_and_the_weekly_rhythm(tmp_path):
     assert 1.3 < weekday_spread(default) < weekday_spread(strong)
     # Thursday (3) buys most under the swing, Saturday (5) least
     assert conversion(strong, 3) > 1.15 * conversion(strong, 5)
+
+
+def test_a_holiday_makes_every_brand_busier_and_buy_more_on_its_days(tmp_path):
+    """On a holiday's days the shop has its traffic × the day's events and its conversion ×
+    the share of viewing sessions that buy, in the whole shop and in its busiest brands alike
+    (together: one brand's few buying sessions here are too noisy to tell); the days around it
+    stay ordinary."""
+    holiday = Holiday(first_day=3, days=2, traffic=3.0, conversion=1.5)
+    generate(
+        tmp_path, date(2019, 10, 7), 7, seed=5, events_per_day=20_000, weekly_strength=0.0, holiday=holiday
+    )
+    frame = _events(tmp_path)
+    frame["day"] = (frame["event_time"].dt.normalize() - pd.Timestamp("2019-10-07")).dt.days
+    frame["on_holiday"] = frame["day"].map(holiday.covers)
+    per_day = frame.groupby("day").size()
+    ordinary, busy = per_day[~per_day.index.map(holiday.covers)], per_day[per_day.index.map(holiday.covers)]
+    assert 2.6 < busy.mean() / ordinary.mean() < 3.4
+
+    def session_conversion(rows):
+        kinds = rows.groupby("user_session")["event_type"].agg(set)
+        viewing = kinds[kinds.map(lambda k: "view" in k)]
+        return viewing.map(lambda k: "purchase" in k).mean()
+
+    busiest = frame[frame["brand"].isin(frame["brand"].value_counts().index[:10])]
+    for name, rows in (("shop", frame), ("busiest brands", busiest)):
+        lift = session_conversion(rows[rows["on_holiday"]]) / session_conversion(rows[~rows["on_holiday"]])
+        assert 1.3 < lift < 1.7, (name, lift)

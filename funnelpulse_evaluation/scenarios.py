@@ -38,6 +38,7 @@ from funnelpulse_dagster.generator import (
     DEFAULT_EVENTS_PER_DAY,
     TARGET_TOP_BRAND_SHARE,
     AnomalySpec,
+    Holiday,
     InjectedAnomaly,
     generate,
 )
@@ -61,6 +62,7 @@ class Shop:
     top_brand_share: float = TARGET_TOP_BRAND_SHARE  # the busiest brand's share: the curve's steepness
     weekly_strength: float = 1.0  # 1 = the real weekday rhythm of traffic
     weekday_conversion_swing: float = 0.0  # buying sessions' share moving by weekday, ±
+    holiday: Holiday | None = None  # a week the whole shop is busier and buys more
 
 
 # One factor at a time, then several together.
@@ -73,6 +75,9 @@ SHOPS = (
     Shop("no weekly rhythm", weekly_strength=0.0),
     Shop("strong weekly rhythm", weekly_strength=2.5, weekday_conversion_swing=0.15),
     Shop("together: 0.5x, flat, strong weekly", 0.5, 0.035, 2.5, 0.15),
+    # three weeks of ordinary history, then a week of 3× traffic and 1.5× conversion in every
+    # brand: not an incident of any brand (the plan's incidents go on through it)
+    Shop("holiday week", holiday=Holiday(first_day=21)),
 )
 # Seeds for choosing the detector's rules and parameters, and seeds never used to choose
 # anything (the figures a user should trust are the held-out ones).
@@ -216,6 +221,7 @@ def materialize_scenario(
             top_brand_share=shop.top_brand_share,
             weekly_strength=shop.weekly_strength,
             weekday_conversion_swing=shop.weekday_conversion_swing,
+            holiday=shop.holiday,
             ground_truth_path=home / "truth.csv",
         ).anomalies
     materialize_days(

@@ -1,5 +1,6 @@
-"""Hand-made hourly series for the anomaly detector: three brands with a daily rhythm and a fixed
-conversion rate, optionally with a 90 % purchase drop. Shared by the tests (test_anomalies.py)
+"""Hand-made hourly series for the anomaly detector: three named brands and the rest of the shop
+(smaller brands that together outweigh the busiest, as in a real shop) with a daily rhythm and a
+fixed conversion rate, optionally with a 90 % purchase drop. Shared by the tests (test_anomalies.py)
 and benchmarks/judge_memory.py."""
 
 from __future__ import annotations
@@ -14,29 +15,46 @@ JUDGED = date(2019, 10, 15)
 RATE = 0.12
 
 
+NAMED = ("big", "steady", "quiet")
+REST = tuple(f"rest-{i:02d}" for i in range(1, 13))
+PEAK_VIEWS = {"big": 240, "steady": 120, "quiet": 12} | dict.fromkeys(REST, 40)
+BRANDS = NAMED + REST
+
+
 def views_of(brand: str, hour: int) -> int:
     """A daily rhythm: busy evenings, quiet nights."""
-    peak = {"big": 240, "steady": 120, "quiet": 12}[brand]
-    return max(1, round(peak * (0.35 + 0.65 * math.sin(math.pi * hour / 24) ** 2)))
+    return max(1, round(PEAK_VIEWS[brand] * (0.35 + 0.65 * math.sin(math.pi * hour / 24) ** 2)))
+
+
+def _phase(brand: str) -> float:
+    return len(brand) + (1.7 * int(brand[-2:]) if brand in REST else 0.0)
 
 
 def purchases_of(brand: str, day: date, hour: int, views: int, rate: float = RATE) -> int:
-    # deterministic Poisson-like wobble around the rate, so no hour is exactly on its baseline
-    wobble = math.sin(day.toordinal() * 7.1 + hour * 3.7 + len(brand))
+    # deterministic Poisson-like wobble around the rate, so no hour is exactly on its baseline;
+    # each brand has its own phase, so the rest of the shop does not move as one
+    wobble = math.sin(day.toordinal() * 7.1 + hour * 3.7 + _phase(brand))
     return max(0, round(views * rate + wobble * math.sqrt(views * rate)))
 
 
 def series(
-    days: int, drop: tuple[str, date, range] | None = None, weekday_lift: dict[int, float] | None = None
+    days: int,
+    drop: tuple[str, date, range] | None = None,
+    weekday_lift: dict[int, float] | None = None,
+    holiday: tuple[set[date], float, float] | None = None,
 ) -> list[tuple]:
-    """`weekday_lift`: the whole shop's conversion multiplied on some weekdays (date.weekday())."""
+    """`weekday_lift`: the whole shop's conversion multiplied on some weekdays (date.weekday());
+    `holiday`: (days, traffic, conversion), every brand's views and conversion multiplied on
+    those days."""
     rows = []
+    holiday_days, traffic, conversion = holiday or (set(), 1.0, 1.0)
     for d in range(days):
         day = FIRST + timedelta(days=d)
         rate = RATE * (weekday_lift or {}).get(day.weekday(), 1.0)
+        rate *= conversion if day in holiday_days else 1.0
         for hour in range(24):
-            for brand in ("big", "steady", "quiet"):
-                views = views_of(brand, hour)
+            for brand in BRANDS:
+                views = round(views_of(brand, hour) * (traffic if day in holiday_days else 1.0))
                 purchases = purchases_of(brand, day, hour, views, rate)
                 if drop and brand == drop[0] and day == drop[1] and hour in drop[2]:
                     purchases = round(views * RATE * 0.1)  # 90 % of purchases gone

@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from funnelpulse_dagster.rules import CURRENT_HOUR_Z, THRESHOLD
+from funnelpulse_dagster.rules import CURRENT_HOUR_Z, SHOP_PRIOR_SESSIONS, THRESHOLD
 from funnelpulse_dagster.transforms.anomalies import anomaly_rows, detect, root_cause_hints
 from funnelpulse_dagster.transforms.anomalies.evidence import evidence_for_days
 from funnelpulse_evaluation.series import (
+    BRANDS,
     FIRST,
     JUDGED,
     RATE,
@@ -62,10 +63,13 @@ def test_a_drop_in_the_first_week_is_judged_against_the_hours_baseline(spark):
     for r in flagged:
         hour = r["window_start"].hour
         # observed vs expected: the event rate of that hour of day over the three earlier days,
-        # and a session baseline between that hour's rate and the brand's (shrunk towards it)
-        assert r["expected_conversion_rate"] == pytest.approx(rate({hour}))
+        # and a session baseline between that hour's rate and the brand's (shrunk towards it),
+        # each moved by the rest of the shop's last hours (near 1 on an ordinary day)
+        factor = r["shop_factor"]
+        assert 0.85 < factor < 1.15
+        assert r["expected_conversion_rate"] == pytest.approx(rate({hour}) * factor)
         low, high = sorted((rate({hour}), rate(range(24))))
-        assert low - 1e-9 <= r["expected_session_conversion_rate"] <= high + 1e-9
+        assert low * factor - 1e-9 <= r["expected_session_conversion_rate"] <= high * factor + 1e-9
     assert _flags(spark, series(4), [day4]) == set()
 
 
@@ -84,6 +88,47 @@ def test_a_shop_wide_weekday_is_not_an_anomaly_but_a_drop_on_it_is(spark):
     drop = ("big", JUDGED, range(17, 21))
     flagged = _flags(spark, series(15, drop, weekday_lift=tuesday), [JUDGED])
     assert {(brand, kind) for brand, _, kind in flagged} == {("big", "drop")}
+
+
+def test_a_holiday_lifting_the_whole_shop_is_no_spike_but_a_brands_spike_on_it_is(spark):
+    """Two days of 3× traffic and 1.5× conversion in every brand (a holiday, a sale): on the
+    second, no brand is flagged, and the expectation of a busy hour follows the shop (its
+    factor is the rest of the shop's purchases over the last SHOP_HOURS hours against their
+    baselines, shrunk towards 1 by SHOP_PRIOR_SESSIONS). A spike of one brand on that day, 2×
+    the holiday's own conversion for four hours, is still flagged, and only for that brand."""
+    holiday = ({JUDGED - timedelta(days=1), JUDGED}, 3.0, 1.5)
+    rows = series(15, holiday=holiday)
+    gold = gold_frame(spark, rows)
+    assert _flags(spark, rows, [JUDGED]) == set()
+    evidence = {
+        (r["brand"], r["window_start"].hour): r
+        for r in evidence_for_days(gold, [JUDGED]).filter(f"window_date = DATE'{JUDGED}'").collect()
+    }
+    # at 16:00, recounted: each brand's purchasing sessions over 14:00-16:00 against its
+    # baselines' expectation, as a ratio shrunk towards 1, and the median weighted by expectation
+    ratios = []
+    for brand in BRANDS:
+        cells = [evidence[(brand, hour)] for hour in (14, 15, 16)]
+        purchases = sum(c["_x"] for c in cells)
+        expected = sum(c["expected_purchase_sessions"] / c["shop_factor"] for c in cells)
+        ratios.append(((purchases + SHOP_PRIOR_SESSIONS) / (expected + SHOP_PRIOR_SESSIONS), expected))
+    ratios.sort()
+    total, running = sum(w for _, w in ratios), 0.0
+    for ratio, weight in ratios:
+        running += weight
+        if running >= total / 2:
+            break
+    assert [evidence[(b, 16)]["shop_factor"] for b in BRANDS] == [pytest.approx(ratio)] * len(BRANDS)
+    assert 1.35 < ratio < 1.65
+    spiked = [
+        (*r[:4], p := 2 * r[4], p / r[3], r[6], p, r[8])
+        if r[2] == "steady" and r[8] == JUDGED and r[0].hour in range(12, 16)
+        else r
+        for r in rows
+    ]
+    flagged = _flags(spark, spiked, [JUDGED])
+    assert {(brand, kind) for brand, _, kind in flagged} == {("steady", "spike")}
+    assert {hour for _, hour, _ in flagged} <= set(range(12, 16))
 
 
 @pytest.mark.slow  # two detector runs compared: the full suite runs it, the quick lane does not

@@ -13,6 +13,8 @@ from funnelpulse_dagster.rules import (
     MIN_EVIDENCE_VIEWS,
     MIN_VIEWS,
     SEVERITY_THRESHOLDS,
+    SHOP_HOURS,
+    SHOP_PRIOR_SESSIONS,
     THRESHOLD,
 )
 from funnelpulse_dagster.transforms.anomalies.baselines import (
@@ -26,13 +28,64 @@ from funnelpulse_dagster.transforms.anomalies.baselines import (
 from funnelpulse_dagster.transforms.anomalies.plan import computed
 
 
+def with_shop_factor(scored: DataFrame) -> DataFrame:
+    """Adds `shop_factor`: how far the shop as a whole converts above or below its baselines in
+    the last SHOP_HOURS hours. Each brand's ratio there is its purchasing sessions against what
+    its baselines expect, each shrunk towards 1 by SHOP_PRIOR_SESSIONS; the factor is the median
+    of those ratios weighted by the expected sessions. A holiday week lifts every brand
+    together and moves the median; one brand's incident (the busiest brand holds far less than
+    half the weight) does not. It looks back only, so a live judge computes the factor the batch
+    one does."""
+    expected = F.when(F.col("p_base").isNotNull(), F.col("_n") * F.col("p_base"))
+    observed = F.when(F.col("p_base").isNotNull(), F.col("_x"))
+    recent = Window.partitionBy("brand").orderBy("hour_index").rangeBetween(-(SHOP_HOURS - 1), 0)
+    prior = F.lit(float(SHOP_PRIOR_SESSIONS))
+    brands = scored.select(
+        "hour_index",
+        F.sum(observed).over(recent).alias("_bx"),
+        F.sum(expected).over(recent).alias("_bl"),
+    ).filter(F.col("_bl") > 0)
+    ratios = brands.select(
+        "hour_index",
+        F.struct(
+            ((F.col("_bx") + prior) / (F.col("_bl") + prior)).alias("ratio"), F.col("_bl").alias("weight")
+        ).alias("_r"),
+    )
+    per_hour = ratios.groupBy("hour_index").agg(
+        F.array_sort(F.collect_list("_r")).alias("_rs"), F.sum("_r.weight").alias("_total")
+    )
+    # the weighted median: the first ratio (in order) at which the running weight reaches half
+    median = F.aggregate(
+        F.col("_rs"),
+        F.struct(F.lit(0.0).alias("run"), F.lit(None).cast("double").alias("median")),
+        lambda acc, r: F.struct(
+            (acc["run"] + r["weight"]).alias("run"),
+            F.when(acc["median"].isNull() & (acc["run"] + r["weight"] >= F.col("_total") / 2), r["ratio"])
+            .otherwise(acc["median"])
+            .alias("median"),
+        ),
+    )["median"]
+    # computed apart: the detector's plan nests close to what a Spark Connect client can send
+    factors = computed(per_hour.select("hour_index", median.alias("shop_factor")))
+    return scored.join(factors, "hour_index", "left").withColumn(
+        "shop_factor", F.coalesce("shop_factor", F.lit(1.0))
+    )
+
+
 def hourly_evidence(judged: DataFrame, base: DataFrame, phi: DataFrame) -> DataFrame:
-    """Each judged brand-hour with its expected rate, its own z and the accumulated scores. A
-    brand without any history has no baseline, and its hours carry no evidence."""
-    scored = (
+    """Each judged brand-hour with its expected rate (the brand's baselines times the shop's
+    factor, `with_shop_factor`), its own z and the accumulated scores. A brand without any
+    history has no baseline, and its hours carry no evidence."""
+    with_baselines = computed(  # read twice (the shop's factor, the evidence): computed once
         judged.join(base, ["judged_date", "brand", "hour_of_day", "weekday"], "left")
         .join(phi, ["judged_date", "brand"], "left")
         .withColumn("phi", F.coalesce("phi", F.lit(1.0)))
+    )
+    scored = (
+        with_baselines.transform(with_shop_factor)
+        # the hour's expectation: the brand's baselines moved with the rest of the shop
+        .withColumn("p_base", F.col("p_base") * F.col("shop_factor"))
+        .withColumn("p_event", F.col("p_event") * F.col("shop_factor"))
         .withColumn("expected_purchase_sessions", F.col("_n") * F.col("p_base"))
         .withColumn("expected_purchases", F.col("views") * F.col("p_event"))
         .withColumn(
