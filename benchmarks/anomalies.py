@@ -40,10 +40,10 @@ from funnelpulse_evaluation.scenarios import (
     SHOPS,
     TUNING_SEEDS,
     Scenario,
-    rates,
     run_scenario,
     summary,
 )
+from funnelpulse_evaluation.scoring import rates
 
 
 def _prf(m: dict) -> str:

@@ -27,6 +27,8 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+from funnelpulse_evaluation.scoring import rates
+
 LOOKBACK_DAYS = 28
 MIN_JUDGED_VIEWS = 20  # the product's detector judges hours from 20 views on
 FLAG_COLUMNS = ["brand", "window_start", "flag"]
@@ -242,9 +244,8 @@ def choose(results: list[dict]) -> dict[str, str]:
         for (m, setting), parts in totals.items():
             if m != method:
                 continue
-            precision = parts["all"]["tp"] / max(parts["all"]["tp"] + parts["all"]["fp"], 1)
-            tp, fp, fn = (parts["within_reach"][k] for k in ("tp", "fp", "fn"))
-            f1 = 2 * tp / max(2 * tp + fp + fn, 1)
+            precision = rates(parts["all"])["precision"]
+            f1 = rates(parts["within_reach"])["f1"]
             options.append(
                 (precision >= PRECISION_FIRST, f1 if precision >= PRECISION_FIRST else precision, setting)
             )

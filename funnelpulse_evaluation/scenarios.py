@@ -46,6 +46,7 @@ from funnelpulse_dagster.resources import LakeResource, RawDataResource
 from funnelpulse_dagster.resources.spark import SparkResource
 from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND, GOLD_FUNNEL_HOURLY_BRAND
 from funnelpulse_evaluation import alternatives
+from funnelpulse_evaluation.scoring import rates
 
 START = date(2019, 10, 1)
 FIRST_ANOMALY_DAY = 7  # a week of clean history before the first anomaly
@@ -299,14 +300,6 @@ def hour_counts(eligible: pd.DataFrame, truth: pd.DataFrame, flags: pd.DataFrame
         "fp": int((flagged & ~right).sum()),
         "fn": int((positive & ~right).sum()),
     }
-
-
-def rates(counts: dict) -> dict:
-    tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {**counts, "precision": precision, "recall": recall, "f1": f1}
 
 
 def usual_purchase_sessions(gold: pd.DataFrame, truth: pd.DataFrame) -> pd.Series:
