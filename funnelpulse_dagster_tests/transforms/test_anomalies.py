@@ -90,6 +90,7 @@ def test_a_shop_wide_weekday_is_not_an_anomaly_but_a_drop_on_it_is(spark):
     assert {(brand, kind) for brand, _, kind in flagged} == {("big", "drop")}
 
 
+@pytest.mark.slow  # three detector runs: the full suite runs it, the quick lane does not
 def test_a_holiday_lifting_the_whole_shop_is_no_spike_but_a_brands_spike_on_it_is(spark):
     """Two days of 3× traffic and 1.5× conversion in every brand (a holiday, a sale): on the
     second, no brand is flagged, and the expectation of a busy hour follows the shop (its
