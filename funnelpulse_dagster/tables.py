@@ -270,7 +270,7 @@ GOLD_ANOMALIES_HOURLY_BRAND = Table(
         ("views", LongType()),
         ("purchases", LongType()),
         ("conversion_rate", DoubleType()),
-        ("expected_conversion_rate", DoubleType()),  # the hour's usual purchases / views
+        ("expected_conversion_rate", DoubleType()),  # the hour's usual purchases / views × the shop's factor
         ("expected_purchases", DoubleType()),
         # what the test judges: purchasing sessions among viewing sessions, and its baseline
         ("view_sessions", LongType()),
@@ -474,9 +474,9 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "score": "the evidence of the strongest run of hours covering this one (|S_k|)",
     "evidence_hours": "how many hours that run of evidence spans",
     "detectable_at": "the end of the hour whose evidence first made this hour a flag",
-    "expected_conversion_rate": "the hour's usual purchases / views from the brand's history",
+    "expected_conversion_rate": "the hour's usual purchases / views from the brand's history, times the shop's factor",
     "expected_purchases": "views × expected_conversion_rate",
-    "expected_session_conversion_rate": "the hour's usual purchasing / viewing sessions (what the detector judges)",
+    "expected_session_conversion_rate": "the hour's usual purchasing / viewing sessions times the shop's factor (what the detector judges)",
     "expected_purchase_sessions": "view_sessions × expected_session_conversion_rate",
     "z_hour": "the hour's own evidence z (variance-stabilised, over-dispersion corrected)",
     "z_brand": "the seed detector's z against the brand's rate, for comparison",

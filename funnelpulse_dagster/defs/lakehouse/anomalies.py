@@ -28,7 +28,7 @@ _TRAILING_WINDOW = TimeWindowPartitionMapping(
         AssetDep(SILVER_EVENTS.name, partition_mapping=_TRAILING_WINDOW),
     ],
     description="Brand-hours whose conversion broke from the brand's own history (earlier days "
-    "only): drop or spike, score, expected vs observed, severity, root-cause hints, and the "
+    "only), moved with the rest of the shop's last hours: drop or spike, score, expected vs observed, severity, root-cause hints, and the "
     "seed's z columns for comparison. Each partition's metadata lists that day's drops.",
     group="gold",
     checks=[EVERY_ANOMALY_EXPLAINED],
