@@ -12,7 +12,7 @@ The detector, per brand-hour t of a judged day D:
   a thin history falls back to a broader baseline instead of a noisy one; times the shop's
   factor, how far the whole shop converts above or below its baselines over the last
   `SHOP_HOURS` hours (a weighted median over brands: a holiday lifts every brand, one brand's
-  incident does not move it);
+  incident moves it little);
 - the hour's evidence z_t: observed purchasing sessions x against λ = viewing sessions · p on the variance-stabilised
   (Anscombe) scale, 2(√(x+3/8) − √(λ+3/8)), divided by √φ, the brand's over-dispersion measured
   on its history (what is left of extra-binomial variation); hours under

@@ -34,8 +34,8 @@ def with_shop_factor(scored: DataFrame) -> DataFrame:
     its baselines expect, each shrunk towards 1 by SHOP_PRIOR_SESSIONS; the factor is the median
     of those ratios weighted by the expected sessions. A holiday week lifts every brand
     together and moves the median; one brand's incident (the busiest brand holds far less than
-    half the weight) does not. It looks back only, so a live judge computes the factor the batch
-    one does."""
+    half the weight) moves it little, though its own ratio is among the median's. It looks back
+    only, so a live judge computes the factor the batch one does."""
     expected = F.when(F.col("p_base").isNotNull(), F.col("_n") * F.col("p_base"))
     observed = F.when(F.col("p_base").isNotNull(), F.col("_x"))
     recent = Window.partitionBy("brand").orderBy("hour_index").rangeBetween(-(SHOP_HOURS - 1), 0)
