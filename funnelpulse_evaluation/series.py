@@ -50,11 +50,13 @@ def series(
     holiday_days, traffic, conversion = holiday or (set(), 1.0, 1.0)
     for d in range(days):
         day = FIRST + timedelta(days=d)
+        on_holiday = day in holiday_days
         rate = RATE * (weekday_lift or {}).get(day.weekday(), 1.0)
-        rate *= conversion if day in holiday_days else 1.0
+        rate *= conversion if on_holiday else 1.0
+        day_traffic = traffic if on_holiday else 1.0
         for hour in range(24):
             for brand in BRANDS:
-                views = round(views_of(brand, hour) * (traffic if day in holiday_days else 1.0))
+                views = round(views_of(brand, hour) * day_traffic)
                 purchases = purchases_of(brand, day, hour, views, rate)
                 if drop and brand == drop[0] and day == drop[1] and hour in drop[2]:
                     purchases = round(views * RATE * 0.1)  # 90 % of purchases gone
