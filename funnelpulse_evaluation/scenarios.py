@@ -320,6 +320,13 @@ def usual_purchase_sessions(gold: pd.DataFrame, truth: pd.DataFrame) -> pd.Serie
     return truth.merge(usual.rename("usual").reset_index(), on=["brand", "window_start"], how="left")["usual"]
 
 
+def oracle_signal(usual: float, observed: float, anomaly_type: str) -> float:
+    """An incident's signal (see `incidents`): |observed − usual| / √usual purchasing sessions
+    in the anomaly's direction, 0 if they moved the other way."""
+    direction = 1.0 if anomaly_type == "spike" else -1.0
+    return max(0.0, direction * (observed - usual) / max(usual, 1.0) ** 0.5)
+
+
 def signal_level(z: float) -> str:
     return "< 2" if z < 2 else "2-4" if z < 4 else "4-6" if z < 6 else "6+"
 
@@ -359,9 +366,7 @@ def incidents(
         mine = hours[hours["incident"] == incident]
         start = mine["window_start"].min()
         found = mine[mine["ours"]]
-        usual, seen = float(mine["usual"].sum()), float(mine["observed"].sum())
-        direction = 1.0 if p.spec.anomaly_type == "spike" else -1.0
-        signal = max(0.0, direction * (seen - usual) / max(usual, 1.0) ** 0.5)
+        signal = oracle_signal(float(mine["usual"].sum()), float(mine["observed"].sum()), p.spec.anomaly_type)
         row = {
             **p.levels,
             "signal": signal_level(signal),
