@@ -22,7 +22,7 @@ a webhook, through Kafka, the continuous stream with its live judge, and the ale
 6. builds the drop day's hourly gold in batch and gives each drop its *signal*, the z an
    oracle knowing the drop's hours would reach (`scenarios.incidents`): the median time to
    detect is reported over every alerted drop and over the drops within reach (signal ≥ 4),
-   the ones the issue's one-hour target is about.
+   the drops any detector could be asked to find.
 
 Figures per drop:
 - *hours to detectable*: from the drop's first event to the incident's earliest

@@ -8,7 +8,13 @@ from datetime import datetime, timedelta
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from funnelpulse_dagster.rules import CURRENT_HOUR_Z, SHOP_PRIOR_SESSIONS, THRESHOLD
+from funnelpulse_dagster.rules import (
+    CURRENT_HOUR_Z,
+    SHOP_DEPARTURE_Z,
+    SHOP_HOURS,
+    SHOP_PRIOR_SESSIONS,
+    THRESHOLD,
+)
 from funnelpulse_dagster.transforms.anomalies import anomaly_rows, detect, root_cause_hints
 from funnelpulse_dagster.transforms.anomalies.evidence import evidence_for_days
 from funnelpulse_evaluation.series import (
@@ -73,6 +79,37 @@ def test_a_drop_in_the_first_week_is_judged_against_the_hours_baseline(spark):
     assert _flags(spark, series(4), [day4]) == set()
 
 
+def test_a_brands_own_drop_leaves_its_expectation_and_the_shop_moves_only_beyond_its_noise(spark):
+    """The busiest brand loses 90 % of its purchases for four hours. Its factor is the other
+    brands' median, so its own drop cannot lower what it is judged against: it stays 1 all
+    day. Every other brand's factor is 1 unless the other brands' pooled purchasing sessions
+    over the last SHOP_HOURS hours depart from their expectation by SHOP_DEPARTURE_Z (recounted
+    here); the big brand's drop is in their pool, so late in it the gate opens for them, and
+    their median moves little."""
+    rows = series(15, ("big", JUDGED, range(17, 21)))
+    evidence = evidence_for_days(gold_frame(spark, rows), [JUDGED]).filter(f"window_date = DATE'{JUDGED}'")
+    cells = {
+        (r["brand"], r["window_start"].hour): r
+        for r in evidence.select(
+            "brand", "window_start", "_x", "expected_purchase_sessions", "shop_factor"
+        ).collect()
+    }
+    assert {cells[("big", hour)]["shop_factor"] for hour in range(24)} == {1.0}
+    opened = set()
+    for (brand, hour), cell in cells.items():
+        if hour < SHOP_HOURS - 1:
+            continue  # its window reaches into the day before, which is not in `cells`
+        pool = [cells[(b, h)] for b in BRANDS if b != brand for h in range(hour - SHOP_HOURS + 1, hour + 1)]
+        observed = sum(c["_x"] for c in pool)
+        expected = sum(c["expected_purchase_sessions"] / c["shop_factor"] for c in pool)
+        if abs(observed - expected) / expected**0.5 < SHOP_DEPARTURE_Z:
+            assert cell["shop_factor"] == 1.0, (brand, hour)
+        else:
+            opened.add(hour)
+            assert 0.9 < cell["shop_factor"] < 1.1
+    assert opened and opened <= set(range(17, 23)), "the gate opens only while big's drop is in the pool"
+
+
 def test_no_flags_on_a_normal_day(spark):
     assert _flags(spark, series(15), [JUDGED]) == set()
 
@@ -93,9 +130,9 @@ def test_a_shop_wide_weekday_is_not_an_anomaly_but_a_drop_on_it_is(spark):
 @pytest.mark.slow  # three detector runs: the full suite runs it, the quick lane does not
 def test_a_holiday_lifting_the_whole_shop_is_no_spike_but_a_brands_spike_on_it_is(spark):
     """Two days of 3× traffic and 1.5× conversion in every brand (a holiday, a sale): on the
-    second, no brand is flagged, and the expectation of a busy hour follows the shop (its
-    factor is the rest of the shop's purchases over the last SHOP_HOURS hours against their
-    baselines, shrunk towards 1 by SHOP_PRIOR_SESSIONS). A spike of one brand on that day, 2×
+    second, no brand is flagged, and the expectation of a busy hour follows the shop (a brand's
+    factor is the weighted median of the other brands' purchases over the last SHOP_HOURS
+    hours against their baselines, shrunk towards 1 by SHOP_PRIOR_SESSIONS). A spike of one brand on that day, 2×
     the holiday's own conversion for four hours, is still flagged, and only for that brand."""
     holiday = ({JUDGED - timedelta(days=1), JUDGED}, 3.0, 1.5)
     rows = series(15, holiday=holiday)
@@ -106,21 +143,29 @@ def test_a_holiday_lifting_the_whole_shop_is_no_spike_but_a_brands_spike_on_it_i
         for r in evidence_for_days(gold, [JUDGED]).filter(f"window_date = DATE'{JUDGED}'").collect()
     }
     # at 16:00, recounted: each brand's purchasing sessions over 14:00-16:00 against its
-    # baselines' expectation, as a ratio shrunk towards 1, and the median weighted by expectation
-    ratios = []
+    # baselines' expectation, as a ratio shrunk towards 1; a brand's factor is the median of the
+    # other brands' ratios weighted by expectation (the holiday is far beyond the factor's noise)
+    sums = {}
     for brand in BRANDS:
         cells = [evidence[(brand, hour)] for hour in (14, 15, 16)]
         purchases = sum(c["_x"] for c in cells)
         expected = sum(c["expected_purchase_sessions"] / c["shop_factor"] for c in cells)
-        ratios.append(((purchases + SHOP_PRIOR_SESSIONS) / (expected + SHOP_PRIOR_SESSIONS), expected))
-    ratios.sort()
-    total, running = sum(w for _, w in ratios), 0.0
-    for ratio, weight in ratios:
-        running += weight
-        if running >= total / 2:
-            break
-    assert [evidence[(b, 16)]["shop_factor"] for b in BRANDS] == [pytest.approx(ratio)] * len(BRANDS)
-    assert 1.35 < ratio < 1.65
+        sums[brand] = (purchases, expected)
+
+    def median_of_others(brand: str) -> float:
+        others = [s for b, s in sums.items() if b != brand]
+        purchases, expected = (sum(column) for column in zip(*others))
+        assert (purchases - expected) / expected**0.5 >= SHOP_DEPARTURE_Z
+        ratios = sorted(((x + SHOP_PRIOR_SESSIONS) / (e + SHOP_PRIOR_SESSIONS), e) for x, e in others)
+        total, running = sum(w for _, w in ratios), 0.0
+        for ratio, weight in ratios:
+            running += weight
+            if running >= total / 2:
+                return ratio
+
+    for brand in BRANDS:
+        assert evidence[(brand, 16)]["shop_factor"] == pytest.approx(median_of_others(brand))
+        assert 1.35 < evidence[(brand, 16)]["shop_factor"] < 1.65
     spiked = [
         (*r[:4], p := 2 * r[4], p / r[3], r[6], p, r[8])
         if r[2] == "steady" and r[8] == JUDGED and r[0].hour in range(12, 16)

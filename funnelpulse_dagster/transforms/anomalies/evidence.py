@@ -13,6 +13,7 @@ from funnelpulse_dagster.rules import (
     MIN_EVIDENCE_VIEWS,
     MIN_VIEWS,
     SEVERITY_THRESHOLDS,
+    SHOP_DEPARTURE_Z,
     SHOP_HOURS,
     SHOP_PRIOR_SESSIONS,
     THRESHOLD,
@@ -29,45 +30,73 @@ from funnelpulse_dagster.transforms.anomalies.plan import computed
 
 
 def with_shop_factor(scored: DataFrame) -> DataFrame:
-    """Adds `shop_factor`: how far the shop as a whole converts above or below its baselines in
-    the last SHOP_HOURS hours. Each brand's ratio there is its purchasing sessions against what
-    its baselines expect, each shrunk towards 1 by SHOP_PRIOR_SESSIONS; the factor is the median
-    of those ratios weighted by the expected sessions. A holiday week lifts every brand
-    together and moves the median; one brand's incident (the busiest brand holds far less than
-    half the weight) moves it little, though its own ratio is among the median's. It looks back
-    only, so a live judge computes the factor the batch one does."""
+    """Adds `shop_factor`: how far the rest of the shop converts above or below its baselines
+    in the last SHOP_HOURS hours. Each brand's ratio there is its purchasing sessions against
+    what its baselines expect, each shrunk towards 1 by SHOP_PRIOR_SESSIONS; a brand's factor
+    is the median of the other brands' ratios weighted by their expected sessions. A holiday
+    week lifts every brand together and moves the median; a brand's own incident is not among
+    its median, so it cannot lower its own expectation (it moves the other brands' factors a
+    little, by its weight). It looks back only, so a live judge computes the factor the batch
+    one does."""
     expected = F.when(F.col("p_base").isNotNull(), F.col("_n") * F.col("p_base"))
     observed = F.when(F.col("p_base").isNotNull(), F.col("_x"))
     recent = Window.partitionBy("brand").orderBy("hour_index").rangeBetween(-(SHOP_HOURS - 1), 0)
     prior = F.lit(float(SHOP_PRIOR_SESSIONS))
-    brands = scored.select(
-        "hour_index",
-        F.sum(observed).over(recent).alias("_bx"),
-        F.sum(expected).over(recent).alias("_bl"),
-    ).filter(F.col("_bl") > 0)
+    brands = computed(  # read twice (the hour's ratios, each brand's own weight): computed once
+        scored.select(
+            "hour_index",
+            "brand",
+            F.sum(observed).over(recent).alias("_bx"),
+            F.sum(expected).over(recent).alias("_bl"),
+        ).filter(F.col("_bl") > 0)
+    )
     ratios = brands.select(
         "hour_index",
         F.struct(
-            ((F.col("_bx") + prior) / (F.col("_bl") + prior)).alias("ratio"), F.col("_bl").alias("weight")
+            ((F.col("_bx") + prior) / (F.col("_bl") + prior)).alias("ratio"),
+            F.col("_bl").alias("weight"),
+            F.col("brand").alias("brand"),
         ).alias("_r"),
+        "_bx",
     )
     per_hour = ratios.groupBy("hour_index").agg(
-        F.array_sort(F.collect_list("_r")).alias("_rs"), F.sum("_r.weight").alias("_total")
+        F.array_sort(F.collect_list("_r")).alias("_rs"),
+        F.sum("_r.weight").alias("_total"),
+        F.sum("_bx").alias("_total_x"),
     )
-    # the weighted median: the first ratio (in order) at which the running weight reaches half
+    own = brands.select("hour_index", "brand", F.col("_bl").alias("_own"), F.col("_bx").alias("_own_x"))
+    others_total = F.col("_total") - F.coalesce("_own", F.lit(0.0))
+    others_x = F.col("_total_x") - F.coalesce("_own_x", F.lit(0.0))
+    # how far the other brands' pooled sessions are from their expectation, in Poisson sd: an
+    # ordinary hour's median wanders by a few per cent, which would only add noise to every
+    # brand's expectation; the shop moves each brand's expectation only beyond that noise
+    departure = (others_x - others_total) / F.sqrt(F.greatest(others_total, F.lit(1.0)))
+    # the weighted median of the other brands: the first ratio (in order) at which their
+    # running weight reaches half of theirs
     median = F.aggregate(
         F.col("_rs"),
         F.struct(F.lit(0.0).alias("run"), F.lit(None).cast("double").alias("median")),
-        lambda acc, r: F.struct(
-            (acc["run"] + r["weight"]).alias("run"),
-            F.when(acc["median"].isNull() & (acc["run"] + r["weight"] >= F.col("_total") / 2), r["ratio"])
-            .otherwise(acc["median"])
-            .alias("median"),
+        lambda acc, r: F.when(r["brand"] == F.col("brand"), acc).otherwise(
+            F.struct(
+                (acc["run"] + r["weight"]).alias("run"),
+                F.when(acc["median"].isNull() & (acc["run"] + r["weight"] >= others_total / 2), r["ratio"])
+                .otherwise(acc["median"])
+                .alias("median"),
+            )
         ),
     )["median"]
+    keys = scored.select("hour_index", "brand").distinct()
     # computed apart: the detector's plan nests close to what a Spark Connect client can send
-    factors = computed(per_hour.select("hour_index", median.alias("shop_factor")))
-    return scored.join(factors, "hour_index", "left").withColumn(
+    factors = computed(
+        keys.join(per_hour, "hour_index")
+        .join(own, ["hour_index", "brand"], "left")
+        .select(
+            "hour_index",
+            "brand",
+            F.when(F.abs(departure) >= SHOP_DEPARTURE_Z, median).otherwise(F.lit(1.0)).alias("shop_factor"),
+        )
+    )
+    return scored.join(factors, ["hour_index", "brand"], "left").withColumn(
         "shop_factor", F.coalesce("shop_factor", F.lit(1.0))
     )
 
