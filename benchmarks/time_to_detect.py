@@ -241,7 +241,7 @@ def main() -> int:
     materialize_days([bronze, silver_events, gold_funnel_hourly_brand], day, day, spark, lake, raw)
     gold = lake.read(session, GOLD_FUNNEL_HOURLY_BRAND).filter("brand IS NOT NULL").toPandas()
     gold["window_start"] = pd.to_datetime(gold["window_start"])
-    signals = {}
+    signals = {}  # by drop ("brand HH:MM", as matched_drop names it): a brand may drop twice
     for drop in injected.itertuples(index=False):
         hours = pd.DataFrame(
             {
@@ -251,7 +251,9 @@ def main() -> int:
         )
         observed = hours.merge(gold, on=["brand", "window_start"], how="left")["purchase_sessions"].fillna(0)
         usual = usual_purchase_sessions(gold, hours)
-        signals[drop.brand] = oracle_signal(float(usual.sum()), float(observed.sum()), drop.anomaly_type)
+        signals[f"{drop.brand} {drop.window_start:%H:%M}"] = oracle_signal(
+            float(usual.sum()), float(observed.sum()), drop.anomaly_type
+        )
 
     def matched_drop(body: dict) -> str:
         """The planned drop an alert is about: its type and brand, its hours within an hour of
@@ -284,7 +286,7 @@ def main() -> int:
         start = drop.window_start
         label = f"{drop.brand} {start:%H:%M}"
         alert = next(((at, body) for at, body in openings if matched_drop(body) == label), None)
-        signal = signals[drop.brand]
+        signal = signals[label]
         reach = signal >= DETECTABLE_SIGNAL
         if alert is None:
             rows.append([drop.brand, f"{start:%H:%M}", round(signal, 1), "no alert", "–", "–", "–", "–"])
