@@ -24,9 +24,10 @@ micro-batch + publishing + the server's next live refresh (every 0.5 s) + the re
 
 With `--open-hour-growth`, it measures instead what a micro-batch of the open-state query costs as its open hour grows: it
 fills one hour of the topic up to each size in turn (the query absorbs the fill), waits
-`--settle-seconds` (the state store's flushes and compactions after the fill), then sends
-`--probe-events` more into the same hour three times and reports the median of those micro-
-batches' durations (Spark's `triggerExecution`) at each size. Flat means incremental.
+`--settle-seconds` (what the machine still does after a large fill: the JVM's collections, the
+disk's flushes), then sends `--probe-events` more into the same hour three times and reports
+the median of those micro-batches' durations (Spark's `triggerExecution`) and of their phases
+at each size, and the keys the open state holds. Flat means incremental.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from figures import flat, record  # benchmarks/figures.py: the performance page
 
 from funnelpulse_dagster.generator import generate
 from funnelpulse_dagster.lakehouse.lake import Lake
-from funnelpulse_dagster.resources import KafkaResource
+from funnelpulse_dagster.resources import KafkaResource, StreamingResource
 from funnelpulse_dagster.runtime.services import free_port, wait_for_http
 from funnelpulse_dagster.runtime.spark_session import classic_session, spark_conf
 from funnelpulse_dagster.serving import queries
@@ -89,25 +90,19 @@ def _synthetic(hour: datetime, count: int, seed: int) -> list[tuple[bytes, bytes
     return out
 
 
-def _where_the_batch_went(batches: list[dict]) -> dict:
-    """Milliseconds of a probe's micro-batches, summed: Spark's phases (`durationMs`) and each
-    state operator's updates, removals (the watermark's eviction) and commits, with its keys."""
+def _phases(batches: list[dict]) -> dict[str, int]:
+    """Milliseconds of a probe's micro-batches in each of Spark's phases (`durationMs`), summed."""
     phases: dict[str, int] = {}
-    operators: dict[str, dict[str, int]] = {}
     for batch in batches:
         for phase, ms in batch["durationMs"].items():
             phases[phase] = phases.get(phase, 0) + ms
-        for index, operator in enumerate(batch.get("stateOperators", [])):
-            figures = operators.setdefault(f"{index}_{operator['operatorName']}", {})
-            for key in ("allUpdatesTimeMs", "allRemovalsTimeMs", "commitTimeMs"):
-                figures[key] = figures.get(key, 0) + operator[key]
-            figures["numRowsTotal"] = operator["numRowsTotal"]
-    return {"phases_ms": phases, "state_operators": operators}
+    return phases
 
 
 def open_hour_growth(sizes: list[int], probe_events: int, partitions: int, settle_seconds: float) -> dict:
     """Per-batch cost of the open-state query as its open hour grows (see the module docstring)."""
     from funnelpulse_dagster.streaming.job import LiveSettings, start_open
+    from funnelpulse_dagster.streaming.open_state import held_keys
 
     work = Path(tempfile.mkdtemp(prefix="funnelpulse-open-growth-"))
     bootstrap = f"127.0.0.1:{free_port()}"
@@ -158,8 +153,8 @@ def open_hour_growth(sizes: list[int], probe_events: int, partitions: int, settl
             batches_until(size)
             fill_seconds = time.perf_counter() - started
             sent = size
-            # the state store's background work after a large fill (RocksDB flushes and
-            # compactions) would land in the first probe; the probes measure the steady state
+            # the background work after a large fill would land in the first probe; the probes
+            # measure the steady state
             time.sleep(settle_seconds)
             probes, breakdowns = [], []
             for round_ in range(3):
@@ -167,7 +162,7 @@ def open_hour_growth(sizes: list[int], probe_events: int, partitions: int, settl
                 sent += probe_events
                 batches = batches_until(sent)
                 probes.append(sum(b["durationMs"]["triggerExecution"] for b in batches) / 1000)
-                breakdowns.append(_where_the_batch_went(batches))
+                breakdowns.append(_phases(batches))
             rows.append(
                 {
                     "open_hour_events": sent,
@@ -175,8 +170,9 @@ def open_hour_growth(sizes: list[int], probe_events: int, partitions: int, settl
                     "probe_events": probe_events,
                     "probe_batch_seconds_median": round(statistics.median(probes), 2),
                     "probe_batch_seconds": [round(p, 2) for p in probes],
-                    # the median probe's phases and state operators (ms), to show what grows
-                    "median_probe": breakdowns[probes.index(statistics.median(probes))],
+                    # the median probe's phases (ms), to show what grows
+                    "median_probe_phases_ms": breakdowns[probes.index(statistics.median(probes))],
+                    "keys_held": held_keys(f"{checkpoint}_cells"),
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
@@ -215,6 +211,12 @@ def main() -> int:
         "--warmup-seconds", type=float, default=20, help="messages sent before this are not scored"
     )
     parser.add_argument("--trigger-seconds", type=int, default=5, help="the streaming job's trigger interval")
+    parser.add_argument(
+        "--ledger-trigger-seconds",
+        type=int,
+        default=StreamingResource.model_fields["ledger_processing_time_seconds"].default,
+        help="the ingest and gold queries' trigger interval (the streaming resource's default)",
+    )
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument(
         "--open-hour-growth",
@@ -270,6 +272,7 @@ def main() -> int:
                     str(work / "checkpoints"),
                     available_now=False,
                     processing_time_seconds=args.trigger_seconds,
+                    ledger_seconds=args.ledger_trigger_seconds,
                     max_runtime_seconds=args.seconds + 60,
                     log=lambda _: None,
                 )
@@ -343,6 +346,7 @@ def main() -> int:
         "produced": len(produced),
         "produce_seconds": round(produced[-1][1] - started, 1),
         "trigger_seconds": args.trigger_seconds,
+        "ledger_trigger_seconds": args.ledger_trigger_seconds,
         "scored_messages": scored,
         "seen_messages": len(latencies),
         "p50_s": round(quantiles[49], 1),

@@ -12,7 +12,7 @@ a webhook, through Kafka, the continuous stream with its live judge, and the ale
    detector's look-back history;
 3. starts a local broker, the continuous stream with its live judge (`StreamingResource.run`
    with `live_judge`, as `funnelpulse stream --continuous` runs it, with the resource's
-   defaults), the alerts sensor's evaluation every `--alert-interval` seconds (60: the sensor's
+   defaults but the ingest and gold queries on the open state's trigger), the alerts sensor's evaluation every `--alert-interval` seconds (60: the sensor's
    minimum interval, as the Dagster daemon runs it) and a local webhook receiver;
 4. produces the last day's events from `--from-hour` in event-time order, paced at `--speed`
    times real time, noting when each event time was reached;
@@ -164,7 +164,12 @@ def main() -> int:
     broker.start(work, bootstrap)
     kafka = KafkaResource(bootstrap_servers=bootstrap, topic="ttd", topic_partitions=4)
     kafka.ensure_topic()
-    streaming = StreamingResource(checkpoint_root=str(work / "checkpoints"))
+    # the ingest and gold queries on the open state's trigger: at the replay's speed the
+    # resource's ledger interval (30 s) would be an hour of the day's time between closed hours
+    streaming = StreamingResource(
+        checkpoint_root=str(work / "checkpoints"),
+        ledger_processing_time_seconds=StreamingResource.model_fields["processing_time_seconds"].default,
+    )
     session = spark.spark_session
     day = START + timedelta(days=HISTORY_DAYS)
     # the day from --from-hour, and the next day's first minutes so that its last hour ends

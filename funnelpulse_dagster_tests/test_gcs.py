@@ -270,9 +270,9 @@ def test_the_batch_chain_reads_and_writes_gs_inside_spark(
 def test_a_stream_keeps_its_checkpoints_and_state_in_a_bucket_and_resumes_exactly(
     fake_gcs, monkeypatch, spark, tmp_path, apache_kafka
 ):
-    """FUNNELPULSE_CHECKPOINTS in a bucket: the three queries keep their offsets, commits and
-    RocksDB state there through the GCS connector, and the open state its cells files; a second
-    run resumes from the bucket's checkpoints and stores every message once.
+    """FUNNELPULSE_CHECKPOINTS in a bucket: the three queries keep their offsets and commits there
+    through the GCS connector, the gold query its RocksDB state, and the open state its cells and
+    keys files; a second run resumes from the bucket's checkpoints and stores every message once.
 
     The lake stays on local disk here: the open state's tables are written by delta-rs, whose
     uploads (the XML API's plain PUT) neither emulator serves (fake-gcs-server asks for an
@@ -327,6 +327,6 @@ def test_a_stream_keeps_its_checkpoints_and_state_in_a_bucket_and_resumes_exactl
     stored = {b.name for b in bucket.list_blobs(prefix="checkpoints/")}
     for query in (STREAM_INGEST_QUERY, STREAM_GOLD_QUERY, STREAM_OPEN_QUERY):
         assert any(n.startswith(f"checkpoints/{query}/commits/") for n in stored), query
-    for query in (STREAM_GOLD_QUERY, STREAM_OPEN_QUERY):
-        assert any(n.startswith(f"checkpoints/{query}/state/") for n in stored), query
-    assert any(n.startswith(f"checkpoints/{STREAM_OPEN_QUERY}_cells/cells-") for n in stored)
+    assert any(n.startswith(f"checkpoints/{STREAM_GOLD_QUERY}/state/") for n in stored)
+    for kind in ("cells", "keys"):  # the open state's cells and its counted keys
+        assert any(n.startswith(f"checkpoints/{STREAM_OPEN_QUERY}_cells/{kind}-") for n in stored), kind

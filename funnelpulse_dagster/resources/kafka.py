@@ -16,6 +16,9 @@ from pydantic import Field
 
 from funnelpulse_dagster.streaming.offsets import END_OFFSET_MODES, end_offsets, planner_consumer
 
+# the longest a broker holds a fetch of Spark's Kafka source for data not there yet (ms)
+SPARK_SOURCE_FETCH_WAIT_MS = 10
+
 # the JVM client's login module per SASL mechanism
 _JAAS_LOGIN_MODULES = {
     "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
@@ -148,6 +151,11 @@ class KafkaResource(ConfigurableResource):
         query rather than skipping data silently."""
         options = {f"kafka.{k}": v for k, v in self.jvm_client_config().items()}
         options |= {"subscribe": self.topic, "startingOffsets": "earliest", "failOnDataLoss": "true"}
+        # A task reads a closed offset range; once it has fetched its range's end, the consumer's
+        # next fetch finds nothing new and the broker holds it for `fetch.max.wait.ms` (500 ms by
+        # default) before answering: half a second per task, whatever the batch's size. Answered
+        # at once, a small micro-batch's read takes a fraction of that.
+        options.setdefault("kafka.fetch.max.wait.ms", str(SPARK_SOURCE_FETCH_WAIT_MS))
         if max_events_per_trigger:
             options["maxOffsetsPerTrigger"] = str(max_events_per_trigger)
         return options

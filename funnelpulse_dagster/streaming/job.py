@@ -50,7 +50,7 @@ from funnelpulse_dagster.tables import (
     STREAM_INGEST_QUERY,
     STREAM_OPEN_QUERY,
 )
-from funnelpulse_dagster.transforms.live import open_cells, open_contributions
+from funnelpulse_dagster.transforms.live import open_contributions
 from funnelpulse_dagster.transforms.silver import apply_silver_rules, normalise_events
 from funnelpulse_dagster.transforms.stream import (
     DEAD_LETTER_COLUMNS,
@@ -169,8 +169,6 @@ class LiveSettings:
     minute_window_minutes: int = 1
     top_brands: int = 5
     keep_versions: int = 3  # older states are deleted; a reader copying one has time to finish
-    # the open-state query's shuffle and state partitions, fixed when its checkpoint is created
-    state_partitions: int = 2
 
 
 def checkpoint_app_id(checkpoint: str) -> str:
@@ -281,7 +279,9 @@ def start_open(
     since: datetime | None = None,
 ) -> StreamingQuery:
     """The open-state query: the topic's valid events through the silver rules, as contribution
-    rows counted once each, into minute cells whose updates the sink merges and publishes.
+    rows (transforms/live.py), handed per micro-batch to the sink that counts the new ones and
+    publishes the open state (streaming/open_state.py). Stateless in Spark: a micro-batch's
+    cost follows the batch, not the open hour.
 
     `since`: only events at or after it count. A run that works off a backlog passes the start
     of the hours that can still be open when it ends, so it does not aggregate days that are
@@ -292,25 +292,17 @@ def start_open(
         events = events.filter(F.col("event_time") >= F.lit(since.isoformat(sep=" ")).cast("timestamp"))
     clean = events.select(*RAW_COLUMNS).transform(apply_silver_rules).transform(normalise_events)
     minutes = live.minute_window_minutes
-    cells = open_cells(open_contributions(clean, minutes), minutes)
-    sink = OpenStateSink(lake, f"{checkpoint.rstrip('/')}_cells", live.top_brands, live.keep_versions)
-    writer = (
-        cells.writeStream.queryName(STREAM_OPEN_QUERY)
+    sink = OpenStateSink(
+        lake, f"{checkpoint.rstrip('/')}_cells", minutes, live.top_brands, live.keep_versions
+    )
+    return (
+        open_contributions(clean, minutes)
+        .writeStream.queryName(STREAM_OPEN_QUERY)
         .option("checkpointLocation", checkpoint)
-        .outputMode("update")
         .foreachBatch(sink)
         .trigger(**trigger)
+        .start()
     )
-    # A small batch's cost is mostly per state partition (two stateful operators, a store
-    # commit each): the query gets its own partition count. It is read when the query starts
-    # (and kept in its checkpoint after the first start), so the session's setting goes back at once.
-    shuffle = "spark.sql.shuffle.partitions"
-    before = spark.conf.get(shuffle)
-    spark.conf.set(shuffle, str(live.state_partitions))
-    try:
-        return writer.start()
-    finally:
-        spark.conf.set(shuffle, before)
 
 
 def open_hours_start(gold: QueryTotals | None) -> datetime | None:
@@ -412,12 +404,15 @@ def run_stream(
     available_now: bool = True,
     processing_time_seconds: int = 30,
     max_runtime_seconds: float | None = None,
+    ledger_seconds: int | None = None,
     log: Callable[[str], None] = print,
     live: LiveSettings | None = LiveSettings(),
     on_tick: Callable[[], None] | None = None,
 ) -> dict[str, QueryTotals]:
     """Run the ingest, gold and (unless `live` is None) open-state queries and total their
-    progress per query name. A continuous run calls `on_tick` about every second while its
+    progress per query name. In a continuous run the open-state query triggers every
+    `processing_time_seconds`, the ingest and gold queries every `ledger_seconds` (by default the
+    same). A continuous run calls `on_tick` about every second while its
     queries run (the live judge). A failed query raises its exception after the others are stopped,
     so a run never leaves a query behind."""
     root = checkpoint_root.rstrip("/")
@@ -451,8 +446,14 @@ def run_stream(
             else:
                 _await([start({"availableNow": True})], progress, deadline, log)
     else:
-        trigger = {"processingTime": f"{processing_time_seconds} seconds"}
-        _await([start(trigger) for _, start in starts], progress, deadline, log, on_tick)
+
+        def every(seconds: int) -> dict:
+            return {"processingTime": f"{seconds} seconds"}
+
+        ledger = every(ledger_seconds or processing_time_seconds)
+        queries = [start(every(processing_time_seconds) if name == STREAM_OPEN_QUERY else ledger)
+                   for name, start in starts]  # fmt: skip
+        _await(queries, progress, deadline, log, on_tick)
     for name, _ in starts:
         progress.totals.setdefault(name, QueryTotals(name))
     return progress.totals

@@ -2,23 +2,22 @@
 
 The closed hourly table only gets an hour once the watermark passes its end (two hours late by
 design: late events must still count). Watching needs the hours still open, as of the newest
-event, within seconds, whatever the size of the open hour. So the open state is a stateful
-streaming query of its own (streaming/open_state.py), whose work per micro-batch follows the
-batch, not the hour:
+event, within seconds, whatever the size of the open hour. So the open state has a streaming
+query of its own, whose work per micro-batch follows the batch, not the hour:
 
-1. Each clean event (the silver rules and normalisation, watermarked) becomes a few
-   *contribution* rows, each with a de-duplication key:
+1. Each clean event (the silver rules and normalisation) becomes a few *contribution* rows
+   (`open_contributions`, Spark), each with a 16-byte de-duplication key:
    - an event row for its brand and one for the shop, keyed by the event key: the event counts
-     and revenue (gold's own `funnel_aggregations`), so a duplicate event counts once;
+     and revenue (the counts `rules.EVENT_COUNTS` names), so a duplicate event counts once;
    - for a view, cart or purchase, a row per actor (session, user) for its brand, keyed by
      (hour, brand, step, actor): the hour's distinct sessions and users per step, exact;
    - for a view or purchase with a session, a row for its brand and one for the shop, keyed by
      (minute, scope, step, session): the minute's distinct viewing and purchasing sessions.
-2. One de-duplication within the watermark drops every key seen before (a state-store lookup per
-   row), and one aggregation per (minute, scope) adds up what is new, in update mode: a
-   micro-batch emits only the minute cells it touched, with their running totals.
+2. The query's sink (streaming/open_state.py) counts each key once within the watermark (the
+   keys already counted are held beside the query's checkpoint) and adds the new rows' totals
+   per (minute, scope) (`cells_sql`) to the open cells.
 
-An actor row's event time is the last instant of its hour (or minute), so its key is kept until
+An actor row's cell time is the last instant of its hour (or minute), so its key is kept until
 that hour (minute) closes, and it is counted in that hour's last minute cell: summing an hour's
 minute cells gives its exact distinct counts. The published tables are derived from the cells
 (`open_hours_sql`, `open_minutes_sql`): the closed table's columns for each open hour × brand,
@@ -30,10 +29,9 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from funnelpulse_dagster.rules import FUNNEL_RATES
+from funnelpulse_dagster.rules import EVENT_COUNTS, FUNNEL_RATES, REVENUE
 from funnelpulse_dagster.tables import EVENT_KEY, LIVE_MINUTE_FUNNEL, LIVE_OPEN_HOURLY_BRAND, SHOP_SCOPE
-from funnelpulse_dagster.transforms.gold import ACTORS, FUNNEL_STEPS, funnel_aggregations
-from funnelpulse_dagster.transforms.stream import WATERMARK_DELAY
+from funnelpulse_dagster.transforms.gold import ACTORS, FUNNEL_STEPS
 
 _EVENT, _HOUR_ACTOR, _MINUTE_SESSION = "event", "hour_actor", "minute_session"
 # the steps whose distinct sessions the minute funnel shows
@@ -53,9 +51,20 @@ def minute_session_column(step: str) -> str:
     return f"minute_{step}_sessions"
 
 
+# every counted column of a cell, beside its revenue and newest event time
+CELL_COUNTS = (
+    *EVENT_COUNTS,
+    *[hour_actor_column(step, suffix) for suffix in ACTORS.values() for step in FUNNEL_STEPS],
+    *[minute_session_column(step) for step in MINUTE_STEPS],
+)
+
+
 def _key(*parts: Column) -> Column:
-    """One text per distinct tuple of `parts` (NULL spelled apart from any text)."""
-    return F.concat_ws("\u001f", *[F.coalesce(p.cast("string"), F.lit("\u0000")) for p in parts])
+    """16 bytes per distinct tuple of `parts`: the MD5 of their text (NULL spelled apart from
+    any text). Keys stay small however long the brand or session; two tuples share a key with a
+    probability of about n² / 2¹²⁹ (below 10⁻²⁰ for a hundred million keys)."""
+    text = F.concat_ws("\u001f", *[F.coalesce(p.cast("string"), F.lit("\u0000")) for p in parts])
+    return F.unhex(F.md5(text))
 
 
 def _row(kind: str, is_shop: bool, time: Column, key: list[Column], **values: Column) -> Column:
@@ -113,45 +122,55 @@ def open_contributions(events: DataFrame, minutes: int = 1) -> DataFrame:
     return exploded.select("r.*")
 
 
-def open_cells(
-    contributions: DataFrame, minutes: int = 1, watermark_delay: str = WATERMARK_DELAY
-) -> DataFrame:
-    """Contribution rows → running totals per (minute, scope), for an update-mode query: each
-    key counted once, every cell's event counts, revenue, distinct actors, newest event time."""
+def cells_sql(contributions: str, minutes: int = 1) -> str:
+    """DuckDB SQL: the contribution rows in relation `contributions`, each key counted once →
+    totals per (minute cell, scope): event counts and revenue (the event rows, as gold's own
+    `funnel_aggregations` counts them), distinct actors per step (the actor rows), newest event time."""
+    if minutes < 1 or 60 % minutes:
+        raise ValueError(f"the live minute window must divide an hour, got {minutes} minutes")
 
-    def count(kind: str, step: str, actor: str) -> Column:
-        hit = (F.col("kind") == kind) & (F.col("step") == step) & (F.col("actor") == actor)
-        return F.count(F.when(hit, True))
+    def count(condition: str, alias: str) -> str:
+        return f"count(*) FILTER (WHERE {condition}) AS {alias}"
 
-    window = F.window("cell_time", f"{minutes} minutes")
-    watermarked = contributions.withWatermark("cell_time", watermark_delay)
-    # a batch frame (tests, a recount) has no watermark to keep keys within: all of it counts
-    once = (
-        watermarked.dropDuplicatesWithinWatermark(["dedup_key"])
-        if contributions.isStreaming
-        else watermarked.dropDuplicates(["dedup_key"])
+    event = f"kind = '{_EVENT}'"
+    aggregates = [count(f"{event} AND event_type = '{t}'", metric) for metric, t in EVENT_COUNTS.items()]
+    purchases = f"{event} AND event_type = '{EVENT_COUNTS['purchases']}'"
+    aggregates.append(
+        f"CAST(coalesce(sum(price) FILTER (WHERE {purchases}), 0) AS DECIMAL(18, 2)) AS {REVENUE}"
     )
+    aggregates += [
+        count(
+            f"kind = '{_HOUR_ACTOR}' AND step = '{step}' AND actor = '{suffix}'",
+            hour_actor_column(step, suffix),
+        )
+        for suffix in ACTORS.values()
+        for step in FUNNEL_STEPS
+    ]
+    aggregates += [
+        count(
+            f"kind = '{_MINUTE_SESSION}' AND step = '{step}' AND actor = 'sessions'",
+            minute_session_column(step),
+        )
+        for step in MINUTE_STEPS
+    ]
+    aggregates.append(f"max(cell_time) FILTER (WHERE {event}) AS newest_event_time")
+    window = f"time_bucket(INTERVAL {int(minutes)} MINUTE, cell_time)"
     return (
-        once.groupBy(window.alias("_window"), "is_shop", "scope")
-        .agg(
-            *funnel_aggregations(),  # event rows only: the other kinds have no event type
-            *[
-                count(_HOUR_ACTOR, step, suffix).alias(hour_actor_column(step, suffix))
-                for suffix in ACTORS.values()
-                for step in FUNNEL_STEPS
-            ],
-            *[
-                count(_MINUTE_SESSION, step, "sessions").alias(minute_session_column(step))
-                for step in MINUTE_STEPS
-            ],
-            F.max(F.when(F.col("kind") == _EVENT, F.col("cell_time"))).alias("newest_event_time"),
-        )
-        .select(
-            F.col("_window.start").alias("window_start"),
-            F.col("_window.end").alias("window_end"),
-            "*",
-        )
-        .drop("_window")
+        f"SELECT {window} AS window_start, {window} + INTERVAL {int(minutes)} MINUTE AS window_end, "
+        f"is_shop, scope, {', '.join(aggregates)} "
+        f"FROM (SELECT DISTINCT ON (dedup_key) * FROM {contributions}) GROUP BY ALL"
+    )
+
+
+def cell_totals_sql(cells: str) -> str:
+    """DuckDB SQL: the cells in relation `cells` (with repeats: earlier totals and a batch's new
+    ones) added up per (minute cell, scope)."""
+    totals = [f"CAST(sum({c}) AS BIGINT) AS {c}" for c in CELL_COUNTS]
+    totals.append(f"CAST(sum({REVENUE}) AS DECIMAL(18, 2)) AS {REVENUE}")
+    totals.append("max(newest_event_time) AS newest_event_time")
+    return (
+        f"SELECT window_start, window_end, is_shop, scope, {', '.join(totals)} "
+        f"FROM {cells} GROUP BY window_start, window_end, is_shop, scope"
     )
 
 

@@ -6,6 +6,7 @@ view and lands in the closed table with the same numbers), and is served by the 
 from __future__ import annotations
 
 import json
+import os
 import random
 import uuid
 from datetime import datetime, timedelta
@@ -291,32 +292,92 @@ def test_a_reader_never_sees_a_torn_open_state(spark, tmp_path, live_stream_on_k
     assert queries.live_funnel(store.cursor(), hours=6)["open"]["state_version"] == newest
 
 
+def _contributions(spark, events: list[dict]):
+    """The events as the open-state query's contribution rows (a batch frame)."""
+    from funnelpulse_dagster.tables import BRONZE_EVENTS, RAW_COLUMNS
+    from funnelpulse_dagster.transforms.live import open_contributions
+    from funnelpulse_dagster.transforms.silver import apply_silver_rules, normalise_events
+
+    frame = pd.DataFrame(events)
+    frame["event_time"] = pd.to_datetime(frame["event_time"].str.removesuffix(" UTC"))
+    frame["price"] = frame["price"].map(lambda p: f"{p:.2f}")
+    typed = spark.createDataFrame(frame[list(RAW_COLUMNS)].astype(object).where(frame.notna(), None).values.tolist(),
+                                  schema=", ".join(f"{c} string" for c in RAW_COLUMNS))  # fmt: skip
+    typed = typed.select(*[typed[c].cast(BRONZE_EVENTS.schema[c].dataType).alias(c) for c in RAW_COLUMNS])
+    return open_contributions(typed.transform(apply_silver_rules).transform(normalise_events))
+
+
+def _open_hours(cells) -> pd.DataFrame:
+    import duckdb
+
+    from funnelpulse_dagster.transforms.live import open_hours_sql
+
+    with duckdb.connect() as con:
+        con.register("cells", cells)
+        return con.sql(open_hours_sql("cells", 1)).df()
+
+
 def test_open_cells_count_each_actor_kind_apart(spark):
     """The transforms alone, on a batch frame: a session and a user that share a text still
     count once each, and summing an hour's minute cells gives the recount's distinct numbers."""
-    from funnelpulse_dagster.streaming.open_state import _naive_times, merge_cells
-    from funnelpulse_dagster.tables import RAW_COLUMNS
-    from funnelpulse_dagster.transforms.live import open_cells, open_contributions, open_hours_sql
-    from funnelpulse_dagster.transforms.silver import apply_silver_rules, normalise_events
+    from funnelpulse_dagster.streaming.open_state import _naive_times, cell_totals, merge_cells
 
     events = _events(HOUR, 300, seed=3)
     events += [  # session "7" of user 8 and session "x" of user 7: two sessions, two users
         {**events[0], "user_session": "7", "user_id": 8, "event_type": "view", "brand": "acme"},
         {**events[0], "user_session": "x", "user_id": 7, "event_type": "view", "brand": "acme"},
     ]
-    frame = pd.DataFrame(events)
-    frame["event_time"] = pd.to_datetime(frame["event_time"].str.removesuffix(" UTC"))
-    frame["price"] = frame["price"].map(lambda p: f"{p:.2f}")
-    from funnelpulse_dagster.tables import BRONZE_EVENTS
-
-    typed = spark.createDataFrame(frame[list(RAW_COLUMNS)].astype(object).where(frame.notna(), None).values.tolist(),
-                                  schema=", ".join(f"{c} string" for c in RAW_COLUMNS))  # fmt: skip
-    typed = typed.select(*[typed[c].cast(BRONZE_EVENTS.schema[c].dataType).alias(c) for c in RAW_COLUMNS])
-    clean = typed.transform(apply_silver_rules).transform(normalise_events)
-    cells = _naive_times(open_cells(open_contributions(clean)).toArrow())
-    import duckdb
-
-    with duckdb.connect() as con:
-        con.register("cells", merge_cells(None, cells))
-        hours = con.sql(open_hours_sql("cells", 1)).df()
+    cells = cell_totals(_naive_times(_contributions(spark, events).toArrow()))
+    hours = _open_hours(merge_cells(None, cells))
     pd.testing.assert_frame_equal(_hourly(hours), _recount(events), check_dtype=False)
+
+
+def test_the_sink_counts_each_key_once_across_batches_a_rerun_and_a_new_process(spark, tmp_path):
+    """The open-state sink fed batch frames by hand: keys repeated across batches count once, a
+    batch re-run after a crash half-way (its keys written, its state not published) gives the same
+    state, a new process reads the counted keys back from their files, a late row (at or before
+    the watermark of the batches before it) is not counted, and the keys of an hour the watermark
+    has passed are forgotten. The open hours equal the recount."""
+    from funnelpulse_dagster.streaming import open_state
+
+    events = _events(HOUR, 600, seed=4)
+    parts = [events[:250], events[200:450], events[400:]]  # each overlaps the one before
+    lake = Lake(str(tmp_path / "tables"))
+    sink = open_state.OpenStateSink(lake, str(tmp_path / "cp_cells"))
+    sink(_contributions(spark, parts[0]), 0)
+
+    class Crash(Exception):
+        pass
+
+    def crash(*_args) -> None:
+        raise Crash
+
+    publish = open_state.OpenStateSink.publish
+    open_state.OpenStateSink.publish = crash
+    try:
+        with pytest.raises(Crash):
+            sink(_contributions(spark, parts[1]), 1)
+    finally:
+        open_state.OpenStateSink.publish = publish
+    assert any(n.startswith("keys-000000000001-") for n in os.listdir(tmp_path / "cp_cells"))
+    sink(_contributions(spark, parts[1]), 1)  # the re-run
+    open_state._Keys._by_root.clear()  # a new process: the keys come back from their files
+    late = {**events[5], "event_time": "2019-10-07 11:59:59 UTC", "product_id": 77}  # 2 h before
+    sink(_contributions(spark, [*parts[2], late]), 2)
+
+    version, state = _state(spark, lake, LIVE_OPEN_HOURLY_BRAND)
+    assert version == 2
+    pd.testing.assert_frame_equal(_hourly(state), _recount(events), check_dtype=False)
+
+    # three hours later the watermark (the newest cell time less 2 h) passes the first hour: its
+    # keys and key files are forgotten, and a repeat of its events is late, not counted again
+    later = _events(HOUR + timedelta(hours=3), 200, seed=5)
+    sink(_contributions(spark, later), 3)
+    held = open_state.held_keys(str(tmp_path / "cp_cells"))
+    assert held == len(_contributions(spark, later).select("dedup_key").distinct().collect())
+    assert sorted(n[:17] for n in os.listdir(tmp_path / "cp_cells") if n.startswith("keys-")) == [
+        "keys-000000000003"
+    ]
+    sink(_contributions(spark, events[:50]), 4)
+    _, state = _state(spark, lake, LIVE_OPEN_HOURLY_BRAND)
+    pd.testing.assert_frame_equal(_hourly(state), _recount(events + later), check_dtype=False)
