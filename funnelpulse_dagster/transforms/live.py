@@ -30,7 +30,13 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from funnelpulse_dagster.rules import EVENT_COUNTS, FUNNEL_RATES, REVENUE
-from funnelpulse_dagster.tables import EVENT_KEY, LIVE_MINUTE_FUNNEL, LIVE_OPEN_HOURLY_BRAND, SHOP_SCOPE
+from funnelpulse_dagster.tables import (
+    EVENT_KEY,
+    LIVE_MINUTE_FUNNEL,
+    LIVE_OPEN_HOURLY_BRAND,
+    REVENUE_TYPE,
+    SHOP_SCOPE,
+)
 from funnelpulse_dagster.transforms.gold import ACTORS, FUNNEL_STEPS
 
 _EVENT, _HOUR_ACTOR, _MINUTE_SESSION = "event", "hour_actor", "minute_session"
@@ -50,6 +56,8 @@ def hour_actor_column(step: str, suffix: str) -> str:
 def minute_session_column(step: str) -> str:
     return f"minute_{step}_sessions"
 
+
+_REVENUE_SQL_TYPE = REVENUE_TYPE.simpleString()  # decimal(18,2), in DuckDB's SQL too
 
 # every counted column of a cell, beside its revenue and newest event time
 CELL_COUNTS = (
@@ -86,10 +94,14 @@ def _row(kind: str, is_shop: bool, time: Column, key: list[Column], **values: Co
 _VALUE_TYPES = {"event_type": "string", "price": "decimal(12,2)", "step": "string", "actor": "string"}
 
 
-def _minute_window(minutes: int) -> Column:
+def _checked_minutes(minutes: int) -> int:
     if minutes < 1 or 60 % minutes:
         raise ValueError(f"the live minute window must divide an hour, got {minutes} minutes")
-    return F.window("event_time", f"{minutes} minutes")
+    return minutes
+
+
+def _minute_window(minutes: int) -> Column:
+    return F.window("event_time", f"{_checked_minutes(minutes)} minutes")
 
 
 def open_contributions(events: DataFrame, minutes: int = 1) -> DataFrame:
@@ -126,8 +138,7 @@ def cells_sql(contributions: str, minutes: int = 1) -> str:
     """DuckDB SQL: the contribution rows in relation `contributions`, each key counted once →
     totals per (minute cell, scope): event counts and revenue (the event rows, as gold's own
     `funnel_aggregations` counts them), distinct actors per step (the actor rows), newest event time."""
-    if minutes < 1 or 60 % minutes:
-        raise ValueError(f"the live minute window must divide an hour, got {minutes} minutes")
+    minutes = _checked_minutes(minutes)
 
     def count(condition: str, alias: str) -> str:
         return f"count(*) FILTER (WHERE {condition}) AS {alias}"
@@ -136,7 +147,7 @@ def cells_sql(contributions: str, minutes: int = 1) -> str:
     aggregates = [count(f"{event} AND event_type = '{t}'", metric) for metric, t in EVENT_COUNTS.items()]
     purchases = f"{event} AND event_type = '{EVENT_COUNTS['purchases']}'"
     aggregates.append(
-        f"CAST(coalesce(sum(price) FILTER (WHERE {purchases}), 0) AS DECIMAL(18, 2)) AS {REVENUE}"
+        f"CAST(coalesce(sum(price) FILTER (WHERE {purchases}), 0) AS {_REVENUE_SQL_TYPE}) AS {REVENUE}"
     )
     aggregates += [
         count(
@@ -154,9 +165,9 @@ def cells_sql(contributions: str, minutes: int = 1) -> str:
         for step in MINUTE_STEPS
     ]
     aggregates.append(f"max(cell_time) FILTER (WHERE {event}) AS newest_event_time")
-    window = f"time_bucket(INTERVAL {int(minutes)} MINUTE, cell_time)"
+    window = f"time_bucket(INTERVAL {minutes} MINUTE, cell_time)"
     return (
-        f"SELECT {window} AS window_start, {window} + INTERVAL {int(minutes)} MINUTE AS window_end, "
+        f"SELECT {window} AS window_start, {window} + INTERVAL {minutes} MINUTE AS window_end, "
         f"is_shop, scope, {', '.join(aggregates)} "
         f"FROM (SELECT DISTINCT ON (dedup_key) * FROM {contributions}) GROUP BY ALL"
     )
@@ -166,7 +177,7 @@ def cell_totals_sql(cells: str) -> str:
     """DuckDB SQL: the cells in relation `cells` (with repeats: earlier totals and a batch's new
     ones) added up per (minute cell, scope)."""
     totals = [f"CAST(sum({c}) AS BIGINT) AS {c}" for c in CELL_COUNTS]
-    totals.append(f"CAST(sum({REVENUE}) AS DECIMAL(18, 2)) AS {REVENUE}")
+    totals.append(f"CAST(sum({REVENUE}) AS {_REVENUE_SQL_TYPE}) AS {REVENUE}")
     totals.append("max(newest_event_time) AS newest_event_time")
     return (
         f"SELECT window_start, window_end, is_shop, scope, {', '.join(totals)} "
@@ -194,7 +205,7 @@ def open_hours_sql(cells: str, version: int) -> str:
     inner = (
         f"SELECT date_trunc('hour', window_start) AS window_start, "
         f"date_trunc('hour', window_start) + INTERVAL 1 HOUR AS window_end, scope AS brand, {counts}, "
-        f"CAST(sum(revenue) AS DECIMAL(18, 2)) AS revenue, {hour_actors} "
+        f"CAST(sum(revenue) AS {_REVENUE_SQL_TYPE}) AS revenue, {hour_actors} "
         f"FROM {cells} WHERE NOT is_shop GROUP BY 1, 2, 3"
     )
     columns = ", ".join(f'"{c}"' for c in LIVE_OPEN_HOURLY_BRAND.schema.fieldNames())
@@ -216,7 +227,7 @@ def open_minutes_sql(cells: str, version: int, top_brands: int) -> str:
     inner = (
         f"SELECT window_start, window_end, CASE WHEN is_shop THEN '{SHOP_SCOPE}' ELSE scope END AS scope, "
         f"CAST(views AS BIGINT) AS views, CAST(carts AS BIGINT) AS carts, "
-        f"CAST(purchases AS BIGINT) AS purchases, CAST(revenue AS DECIMAL(18, 2)) AS revenue, "
+        f"CAST(purchases AS BIGINT) AS purchases, CAST(revenue AS {_REVENUE_SQL_TYPE}) AS revenue, "
         f"CAST({minute_session_column('view')} AS BIGINT) AS view_sessions, "
         f"CAST({minute_session_column('purchase')} AS BIGINT) AS purchase_sessions "
         f"FROM {cells} WHERE is_shop OR scope IN ({top})"
