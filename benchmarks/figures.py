@@ -35,6 +35,7 @@ SECTIONS = (
     ("live_latency", "Live freshness: produced to visible", "live_latency.py"),
     ("live_latency_high_rate", "Live freshness above what two cores keep up with", "live_latency.py"),
     ("open_hour_growth", "The open state's cost as its hour grows", "live_latency.py"),
+    ("live_latency_full_hour", "Live freshness with a full open hour", "live_latency.py"),
     ("api", "The API under concurrent clients", "api.py"),
     ("anomalies", "Anomaly detection quality", "anomalies.py"),
     ("time_to_detect", "Anomaly alerts: time to detect, end to end", "time_to_detect.py"),

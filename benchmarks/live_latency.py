@@ -20,6 +20,14 @@ A message is visible when the open state that contains it is published (after th
 query's micro-batch) and the server has copied it: latency = wait for the next trigger + the
 micro-batch + publishing + the server's next live refresh (every 0.5 s) + the reader's next poll.
 
+    .venv/bin/python benchmarks/live_latency.py --serve --prefill-events 5000000
+
+With `--prefill-events N`, the run watches one open hour: it first sends N events into the
+hour's first half and waits until the open state shows them and the ingest query has stored
+them (then `--settle-seconds`), then produces the scored events in the hour's second half, their
+event times advancing with the clock, as a live shop's do (without it, the replay runs through
+the generated days' event time far faster than the clock, so each open hour holds few events).
+
     .venv/bin/python benchmarks/live_latency.py --open-hour-growth 10000,100000,1000000,5000000
 
 With `--open-hour-growth`, it measures instead what a micro-batch of the open-state query costs as its open hour grows: it
@@ -68,15 +76,18 @@ from funnelpulse_evaluation.exports import export_messages
 DEFAULT_RATE = 2_000  # events per second: the rate the freshness target is set at
 
 
-def _synthetic(hour: datetime, count: int, seed: int) -> list[tuple[bytes, bytes]]:
-    """`count` events in `hour`: views, carts, purchases over many sessions, users, brands."""
+def _synthetic(hour: datetime, count: int, seed: int, span_seconds: int = 3600) -> list[tuple[bytes, bytes]]:
+    """`count` events in the first `span_seconds` of `hour`: views, carts, purchases over many
+    sessions, users, brands."""
     rng = random.Random(seed)
     kinds = ["view"] * 6 + ["cart"] * 3 + ["purchase", "remove_from_cart"]
     out = []
     for _ in range(count):
         session = rng.randrange(count // 4 + 10)
         event = {
-            "event_time": (hour + timedelta(seconds=rng.randrange(3600))).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "event_time": (hour + timedelta(seconds=rng.randrange(span_seconds))).strftime(
+                "%Y-%m-%d %H:%M:%S UTC"
+            ),
             "event_type": rng.choice(kinds),
             "product_id": rng.randrange(50_000),
             "category_id": 1,
@@ -88,6 +99,54 @@ def _synthetic(hour: datetime, count: int, seed: int) -> list[tuple[bytes, bytes
         }
         out.append((json.dumps(event).encode(), event["user_session"].encode()))
     return out
+
+
+PREFILL_HOUR = datetime(2019, 10, 1, 0)  # with --prefill-events: the open hour the run watches
+
+
+def _in_real_time(
+    messages: list[tuple[pd.Timestamp, bytes, bytes]], start: datetime, rate: float
+) -> list[tuple[pd.Timestamp, bytes, bytes]]:
+    """The messages with event times from `start` advancing as fast as the clock at `rate`
+    messages a second, so a run stays in one open hour as a live shop's would."""
+    out = []
+    for i, (_, value, key) in enumerate(messages):
+        moment = pd.Timestamp(start) + pd.Timedelta(seconds=i / rate)
+        event = json.loads(value)
+        event["event_time"] = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+        out.append((moment.floor("s"), json.dumps(event).encode(), key))
+    return out
+
+
+def _prefill(count: int, kafka, producer, lake: Lake, live_as_of, settle_seconds: float) -> float:
+    """Send `count` events into the first half of the watched open hour and wait until the open
+    state shows them and the ingest query has stored them, then `settle_seconds` more (the gold
+    query's backlog); returns how long the stream took to absorb them."""
+    from funnelpulse_dagster.tables import STREAM_EVENTS
+
+    newest = pd.Timestamp(PREFILL_HOUR) + pd.Timedelta(minutes=30) - pd.Timedelta(seconds=1)
+    for start in range(0, count, 500_000):
+        for i, (value, key) in enumerate(_synthetic(PREFILL_HOUR, min(500_000, count - start), start, 1800)):
+            producer.produce(kafka.topic, value=value, key=key)
+            if i % 10_000 == 0:
+                producer.poll(0)
+    assert producer.flush(120) == 0
+    started = time.monotonic()
+    while True:
+        try:
+            as_of = live_as_of()
+        except Exception:  # noqa: BLE001 - a state being replaced mid-copy: ask again
+            as_of = None
+        shown = as_of is not None and pd.Timestamp(as_of.rstrip("Z")) >= newest - pd.Timedelta(minutes=1)
+        stored = lake.is_table(STREAM_EVENTS) and sum(lake.rows_by_partition(STREAM_EVENTS).values()) >= count
+        if shown and stored:
+            break
+        if time.monotonic() - started > 3600:
+            raise TimeoutError("the stream did not absorb the prefill within an hour")
+        time.sleep(2)
+    absorbed = time.monotonic() - started
+    time.sleep(settle_seconds)
+    return round(absorbed, 1)
 
 
 def _phases(batches: list[dict]) -> dict[str, int]:
@@ -232,6 +291,13 @@ def main() -> int:
         help="poll GET /api/live of a `funnelpulse serve` started with its defaults, as the dashboard does",
     )
     parser.add_argument("--poll-seconds", type=float, default=1.0, help="how often the reader asks")
+    parser.add_argument(
+        "--prefill-events",
+        type=int,
+        default=0,
+        help="first fill the watched open hour with this many events (its first half), then produce "
+        "the scored events in its second half with event times advancing with the clock",
+    )
     args = parser.parse_args()
     if args.open_hour_growth:
         sizes = [int(s) for s in args.open_hour_growth.split(",")]
@@ -252,12 +318,16 @@ def main() -> int:
         ground_truth_path=work / "t.csv",
     )
     messages = export_messages(work / "raw", count=total)
+    if args.prefill_events:
+        messages = _in_real_time(messages, PREFILL_HOUR + timedelta(minutes=30), args.rate)
     broker.start(work, bootstrap)
     kafka = KafkaResource(bootstrap_servers=bootstrap, topic="latency", topic_partitions=4)
     kafka.ensure_topic()
     spark = classic_session(spark_conf("local[2]", "4g", 4, spark_conf_overrides()))
     lake = Lake(str(work / "tables"))
-    options = kafka.spark_stream_source(50_000)
+    # with a prefill, the resource's admission limit (what a user runs); without, smaller
+    # micro-batches while the JVM warms up
+    options = kafka.spark_stream_source(250_000 if args.prefill_events else 50_000)
     stream_error: list[BaseException] = []
 
     stream_totals: dict = {}
@@ -273,7 +343,7 @@ def main() -> int:
                     available_now=False,
                     processing_time_seconds=args.trigger_seconds,
                     ledger_seconds=args.ledger_trigger_seconds,
-                    max_runtime_seconds=args.seconds + 60,
+                    max_runtime_seconds=None if args.prefill_events else args.seconds + 60,
                     log=lambda _: None,
                 )
             )
@@ -310,9 +380,14 @@ def main() -> int:
                 poll_errors.append(time.time())
             time.sleep(args.poll_seconds)
 
+    producer = kafka.producer(**{"linger.ms": 5})
+    prefill_seconds = None
+    if args.prefill_events:
+        prefill_seconds = _prefill(
+            args.prefill_events, kafka, producer, lake, live_as_of, args.settle_seconds
+        )
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
-    producer = kafka.producer(**{"linger.ms": 5})
     started = time.time()
     for i, (event_time, value, key) in enumerate(messages):
         due = started + i / args.rate
@@ -355,6 +430,9 @@ def main() -> int:
         "failed_polls": len(poll_errors),
         "serve": bool(args.serve),
     }
+    if args.prefill_events:
+        figures["open_hour_prefill_events"] = args.prefill_events
+        figures["prefill_absorbed_seconds"] = prefill_seconds
     if server is not None:
         server[0].terminate()
         server[0].wait(20)
@@ -372,7 +450,13 @@ def main() -> int:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     # the target rate's section, and one for a rate above what 2 cores keep up with
     name = "live_latency" if args.rate <= DEFAULT_RATE else "live_latency_high_rate"
-    record(name, [flat(f"produced → visible at {args.rate:,.0f} events/s", figures)])
+    title = f"produced → visible at {args.rate:,.0f} events/s"
+    if args.prefill_events:
+        name, title = (
+            "live_latency_full_hour",
+            f"{title}, the open hour holding {args.prefill_events:,} events",
+        )
+    record(name, [flat(title, figures)])
     broker.stop(work)
     spark.stop()
     shutil.rmtree(work, ignore_errors=True)
