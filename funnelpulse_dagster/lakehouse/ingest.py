@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from funnelpulse_dagster.lakehouse import lakefs
 from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.lakehouse.ownership import ExportLayout, layout_of, owned_days
+from funnelpulse_dagster.runtime.spark_session import side_by_side
 from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_LANDING_LINES, BRONZE_QUARANTINE
 from funnelpulse_dagster.transforms.bronze import (
     OWN_DAY,
@@ -218,7 +219,8 @@ def stored_rows_by_file_day(
         rows = frame.groupBy("source_file", table.partition_column).count().collect()
         return {(r[0], r[1]): r[2] for r in rows}
 
-    return counts(BRONZE_EVENTS), counts(BRONZE_QUARANTINE)
+    bronze, quarantine = side_by_side(lambda: counts(BRONZE_EVENTS), lambda: counts(BRONZE_QUARANTINE))
+    return bronze, quarantine
 
 
 def ledger_rows(

@@ -187,18 +187,18 @@ def silver_stored_summary(stored_silver: DataFrame) -> dict[date, dict]:
 
 
 def silver_violation_counts(
-    stored_silver: DataFrame, summary: Mapping[date, Mapping] | None = None
+    stored_silver: DataFrame, summary: Mapping[date, Mapping] | None = None, shared_hashes: int | None = None
 ) -> dict[str, int]:
     """Stored rows breaking each silver row rule, by check name, and `rows_written` (from a
-    silver_stored_summary, made here when not given), and `shared_key_hashes` for the key rule
-    (a job of its own)."""
+    silver_stored_summary), and `shared_key_hashes` for the key rule (a job of its own); the
+    summary and the hashes are made here when not given."""
     if summary is None:
         summary = silver_stored_summary(stored_silver)
     counts = {
         rule.check_name: sum(day[rule.check_name] for day in summary.values()) for rule in SILVER_ROW_RULES
     }
     counts["rows_written"] = sum(day["rows"] for day in summary.values())
-    counts["shared_key_hashes"] = shared_key_hashes(stored_silver)
+    counts["shared_key_hashes"] = shared_key_hashes(stored_silver) if shared_hashes is None else shared_hashes
     return counts
 
 
@@ -517,16 +517,11 @@ def ordered_funnel_summary(stored: DataFrame) -> dict[date, dict]:
     )
 
 
-def ordered_funnel_consistent(
-    summary: Mapping[date, Mapping], silver_around: DataFrame, days: Iterable[date]
-) -> AssetCheckResult:
-    """The stored ordered funnel (its ordered_funnel_summary) against itself and against silver:
-    steps never grow, drop-offs are differences, and the shop's viewed sessions per day equal a
-    recount from silver by another route (each session's first event and whether it viewed at
-    all)."""
-    bad_rows = sum(figures["inconsistent_rows"] for figures in summary.values())
-    shop = {day: figures["shop_viewed_sessions"] for day, figures in summary.items()}
-    recount = {
+def viewed_sessions_by_day(silver_around: DataFrame, days: Iterable[date]) -> dict[date, int]:
+    """Sessions per day that viewed at all, counted from silver by another route than the ordered
+    funnel (each session's first event, and whether it viewed): the recount
+    ordered_funnel_consistent holds the table's shop rows to."""
+    return {
         r["day"]: r["sessions"]
         for r in silver_around.filter(F.col("user_session").isNotNull())
         .groupBy("user_session")
@@ -539,6 +534,16 @@ def ordered_funnel_consistent(
         .agg(F.count(F.lit(1)).alias("sessions"))
         .collect()
     }
+
+
+def ordered_funnel_consistent(
+    summary: Mapping[date, Mapping], recount: Mapping[date, int], days: Iterable[date]
+) -> AssetCheckResult:
+    """The stored ordered funnel (its ordered_funnel_summary) against itself and against silver:
+    steps never grow, drop-offs are differences, and the shop's viewed sessions per day equal
+    silver's recount (viewed_sessions_by_day)."""
+    bad_rows = sum(figures["inconsistent_rows"] for figures in summary.values())
+    shop = {day: figures["shop_viewed_sessions"] for day, figures in summary.items()}
     mismatched = {
         d.isoformat(): {"table": shop.get(d, 0), "silver": recount.get(d, 0)}
         for d in sorted(set(days))

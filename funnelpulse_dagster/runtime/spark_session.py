@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from funnelpulse_dagster.runtime.jvm import (
     artifacts,
@@ -57,6 +59,22 @@ def gcs_emulator_settings(emulator: str) -> dict[str, str]:
         "fs.gs.auth.type": "UNAUTHENTICATED",
         "fs.gs.operation.move.enable": "false",
     }
+
+
+_T = TypeVar("_T")
+
+
+def side_by_side(*actions: Callable[[], _T]) -> list[_T]:
+    """Run independent Spark actions at once, each from a thread of its own; their results in
+    order (the first failure raised, after every action has ended). A small action's time is
+    mostly round trips (planning, Delta's log, scheduling a job of a few tasks), which overlap;
+    big jobs share the cores either way. Classic and Spark Connect sessions both take queries
+    from several threads."""
+    if len(actions) < 2:
+        return [action() for action in actions]
+    with ThreadPoolExecutor(max_workers=len(actions), thread_name_prefix="funnelpulse-spark") as pool:
+        futures = [pool.submit(action) for action in actions]
+    return [future.result() for future in futures]
 
 
 class SparkUnavailable(RuntimeError):

@@ -17,6 +17,7 @@ from funnelpulse_dagster.lib.quality import (
     silver_stored_summary,
     silver_violation_counts,
     totals_match,
+    viewed_sessions_by_day,
 )
 from funnelpulse_dagster.rules import SILVER_KEY_RULE, SILVER_ROW_RULES
 from funnelpulse_dagster.tables import GOLD_SESSION_FUNNEL_DAILY, SHOP_DIMENSION, SILVER_EVENTS, Table
@@ -164,7 +165,7 @@ def test_ordered_funnel_check_catches_bad_steps_and_a_shop_count_silver_disagree
 
     def check(rows):
         summary = ordered_funnel_summary(spark.createDataFrame(rows, GOLD_SESSION_FUNNEL_DAILY.schema))
-        return summary, ordered_funnel_consistent(summary, silver, [D1, D2])
+        return summary, ordered_funnel_consistent(summary, viewed_sessions_by_day(silver, [D1, D2]), [D1, D2])
 
     good = [
         _ordered_row(D1, SHOP_DIMENSION, None, 3, 2, 0),

@@ -1,6 +1,9 @@
 """The daily and price-band gold tables, built in one step from silver."""
 
+from functools import partial
+
 from dagster import AssetExecutionContext, AssetSpec, multi_asset
+from pyspark.sql import DataFrame
 
 from funnelpulse_dagster.lib.partitions import daily_partitions, gold_day_figures, single_run_backfill
 from funnelpulse_dagster.lib.quality import (
@@ -13,7 +16,7 @@ from funnelpulse_dagster.lib.quality import (
     silver_daily_totals,
     totals_match,
 )
-from funnelpulse_dagster.lib.spark_tables import SPARK_TABLE_KINDS, start_run
+from funnelpulse_dagster.lib.spark_tables import SPARK_TABLE_KINDS, TableRun, start_run
 from funnelpulse_dagster.resources import LakeResource, SparkResource
 from funnelpulse_dagster.rules import (
     DAILY_MATCHES_HOURLY,
@@ -21,6 +24,7 @@ from funnelpulse_dagster.rules import (
     ROW_CHANGE_EXPLAINED,
     TOTALS_MATCH_SILVER,
 )
+from funnelpulse_dagster.runtime.spark_session import side_by_side
 from funnelpulse_dagster.tables import (
     GOLD_FUNNEL_DAILY_BRAND,
     GOLD_FUNNEL_DAILY_CATEGORY,
@@ -81,25 +85,37 @@ def gold_daily_tables(context: AssetExecutionContext, spark: SparkResource, lake
     selected_keys = {key.to_user_string() for key in context.selected_asset_keys}
     selected = [name for name in _BUILDERS if name in selected_keys]  # this multi-asset's own, in order
     # Each table scans silver's Parquet itself: caching a month for the three of them costs more
-    # than the two extra scans (`benchmarks/batch.py` times the three, phase by phase)
+    # than the two extra scans (`benchmarks/batch.py` times the three, phase by phase). The
+    # tables are built side by side, each in a thread of its own: a day's build is mostly the
+    # round trips of small Spark jobs (planning, Delta's log, a commit), which overlap, and a
+    # month's big jobs share the cores either way (runtime/spark_session.side_by_side).
     silver = run.read(SILVER_EVENTS).select(*GOLD_INPUT_COLUMNS)
-    silver_totals = None
-    for name in selected:
-        table, build = _BUILDERS[name]
-        with run.phase(f"{name}_write"):
-            run.write(build(silver), table)
-        with run.phase(f"{name}_checks"):
-            stored = run.stored(table)
-            summary = gold_day_summary(stored, table.partition_column)
-            if table is GOLD_FUNNEL_DAILY_BRAND:
-                check = daily_matches_hourly(stored, run.read(GOLD_FUNNEL_HOURLY_BRAND))
-            else:
-                if silver_totals is None:
-                    silver_totals = silver_daily_totals(silver)
-                check = totals_match(summary, silver_totals, table.name)
-            validity = rates_valid(summary)
+    reconciled = [name for name in selected if name in TOTALS_MATCH_SILVER.tables]
+    totals, *built = side_by_side(
+        (lambda: silver_daily_totals(silver)) if reconciled else dict,
+        *[partial(_build, run, name, silver) for name in selected],
+    )
+    for name, (table, summary, check, validity) in zip(selected, built, strict=True):
+        if check is None:
+            check = totals_match(summary, totals, table.name)
         yield run.report(table, gold_day_figures(rows_by_day(summary, run.days)))
         yield for_asset(check, name)
         yield for_asset(validity, name)
         yield run.row_change_check(table, SILVER_EVENTS)
     run.log_phases()
+
+
+def _build(run: TableRun, name: str, silver: DataFrame) -> tuple:
+    """Write one of the tables and judge its stored rows: (table, day summary, its check
+    against the hourly table, or None where it is reconciled with silver's totals, rates_valid)."""
+    table, build = _BUILDERS[name]
+    with run.phase(f"{name}_write"):
+        run.write(build(silver), table)
+    with run.phase(f"{name}_checks"):
+        stored = run.stored(table)
+        summary = gold_day_summary(stored, table.partition_column)
+        check = None
+        if table is GOLD_FUNNEL_DAILY_BRAND:
+            check = daily_matches_hourly(stored, run.read(GOLD_FUNNEL_HOURLY_BRAND))
+        validity = rates_valid(summary)
+    return table, summary, check, validity

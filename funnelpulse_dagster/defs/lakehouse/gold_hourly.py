@@ -10,6 +10,7 @@ from funnelpulse_dagster.lib.quality import (
 )
 from funnelpulse_dagster.lib.spark_tables import Built, TableRun, daily_spark_table
 from funnelpulse_dagster.rules import RATES_VALID, TOTALS_MATCH_SILVER
+from funnelpulse_dagster.runtime.spark_session import side_by_side
 from funnelpulse_dagster.tables import GOLD_FUNNEL_HOURLY_BRAND, SILVER_EVENTS
 from funnelpulse_dagster.transforms.gold import hourly_brand_funnel
 
@@ -25,12 +26,15 @@ from funnelpulse_dagster.transforms.gold import hourly_brand_funnel
 )
 def gold_funnel_hourly_brand(run: TableRun) -> Built:
     silver = run.read(SILVER_EVENTS)
+    # silver's totals for the reconciliation are counted while the table is written
     with run.phase("transform_and_write"):
-        run.write(hourly_brand_funnel(silver))
+        _, silver_totals = side_by_side(
+            lambda: run.write(hourly_brand_funnel(silver)), lambda: silver_daily_totals(silver)
+        )
     with run.phase("checks"):
         summary = gold_day_summary(run.stored(), GOLD_FUNNEL_HOURLY_BRAND.partition_column)
         checks = [
-            totals_match(summary, silver_daily_totals(silver), GOLD_FUNNEL_HOURLY_BRAND.name),
+            totals_match(summary, silver_totals, GOLD_FUNNEL_HOURLY_BRAND.name),
             rates_valid(summary),
         ]
     return Built(gold_day_figures(rows_by_day(summary, run.days), summary), checks)

@@ -7,9 +7,15 @@ from pydantic import Field
 from pyspark.sql import functions as F
 
 from funnelpulse_dagster.lib.partitions import day_range, gold_day_figures
-from funnelpulse_dagster.lib.quality import ordered_funnel_consistent, ordered_funnel_summary, rows_by_day
+from funnelpulse_dagster.lib.quality import (
+    ordered_funnel_consistent,
+    ordered_funnel_summary,
+    rows_by_day,
+    viewed_sessions_by_day,
+)
 from funnelpulse_dagster.lib.spark_tables import Built, TableRun, daily_spark_table
 from funnelpulse_dagster.rules import ORDERED_FUNNEL_CONSISTENT
+from funnelpulse_dagster.runtime.spark_session import side_by_side
 from funnelpulse_dagster.tables import GOLD_SESSION_FUNNEL_DAILY, SILVER_EVENTS
 from funnelpulse_dagster.transforms.ordered_funnel import ordered_funnel, session_steps
 
@@ -42,12 +48,16 @@ class SessionFunnelConfig(Config):
 def gold_session_funnel_daily(run: TableRun, config: SessionFunnelConfig) -> Built:
     around = day_range(min(run.days) - timedelta(days=1), max(run.days) + timedelta(days=1))
     silver = run.read(SILVER_EVENTS, around)
+    funnel = ordered_funnel(session_steps(silver, config.conversion_window_minutes))
+    # silver's recount for the check is counted while the table is written
     with run.phase("transform_and_write"):
-        funnel = ordered_funnel(session_steps(silver, config.conversion_window_minutes))
-        run.write(funnel.filter(F.col("session_date").isin(run.days)))
+        _, recount = side_by_side(
+            lambda: run.write(funnel.filter(F.col("session_date").isin(run.days))),
+            lambda: viewed_sessions_by_day(silver, run.days),
+        )
     with run.phase("check"):
         summary = ordered_funnel_summary(run.stored())
-        check = ordered_funnel_consistent(summary, silver, run.days)
+        check = ordered_funnel_consistent(summary, recount, run.days)
     figures = gold_day_figures(rows_by_day(summary, run.days))
     for day in figures:
         figures[day]["conversion_window_minutes"] = config.conversion_window_minutes or 0
