@@ -28,6 +28,9 @@
    configuration in fresh shells: the first run starts the home's local server, the next
    `--day-runs` runs (median) find it warm; then the same runs in a home whose only export is
    that day's lines, to compare bronze from a 30-day export with bronze from a one-day export;
+   with `--profile-day` too, the day's run profiled on a warm server with Spark's UI on: the CLI's
+   start and code load, and per step its Spark SQL executions, jobs and tasks, how long a Spark
+   job was running, and the rest (planning, Delta's log, Dagster's events, Python);
 7. with `--connect`, starts a local Spark Connect server (`funnelpulse spark start`) and runs the
    same command twice against it (FUNNELPULSE_SPARK_REMOTE): the first run meets a server whose
    JVM is up but has run nothing; the second (the *warm* figure) a server that has run this work
@@ -50,7 +53,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from figures import flat, record  # benchmarks/figures.py: the performance page
@@ -664,6 +667,137 @@ def default_day_runs(home: Path, env: dict[str, str], day: str, runs: int) -> di
     }
 
 
+def _spark_rest(port: int, path: str) -> list[dict]:
+    """A list from the Spark UI's REST API of the local server's one application."""
+    import urllib.request
+
+    base = f"http://127.0.0.1:{port}/api/v1/applications"
+    with urllib.request.urlopen(base, timeout=10) as response:
+        (app,) = json.load(response)
+    with urllib.request.urlopen(f"{base}/{app['id']}/{path}", timeout=30) as response:
+        return json.load(response)
+
+
+def _ui_time(text: str) -> float:
+    """Epoch seconds of the UI's `2026-12-06T16:02:18.953GMT`."""
+    return datetime.strptime(text.removesuffix("GMT"), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC).timestamp()
+
+
+def _busy_seconds(intervals: list[tuple[float, float]], start: float, end: float) -> float:
+    """How long at least one of `intervals` ran within [start, end]."""
+    busy, reach = 0.0, start
+    for a, b in sorted(intervals):
+        a, b = max(a, reach), min(b, end)
+        if b > a:
+            busy += b - a
+            reach = b
+    return busy
+
+
+def profile_day(home: Path, env: dict[str, str], day: str) -> dict:
+    """Where one day's run from the CLI spends its wall time, on a local server with Spark's UI
+    on (a server of its own: its settings differ), measured on the second of two runs: the CLI's
+    start and code load until the run starts, then per step the Spark SQL executions, jobs and
+    tasks it submitted and how long a Spark job was running, and the rest (planning, Delta's
+    log, Dagster's events, Python)."""
+    from dagster import DagsterEventType, DagsterInstance
+
+    from funnelpulse_dagster.runtime import spark_server
+    from funnelpulse_dagster.runtime.services import free_port
+
+    port = free_port()
+    profile_env = {
+        **{k: v for k, v in env.items() if k not in ("FUNNELPULSE_SPARK_MODE", "FUNNELPULSE_SPARK_REMOTE")},
+        "FUNNELPULSE_SPARK_CONF": f"spark.ui.enabled=true spark.ui.port={port}",
+    }
+    try:
+        for _ in range(2):
+            launched = time.time()
+            wall, _, output = run_measured(materialize_cmd("--partition", day), profile_env)
+        executions = _spark_rest(port, "sql?details=false&length=100000")
+        jobs = _spark_rest(port, "jobs")
+    finally:
+        spark_server.stop(home)
+    (run_id,) = set(re.findall(r" - ([0-9a-f-]{36}) - \d+ - RUN_START ", output))
+    with DagsterInstance.from_config(str(home / "dagster")) as instance:
+        events = [e for e in instance.all_logs(run_id) if e.dagster_event is not None]
+    marks: dict[str, dict[str, float]] = {}
+    run_start = run_end = None
+    step_marks = {
+        DagsterEventType.STEP_START: "start",
+        DagsterEventType.STEP_SUCCESS: "end",
+        DagsterEventType.STEP_FAILURE: "end",
+    }
+    for entry in events:
+        kind = entry.dagster_event.event_type
+        if kind == DagsterEventType.RUN_START:
+            run_start = entry.timestamp
+        elif kind in (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE):
+            run_end = entry.timestamp
+        elif kind in step_marks:
+            marks.setdefault(entry.step_key, {})[step_marks[kind]] = entry.timestamp
+    job_spans = [
+        (_ui_time(j["submissionTime"]), _ui_time(j["completionTime"]), j["numTasks"])
+        for j in jobs
+        if "submissionTime" in j and "completionTime" in j
+    ]
+    submitted = [_ui_time(e["submissionTime"]) for e in executions]
+    steps = {}
+    for step, m in sorted(marks.items(), key=lambda item: item[1]["start"]):
+        start, end = m["start"], m.get("end", run_end)
+        inside = [(a, b, n) for a, b, n in job_spans if start <= a <= end]
+        busy = _busy_seconds([(a, b) for a, b, _ in inside], start, end)
+        steps[step] = {
+            "wall_s": round(end - start, 2),
+            "spark_sql_executions": sum(1 for t in submitted if start <= t <= end),
+            "spark_jobs": len(inside),
+            "spark_tasks": sum(n for _, _, n in inside),
+            "spark_job_running_s": round(busy, 2),
+            "rest_s": round(end - start - busy, 2),
+        }
+    first_step = min(m["start"] for m in marks.values())
+    last_step = max(m.get("end", run_end) for m in marks.values())
+    return {
+        "wall_s": round(wall, 1),
+        "cli_start_and_code_load_s": round(run_start - launched, 2),
+        "run_start_to_first_step_s": round(first_step - run_start, 2),
+        "steps": steps,
+        "last_step_to_exit_s": round(launched + wall - last_step, 2),
+    }
+
+
+def _profile_table(day: str, profile: dict) -> str:
+    rows = [["the CLI's start and code load, until the run starts", profile["cli_start_and_code_load_s"]]]
+    rows.append(["the run's start, until its first step", profile["run_start_to_first_step_s"]])
+    for step, f in profile["steps"].items():
+        rows.append(
+            [
+                f"step {step}",
+                f["wall_s"],
+                f["spark_sql_executions"],
+                f["spark_jobs"],
+                f["spark_tasks"],
+                f["spark_job_running_s"],
+                f["rest_s"],
+            ]
+        )
+    rows.append(["after the last step, until the command exits", profile["last_step_to_exit_s"]])
+    rows.append(["the whole command", profile["wall_s"]])
+    return figures_table(
+        f"one day ({day}) on a warm local server, profiled (its second run; Spark's UI on)",
+        [
+            "part",
+            "wall s",
+            "Spark SQL executions",
+            "Spark jobs",
+            "tasks",
+            "a Spark job running (s)",
+            "the rest (s)",
+        ],
+        [r + ["–"] * (7 - len(r)) for r in rows],
+    )
+
+
 def one_day_export(home: Path, raw: Path, day: str, env: dict[str, str], runs: int) -> dict:
     """The same day's runs in a home of its own whose landing folder holds one export with only
     that day's lines: what bronze costs when the export is the day itself."""
@@ -698,6 +832,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--day-runs", type=int, default=3, help="with --per-day: warm default-configuration runs (median)"
+    )
+    parser.add_argument(
+        "--profile-day",
+        action="store_true",
+        help="with --per-day: also profile that day's run on a server with Spark's UI on (Spark SQL "
+        "executions, jobs, tasks and job time per step; the CLI's start)",
     )
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument(
@@ -834,6 +974,8 @@ def main() -> int:
         results.update(
             {"one_day_cli_wall_s": round(day_wall, 1), "one_day_peak_rss_gb": round(day_peak / 1e9, 2)}
         )
+        if args.profile_day:
+            results["one_day_profile"] = profile_day(home, env, args.per_day)
         results["one_day_default"] = default_day_runs(home, env, args.per_day, args.day_runs)
         results["one_day_export_default"] = one_day_export(home, raw, args.per_day, env, args.day_runs)
         from_month = results["one_day_default"]["later_median_steps_s"].get("bronze", 0.0)
@@ -908,6 +1050,11 @@ def main() -> int:
             f"  default configuration, fresh shells: first {d['first_wall_s']}s (starts the server), "
             f"then median {d['later_median_wall_s']}s of {d['later_walls_s']}"
         )
+        if "one_day_profile" in results:
+            prof = results["one_day_profile"]
+            print(f"  profiled: CLI start and code load {prof['cli_start_and_code_load_s']}s; per step:")
+            for step, f in prof["steps"].items():
+                print(f"    {step}: {f}")
         e = results["one_day_export_default"]
         print(
             f"  the same from a one-day export: median {e['later_median_wall_s']}s; bronze from the "
@@ -1002,6 +1149,7 @@ def main() -> int:
             if args.per_day
             else []
         ),
+        *([_profile_table(args.per_day, results["one_day_profile"])] if "one_day_profile" in results else []),
         flat("all figures", results),
     ]
     record("batch", tables)
