@@ -23,7 +23,6 @@ from pyspark.sql import functions as F
 from funnelpulse_dagster.lakehouse import lakefs
 from funnelpulse_dagster.lakehouse.lake import Lake
 from funnelpulse_dagster.lakehouse.ownership import ExportLayout, layout_of, owned_days
-from funnelpulse_dagster.runtime.spark_session import side_by_side
 from funnelpulse_dagster.tables import BRONZE_EVENTS, BRONZE_LANDING_LINES, BRONZE_QUARANTINE
 from funnelpulse_dagster.transforms.bronze import (
     OWN_DAY,
@@ -219,8 +218,7 @@ def stored_rows_by_file_day(
         rows = frame.groupBy("source_file", table.partition_column).count().collect()
         return {(r[0], r[1]): r[2] for r in rows}
 
-    bronze, quarantine = side_by_side(lambda: counts(BRONZE_EVENTS), lambda: counts(BRONZE_QUARANTINE))
-    return bronze, quarantine
+    return counts(BRONZE_EVENTS), counts(BRONZE_QUARANTINE)
 
 
 def ledger_rows(
