@@ -634,15 +634,18 @@ def connect_runs(
     return figures
 
 
+def _default_configuration(env: dict[str, str]) -> dict[str, str]:
+    """`env` without a Spark mode or endpoint: runs use the home's local server."""
+    return {k: v for k, v in env.items() if k not in ("FUNNELPULSE_SPARK_MODE", "FUNNELPULSE_SPARK_REMOTE")}
+
+
 def default_day_runs(home: Path, env: dict[str, str], day: str, runs: int) -> dict:
     """One day's chain from the CLI with the default Spark configuration, each run in a fresh
     shell: the first starts the home's local server, the later ones find it warm. Peak memory
     counts the server too; each step's median over the later runs is reported."""
     from funnelpulse_dagster.runtime import spark_server
 
-    default_env = {
-        k: v for k, v in env.items() if k not in ("FUNNELPULSE_SPARK_MODE", "FUNNELPULSE_SPARK_REMOTE")
-    }
+    default_env = _default_configuration(env)
     walls, peaks, steps = [], [], []
     try:
         for n in range(1 + runs):
@@ -707,7 +710,7 @@ def profile_day(home: Path, env: dict[str, str], day: str) -> dict:
 
     port = free_port()
     profile_env = {
-        **{k: v for k, v in env.items() if k not in ("FUNNELPULSE_SPARK_MODE", "FUNNELPULSE_SPARK_REMOTE")},
+        **_default_configuration(env),
         "FUNNELPULSE_SPARK_CONF": f"spark.ui.enabled=true spark.ui.port={port}",
     }
     try:

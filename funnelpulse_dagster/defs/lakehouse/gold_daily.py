@@ -90,14 +90,15 @@ def gold_daily_tables(context: AssetExecutionContext, spark: SparkResource, lake
     # round trips of small Spark jobs (planning, Delta's log, a commit), which overlap, and a
     # month's big jobs share the cores either way (runtime/spark_session.side_by_side).
     silver = run.read(SILVER_EVENTS).select(*GOLD_INPUT_COLUMNS)
-    reconciled = [name for name in selected if name in TOTALS_MATCH_SILVER.tables]
+    reconciled = any(name in TOTALS_MATCH_SILVER.tables for name in selected)
     totals, *built = side_by_side(
         (lambda: silver_daily_totals(silver)) if reconciled else dict,
         *[partial(_build, run, name, silver) for name in selected],
     )
-    for name, (table, summary, check, validity) in zip(selected, built, strict=True):
-        if check is None:
-            check = totals_match(summary, totals, table.name)
+    for name, (table, summary, hourly_check, validity) in zip(selected, built, strict=True):
+        check = (
+            hourly_check if table is GOLD_FUNNEL_DAILY_BRAND else totals_match(summary, totals, table.name)
+        )
         yield run.report(table, gold_day_figures(rows_by_day(summary, run.days)))
         yield for_asset(check, name)
         yield for_asset(validity, name)
@@ -106,16 +107,17 @@ def gold_daily_tables(context: AssetExecutionContext, spark: SparkResource, lake
 
 
 def _build(run: TableRun, name: str, silver: DataFrame) -> tuple:
-    """Write one of the tables and judge its stored rows: (table, day summary, its check
-    against the hourly table, or None where it is reconciled with silver's totals, rates_valid)."""
+    """Write one of the tables and judge its stored rows: (table, day summary, the daily brand
+    table's check against the hourly table (None for the others, reconciled with silver's
+    totals), rates_valid)."""
     table, build = _BUILDERS[name]
     with run.phase(f"{name}_write"):
         run.write(build(silver), table)
     with run.phase(f"{name}_checks"):
         stored = run.stored(table)
         summary = gold_day_summary(stored, table.partition_column)
-        check = None
+        hourly_check = None
         if table is GOLD_FUNNEL_DAILY_BRAND:
-            check = daily_matches_hourly(stored, run.read(GOLD_FUNNEL_HOURLY_BRAND))
+            hourly_check = daily_matches_hourly(stored, run.read(GOLD_FUNNEL_HOURLY_BRAND))
         validity = rates_valid(summary)
-    return table, summary, check, validity
+    return table, summary, hourly_check, validity
