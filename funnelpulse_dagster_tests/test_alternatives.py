@@ -73,3 +73,29 @@ def test_seasonal_hybrid_esd_flags_a_planted_spike_on_its_day_only():
     assert ("big", spike_at, "spike") in set(map(tuple, flags[["brand", "window_start", "flag"]].to_numpy()))
     # each flag falls on a judged day, never in the history before the first one
     assert (flags["window_start"] >= START + pd.Timedelta(days=7)).all()
+
+
+def test_a_kept_work_folder_reuses_the_alternatives_flags_until_the_gold_changes(tmp_path, monkeypatch):
+    from funnelpulse_evaluation import scenarios
+
+    fits = []
+    fit = scenarios.alternative_flags
+    monkeypatch.setattr(scenarios, "alternative_flags", lambda *a: fits.append(1) or fit(*a))
+    spike_at = START + pd.Timedelta(days=26, hours=19)
+    gold = _poisson_shop(3, {("small", spike_at): 3.0})
+    judged_from = START + pd.Timedelta(days=7)
+
+    first = scenarios.kept_alternative_flags(gold, judged_from, tmp_path)
+    # the same gold in another row order is the same gold: read back, not fitted again
+    again = scenarios.kept_alternative_flags(gold.sample(frac=1.0, random_state=1), judged_from, tmp_path)
+    assert len(fits) == 1
+    assert [(m, s) for m, s, _ in again] == [(m, s) for m, s, _ in first]
+    assert any(len(flags) for _, _, flags in first)
+    for (_, _, fitted), (_, _, kept) in zip(first, again, strict=True):
+        pd.testing.assert_frame_equal(kept, fitted.reset_index(drop=True), check_dtype=False)
+        assert kept["window_start"].dtype == fitted["window_start"].dtype
+
+    changed = gold.assign(purchase_sessions=gold["purchase_sessions"] + 1)
+    scenarios.kept_alternative_flags(changed, judged_from, tmp_path)
+    assert len(fits) == 2
+    assert len(list(tmp_path.glob("alternative_flags-*.json"))) == 1

@@ -20,6 +20,8 @@ Scoring (benchmarks/anomalies.py prints it, docs/anomalies.md explains it):
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import zlib
 from dataclasses import asdict, dataclass
@@ -447,7 +449,7 @@ def run_scenario(
             "all": rates(hour_counts(eligible, truth, flags)),
             "within_reach": rates(hour_counts(eligible_strong, truth[strong], flags)),
         }
-        for method, setting, flags in alternative_flags(gold, judged_from)
+        for method, setting, flags in kept_alternative_flags(gold, judged_from, home)
     ]
     return {
         "scenario": scenario.name,
@@ -475,6 +477,46 @@ def alternative_flags(gold: pd.DataFrame, judged_from: pd.Timestamp):
     series = alternatives.shesd_residuals(gold, judged_from)
     for alpha in alternatives.SETTINGS["S-H-ESD"]["alpha"]:
         yield "S-H-ESD", f"α = {alpha}", alternatives.shesd_flags(gold, judged_from, alpha, residuals=series)
+
+
+def kept_alternative_flags(gold: pd.DataFrame, judged_from: pd.Timestamp, home: Path) -> list:
+    """`alternative_flags`, kept in the scenario's home: they depend only on its hourly gold and
+    the alternatives' code, so a detector change judged again on the same gold (a kept work
+    folder) does not fit them again. Kept under a digest of both; anything else fits afresh."""
+    digest = hashlib.sha256()
+    ordered = gold.sort_values(["brand", "window_start"], ignore_index=True)
+    digest.update(pd.util.hash_pandas_object(ordered, index=False).to_numpy().tobytes())
+    digest.update(Path(alternatives.__file__).read_bytes())
+    digest.update(inspect.getsource(alternative_flags).encode())
+    digest.update(str(judged_from).encode())
+    kept = home / f"alternative_flags-{digest.hexdigest()[:16]}.json"
+    if kept.exists():
+        return [
+            (
+                entry["method"],
+                entry["setting"],
+                pd.DataFrame(entry["flags"], columns=alternatives.FLAG_COLUMNS).astype(
+                    {"window_start": "datetime64[ns]"}
+                ),
+            )
+            for entry in json.loads(kept.read_text())
+        ]
+    found = list(alternative_flags(gold, judged_from))
+    for stale in home.glob("alternative_flags-*.json"):
+        stale.unlink()
+    kept.write_text(
+        json.dumps(
+            [
+                {
+                    "method": method,
+                    "setting": setting,
+                    "flags": flags.astype({"window_start": str}).to_dict("records"),
+                }
+                for method, setting, flags in found
+            ]
+        )
+    )
+    return found
 
 
 FACTORS = ("type", "size", "duration", "hour of day", "brand", "history", "signal")
