@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from dagster import DagsterInstance, materialize
+from pyspark.sql import functions as F
 
 from funnelpulse_dagster.defs.lakehouse.anomalies import gold_anomalies_hourly_brand
 from funnelpulse_dagster.defs.lakehouse.bronze import bronze
@@ -47,7 +48,8 @@ from funnelpulse_dagster.generator import (
 from funnelpulse_dagster.resources import LakeResource, RawDataResource
 from funnelpulse_dagster.resources.spark import SparkResource
 from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND, GOLD_FUNNEL_HOURLY_BRAND
-from funnelpulse_evaluation import alternatives
+from funnelpulse_dagster.transforms.anomalies.evidence import evidence_for_days
+from funnelpulse_evaluation import alternatives, calibration
 from funnelpulse_evaluation.scoring import rates
 
 START = date(2019, 10, 1)
@@ -425,8 +427,11 @@ def run_scenario(
     work: Path,
     min_views: int = 50,
     plan: list[PlannedAnomaly] | None = None,
+    calibrate: bool = False,
 ) -> dict:
-    """Generate, materialize and score one scenario; `plan` replaces the seed's anomaly plan."""
+    """Generate, materialize and score one scenario; `plan` replaces the seed's anomaly plan.
+    With `calibrate`, also how the detector's single-hour evidence behaves on the ordinary hours
+    (funnelpulse_evaluation/calibration.py)."""
     home = work / f"{scenario.shop.name.split(':')[0].replace(' ', '_')}-{scenario.seed}"
     plan = plan or anomaly_plan(scenario.seed, scenario.days, scenario.shop.name)
     injected, gold, ours = materialize_scenario(scenario, spark_resource, home, plan)
@@ -451,7 +456,7 @@ def run_scenario(
         }
         for method, setting, flags in kept_alternative_flags(gold, judged_from, home)
     ]
-    return {
+    result = {
         "scenario": scenario.name,
         "shop": asdict(scenario.shop),
         "seed": scenario.seed,
@@ -465,6 +470,24 @@ def run_scenario(
         "false_flags": false_flags(eligible, truth, ours),
         "alternatives": published,
     }
+    if calibrate:
+        evidence = hour_evidence(spark_resource, home, scenario.days)
+        result["calibration"] = calibration.calibration(calibration.ordinary_hours(evidence, truth, eligible))
+    return result
+
+
+def hour_evidence(spark_resource: SparkResource, home: Path, days: int) -> pd.DataFrame:
+    """The detector's evidence for every brand-hour of the judged days, as a batch run computes
+    it (transforms/anomalies `evidence_for_days`): brand, window_start, hour_of_day, z_hour, phi."""
+    spark = spark_resource.spark_session
+    gold = LakeResource(root=str(home / "tables")).read(spark, GOLD_FUNNEL_HOURLY_BRAND)
+    judged = [START + timedelta(days=day) for day in range(FIRST_ANOMALY_DAY, days)]
+    return (
+        evidence_for_days(gold, judged)
+        .filter(F.col("window_date") >= F.lit(judged[0]))
+        .select("brand", "window_start", "hour_of_day", "z_hour", "phi")
+        .toPandas()
+    )
 
 
 def alternative_flags(gold: pd.DataFrame, judged_from: pd.Timestamp):
