@@ -11,8 +11,9 @@ landed records of its own days.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import reduce
@@ -37,6 +38,10 @@ EXPORT_SUFFIXES = (".csv", ".csv.gz")
 # the landing partition of records without a day of their own
 UNDATED = "undated"
 _FILE_KEY_LENGTH = 16
+# reads of the stored counts while a day outside the run looks half written, and the pause
+# between them: another run's two commits (bronze, then its quarantine) are a moment apart
+SETTLE_READS = 4
+SETTLE_PAUSE_SECONDS = 2.0
 
 
 @dataclass
@@ -219,6 +224,25 @@ def stored_rows_by_file_day(
         return {(r[0], r[1]): r[2] for r in rows}
 
     return counts(BRONZE_EVENTS), counts(BRONZE_QUARANTINE)
+
+
+def settled_rows_by_file_day(
+    read: Callable[[], tuple[dict, dict]],
+    unsettled: Callable[[dict, dict], list],
+    reads: int = SETTLE_READS,
+    pause_seconds: float = SETTLE_PAUSE_SECONDS,
+) -> tuple[dict, dict]:
+    """`read()` (stored bronze and quarantine rows, `stored_rows_by_file_day`) again while
+    `unsettled(bronze, quarantine)` names file-days, at most `reads` times, `pause_seconds`
+    apart: a day another run is writing can be read between its two commits, and settles within
+    a moment, while rows that are really missing stay missing and are judged as they are."""
+    counts = read()
+    for _ in range(reads - 1):
+        if not unsettled(*counts):
+            break
+        time.sleep(pause_seconds)
+        counts = read()
+    return counts
 
 
 def ledger_rows(

@@ -7,9 +7,11 @@ from decimal import Decimal
 
 import pytest
 
+from funnelpulse_dagster.lakehouse.ingest import settled_rows_by_file_day
 from funnelpulse_dagster.lib.quality import (
     gold_day_summary,
     ingest_reconciliation,
+    mismatched_outside_run,
     ordered_funnel_consistent,
     ordered_funnel_summary,
     silver_daily_totals,
@@ -75,6 +77,34 @@ def test_reconciliation_over_every_day_a_file_owns():
     # a day outside the run that holds a different count of the file's rows (it changed): failed
     stale = ingest_reconciliation(owned, {("/a.csv", D1): 6, ("/a.csv", D2): 1}, {("/a.csv", D1): 1}, [D1])
     assert not stale.passed
+
+
+def test_a_day_another_run_is_writing_is_read_again_until_it_settles():
+    owned = {("/a.csv", D1): 7, ("/a.csv", D2): 3}
+    # D2 is another run's: its bronze (2 rows) committed, its quarantine (1 row) not yet
+    half_written = ({("/a.csv", D1): 6, ("/a.csv", D2): 2}, {("/a.csv", D1): 1})
+    settled = ({("/a.csv", D1): 6, ("/a.csv", D2): 2}, {("/a.csv", D1): 1, ("/a.csv", D2): 1})
+    assert mismatched_outside_run(owned, *half_written, [D1]) == [("/a.csv", D2)]
+    assert mismatched_outside_run(owned, *settled, [D1]) == []
+    # a day of the run is this run's own to judge, and a day with nothing yet is pending
+    assert mismatched_outside_run(owned, *half_written, [D1, D2]) == []
+    assert mismatched_outside_run(owned, {("/a.csv", D1): 6}, {("/a.csv", D1): 1}, [D1]) == []
+
+    def unsettled(bronze, quarantine):
+        return mismatched_outside_run(owned, bronze, quarantine, [D1])
+
+    reads = iter([half_written, half_written, settled])
+    counts = settled_rows_by_file_day(lambda: next(reads), unsettled, reads=4, pause_seconds=0)
+    assert counts == settled
+    assert ingest_reconciliation(owned, *counts, [D1]).passed
+
+    # rows that are really missing do not settle: after the last read they are judged as they are
+    calls = []
+    lost = settled_rows_by_file_day(
+        lambda: calls.append(1) or half_written, unsettled, reads=3, pause_seconds=0
+    )
+    assert len(calls) == 3
+    assert not ingest_reconciliation(owned, *lost, [D1]).passed
 
 
 def test_silver_quality_flags_each_broken_rule(spark):

@@ -19,6 +19,7 @@ from funnelpulse_dagster.lakehouse.ingest import (
     ledger_rows,
     list_exports,
     parsed_lines,
+    settled_rows_by_file_day,
     stored_rows_by_file_day,
 )
 from funnelpulse_dagster.lakehouse.ownership import ExportFormatError
@@ -27,7 +28,7 @@ from funnelpulse_dagster.lib.partitions import (
     daily_partitions,
     single_run_backfill,
 )
-from funnelpulse_dagster.lib.quality import check_spec, ingest_reconciliation
+from funnelpulse_dagster.lib.quality import check_spec, ingest_reconciliation, mismatched_outside_run
 from funnelpulse_dagster.lib.spark_tables import SPARK_TABLE_KINDS, start_run
 from funnelpulse_dagster.resources import LakeResource, RawDataResource, SparkResource
 from funnelpulse_dagster.rules import INPUT_ROWS_RECONCILE
@@ -127,8 +128,12 @@ def bronze(
             tag=run.tag,
         )
 
+    owned = {(f.uri, day): n for f in touched for day, n in f.lines_by_day.items()}
     with timer.phase("read_back_counts"):
-        stored_bronze, stored_quarantine = stored_rows_by_file_day(session, lake.plain, touched)
+        stored_bronze, stored_quarantine = settled_rows_by_file_day(
+            lambda: stored_rows_by_file_day(session, lake.plain, touched),
+            lambda stored, quarantined: mismatched_outside_run(owned, stored, quarantined, days),
+        )
     with timer.phase("write_ledger"):
         ledger = ledger_rows(touched, days, stored_bronze, stored_quarantine)
         lake.replace_partitions(
@@ -139,7 +144,6 @@ def bronze(
         )
     _refuse_wholly_quarantined(touched, days, quarantined)
 
-    owned = {(f.uri, day): n for f in touched for day, n in f.lines_by_day.items()}
     by_day = _per_day(days, owned, stored_bronze, stored_quarantine, quarantined, ledger)
     run.log_phases()
     context.log.info(
