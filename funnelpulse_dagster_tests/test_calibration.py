@@ -32,16 +32,16 @@ def _all_eligible(evidence: pd.DataFrame) -> pd.DataFrame:
     return evidence[["brand", "window_start"]]
 
 
+def _measured(evidence: pd.DataFrame) -> dict:
+    """The pooled calibration of every hour of `evidence`, none of them injected."""
+    none_injected = pd.DataFrame({"brand": [], "window_start": pd.to_datetime([])})
+    ordinary = calibration.ordinary_hours(evidence, none_injected, _all_eligible(evidence))
+    return calibration.pooled([calibration.calibration(ordinary)])
+
+
 def test_a_calibrated_evidence_has_mean_square_one_and_no_spread_by_hour_of_day():
     evidence = _evidence(1, evening_scale=1.0)
-    none_injected = pd.DataFrame({"brand": [], "window_start": pd.to_datetime([])})
-    measured = calibration.pooled(
-        [
-            calibration.calibration(
-                calibration.ordinary_hours(evidence, none_injected, _all_eligible(evidence))
-            )
-        ]
-    )
+    measured = _measured(evidence)
     assert measured["all"]["hours"] == len(evidence)
     assert measured["all"]["mean_z2"] == pytest.approx(1.0, abs=0.06)
     assert measured["all"]["tail_3"] < 0.006
@@ -51,14 +51,7 @@ def test_a_calibrated_evidence_has_mean_square_one_and_no_spread_by_hour_of_day(
 
 def test_a_dispersion_that_grows_in_the_evening_shows_in_its_part_and_in_the_spread():
     evidence = _evidence(2, evening_scale=1.6)
-    none_injected = pd.DataFrame({"brand": [], "window_start": pd.to_datetime([])})
-    measured = calibration.pooled(
-        [
-            calibration.calibration(
-                calibration.ordinary_hours(evidence, none_injected, _all_eligible(evidence))
-            )
-        ]
-    )
+    measured = _measured(evidence)
     assert measured["by_part"]["evening 18-23"]["mean_z2"] == pytest.approx(2.56, rel=0.12)
     assert measured["by_part"]["morning 06-11"]["mean_z2"] == pytest.approx(1.0, abs=0.12)
     assert measured["cell_spread_ratio"] > 5
