@@ -75,6 +75,7 @@ def test_seasonal_hybrid_esd_flags_a_planted_spike_on_its_day_only():
     assert (flags["window_start"] >= START + pd.Timedelta(days=7)).all()
 
 
+@pytest.mark.slow  # the evaluation harness's cache, not the product
 def test_a_kept_work_folder_reuses_the_alternatives_flags_until_the_gold_changes(tmp_path, monkeypatch):
     from funnelpulse_evaluation import scenarios
 

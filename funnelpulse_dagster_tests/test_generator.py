@@ -106,6 +106,7 @@ def _events(raw: Path) -> pd.DataFrame:
     return frame[frame["event_time"].notna() & frame["event_type"].isin(TARGET_EVENT_MIX.keys())]
 
 
+@pytest.mark.slow  # generates days; the quick lane keeps the generator's statistics
 def test_planned_anomalies_land_where_the_plan_puts_them(tmp_path):
     """The same shop with and without a plan: outside the planned hours the data is the same;
     inside, the planned brand loses (drop) or gains (spike) purchases by about the planned size."""
@@ -144,6 +145,7 @@ def test_planned_anomalies_land_where_the_plan_puts_them(tmp_path):
         generate(tmp_path / "bad", date(2019, 10, 1), 2, anomaly_plan=[AnomalySpec(0, 1, 3, 2, "dip", 0.5)])
 
 
+@pytest.mark.slow  # generates days; the quick lane keeps the generator's statistics
 def test_shop_factors_change_the_brand_curve_and_the_weekly_rhythm(tmp_path):
     """A steeper brand curve gives the busiest brand a larger share; weekly_strength=0 gives
     every weekday the same volume (within the daily noise), 2.5 widens the real rhythm; a
@@ -177,6 +179,7 @@ def test_shop_factors_change_the_brand_curve_and_the_weekly_rhythm(tmp_path):
     assert conversion(strong, 3) > 1.15 * conversion(strong, 5)
 
 
+@pytest.mark.slow  # generates days; the quick lane keeps the generator's statistics
 def test_a_holiday_makes_every_brand_busier_and_buy_more_on_its_days(tmp_path):
     """On a holiday's days the shop has its traffic × the day's events and its conversion ×
     the share of viewing sessions that buy, in the whole shop and in its busiest brands alike

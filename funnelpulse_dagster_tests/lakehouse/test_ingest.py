@@ -206,6 +206,7 @@ def test_a_lost_line_fails_the_check_and_names_file_and_day(spark_resource, funn
     assert f"{path} on 2019-11-05" in check.description and "+1 lines unaccounted for" in check.description
 
 
+@pytest.mark.slow  # two bronze runs; the quick lane keeps the one-day run and the lost-line test
 def test_days_the_run_did_not_build_are_named_not_hidden(spark_resource, funnelpulse_home):
     path = _write(funnelpulse_home / "data_raw" / "x.csv", [HEADER, *[",".join(r) for r in _rows(20)]])
     result = _materialize(spark_resource, funnelpulse_home, "2019-11-04", "2019-11-04")
@@ -318,16 +319,16 @@ def _shape_lines(kind: str) -> tuple[list[str], dict]:
     raise ValueError(kind)
 
 
-# a bronze run each: the quick lane keeps three shapes (columns moved, a column added, no
-# records); the full suite runs every one
+# a bronze run each: the quick lane keeps one shape (no records) beside its one-day and
+# lost-line runs; the full suite runs every one
 _SLOW = pytest.mark.slow
 
 
 @pytest.mark.parametrize(
     "kind",
     [
-        "reordered_columns",
-        "extra_named_column",
+        pytest.param("reordered_columns", marks=_SLOW),
+        pytest.param("extra_named_column", marks=_SLOW),
         pytest.param("gzip", marks=_SLOW),
         pytest.param("crlf_and_bom", marks=_SLOW),
         pytest.param("header_only", marks=_SLOW),
@@ -410,6 +411,7 @@ def test_sensor_and_bronze_give_a_hostile_file_the_same_days(spark, funnelpulse_
     assert surveyed.lines_by_day == {NOV4: 1 + 1 + 2, NOV5: 1, date(2019, 11, 6): 1, date(2019, 11, 7): 1}
 
 
+@pytest.mark.slow  # a range run; the quick lane keeps the one-day run
 def test_each_partition_reports_its_own_day(spark_resource, funnelpulse_home):
     lines = [HEADER, *[",".join(r) for r in _rows(20)], *MALFORMED]
     _write(funnelpulse_home / "data_raw" / "x.csv", lines)

@@ -5,6 +5,7 @@ from datetime import date
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
 
 from funnelpulse_dagster.lakehouse.lake import Lake
@@ -27,6 +28,7 @@ def _stored(spark, lake: Lake, table: Table) -> list[tuple]:
     return sorted((r.cell, r.day) for r in lake.read(spark, table).collect())
 
 
+@pytest.mark.slow  # the quick lane keeps the lake's other writes
 def test_an_aggregate_is_written_one_file_per_day_whatever_its_tasks(spark, tmp_path):
     rows = [(cell, day) for day in DAYS for cell in range(40)]
     # four tasks, each holding rows of every day: what a gold table's last shuffle leaves

@@ -39,6 +39,7 @@ def _counts(store: LakeStore) -> dict[str, int]:
     return dict(rows)
 
 
+@pytest.mark.slow  # the quick lane keeps reading as of a version or a time
 def test_a_reader_during_rewrites_sees_the_old_days_or_the_new_never_a_mix(spark, tmp_path):
     """A JVM-free reader (delta-rs lists the version's files, DuckDB reads them) polls while the
     same two days are rewritten again and again, each time with another number of rows."""
@@ -114,6 +115,7 @@ def _gold_rows(spark, table: Table, day: date, **columns: list):
 
 
 @pytest.mark.spark_mode_independent  # Spark writes the table; what is tested reads it in Python
+@pytest.mark.slow  # the quick lane keeps reading as of a version or a time
 def test_the_cli_lists_versions_and_reads_a_table_as_of_one(spark, tmp_path, monkeypatch, capsys):
     from funnelpulse_dagster.cli import main
     from funnelpulse_dagster.tables import GOLD_FUNNEL_DAILY_CATEGORY as table
@@ -135,6 +137,7 @@ def test_the_cli_lists_versions_and_reads_a_table_as_of_one(spark, tmp_path, mon
 
 
 @pytest.mark.spark_mode_independent  # Spark writes the table; what is tested reads it in Python
+@pytest.mark.slow  # the quick lane keeps reading as of a version or a time
 def test_the_api_lists_a_tables_versions_and_answers_as_of_a_time(spark, tmp_path):
     from fastapi.testclient import TestClient
 

@@ -174,6 +174,7 @@ def _ordered_row(
     return _table_row(GOLD_SESSION_FUNNEL_DAILY, {**values, **overrides})
 
 
+@pytest.mark.slow  # the quick lane keeps the other checks
 def test_ordered_funnel_check_catches_bad_steps_and_a_shop_count_silver_disagrees_with(spark):
     """Counted by hand from the silver rows below: on D1 three sessions start and view (s1, s2,
     and s4 just before midnight); s3 starts on D1 but never views; s5 starts on D2 and views."""

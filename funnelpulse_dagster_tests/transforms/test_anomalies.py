@@ -50,6 +50,7 @@ def test_a_clear_drop_is_flagged_and_quiet_or_normal_brands_are_not(spark):
     assert not {f for f in flags if f[0] != "big"}, "no flag below the minimum traffic or on a normal brand"
 
 
+@pytest.mark.slow  # the quick lane keeps the clear drop and the normal day
 def test_a_drop_in_the_first_week_is_judged_against_the_hours_baseline(spark):
     """On day 4 the history has three other weekdays and none of the judged one: the hour of
     day's baseline stands in for the missing weekday cell (it once fell through to no baseline
@@ -79,6 +80,7 @@ def test_a_drop_in_the_first_week_is_judged_against_the_hours_baseline(spark):
     assert _flags(spark, series(4), [day4]) == set()
 
 
+@pytest.mark.slow  # the quick lane keeps the clear drop and the normal day
 def test_a_brands_own_drop_leaves_its_expectation_and_the_shop_moves_only_beyond_its_noise(spark):
     """The busiest brand loses 90 % of its purchases for four hours. Its factor is the other
     brands' median, so its own drop cannot lower what it is judged against: it stays 1 all
@@ -114,6 +116,7 @@ def test_no_flags_on_a_normal_day(spark):
     assert _flags(spark, series(15), [JUDGED]) == set()
 
 
+@pytest.mark.slow  # the quick lane keeps the clear drop and the normal day
 def test_a_shop_wide_weekday_is_not_an_anomaly_but_a_drop_on_it_is(spark):
     """The whole shop converts twice as well on Tuesdays. Each brand has only two Tuesdays of
     history, too few to carry its Tuesday baseline alone (shrunk towards its all-week hour of
@@ -271,6 +274,7 @@ def test_judging_leaves_no_cache_behind(spark):
     assert cache.isEmpty(), "a cache of the detector was left behind"
 
 
+@pytest.mark.slow  # the quick lane keeps the clear drop and the normal day
 def test_root_cause_ranks_the_segment_that_lost_its_purchases(spark):
     """History: categories A and B of brand x both convert at 12 % (plus a small C). In the
     flagged hour A's purchases vanish and B's stay: A is the top hint, with a negative

@@ -95,6 +95,7 @@ def test_every_input_line_lands_exactly_once(spark, parse, sample_raw_dir):
     assert quarantine.count() == 4
 
 
+@pytest.mark.slow  # the quick lane keeps every-line-lands-once and the reference
 def test_restricting_to_days_partitions_lines_without_loss(spark, parse, sample_raw_dir):
     files = sorted(sample_raw_dir.glob("*.csv"))
 
@@ -155,6 +156,7 @@ def test_silver_and_gold_match_reference(spark, parse, sample_raw_dir):
         assertDataFrameEqual(build(silver), expected, rtol=1e-9)
 
 
+@pytest.mark.slow  # a plan test; the quick lane keeps the reference
 def test_silver_puts_each_day_on_one_task_on_a_laptop_and_spreads_it_on_a_cluster(
     spark, parse, sample_raw_dir
 ):
