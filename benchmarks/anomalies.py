@@ -288,11 +288,12 @@ def main() -> int:
         parser.error("--resume goes on from the results in --json")
     code = code_version()
     done = {}
-    if args.resume and Path(args.json).exists():
+    # a tree with uncommitted changes is no commit to resume on
+    if args.resume and Path(args.json).exists() and not code.endswith("+changes"):
         done = {
             r["scenario"]: r
             for r in json.loads(Path(args.json).read_text())["scenarios"]
-            if r.get("code") == code and not code.endswith("+changes")
+            if r.get("code") == code
         }
     spark_resource = SparkResource(master="local[2]")
     results = []

@@ -69,19 +69,18 @@ def calibration(ordinary: pd.DataFrame) -> dict:
     cells = frame.groupby(["brand", "_part"])["_z2"].agg(["size", "mean", "var"]).reset_index()
     cells = cells[cells["size"] >= MIN_CELL_HOURS]
     cells = cells[cells.groupby("brand")["brand"].transform("size") >= 2]
-    if len(cells):
-        k = cells.groupby("brand")["brand"].transform("size")
-        sampling = cells["var"] / cells["size"]
-        deviation = cells["mean"] - cells.groupby("brand")["mean"].transform("mean")
-        expected = (
-            sampling * (1 - 2 / k) + cells.assign(_s=sampling).groupby("brand")["_s"].transform("sum") / k**2
-        )
+    k = cells.groupby("brand")["brand"].transform("size")
+    sampling = cells["var"] / cells["size"]
+    deviation = cells["mean"] - cells.groupby("brand")["mean"].transform("mean")
+    expected = (
+        sampling * (1 - 2 / k) + cells.assign(_s=sampling).groupby("brand")["_s"].transform("sum") / k**2
+    )
     return {
         "all": sums(frame),
         "by_part": {part: sums(frame[frame["_part"] == part]) for part in DAY_PARTS},
         "cells": len(cells),
-        "within_brand_squares": float((deviation**2).sum()) if len(cells) else 0.0,
-        "within_brand_sampling": float(expected.sum()) if len(cells) else 0.0,
+        "within_brand_squares": float((deviation**2).sum()),
+        "within_brand_sampling": float(expected.sum()),
     }
 
 
