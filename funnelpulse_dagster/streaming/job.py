@@ -33,7 +33,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 from pyspark.sql.types import StructType
 
 from funnelpulse_dagster.lakehouse import lakefs
@@ -227,7 +227,7 @@ def start_ingest(
     # both tables exist from the first run on, empty until a batch brings rows
     for table in (STREAM_EVENTS, STREAM_DEAD_LETTERS):
         lake.ensure_table(spark, table)
-    return (
+    return start_with_python_worker(
         read_messages(spark, source_options)
         .transform(parsed_stream)
         .writeStream.queryName(STREAM_INGEST_QUERY)
@@ -235,8 +235,30 @@ def start_ingest(
         # a plain Lake: under Spark Connect the function runs in a Python worker of the server
         .foreachBatch(publish_micro_batch(lake, checkpoint))
         .trigger(**trigger)
-        .start()
     )
+
+
+# Under Spark Connect a foreachBatch query's start launches the function's Python worker on the
+# server, which waits a fixed 10 s for it to connect back (PythonWorkerFactory). On a loaded
+# machine the worker's imports can take longer; nothing has run yet, so starting again is safe.
+WORKER_CONNECT_FAILURE = "Python worker failed to connect back"
+WORKER_START_ATTEMPTS = 3
+
+
+def start_with_python_worker(
+    writer: DataStreamWriter, attempts: int = WORKER_START_ATTEMPTS, pause_seconds: float = 2.0
+) -> StreamingQuery:
+    """`writer.start()`, started again (up to `attempts` in all) when only the Python worker of
+    its foreachBatch function failed to connect back in time; any other failure is raised."""
+    attempt = 1
+    while True:
+        try:
+            return writer.start()
+        except Exception as exc:
+            if WORKER_CONNECT_FAILURE not in str(exc) or attempt >= attempts:
+                raise
+        time.sleep(pause_seconds * attempt)
+        attempt += 1
 
 
 def finish_uncommitted_batch(
@@ -295,13 +317,12 @@ def start_open(
     sink = OpenStateSink(
         lake, f"{checkpoint.rstrip('/')}_cells", minutes, live.top_brands, live.keep_versions
     )
-    return (
+    return start_with_python_worker(
         open_contributions(clean, minutes)
         .writeStream.queryName(STREAM_OPEN_QUERY)
         .option("checkpointLocation", checkpoint)
         .foreachBatch(sink)
         .trigger(**trigger)
-        .start()
     )
 
 
@@ -451,8 +472,14 @@ def run_stream(
             return {"processingTime": f"{seconds} seconds"}
 
         ledger = every(ledger_seconds or processing_time_seconds)
-        queries = [start(every(processing_time_seconds) if name == STREAM_OPEN_QUERY else ledger)
-                   for name, start in starts]  # fmt: skip
+        queries: list[StreamingQuery] = []
+        try:
+            for name, start in starts:
+                queries.append(start(every(processing_time_seconds) if name == STREAM_OPEN_QUERY else ledger))
+        except BaseException:
+            for query in queries:  # a run never leaves a query behind, even one whose peer failed to start
+                query.stop()
+            raise
         _await(queries, progress, deadline, log, on_tick)
     for name, _ in starts:
         progress.totals.setdefault(name, QueryTotals(name))
