@@ -12,6 +12,7 @@ setting tried, the setting kept for each chosen on the tuning seeds.
     .venv/bin/python benchmarks/anomalies.py --seeds tuning --work /tmp/eval     # ... judge them again
     .venv/bin/python benchmarks/anomalies.py --json /tmp/heldout.json --resume   # go on after a stop
     .venv/bin/python benchmarks/anomalies.py --seeds tuning --calibration        # and the evidence's calibration
+    .venv/bin/python benchmarks/anomalies.py --seeds tuning --gates              # and our detector at every gate setting
 
 Each scenario is one shop (traffic, brand curve, weekly rhythm; funnelpulse_evaluation/scenarios.py SHOPS)
 and one seed: 35 days, one anomaly a day from day 7 with its size, duration, hour of day, brand
@@ -24,6 +25,9 @@ report.
 With --calibration, each scenario also reports how the detector's single-hour evidence behaves
 on its ordinary hours (funnelpulse_evaluation/calibration.py): mean z², the share of |z| ≥ 3, the
 dispersion φ used, per part of the day, and whether a brand's dispersion depends on the hour.
+With --gates, our detector is also judged at every setting of its two gates (the run score's
+threshold, the hour's own |z|) on the same evidence and scored beside the alternatives' settings,
+with the setting the alternatives' rule picks on the seeds run.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ from funnelpulse_dagster.resources.spark import SparkResource
 from funnelpulse_evaluation import alternatives, calibration
 from funnelpulse_evaluation.scenarios import (
     HELDOUT_SEEDS,
+    OURS,
+    SHIPPED_GATES,
     SHOPS,
     TUNING_SEEDS,
     Scenario,
@@ -102,17 +108,20 @@ def _alternatives(results: list[dict]) -> list[str]:
     """Every published alternative at every setting tried, beside ours and the seed's method,
     summed over the scenarios: all incidents and within reach, and within reach per seed. The
     setting kept for each method (alternatives.CHOSEN) was chosen on the tuning seeds by the
-    rule `alternatives.choose` applies; a tuning run prints what the rule picks there."""
+    rule `alternatives.choose` applies; a tuning run prints what the rule picks there. A run with
+    --gates adds our detector at every gate setting, the shipped one marked."""
     if not all(r.get("alternatives") for r in results):
         return []
     seeds = sorted({r["seed"] for r in results})
+    keys = ("alternatives", "gate_sweep") if all("gate_sweep" in r for r in results) else ("alternatives",)
+    kept = {**alternatives.CHOSEN, OURS: SHIPPED_GATES}
 
     def total(rows: list[dict], key: str) -> dict:
         return rates({k: sum(row[key][k] for row in rows) for k in ("tp", "fp", "fn")})
 
     methods: dict[tuple[str, str], dict] = {}
     for r in results:
-        for alt in r["alternatives"]:
+        for alt in (entry for key in keys for entry in r[key]):
             methods.setdefault((alt["method"], alt["setting"]), {}).setdefault(r["seed"], []).append(alt)
     head = "| method | setting | P / R / F1 | within reach P / R / F1 |" + "".join(
         f" within reach F1, seed {seed} |" for seed in seeds
@@ -129,15 +138,21 @@ def _alternatives(results: list[dict]) -> list[str]:
         row("**ours** (`transforms/anomalies/`)", "as shipped", by_seed, "ours", "ours_within_reach")
     )
     lines.append(row("the seed's method", "2σ", by_seed, "seed_method", "seed_method_within_reach"))
-    picked = alternatives.choose(results)
+    picked = alternatives.choose(results, keys)
     for (method, setting), per_seed in methods.items():
         marks = []
-        if alternatives.CHOSEN.get(method) == setting:
-            marks.append("kept (tuning seeds)")
-        if picked.get(method) == setting and alternatives.CHOSEN.get(method) != setting:
+        if kept.get(method) == setting:
+            marks.append("shipped" if method == OURS else "kept (tuning seeds)")
+        if picked.get(method) == setting and kept.get(method) != setting:
             marks.append("the rule's pick on these seeds")
         label = f"{setting}{' — ' + ', '.join(marks) if marks else ''}"
         lines.append(row(method, label, per_seed, "all", "within_reach"))
+    differing = [r["scenario"] for r in results if r.get("gate_sweep_reproduces_detector") is False]
+    if differing:
+        lines += [
+            "",
+            f"**The gate sweep's shipped setting did not reproduce the detector's flags in: {', '.join(differing)}.**",
+        ]
     return lines
 
 
@@ -263,6 +278,11 @@ def main() -> int:
         help="also measure the calibration of the single-hour evidence on ordinary hours",
     )
     parser.add_argument(
+        "--gates",
+        action="store_true",
+        help="also judge our detector at every setting of its two gates on the same evidence",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="keep the scenarios --json already holds from this commit and run only the others",
@@ -306,7 +326,14 @@ def main() -> int:
                     print(f"{scenario.name:45} kept from {args.json}", flush=True)
                     continue
                 began = time.perf_counter()
-                r = run_scenario(scenario, spark_resource, work, args.min_views, calibrate=args.calibration)
+                r = run_scenario(
+                    scenario,
+                    spark_resource,
+                    work,
+                    args.min_views,
+                    calibrate=args.calibration,
+                    gates=args.gates,
+                )
                 r["seconds"] = round(time.perf_counter() - began, 1)
                 r["code"] = code
                 results.append(r)

@@ -227,13 +227,14 @@ CHOSEN = {"quasi-Poisson GLM": "residual beyond ±5.0", "S-H-ESD": "α = 0.001"}
 PRECISION_FIRST = 0.95
 
 
-def choose(results: list[dict]) -> dict[str, str]:
+def choose(results: list[dict], keys: tuple[str, ...] = ("alternatives",)) -> dict[str, str]:
     """Per method, the setting with the best F1 on the incidents within reach among those whose
     precision over all incidents is at least PRECISION_FIRST, else the most precise one: the
-    order an on-call engineer asks for (precision, then recall on what is detectable)."""
+    order an on-call engineer asks for (precision, then recall on what is detectable). The
+    settings are the entries under `keys` of each result (`gate_sweep`: our detector's gates)."""
     totals: dict[tuple[str, str], dict[str, int]] = {}
     for r in results:
-        for alt in r.get("alternatives", []):
+        for alt in (entry for key in keys for entry in r.get(key, [])):
             for part in ("all", "within_reach"):
                 cell = totals.setdefault((alt["method"], alt["setting"]), {}).setdefault(part, {})
                 for k in ("tp", "fp", "fn"):

@@ -47,8 +47,10 @@ from funnelpulse_dagster.generator import (
 )
 from funnelpulse_dagster.resources import LakeResource, RawDataResource
 from funnelpulse_dagster.resources.spark import SparkResource
+from funnelpulse_dagster.rules import CURRENT_HOUR_Z, THRESHOLD
 from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND, GOLD_FUNNEL_HOURLY_BRAND
-from funnelpulse_dagster.transforms.anomalies.evidence import evidence_for_days
+from funnelpulse_dagster.transforms.anomalies.evidence import evidence_for_days, flag
+from funnelpulse_dagster.transforms.anomalies.plan import computed
 from funnelpulse_evaluation import alternatives, calibration
 from funnelpulse_evaluation.scoring import rates
 
@@ -102,6 +104,20 @@ HOURS_OF_DAY = {
 BRAND_TIERS = {"top 5": range(5), "mid 6th-12th": range(5, 12)}
 TIER_ROTATION = ("top 5", "top 5", "mid 6th-12th")  # a third on mid-sized brands
 
+
+# The detector's two gates (rules.THRESHOLD on a run's score, rules.CURRENT_HOUR_Z on the hour's
+# own evidence), tried around the shipped values on the same evidence with --gates: what another
+# choice trades, scored as the published alternatives' settings are.
+GATE_THRESHOLDS = (4.0, 4.5, 5.0, 5.5, 6.0)
+GATE_CURRENT_HOUR_Z = (1.0, 1.5, 2.0)
+OURS = "ours (transforms/anomalies/)"
+
+
+def gate_setting(threshold: float, current_hour_z: float) -> str:
+    return f"run score ≥ {threshold}, hour |z| ≥ {current_hour_z}"
+
+
+SHIPPED_GATES = gate_setting(THRESHOLD, CURRENT_HOUR_Z)
 
 # An incident whose oracle signal (see `incidents`) is under this is out of any detector's
 # reach at these volumes: a test that fires at z ≥ 3 raises ≈ 8 false alarms per scenario's
@@ -428,10 +444,12 @@ def run_scenario(
     min_views: int = 50,
     plan: list[PlannedAnomaly] | None = None,
     calibrate: bool = False,
+    gates: bool = False,
 ) -> dict:
     """Generate, materialize and score one scenario; `plan` replaces the seed's anomaly plan.
     With `calibrate`, also how the detector's single-hour evidence behaves on the ordinary hours
-    (funnelpulse_evaluation/calibration.py)."""
+    (funnelpulse_evaluation/calibration.py); with `gates`, our detector at every gate setting
+    (`gate_sweep`)."""
     home = work / f"{scenario.shop.name.split(':')[0].replace(' ', '_')}-{scenario.seed}"
     plan = plan or anomaly_plan(scenario.seed, scenario.days, scenario.shop.name)
     injected, gold, ours = materialize_scenario(scenario, spark_resource, home, plan)
@@ -447,13 +465,15 @@ def run_scenario(
     weak_hours = truth.loc[~strong, ["brand", "window_start"]]
     outside_weak = eligible.merge(weak_hours, on=["brand", "window_start"], how="left", indicator=True)
     eligible_strong = outside_weak[outside_weak["_merge"] == "left_only"][["brand", "window_start"]]
-    published = [
-        {
-            "method": method,
-            "setting": setting,
+
+    def scored(flags: pd.DataFrame) -> dict:
+        return {
             "all": rates(hour_counts(eligible, truth, flags)),
             "within_reach": rates(hour_counts(eligible_strong, truth[strong], flags)),
         }
+
+    published = [
+        {"method": method, "setting": setting, **scored(flags)}
         for method, setting, flags in kept_alternative_flags(gold, judged_from, home)
     ]
     result = {
@@ -473,21 +493,61 @@ def run_scenario(
     if calibrate:
         evidence = hour_evidence(spark_resource, home, scenario.days)
         result["calibration"] = calibration.calibration(calibration.ordinary_hours(evidence, truth, eligible))
+    if gates:
+        result["gate_sweep"], result["gate_sweep_reproduces_detector"] = gate_sweep(
+            spark_resource, home, scenario.days, ours, scored
+        )
     return result
 
 
-def hour_evidence(spark_resource: SparkResource, home: Path, days: int) -> pd.DataFrame:
-    """The detector's evidence for every brand-hour of the judged days, as a batch run computes
-    it (transforms/anomalies `evidence_for_days`): brand, window_start, hour_of_day, z_hour, phi."""
+def _judged_evidence(spark_resource: SparkResource, home: Path, days: int):
+    """The detector's evidence for every brand-hour of the judged days (and the day before, for
+    its last hours' runs), as a batch run computes it (transforms/anomalies `evidence_for_days`),
+    and the first judged day."""
     spark = spark_resource.spark_session
     gold = LakeResource(root=str(home / "tables")).read(spark, GOLD_FUNNEL_HOURLY_BRAND)
     judged = [START + timedelta(days=day) for day in range(FIRST_ANOMALY_DAY, days)]
+    return evidence_for_days(gold, judged), judged[0]
+
+
+def hour_evidence(spark_resource: SparkResource, home: Path, days: int) -> pd.DataFrame:
+    """The detector's evidence for every brand-hour of the judged days: brand, window_start,
+    hour_of_day, z_hour, phi."""
+    evidence, first = _judged_evidence(spark_resource, home, days)
     return (
-        evidence_for_days(gold, judged)
-        .filter(F.col("window_date") >= F.lit(judged[0]))
+        evidence.filter(F.col("window_date") >= F.lit(first))
         .select("brand", "window_start", "hour_of_day", "z_hour", "phi")
         .toPandas()
     )
+
+
+def gate_sweep(
+    spark_resource: SparkResource, home: Path, days: int, ours: pd.DataFrame, scored
+) -> tuple[list[dict], bool]:
+    """Our detector at every gate setting (GATE_THRESHOLDS × GATE_CURRENT_HOUR_Z) on the
+    scenario's evidence, each `scored` as a published alternative's setting is, and whether the
+    shipped gates flag exactly the hours the detector's own runs wrote (the sweep judges every
+    day at once from the same evidence: it must, or its other settings say nothing)."""
+    evidence, first = _judged_evidence(spark_resource, home, days)
+    evidence = computed(evidence)  # judged at every setting: computed once
+    sweep, shipped = [], None
+    for threshold in GATE_THRESHOLDS:
+        for current_hour_z in GATE_CURRENT_HOUR_Z:
+            flags = (
+                flag(evidence, threshold, current_hour_z)
+                .filter(F.col("window_date") >= F.lit(first))
+                .select("brand", "window_start", F.col("anomaly_type").alias("flag"))
+                .toPandas()
+            )
+            setting = gate_setting(threshold, current_hour_z)
+            sweep.append({"method": OURS, "setting": setting, **scored(flags)})
+            if setting == SHIPPED_GATES:
+                shipped = flags
+
+    def keys(frame: pd.DataFrame) -> set:
+        return set(zip(frame["brand"], pd.to_datetime(frame["window_start"]), frame["flag"], strict=True))
+
+    return sweep, shipped is not None and keys(shipped) == keys(ours)
 
 
 def alternative_flags(gold: pd.DataFrame, judged_from: pd.Timestamp):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from funnelpulse_dagster.rules import (
@@ -48,6 +49,26 @@ def test_a_clear_drop_is_flagged_and_quiet_or_normal_brands_are_not(spark):
     # evidence accumulates: the first hour may not be conclusive alone, the rest are flagged
     assert {18, 19, 20} <= drops <= {17, 18, 19, 20}
     assert not {f for f in flags if f[0] != "big"}, "no flag below the minimum traffic or on a normal brand"
+
+
+def test_a_flag_passes_both_gates_which_the_evaluation_can_move(spark):
+    """`flag`'s two gates, as the evaluation sweeps them on the same evidence: a run threshold
+    above the strongest flag's run, or an hour's |z| gate above every flagged hour's own, flags
+    nothing; by default they are the shipped ones."""
+    from funnelpulse_dagster.transforms.anomalies.evidence import flag
+
+    evidence = evidence_for_days(gold_frame(spark, series(15, ("big", JUDGED, range(17, 21)))), [JUDGED])
+    evidence = evidence.localCheckpoint()
+    judged = F.col("window_date") == F.lit(JUDGED)
+    shipped = flag(evidence).filter(judged).collect()
+    assert shipped and {r["brand"] for r in shipped} == {"big"}
+    assert flag(evidence, THRESHOLD, CURRENT_HOUR_Z).filter(judged).count() == len(shipped)
+    strongest = max(r["score"] for r in shipped)
+    assert strongest >= THRESHOLD
+    assert flag(evidence, threshold=strongest + 0.01).filter(judged).count() == 0
+    deepest = max(abs(r["z_hour"]) for r in shipped)
+    assert deepest >= CURRENT_HOUR_Z
+    assert flag(evidence, current_hour_z=deepest + 0.01).filter(judged).count() == 0
 
 
 @pytest.mark.slow  # the quick lane keeps the clear drop and the normal day
@@ -323,13 +344,17 @@ def test_root_cause_ranks_the_segment_that_lost_its_purchases(spark):
 def test_harness_on_a_small_scenario(spark_resource, tmp_path):
     """The evaluation harness end to end: generate a planned scenario, materialize up to the
     anomaly table with real Dagster runs, score against the ground truth beside the seed's
-    method, with the time to detect of each incident."""
+    method, with the time to detect of each incident, and our detector at every gate setting."""
     from funnelpulse_dagster.generator import AnomalySpec
     from funnelpulse_evaluation.scenarios import (
         DETECTABLE_SIGNAL,
+        GATE_CURRENT_HOUR_Z,
+        GATE_THRESHOLDS,
+        SHIPPED_GATES,
         PlannedAnomaly,
         Scenario,
         Shop,
+        gate_setting,
         run_scenario,
         signal_level,
         summary,
@@ -343,7 +368,7 @@ def test_harness_on_a_small_scenario(spark_resource, tmp_path):
         PlannedAnomaly(AnomalySpec(9, 8, 2, 2, "drop", 0.9), {"type": "drop", "brand": "mid 6th-12th"}),
     ]
     scenario = Scenario(Shop("small"), 5, days=10, events_per_day=60_000)
-    result = run_scenario(scenario, spark_resource, tmp_path, min_views=20, plan=plan)
+    result = run_scenario(scenario, spark_resource, tmp_path, min_views=20, plan=plan, gates=True)
     assert result["positive_brand_hours"] > 0
     for method in ("ours", "seed_method"):
         counts = result[method]
@@ -368,3 +393,23 @@ def test_harness_on_a_small_scenario(spark_resource, tmp_path):
     assert scored_levels == {("type", "drop"), ("type", "spike"), ("brand", "top 5")} | {
         ("signal", signal_level(i["signal_z"])) for i in (drop, spike)
     }
+    # the gate sweep: the shipped gates judged on the sweep's evidence flag what the runs wrote,
+    # and a stricter gate never flags an hour a looser one does not
+    assert result["gate_sweep_reproduces_detector"]
+    sweep = {entry["setting"]: entry for entry in result["gate_sweep"]}
+    assert len(sweep) == len(GATE_THRESHOLDS) * len(GATE_CURRENT_HOUR_Z)
+    shipped = sweep[SHIPPED_GATES]
+    assert shipped["all"] == result["ours"] and shipped["within_reach"] == result["ours_within_reach"]
+
+    def flagged(threshold: float, current_hour_z: float) -> int:
+        counts = sweep[gate_setting(threshold, current_hour_z)]["all"]
+        return counts["tp"] + counts["fp"]
+
+    for z in GATE_CURRENT_HOUR_Z:
+        assert [flagged(t, z) for t in GATE_THRESHOLDS] == sorted(
+            (flagged(t, z) for t in GATE_THRESHOLDS), reverse=True
+        )
+    for t in GATE_THRESHOLDS:
+        assert [flagged(t, z) for z in GATE_CURRENT_HOUR_Z] == sorted(
+            (flagged(t, z) for z in GATE_CURRENT_HOUR_Z), reverse=True
+        )

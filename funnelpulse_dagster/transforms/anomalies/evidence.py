@@ -166,8 +166,8 @@ def _nearby_runs() -> Column:
     )
 
 
-def _covering_run(kind: str) -> Column:
-    """The strongest run of `kind` (drop | spike) that passed the threshold, covers this hour and
+def _covering_run(kind: str, threshold: float) -> Column:
+    """The strongest run of `kind` (drop | spike) that passed `threshold`, covers this hour and
     is not diluted by it: its own, or one ending up to MAX_RUN_HOURS − 1 hours later on the same
     day, as struct(score, hours, first_known_hour); NULL when there is none. `first_known_hour`
     is the hour_index at which the earliest of those runs ends: the hour whose evidence first
@@ -188,7 +188,7 @@ def _covering_run(kind: str) -> Column:
     sign = -1.0 if kind == "drop" else 1.0
     passed_runs = F.collect_list(
         F.when(
-            score >= THRESHOLD,
+            score >= threshold,
             F.struct(
                 score.alias("score"),
                 hours.alias("hours"),
@@ -224,26 +224,29 @@ def _covering_run(kind: str) -> Column:
     )
 
 
-def flag(evidence: DataFrame) -> DataFrame:
+def flag(
+    evidence: DataFrame, threshold: float = THRESHOLD, current_hour_z: float = CURRENT_HOUR_Z
+) -> DataFrame:
     """The anomalous brand-hours, with type, score, severity and the seed's columns.
 
     An hour is flagged when it has at least MIN_VIEWS views, deviates by itself (|z_hour| ≥
-    CURRENT_HOUR_Z, so an hour after an anomaly ends is not flagged for its predecessors) and a
-    run covering it passed the threshold: the run ending at it, or a later run of the same day
+    `current_hour_z`, so an hour after an anomaly ends is not flagged for its predecessors) and a
+    run covering it passed `threshold`: the run ending at it, or a later run of the same day
     that reaches back over it, and no part of that run without the hour scores higher
     (`_covering_run`). `score` and `evidence_hours` are that run's,
     the strongest when several cover the hour. `detectable_at` is the end of the hour whose
     evidence first made this hour a flag: a judge that sees every closed hour (the live path)
     can flag it then, and no earlier (a run ending at hour u needs only hours up to u, and a
-    day's baselines only earlier days)."""
+    day's baselines only earlier days). The gates default to the shipped ones (rules.py); the
+    evaluation tries others on the same evidence (funnelpulse_evaluation/scenarios.py)."""
     scored = (
         evidence.withColumn("_nearby_runs", _nearby_runs())
-        .withColumn("_drop_run", _covering_run("drop"))
-        .withColumn("_spike_run", _covering_run("spike"))
+        .withColumn("_drop_run", _covering_run("drop", threshold))
+        .withColumn("_spike_run", _covering_run("spike", threshold))
     )
     traffic = F.col("views") >= MIN_VIEWS
-    is_drop = traffic & (F.col("z_hour") <= -CURRENT_HOUR_Z) & F.col("_drop_run.score").isNotNull()
-    is_spike = traffic & (F.col("z_hour") >= CURRENT_HOUR_Z) & F.col("_spike_run.score").isNotNull()
+    is_drop = traffic & (F.col("z_hour") <= -current_hour_z) & F.col("_drop_run.score").isNotNull()
+    is_spike = traffic & (F.col("z_hour") >= current_hour_z) & F.col("_spike_run.score").isNotNull()
     run = F.when(is_drop, F.col("_drop_run")).otherwise(F.col("_spike_run"))
     rate = F.col("conversion_rate")
     z_brand = (rate - F.col("seed_mean_brand")) / F.nullif(F.col("seed_std_brand"), F.lit(0.0))
