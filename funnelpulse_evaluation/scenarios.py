@@ -50,7 +50,6 @@ from funnelpulse_dagster.resources.spark import SparkResource
 from funnelpulse_dagster.rules import CURRENT_HOUR_Z, THRESHOLD
 from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND, GOLD_FUNNEL_HOURLY_BRAND
 from funnelpulse_dagster.transforms.anomalies.evidence import evidence_for_days, flag
-from funnelpulse_dagster.transforms.anomalies.plan import computed
 from funnelpulse_evaluation import alternatives, calibration
 from funnelpulse_evaluation.scoring import rates
 
@@ -527,18 +526,22 @@ def gate_sweep(
     """Our detector at every gate setting (GATE_THRESHOLDS × GATE_CURRENT_HOUR_Z) on the
     scenario's evidence, each `scored` as a published alternative's setting is, and whether the
     shipped gates flag exactly the hours the detector's own runs wrote (the sweep judges every
-    day at once from the same evidence: it must, or its other settings say nothing)."""
+    day at once from the same evidence: it must, or its other settings say nothing).
+
+    One judgement at the loosest gates serves every setting: an hour passes a stricter run
+    threshold exactly when its strongest covering run (the flag's `score`) reaches it, and the
+    hour's own gate reads its `z_hour`, whose sign also fixes the flag's type."""
     evidence, first = _judged_evidence(spark_resource, home, days)
-    evidence = computed(evidence)  # judged at every setting: computed once
+    loosest = (
+        flag(evidence, min(GATE_THRESHOLDS), min(GATE_CURRENT_HOUR_Z))
+        .filter(F.col("window_date") >= F.lit(first))
+        .select("brand", "window_start", F.col("anomaly_type").alias("flag"), "score", "z_hour")
+        .toPandas()
+    )
     sweep, shipped = [], None
     for threshold in GATE_THRESHOLDS:
         for current_hour_z in GATE_CURRENT_HOUR_Z:
-            flags = (
-                flag(evidence, threshold, current_hour_z)
-                .filter(F.col("window_date") >= F.lit(first))
-                .select("brand", "window_start", F.col("anomaly_type").alias("flag"))
-                .toPandas()
-            )
+            flags = loosest[(loosest["score"] >= threshold) & (loosest["z_hour"].abs() >= current_hour_z)]
             setting = gate_setting(threshold, current_hour_z)
             sweep.append({"method": OURS, "setting": setting, **scored(flags)})
             if setting == SHIPPED_GATES:
