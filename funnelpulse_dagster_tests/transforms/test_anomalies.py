@@ -51,6 +51,7 @@ def test_a_clear_drop_is_flagged_and_quiet_or_normal_brands_are_not(spark):
     assert not {f for f in flags if f[0] != "big"}, "no flag below the minimum traffic or on a normal brand"
 
 
+@pytest.mark.slow  # the evaluation's gates; the quick lane keeps the shipped ones (the clear drop)
 def test_a_flag_passes_both_gates_which_the_evaluation_can_move(spark):
     """`flag`'s two gates, as the evaluation sweeps them on the same evidence: a run threshold
     above the strongest flag's run, or an hour's |z| gate above every flagged hour's own, flags
