@@ -15,7 +15,6 @@ from funnelpulse_dagster.rules import (
     SEVERITY_THRESHOLDS,
     SHOP_DEPARTURE_Z,
     SHOP_HOURS,
-    SHOP_PRIOR_SESSIONS,
     THRESHOLD,
 )
 from funnelpulse_dagster.transforms.anomalies.baselines import (
@@ -32,8 +31,11 @@ from funnelpulse_dagster.transforms.anomalies.plan import computed
 def with_shop_factor(scored: DataFrame) -> DataFrame:
     """Adds `shop_factor`: how far the rest of the shop converts above or below its baselines
     in the last SHOP_HOURS hours. Each brand's ratio there is its purchasing sessions against
-    what its baselines expect, each shrunk towards 1 by SHOP_PRIOR_SESSIONS; a brand's factor
-    is the median of the other brands' ratios weighted by their expected sessions. A holiday
+    what its baselines expect; a brand's factor is the median of the other brands' ratios
+    weighted by their expected sessions. The ratios are not shrunk towards 1: a small brand's
+    ratio is noisy but weighs little, while shrinking every small brand towards 1 pulls the
+    median below a real shop-wide lift, which then shows as spikes of the largest brands, whose
+    evidence is strongest (the holiday week of the evaluation). A holiday
     week lifts every brand together and moves the median; a brand's own incident is not among
     its median, so it cannot lower its own expectation (it moves the other brands' factors a
     little, by its weight). It looks back only, so a live judge computes the factor the batch
@@ -41,7 +43,6 @@ def with_shop_factor(scored: DataFrame) -> DataFrame:
     expected = F.when(F.col("p_base").isNotNull(), F.col("_n") * F.col("p_base"))
     observed = F.when(F.col("p_base").isNotNull(), F.col("_x"))
     recent = Window.partitionBy("brand").orderBy("hour_index").rangeBetween(-(SHOP_HOURS - 1), 0)
-    prior = F.lit(float(SHOP_PRIOR_SESSIONS))
     brands = computed(  # read twice (the hour's ratios, each brand's own weight): computed once
         scored.select(
             "hour_index",
@@ -53,7 +54,7 @@ def with_shop_factor(scored: DataFrame) -> DataFrame:
     ratios = brands.select(
         "hour_index",
         F.struct(
-            ((F.col("_bx") + prior) / (F.col("_bl") + prior)).alias("ratio"),
+            (F.col("_bx") / F.col("_bl")).alias("ratio"),
             F.col("_bl").alias("weight"),
             F.col("brand").alias("brand"),
         ).alias("_r"),
