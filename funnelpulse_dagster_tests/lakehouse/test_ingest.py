@@ -182,6 +182,7 @@ def test_lines_without_a_date_belong_to_the_files_first_day_and_nothing_is_lost(
     assert ledger[NOV4].file_fingerprint == lakefs.info(str(path)).fingerprint
 
 
+@pytest.mark.slow  # a whole bronze run for a failing check; the quick lane keeps the one-day run
 def test_a_lost_line_fails_the_check_and_names_file_and_day(spark_resource, funnelpulse_home):
     path = _write(funnelpulse_home / "data_raw" / "x.csv", [HEADER, *[",".join(r) for r in _rows(20)]])
 
@@ -206,7 +207,7 @@ def test_a_lost_line_fails_the_check_and_names_file_and_day(spark_resource, funn
     assert f"{path} on 2019-11-05" in check.description and "+1 lines unaccounted for" in check.description
 
 
-@pytest.mark.slow  # two bronze runs; the quick lane keeps the one-day run and the lost-line test
+@pytest.mark.slow  # two bronze runs; the quick lane keeps the one-day run
 def test_days_the_run_did_not_build_are_named_not_hidden(spark_resource, funnelpulse_home):
     path = _write(funnelpulse_home / "data_raw" / "x.csv", [HEADER, *[",".join(r) for r in _rows(20)]])
     result = _materialize(spark_resource, funnelpulse_home, "2019-11-04", "2019-11-04")

@@ -15,6 +15,7 @@ from funnelpulse_dagster.rules import (
     SEVERITY_THRESHOLDS,
     SHOP_DEPARTURE_Z,
     SHOP_HOURS,
+    SHOP_PRIOR_SESSIONS,
     THRESHOLD,
 )
 from funnelpulse_dagster.transforms.anomalies.baselines import (
@@ -28,22 +29,55 @@ from funnelpulse_dagster.transforms.anomalies.baselines import (
 from funnelpulse_dagster.transforms.anomalies.plan import computed
 
 
+def _ratio(ratio: Column, weight: Column) -> Column:
+    return F.struct(ratio.alias("ratio"), weight.alias("weight"))
+
+
+def _with_weighted_median(frame: DataFrame, ratios: Column, name: str) -> DataFrame:
+    """Adds `name`, the weighted median of `ratios` (an array of `_ratio` structs): the first
+    ratio, in order, at which the running weight reaches half of the total; NULL for an empty
+    array. The sorted array and its total are columns of their own, so the median's lambda reads
+    them rather than computing them again for every element."""
+    ordered, total = f"{name}_ordered", f"{name}_total"
+    return (
+        frame.withColumn(ordered, F.array_sort(ratios))  # structs order by their first field
+        .withColumn(total, F.aggregate(F.col(ordered), F.lit(0.0), lambda acc, r: acc + r["weight"]))
+        .withColumn(
+            name,
+            F.aggregate(
+                F.col(ordered),
+                F.struct(F.lit(0.0).alias("run"), F.lit(None).cast("double").alias("median")),
+                lambda acc, r: F.struct(
+                    (acc["run"] + r["weight"]).alias("run"),
+                    F.when(
+                        acc["median"].isNull() & (acc["run"] + r["weight"] >= F.col(total) / 2), r["ratio"]
+                    )
+                    .otherwise(acc["median"])
+                    .alias("median"),
+                ),
+            )["median"],
+        )
+        .drop(ordered, total)
+    )
+
+
 def with_shop_factor(scored: DataFrame) -> DataFrame:
     """Adds `shop_factor`: how far the rest of the shop converts above or below its baselines
-    in the last SHOP_HOURS hours. Each brand's ratio there is its purchasing sessions against
-    what its baselines expect; a brand's factor is the median of the other brands' ratios
-    weighted by their expected sessions. The ratios are not shrunk towards 1: a small brand's
-    ratio is noisy but weighs little, while shrinking every small brand towards 1 pulls the
-    median below a real shop-wide lift, which then shows as spikes of the largest brands, whose
-    evidence is strongest (the holiday week of the evaluation). A holiday
-    week lifts every brand together and moves the median; a brand's own incident is not among
-    its median, so it cannot lower its own expectation (it moves the other brands' factors a
-    little, by its weight). It looks back only, so a live judge computes the factor the batch
-    one does."""
+    in the last SHOP_HOURS hours. Each other brand's ratio there is its purchasing sessions
+    against what its baselines expect, shrunk by SHOP_PRIOR_SESSIONS towards the other brands'
+    centre (the weighted median of the raw ratios of those expecting at least that many); a
+    brand's factor is the weighted median of those ratios (weights: expected sessions). Shrunk
+    towards 1 instead, the many small brands would hold the median below a real shop-wide lift,
+    which shows as spikes of the busiest brand, whose evidence is strongest; unshrunk, a
+    night's small brands with no purchase in three hours would put the median at 0. A holiday
+    week lifts every brand together and moves the median; a brand's own incident is neither
+    among its median nor in its centre, so it cannot lower its own expectation (it moves the
+    other brands' factors a little, by its weight). It looks back only, so a live judge
+    computes the factor the batch one does."""
     expected = F.when(F.col("p_base").isNotNull(), F.col("_n") * F.col("p_base"))
     observed = F.when(F.col("p_base").isNotNull(), F.col("_x"))
     recent = Window.partitionBy("brand").orderBy("hour_index").rangeBetween(-(SHOP_HOURS - 1), 0)
-    brands = computed(  # read twice (the hour's ratios, each brand's own weight): computed once
+    brands = computed(  # read twice (the hour's brands, each brand's own weight): computed once
         scored.select(
             "hour_index",
             "brand",
@@ -51,18 +85,13 @@ def with_shop_factor(scored: DataFrame) -> DataFrame:
             F.sum(expected).over(recent).alias("_bl"),
         ).filter(F.col("_bl") > 0)
     )
-    ratios = brands.select(
-        "hour_index",
-        F.struct(
-            (F.col("_bx") / F.col("_bl")).alias("ratio"),
-            F.col("_bl").alias("weight"),
-            F.col("brand").alias("brand"),
-        ).alias("_r"),
-        "_bx",
-    )
-    per_hour = ratios.groupBy("hour_index").agg(
-        F.array_sort(F.collect_list("_r")).alias("_rs"),
-        F.sum("_r.weight").alias("_total"),
+    per_hour = brands.groupBy("hour_index").agg(
+        F.collect_list(
+            F.struct(
+                F.col("_bx").alias("observed"), F.col("_bl").alias("weight"), F.col("brand").alias("brand")
+            )
+        ).alias("_rs"),
+        F.sum("_bl").alias("_total"),
         F.sum("_bx").alias("_total_x"),
     )
     own = brands.select("hour_index", "brand", F.col("_bl").alias("_own"), F.col("_bx").alias("_own_x"))
@@ -72,29 +101,35 @@ def with_shop_factor(scored: DataFrame) -> DataFrame:
     # ordinary hour's median wanders by a few per cent, which would only add noise to every
     # brand's expectation; the shop moves each brand's expectation only beyond that noise
     departure = (others_x - others_total) / F.sqrt(F.greatest(others_total, F.lit(1.0)))
-    # the weighted median of the other brands: the first ratio (in order) at which their
-    # running weight reaches half of theirs
-    median = F.aggregate(
-        F.col("_rs"),
-        F.struct(F.lit(0.0).alias("run"), F.lit(None).cast("double").alias("median")),
-        lambda acc, r: F.when(r["brand"] == F.col("brand"), acc).otherwise(
-            F.struct(
-                (acc["run"] + r["weight"]).alias("run"),
-                F.when(acc["median"].isNull() & (acc["run"] + r["weight"] >= others_total / 2), r["ratio"])
-                .otherwise(acc["median"])
-                .alias("median"),
-            )
-        ),
-    )["median"]
+    others = F.filter(F.col("_rs"), lambda r: r["brand"] != F.col("brand"))
+    # the centre the ratios are shrunk towards: the weighted median of the raw ratios of the
+    # brands that expect at least SHOP_PRIOR_SESSIONS (a brand's own drop is one of many there,
+    # where in a pooled ratio it would pull every small brand with it)
+    measured = F.transform(
+        F.filter(others, lambda r: r["weight"] >= SHOP_PRIOR_SESSIONS),
+        lambda r: _ratio(r["observed"] / r["weight"], r["weight"]),
+    )
+    prior = F.lit(float(SHOP_PRIOR_SESSIONS))
+    shrunk = F.transform(
+        others,
+        lambda r: _ratio((r["observed"] + prior * F.col("_centre")) / (r["weight"] + prior), r["weight"]),
+    )
     keys = scored.select("hour_index", "brand").distinct()
     # computed apart: the detector's plan nests close to what a Spark Connect client can send
     factors = computed(
         keys.join(per_hour, "hour_index")
         .join(own, ["hour_index", "brand"], "left")
+        .withColumn("_departure", departure)
+        .withColumn("_others_ratio", others_x / F.greatest(others_total, F.lit(1e-9)))
+        .transform(lambda frame: _with_weighted_median(frame, measured, "_centre"))
+        .withColumn("_centre", F.coalesce("_centre", "_others_ratio"))
+        .transform(lambda frame: _with_weighted_median(frame, shrunk, "_median"))
         .select(
             "hour_index",
             "brand",
-            F.when(F.abs(departure) >= SHOP_DEPARTURE_Z, median).otherwise(F.lit(1.0)).alias("shop_factor"),
+            F.when(F.abs(F.col("_departure")) >= SHOP_DEPARTURE_Z, F.col("_median"))
+            .otherwise(F.lit(1.0))
+            .alias("shop_factor"),
         )
     )
     return scored.join(factors, ["hour_index", "brand"], "left").withColumn(
