@@ -180,13 +180,13 @@ SEVERITY_THRESHOLDS = (("low", THRESHOLD), ("medium", 1.5 * THRESHOLD), ("high",
 SEVERITIES = tuple(name for name, _ in SEVERITY_THRESHOLDS)
 # the rest of the shop's conversion over the last SHOP_HOURS hours against its baselines (the
 # weighted median of the other brands' ratios) moves each brand's expectation: a sale or a
-# holiday lifts every brand at once and is no brand's incident; each brand's ratio is shrunk by a
-# prior of SHOP_PRIOR_SESSIONS purchasing sessions towards the other brands' pooled ratio (a
-# small brand's ratio alone is mostly noise); and the factor is 1 until the other
-# brands' pooled purchasing sessions depart from their expectation by SHOP_DEPARTURE_Z Poisson
-# standard deviations (an ordinary hour's median wanders by a few per cent: noise, not the shop)
+# holiday lifts every brand at once and is no brand's incident; only brands expecting at least
+# SHOP_MIN_SESSIONS purchasing sessions over those hours are in the median (a smaller brand's
+# ratio is mostly noise, and shrinking it towards 1 biases the median); and the factor is 1
+# until the other brands' pooled purchasing sessions depart from their expectation by
+# SHOP_DEPARTURE_Z Poisson standard deviations (an ordinary hour's median wanders by a few per cent: noise, not the shop)
 SHOP_HOURS = 3
-SHOP_PRIOR_SESSIONS = 5
+SHOP_MIN_SESSIONS = 5
 SHOP_DEPARTURE_Z = 3.0
 # prior strength of each baseline level, in views
 PRIOR_VIEWS = {"brand": 2_000, "hour": 1_000, "weekday": 1_000}

@@ -71,7 +71,7 @@ def test_anomaly_docs_state_the_thresholds_the_detector_uses():
     assert f"at least {rules.MIN_VIEWS} views" in text
     assert f"over the last {rules.SHOP_HOURS} hours" in text
     assert f"by at least {rules.SHOP_DEPARTURE_Z:g} Poisson standard deviations" in text
-    assert f"a prior of {rules.SHOP_PRIOR_SESSIONS} sessions" in text
+    assert f"expecting at least {rules.SHOP_MIN_SESSIONS} purchasing sessions" in text
     assert f"the {rules.LOOKBACK_DAYS + 1} before it" in text
 
 

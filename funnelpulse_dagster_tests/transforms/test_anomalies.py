@@ -13,7 +13,7 @@ from funnelpulse_dagster.rules import (
     CURRENT_HOUR_Z,
     SHOP_DEPARTURE_Z,
     SHOP_HOURS,
-    SHOP_PRIOR_SESSIONS,
+    SHOP_MIN_SESSIONS,
     THRESHOLD,
 )
 from funnelpulse_dagster.transforms.anomalies import anomaly_rows, detect, root_cause_hints
@@ -157,9 +157,9 @@ def test_a_holiday_lifting_the_whole_shop_is_no_spike_but_a_brands_spike_on_it_i
     """Two days of 3× traffic and 1.5× conversion in every brand (a holiday, a sale): on the
     second, no brand is flagged, and the expectation of a busy hour follows the shop (a brand's
     factor is the weighted median of the other brands' purchases over the last SHOP_HOURS
-    hours against their baselines, shrunk by SHOP_PRIOR_SESSIONS towards the median of the
-    well-measured ones). A spike of one brand on that day, 2× the holiday's own conversion for
-    four hours, is still flagged, and only for that brand."""
+    hours against their baselines, of the brands expecting at least SHOP_MIN_SESSIONS). A spike
+    of one brand on that day, 2× the holiday's own conversion for four hours, is still flagged,
+    and only for that brand."""
     holiday = ({JUDGED - timedelta(days=1), JUDGED}, 3.0, 1.5)
     rows = series(15, holiday=holiday)
     gold = gold_frame(spark, rows)
@@ -169,10 +169,9 @@ def test_a_holiday_lifting_the_whole_shop_is_no_spike_but_a_brands_spike_on_it_i
         for r in evidence_for_days(gold, [JUDGED]).filter(f"window_date = DATE'{JUDGED}'").collect()
     }
     # at 16:00, recounted: each brand's purchasing sessions over 14:00-16:00 against its
-    # baselines' expectation, as a ratio shrunk towards the other brands' centre (the median of
-    # the raw ratios of those expecting at least SHOP_PRIOR_SESSIONS); a brand's factor is the
-    # median of the other brands' ratios weighted by expectation (the holiday is far beyond the
-    # factor's noise)
+    # baselines' expectation, as a ratio; a brand's factor is the median of the other brands'
+    # ratios weighted by expectation, of those expecting at least SHOP_MIN_SESSIONS (the holiday
+    # is far beyond the factor's noise)
     sums = {}
     for brand in BRANDS:
         cells = [evidence[(brand, hour)] for hour in (14, 15, 16)]
@@ -192,9 +191,7 @@ def test_a_holiday_lifting_the_whole_shop_is_no_spike_but_a_brands_spike_on_it_i
         others = [s for b, s in sums.items() if b != brand]
         purchases, expected = (sum(column) for column in zip(*others))
         assert (purchases - expected) / expected**0.5 >= SHOP_DEPARTURE_Z
-        prior = SHOP_PRIOR_SESSIONS
-        centre = weighted_median([(x / e, e) for x, e in others if e >= prior])
-        return weighted_median([((x + prior * centre) / (e + prior), e) for x, e in others])
+        return weighted_median([(x / e, e) for x, e in others if e >= SHOP_MIN_SESSIONS])
 
     for brand in BRANDS:
         assert evidence[(brand, 16)]["shop_factor"] == pytest.approx(median_of_others(brand))

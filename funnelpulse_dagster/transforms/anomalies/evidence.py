@@ -15,7 +15,7 @@ from funnelpulse_dagster.rules import (
     SEVERITY_THRESHOLDS,
     SHOP_DEPARTURE_Z,
     SHOP_HOURS,
-    SHOP_PRIOR_SESSIONS,
+    SHOP_MIN_SESSIONS,
     THRESHOLD,
 )
 from funnelpulse_dagster.transforms.anomalies.baselines import (
@@ -29,107 +29,79 @@ from funnelpulse_dagster.transforms.anomalies.baselines import (
 from funnelpulse_dagster.transforms.anomalies.plan import computed
 
 
-def _ratio(ratio: Column, weight: Column) -> Column:
-    return F.struct(ratio.alias("ratio"), weight.alias("weight"))
-
-
-def _with_weighted_median(frame: DataFrame, ratios: Column, name: str) -> DataFrame:
-    """Adds `name`, the weighted median of `ratios` (an array of `_ratio` structs): the first
-    ratio, in order, at which the running weight reaches half of the total; NULL for an empty
-    array. The sorted array and its total are columns of their own, so the median's lambda reads
-    them rather than computing them again for every element."""
-    ordered, total = f"{name}_ordered", f"{name}_total"
-    return (
-        frame.withColumn(ordered, F.array_sort(ratios))  # structs order by their first field
-        .withColumn(total, F.aggregate(F.col(ordered), F.lit(0.0), lambda acc, r: acc + r["weight"]))
-        .withColumn(
-            name,
-            F.aggregate(
-                F.col(ordered),
-                F.struct(F.lit(0.0).alias("run"), F.lit(None).cast("double").alias("median")),
-                lambda acc, r: F.struct(
-                    (acc["run"] + r["weight"]).alias("run"),
-                    F.when(
-                        acc["median"].isNull() & (acc["run"] + r["weight"] >= F.col(total) / 2), r["ratio"]
-                    )
-                    .otherwise(acc["median"])
-                    .alias("median"),
-                ),
-            )["median"],
-        )
-        .drop(ordered, total)
-    )
-
-
 def with_shop_factor(scored: DataFrame) -> DataFrame:
     """Adds `shop_factor`: how far the rest of the shop converts above or below its baselines
-    in the last SHOP_HOURS hours. Each other brand's ratio there is its purchasing sessions
-    against what its baselines expect, shrunk by SHOP_PRIOR_SESSIONS towards the other brands'
-    centre (the weighted median of the raw ratios of those expecting at least that many); a
-    brand's factor is the weighted median of those ratios (weights: expected sessions). Shrunk
-    towards 1 instead, the many small brands would hold the median below a real shop-wide lift,
-    which shows as spikes of the busiest brand, whose evidence is strongest; unshrunk, a
-    night's small brands with no purchase in three hours would put the median at 0. A holiday
-    week lifts every brand together and moves the median; a brand's own incident is neither
-    among its median nor in its centre, so it cannot lower its own expectation (it moves the
-    other brands' factors a little, by its weight). It looks back only, so a live judge
-    computes the factor the batch one does."""
+    in the last SHOP_HOURS hours. Each brand's ratio there is its purchasing sessions against
+    what its baselines expect; a brand's factor is the weighted median (weights: expected
+    sessions) of the ratios of the other brands that expect at least SHOP_MIN_SESSIONS there,
+    1 when none does. Smaller brands are left out rather than shrunk: shrunk towards 1, the
+    many small brands would hold the median below a real shop-wide lift, which shows as spikes
+    of the busiest brand, whose evidence is strongest; taken as they are, a night's small brands
+    with no purchase in three hours would put the median at 0. A holiday week lifts every brand
+    together and moves the median; a brand's own incident is not among its median, so it
+    cannot lower its own expectation (it moves the other brands' factors a little, by its
+    weight). It looks back only, so a live judge computes the factor the batch one does."""
     expected = F.when(F.col("p_base").isNotNull(), F.col("_n") * F.col("p_base"))
     observed = F.when(F.col("p_base").isNotNull(), F.col("_x"))
     recent = Window.partitionBy("brand").orderBy("hour_index").rangeBetween(-(SHOP_HOURS - 1), 0)
-    brands = computed(  # read twice (the hour's brands, each brand's own weight): computed once
+    brands = computed(  # read twice (the hour's ratios, each brand's own weight): computed once
         scored.select(
             "hour_index",
             "brand",
             F.sum(observed).over(recent).alias("_bx"),
             F.sum(expected).over(recent).alias("_bl"),
-        ).filter(F.col("_bl") > 0)
+        )
+        .filter(F.col("_bl") > 0)
+        .withColumn("_measured", F.when(F.col("_bl") >= SHOP_MIN_SESSIONS, F.col("_bl")))
+    )
+    ratio = F.struct(
+        (F.col("_bx") / F.col("_bl")).alias("ratio"),
+        F.col("_bl").alias("weight"),
+        F.col("brand").alias("brand"),
     )
     per_hour = brands.groupBy("hour_index").agg(
-        F.collect_list(
-            F.struct(
-                F.col("_bx").alias("observed"), F.col("_bl").alias("weight"), F.col("brand").alias("brand")
-            )
-        ).alias("_rs"),
+        F.array_sort(F.collect_list(F.when(F.col("_measured").isNotNull(), ratio))).alias("_rs"),
         F.sum("_bl").alias("_total"),
         F.sum("_bx").alias("_total_x"),
+        F.sum("_measured").alias("_measured_total"),
     )
-    own = brands.select("hour_index", "brand", F.col("_bl").alias("_own"), F.col("_bx").alias("_own_x"))
+    own = brands.select(
+        "hour_index",
+        "brand",
+        F.col("_bl").alias("_own"),
+        F.col("_bx").alias("_own_x"),
+        F.col("_measured").alias("_own_measured"),
+    )
     others_total = F.col("_total") - F.coalesce("_own", F.lit(0.0))
     others_x = F.col("_total_x") - F.coalesce("_own_x", F.lit(0.0))
+    others_measured = F.coalesce("_measured_total", F.lit(0.0)) - F.coalesce("_own_measured", F.lit(0.0))
     # how far the other brands' pooled sessions are from their expectation, in Poisson sd: an
     # ordinary hour's median wanders by a few per cent, which would only add noise to every
     # brand's expectation; the shop moves each brand's expectation only beyond that noise
     departure = (others_x - others_total) / F.sqrt(F.greatest(others_total, F.lit(1.0)))
-    others = F.filter(F.col("_rs"), lambda r: r["brand"] != F.col("brand"))
-    # the centre the ratios are shrunk towards: the weighted median of the raw ratios of the
-    # brands that expect at least SHOP_PRIOR_SESSIONS (a brand's own drop is one of many there,
-    # where in a pooled ratio it would pull every small brand with it)
-    measured = F.transform(
-        F.filter(others, lambda r: r["weight"] >= SHOP_PRIOR_SESSIONS),
-        lambda r: _ratio(r["observed"] / r["weight"], r["weight"]),
-    )
-    prior = F.lit(float(SHOP_PRIOR_SESSIONS))
-    shrunk = F.transform(
-        others,
-        lambda r: _ratio((r["observed"] + prior * F.col("_centre")) / (r["weight"] + prior), r["weight"]),
-    )
+    # the weighted median of the other brands: the first ratio (in order) at which their
+    # running weight reaches half of theirs
+    median = F.aggregate(
+        F.col("_rs"),
+        F.struct(F.lit(0.0).alias("run"), F.lit(None).cast("double").alias("median")),
+        lambda acc, r: F.when(r["brand"] == F.col("brand"), acc).otherwise(
+            F.struct(
+                (acc["run"] + r["weight"]).alias("run"),
+                F.when(acc["median"].isNull() & (acc["run"] + r["weight"] >= others_measured / 2), r["ratio"])
+                .otherwise(acc["median"])
+                .alias("median"),
+            )
+        ),
+    )["median"]
     keys = scored.select("hour_index", "brand").distinct()
     # computed apart: the detector's plan nests close to what a Spark Connect client can send
     factors = computed(
         keys.join(per_hour, "hour_index")
         .join(own, ["hour_index", "brand"], "left")
-        .withColumn("_departure", departure)
-        .withColumn("_others_ratio", others_x / F.greatest(others_total, F.lit(1e-9)))
-        .transform(lambda frame: _with_weighted_median(frame, measured, "_centre"))
-        .withColumn("_centre", F.coalesce("_centre", "_others_ratio"))
-        .transform(lambda frame: _with_weighted_median(frame, shrunk, "_median"))
         .select(
             "hour_index",
             "brand",
-            F.when(F.abs(F.col("_departure")) >= SHOP_DEPARTURE_Z, F.col("_median"))
-            .otherwise(F.lit(1.0))
-            .alias("shop_factor"),
+            F.when(F.abs(departure) >= SHOP_DEPARTURE_Z, median).alias("shop_factor"),
         )
     )
     return scored.join(factors, ["hour_index", "brand"], "left").withColumn(
