@@ -11,8 +11,9 @@ The detector, per brand-hour t of a judged day D:
   → brand × hour of day → brand × hour × weekday) by a prior worth a fixed number of views, so
   a thin history falls back to a broader baseline instead of a noisy one; times the shop's
   factor, how far the other brands convert above or below their baselines over the last
-  `SHOP_HOURS` hours (their weighted median: a holiday lifts every brand, and the brand's own
-  incident is not in it), 1 while their pooled sessions stay within `SHOP_DEPARTURE_Z` Poisson
+  `SHOP_HOURS` hours (the weighted median of those expecting at least `SHOP_MIN_SESSIONS`
+  purchasing sessions there: a holiday lifts every brand, and the brand's own incident is not
+  in it), 1 while their pooled sessions stay within `SHOP_DEPARTURE_Z` Poisson
   standard deviations of their expectation;
 - the hour's evidence z_t: observed purchasing sessions x against λ = viewing sessions · p on the variance-stabilised
   (Anscombe) scale, 2(√(x+3/8) − √(λ+3/8)), divided by √φ, the brand's over-dispersion measured
