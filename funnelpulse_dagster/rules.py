@@ -182,11 +182,15 @@ SEVERITIES = tuple(name for name, _ in SEVERITY_THRESHOLDS)
 # weighted median of the other brands' ratios) moves each brand's expectation: a sale or a
 # holiday lifts every brand at once and is no brand's incident; only brands expecting at least
 # SHOP_MIN_SESSIONS purchasing sessions over those hours are in the median (a smaller brand's
-# ratio is mostly noise, and shrinking it towards 1 biases the median); and the factor is 1
-# until the other brands' pooled purchasing sessions depart from their expectation by
-# SHOP_DEPARTURE_Z Poisson standard deviations (an ordinary hour's median wanders by a few per cent: noise, not the shop)
+# ratio is mostly noise, and shrinking it towards 1 biases the median), none weighing more than
+# SHOP_MAX_WEIGHT of them, and at least SHOP_MIN_BRANDS of them (so no single brand's incident
+# is the median); and the factor is 1 until the other brands' pooled purchasing sessions depart
+# from their expectation by SHOP_DEPARTURE_Z Poisson standard deviations (an ordinary hour's
+# median wanders by a few per cent: noise, not the shop)
 SHOP_HOURS = 3
 SHOP_MIN_SESSIONS = 5
+SHOP_MAX_WEIGHT = 0.25
+SHOP_MIN_BRANDS = 5
 SHOP_DEPARTURE_Z = 3.0
 # prior strength of each baseline level, in views
 PRIOR_VIEWS = {"brand": 2_000, "hour": 1_000, "weekday": 1_000}

@@ -72,6 +72,8 @@ def test_anomaly_docs_state_the_thresholds_the_detector_uses():
     assert f"over the last {rules.SHOP_HOURS} hours" in text
     assert f"by at least {rules.SHOP_DEPARTURE_Z:g} Poisson standard deviations" in text
     assert f"expecting at least {rules.SHOP_MIN_SESSIONS} purchasing sessions" in text
+    assert f"weighing more than {rules.SHOP_MAX_WEIGHT:g} of the hour's" in text
+    assert f"at least {rules.SHOP_MIN_BRANDS} such brands" in text
     assert f"the {rules.LOOKBACK_DAYS + 1} before it" in text
 
 

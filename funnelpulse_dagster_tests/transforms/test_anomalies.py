@@ -13,6 +13,8 @@ from funnelpulse_dagster.rules import (
     CURRENT_HOUR_Z,
     SHOP_DEPARTURE_Z,
     SHOP_HOURS,
+    SHOP_MAX_WEIGHT,
+    SHOP_MIN_BRANDS,
     SHOP_MIN_SESSIONS,
     THRESHOLD,
 )
@@ -170,8 +172,8 @@ def test_a_holiday_lifting_the_whole_shop_is_no_spike_but_a_brands_spike_on_it_i
     }
     # at 16:00, recounted: each brand's purchasing sessions over 14:00-16:00 against its
     # baselines' expectation, as a ratio; a brand's factor is the median of the other brands'
-    # ratios weighted by expectation, of those expecting at least SHOP_MIN_SESSIONS (the holiday
-    # is far beyond the factor's noise)
+    # ratios weighted by expectation (capped at SHOP_MAX_WEIGHT of the hour's), of those expecting
+    # at least SHOP_MIN_SESSIONS (the holiday is far beyond the factor's noise)
     sums = {}
     for brand in BRANDS:
         cells = [evidence[(brand, hour)] for hour in (14, 15, 16)]
@@ -191,7 +193,10 @@ def test_a_holiday_lifting_the_whole_shop_is_no_spike_but_a_brands_spike_on_it_i
         others = [s for b, s in sums.items() if b != brand]
         purchases, expected = (sum(column) for column in zip(*others))
         assert (purchases - expected) / expected**0.5 >= SHOP_DEPARTURE_Z
-        return weighted_median([(x / e, e) for x, e in others if e >= SHOP_MIN_SESSIONS])
+        cap = SHOP_MAX_WEIGHT * sum(e for x, e in sums.values() if e >= SHOP_MIN_SESSIONS)
+        measured = [(x / e, min(e, cap)) for x, e in others if e >= SHOP_MIN_SESSIONS]
+        assert len(measured) >= SHOP_MIN_BRANDS
+        return weighted_median(measured)
 
     for brand in BRANDS:
         assert evidence[(brand, 16)]["shop_factor"] == pytest.approx(median_of_others(brand))

@@ -12,8 +12,9 @@ The detector, per brand-hour t of a judged day D:
   a thin history falls back to a broader baseline instead of a noisy one; times the shop's
   factor, how far the other brands convert above or below their baselines over the last
   `SHOP_HOURS` hours (the weighted median of those expecting at least `SHOP_MIN_SESSIONS`
-  purchasing sessions there: a holiday lifts every brand, and the brand's own incident is not
-  in it), 1 while their pooled sessions stay within `SHOP_DEPARTURE_Z` Poisson
+  purchasing sessions there, each weight capped at `SHOP_MAX_WEIGHT` of the hour's, and 1 with
+  fewer than `SHOP_MIN_BRANDS` of them: a holiday lifts every brand, and the brand's own
+  incident is not in it), 1 while their pooled sessions stay within `SHOP_DEPARTURE_Z` Poisson
   standard deviations of their expectation;
 - the hour's evidence z_t: observed purchasing sessions x against λ = viewing sessions · p on the variance-stabilised
   (Anscombe) scale, 2(√(x+3/8) − √(λ+3/8)), divided by √φ, the brand's over-dispersion measured

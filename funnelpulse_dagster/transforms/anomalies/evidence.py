@@ -15,6 +15,8 @@ from funnelpulse_dagster.rules import (
     SEVERITY_THRESHOLDS,
     SHOP_DEPARTURE_Z,
     SHOP_HOURS,
+    SHOP_MAX_WEIGHT,
+    SHOP_MIN_BRANDS,
     SHOP_MIN_SESSIONS,
     THRESHOLD,
 )
@@ -32,18 +34,24 @@ from funnelpulse_dagster.transforms.anomalies.plan import computed
 def with_shop_factor(scored: DataFrame) -> DataFrame:
     """Adds `shop_factor`: how far the rest of the shop converts above or below its baselines
     in the last SHOP_HOURS hours. Each brand's ratio there is its purchasing sessions against
-    what its baselines expect; a brand's factor is the weighted median (weights: expected
-    sessions) of the ratios of the other brands that expect at least SHOP_MIN_SESSIONS there,
-    1 when none does. Smaller brands are left out rather than shrunk: shrunk towards 1, the
-    many small brands would hold the median below a real shop-wide lift, which shows as spikes
-    of the busiest brand, whose evidence is strongest; taken as they are, a night's small brands
-    with no purchase in three hours would put the median at 0. A holiday week lifts every brand
-    together and moves the median; a brand's own incident is not among its median, so it
-    cannot lower its own expectation (it moves the other brands' factors a little, by its
-    weight). It looks back only, so a live judge computes the factor the batch one does."""
+    what its baselines expect. A brand's factor is the weighted median of the ratios of the
+    other brands that expect at least SHOP_MIN_SESSIONS there, weighted by their expected
+    sessions but none by more than SHOP_MAX_WEIGHT of the hour's; it is 1 when fewer than
+    SHOP_MIN_BRANDS such brands remain.
+
+    Why these brands: shrunk towards 1, the many small brands would hold the median below a real
+    shop-wide lift, which shows as spikes of the busiest brand, whose evidence is strongest;
+    taken as they are, a night's small brands with no purchase in three hours would put the
+    median at 0. Why the cap and the count: at night only a few brands expect that many, and
+    the busiest of them would be the median by itself, so its own incident would move every
+    other brand's expectation. A holiday week lifts every brand together and moves the median;
+    a brand's own incident is not among its median, so it cannot lower its own expectation (it
+    moves the other brands' factors a little, by its capped weight). It looks back only, so a
+    live judge computes the factor the batch one does."""
     expected = F.when(F.col("p_base").isNotNull(), F.col("_n") * F.col("p_base"))
     observed = F.when(F.col("p_base").isNotNull(), F.col("_x"))
     recent = Window.partitionBy("brand").orderBy("hour_index").rangeBetween(-(SHOP_HOURS - 1), 0)
+    measured = F.when(F.col("_bl") >= SHOP_MIN_SESSIONS, F.col("_bl"))
     brands = computed(  # read twice (the hour's ratios, each brand's own weight): computed once
         scored.select(
             "hour_index",
@@ -52,29 +60,39 @@ def with_shop_factor(scored: DataFrame) -> DataFrame:
             F.sum(expected).over(recent).alias("_bl"),
         )
         .filter(F.col("_bl") > 0)
-        .withColumn("_measured", F.when(F.col("_bl") >= SHOP_MIN_SESSIONS, F.col("_bl")))
+        .withColumn("_measured", measured)
+        # the median's weight: the expected sessions, capped at a share of the hour's (NULL for a
+        # brand not in the median)
+        .withColumn(
+            "_weight",
+            F.least("_measured", F.sum("_measured").over(Window.partitionBy("hour_index")) * SHOP_MAX_WEIGHT),
+        )
+        .withColumn("_weight", F.when(F.col("_measured").isNotNull(), F.col("_weight")))
+        .drop("_measured")
     )
     ratio = F.struct(
         (F.col("_bx") / F.col("_bl")).alias("ratio"),
-        F.col("_bl").alias("weight"),
+        F.col("_weight").alias("weight"),
         F.col("brand").alias("brand"),
     )
     per_hour = brands.groupBy("hour_index").agg(
-        F.array_sort(F.collect_list(F.when(F.col("_measured").isNotNull(), ratio))).alias("_rs"),
+        F.array_sort(F.collect_list(F.when(F.col("_weight").isNotNull(), ratio))).alias("_rs"),
         F.sum("_bl").alias("_total"),
         F.sum("_bx").alias("_total_x"),
-        F.sum("_measured").alias("_measured_total"),
+        F.sum("_weight").alias("_weights"),
+        F.count("_weight").alias("_measured"),
     )
     own = brands.select(
         "hour_index",
         "brand",
         F.col("_bl").alias("_own"),
         F.col("_bx").alias("_own_x"),
-        F.col("_measured").alias("_own_measured"),
+        F.col("_weight").alias("_own_weight"),
     )
     others_total = F.col("_total") - F.coalesce("_own", F.lit(0.0))
     others_x = F.col("_total_x") - F.coalesce("_own_x", F.lit(0.0))
-    others_measured = F.coalesce("_measured_total", F.lit(0.0)) - F.coalesce("_own_measured", F.lit(0.0))
+    others_weight = F.coalesce("_weights", F.lit(0.0)) - F.coalesce("_own_weight", F.lit(0.0))
+    others_measured = F.col("_measured") - F.col("_own_weight").isNotNull().cast("long")
     # how far the other brands' pooled sessions are from their expectation, in Poisson sd: an
     # ordinary hour's median wanders by a few per cent, which would only add noise to every
     # brand's expectation; the shop moves each brand's expectation only beyond that noise
@@ -87,7 +105,7 @@ def with_shop_factor(scored: DataFrame) -> DataFrame:
         lambda acc, r: F.when(r["brand"] == F.col("brand"), acc).otherwise(
             F.struct(
                 (acc["run"] + r["weight"]).alias("run"),
-                F.when(acc["median"].isNull() & (acc["run"] + r["weight"] >= others_measured / 2), r["ratio"])
+                F.when(acc["median"].isNull() & (acc["run"] + r["weight"] >= others_weight / 2), r["ratio"])
                 .otherwise(acc["median"])
                 .alias("median"),
             )
@@ -101,7 +119,9 @@ def with_shop_factor(scored: DataFrame) -> DataFrame:
         .select(
             "hour_index",
             "brand",
-            F.when(F.abs(departure) >= SHOP_DEPARTURE_Z, median).alias("shop_factor"),
+            F.when(
+                (F.abs(departure) >= SHOP_DEPARTURE_Z) & (others_measured >= SHOP_MIN_BRANDS), median
+            ).alias("shop_factor"),
         )
     )
     return scored.join(factors, ["hour_index", "brand"], "left").withColumn(
