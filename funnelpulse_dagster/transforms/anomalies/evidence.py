@@ -51,7 +51,10 @@ def with_shop_factor(scored: DataFrame) -> DataFrame:
     expected = F.when(F.col("p_base").isNotNull(), F.col("_n") * F.col("p_base"))
     observed = F.when(F.col("p_base").isNotNull(), F.col("_x"))
     recent = Window.partitionBy("brand").orderBy("hour_index").rangeBetween(-(SHOP_HOURS - 1), 0)
-    measured = F.when(F.col("_bl") >= SHOP_MIN_SESSIONS, F.col("_bl"))
+    # the median's weight: the expected sessions, capped at a share of the hour's in the median;
+    # NULL for a brand not in it
+    in_median = F.col("_bl") >= SHOP_MIN_SESSIONS
+    cap = F.sum(F.when(in_median, F.col("_bl"))).over(Window.partitionBy("hour_index")) * SHOP_MAX_WEIGHT
     brands = computed(  # read twice (the hour's ratios, each brand's own weight): computed once
         scored.select(
             "hour_index",
@@ -60,15 +63,7 @@ def with_shop_factor(scored: DataFrame) -> DataFrame:
             F.sum(expected).over(recent).alias("_bl"),
         )
         .filter(F.col("_bl") > 0)
-        .withColumn("_measured", measured)
-        # the median's weight: the expected sessions, capped at a share of the hour's (NULL for a
-        # brand not in the median)
-        .withColumn(
-            "_weight",
-            F.least("_measured", F.sum("_measured").over(Window.partitionBy("hour_index")) * SHOP_MAX_WEIGHT),
-        )
-        .withColumn("_weight", F.when(F.col("_measured").isNotNull(), F.col("_weight")))
-        .drop("_measured")
+        .withColumn("_weight", F.when(in_median, F.least(F.col("_bl"), cap)))
     )
     ratio = F.struct(
         (F.col("_bx") / F.col("_bl")).alias("ratio"),
