@@ -19,7 +19,7 @@ from funnelpulse_dagster.rules import (
     THRESHOLD,
 )
 from funnelpulse_dagster.transforms.anomalies import anomaly_rows, detect, root_cause_hints
-from funnelpulse_dagster.transforms.anomalies.evidence import evidence_for_days
+from funnelpulse_dagster.transforms.anomalies.evidence import evidence_for_days, with_shop_factor
 from funnelpulse_evaluation.series import (
     BRANDS,
     FIRST,
@@ -134,6 +134,33 @@ def test_a_brands_own_drop_leaves_its_expectation_and_the_shop_moves_only_beyond
             opened.add(hour)
             assert 0.9 < cell["shop_factor"] < 1.1
     assert opened and opened <= set(range(17, 23)), "the gate opens only while big's drop is in the pool"
+
+
+def test_one_brands_spike_is_not_the_shops_median_however_few_brands_are_measured(spark):
+    """A quiet hour: one brand triples its purchasing sessions (40 expected, 120 seen), a few
+    brands expect 6 and see 6, and ten tiny brands expect 1 and see none. The other brands'
+    pool departs far beyond SHOP_DEPARTURE_Z, yet a small brand's factor stays 1: with too few
+    well-measured brands beside the spike (SHOP_MIN_BRANDS), and with enough of them, because the
+    spike's weight is capped (SHOP_MAX_WEIGHT; uncapped, its 40 against their 30 would make its
+    ratio 3 the median). The tiny brands expect fewer than SHOP_MIN_SESSIONS: they count in the
+    pool's departure, not in the median."""
+    assert 6 >= SHOP_MIN_SESSIONS > 1 and SHOP_MIN_BRANDS == 5 and SHOP_MAX_WEIGHT < 40 / 70
+
+    def factors(small_brands: int) -> dict[str, float]:
+        rate = 0.1
+        cells = [("spiking", 400, 120)]
+        cells += [(f"small-{i}", 60, 6) for i in range(small_brands)]
+        cells += [(f"tiny-{i}", 10, 0) for i in range(10)]
+        frame = spark.createDataFrame(
+            [(100, brand, n, x, rate) for brand, n, x in cells],
+            "hour_index long, brand string, _n long, _x long, p_base double",
+        )
+        return {r["brand"]: r["shop_factor"] for r in with_shop_factor(frame).collect()}
+
+    few = factors(small_brands=3)  # beside small-0: the spike and two measured brands
+    assert few["small-0"] == 1.0
+    many = factors(small_brands=6)  # beside small-0: the spike and five measured brands
+    assert many["small-0"] == pytest.approx(1.0)
 
 
 def test_no_flags_on_a_normal_day(spark):
