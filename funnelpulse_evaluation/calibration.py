@@ -1,6 +1,6 @@
 """How well the detector's single-hour evidence is calibrated on ordinary hours.
 
-On a brand-hour no incident touches, z_hour (the Anscombe gap over √φ, transforms/anomalies)
+On a brand-hour no incident touches, z_hour (`count_z` over √φ, transforms/anomalies)
 should behave like a standard normal: mean z² near 1, |z| ≥ 3 about 0.27 % of the time. Where it
 does not, the threshold on accumulated evidence means something else than it says. The same
 figures per part of the day, and the spread of mean z² over brand × part-of-day cells against

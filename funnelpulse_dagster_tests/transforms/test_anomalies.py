@@ -3,7 +3,9 @@ evaluation harness on a small generated scenario (real Dagster materializations)
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
+from statistics import NormalDist
 
 import pytest
 from pyspark.sql import functions as F
@@ -19,6 +21,7 @@ from funnelpulse_dagster.rules import (
     THRESHOLD,
 )
 from funnelpulse_dagster.transforms.anomalies import anomaly_rows, detect, root_cause_hints
+from funnelpulse_dagster.transforms.anomalies.baselines import count_at_z, count_z
 from funnelpulse_dagster.transforms.anomalies.evidence import evidence_for_days, with_shop_factor
 from funnelpulse_evaluation.series import (
     BRANDS,
@@ -40,6 +43,50 @@ def _flags(spark, rows, days):
         (r["brand"], r["window_start"].hour, r["anomaly_type"])
         for r in detect(gold_frame(spark, rows), days).collect()
     }
+
+
+def _poisson_mid_p_z(observed: int, expected: float) -> float:
+    """The normal quantile of the mid-p tail of `observed` under Poisson(`expected`), summed term
+    by term on the side it lies: the reference the detector's closed form must follow."""
+
+    def pmf(k: int) -> float:
+        return math.exp(-expected + k * math.log(expected) - math.lgamma(k + 1))
+
+    if observed > expected:  # P(X > x) + P(X = x) / 2
+        return -NormalDist().inv_cdf(
+            sum(pmf(k) for k in range(observed + 1, observed + 400)) + pmf(observed) / 2
+        )
+    return NormalDist().inv_cdf(sum(pmf(k) for k in range(observed)) + pmf(observed) / 2)
+
+
+def test_an_hours_evidence_is_its_poisson_tail_and_the_band_inverts_it(spark):
+    cases = [(x, lam) for lam in (0.5, 2.0, 5.0, 8.0, 20.0, 60.0) for x in range(int(2 * lam) + 8)]
+    cases.append((27, 8.0))
+    z, low, high = (
+        count_z(F.col("x"), F.col("lam")),
+        count_at_z(F.col("lam"), F.lit(-2.0)),
+        count_at_z(F.col("lam"), F.lit(2.0)),
+    )
+    rows = (
+        spark.createDataFrame(cases, "x int, lam double")
+        .select("x", "lam", z.alias("z"), low.alias("low"), high.alias("high"))
+        .select("*", count_z(F.col("low"), F.col("lam")).alias("z_low"), count_z(F.col("high"), F.col("lam")).alias("z_high"))
+        .collect()
+    )  # fmt: skip
+    for r in rows:
+        exact = _poisson_mid_p_z(r["x"], r["lam"])
+        if abs(exact) > 6:  # past every threshold either way
+            continue
+        # no session: the closed form is coarser, and never of the wrong sign
+        assert abs(r["z"] - exact) < (0.4 if r["x"] == 0 else 0.2), (r, exact)
+        assert r["x"] > 0 or r["z"] <= 0
+    by_case = {(r["x"], r["lam"]): r["z"] for r in rows}
+    # the drop from 8 to 0 and the rise from 8 to 27 that the square-root scale read as −4.6 and +4.7
+    assert -3.8 < by_case[(0, 8.0)] < -3.5 and 5.1 < by_case[(27, 8.0)] < 5.4
+    # the band's ends are the counts at z = ±2 (none below a small mean's: 0)
+    for r in rows:
+        assert r["low"] == 0 or abs(r["z_low"] + 2.0) < 0.02, r
+        assert abs(r["z_high"] - 2.0) < 0.02, r
 
 
 def test_a_clear_drop_is_flagged_and_quiet_or_normal_brands_are_not(spark):

@@ -16,9 +16,10 @@ The detector, per brand-hour t of a judged day D:
   fewer than `SHOP_MIN_BRANDS` of them: a holiday lifts every brand, and the brand's own
   incident is not in it), 1 while their pooled sessions stay within `SHOP_DEPARTURE_Z` Poisson
   standard deviations of their expectation;
-- the hour's evidence z_t: observed purchasing sessions x against λ = viewing sessions · p on the variance-stabilised
-  (Anscombe) scale, 2(√(x+3/8) − √(λ+3/8)), divided by √φ, the brand's over-dispersion measured
-  on its history (what is left of extra-binomial variation); hours under
+- the hour's evidence z_t: observed purchasing sessions x against λ = viewing sessions · p as
+  the normal quantile of x's Poisson tail (mid-p, by the Wilson–Hilferty cube root: equally
+  honest for drops and spikes, `baselines.count_z`), divided by √φ, the brand's over-dispersion
+  measured on its history (what is left of extra-binomial variation); hours under
   `MIN_EVIDENCE_VIEWS` views carry no evidence and hours under `MIN_VIEWS` are never flagged;
 - accumulated evidence S_k(t) = Σ z over the k hours ending at t / √k, for k = 1..6; a sustained
   drop of a mid-sized brand adds up even when no single hour is conclusive;

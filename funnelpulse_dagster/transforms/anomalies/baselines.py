@@ -138,8 +138,42 @@ def baselines(history: DataFrame) -> DataFrame:
     )
 
 
-def anscombe_gap(observed: Column, expected: Column) -> Column:
-    return F.lit(2.0) * (F.sqrt(observed + F.lit(0.375)) - F.sqrt(expected + F.lit(0.375)))
+def count_z(observed: Column, expected: Column) -> Column:
+    """How far `observed` Poisson counts lie from their mean `expected`, as the normal quantile of
+    their mid-p tail probability, by the Wilson–Hilferty cube root (the Poisson tail is a χ²
+    tail): 3√x · (1 − 1/(9x) − (λ/x)^⅓) with x the count plus ½. Within a few hundredths of the
+    exact mid-p z from one session on. A square-root (Anscombe) gap would be symmetric where the
+    tail is not: it reads a drop from 8 to 0 as −4.6 where the tail says −3.6, and a rise from 8
+    to 27 as 4.7 where it says 5.3, so one threshold would flag drops too readily and miss spikes.
+    At no session and an expectation under about a tenth the cube root tips the wrong way (a
+    count at or below its mean would read as a rise): such a z is 0, what the exact tail nearly is."""
+    x = observed + F.lit(0.5)
+    z = F.lit(3.0) * F.sqrt(x) * (F.lit(1.0) - F.lit(1.0 / 9.0) / x - F.pow(expected / x, F.lit(1.0 / 3.0)))
+    return F.when((observed - expected) * z <= 0, F.lit(0.0)).otherwise(z)
+
+
+def count_at_z(expected: Column, z: Column) -> Column:
+    """The count whose `count_z` against `expected` is `z` (0 where none is that low): the
+    Wilson–Hilferty quantile λ(1 − 1/(9λ) + z/(3√λ))³ as the start, then two Newton steps on
+    `count_z` itself, so the report's band and the detector's evidence agree."""
+    mean = F.greatest(expected, F.lit(1e-9))
+    cube_root_mean = F.pow(mean, F.lit(1.0 / 3.0))
+    start_root = F.lit(1.0) - F.lit(1.0 / 9.0) / mean + z / (F.lit(3.0) * F.sqrt(mean))
+    start = mean * F.pow(F.greatest(start_root, F.lit(0.0)), F.lit(3.0))
+    x = F.greatest(start, F.lit(0.5))  # the count plus ½, as count_z has it
+    for _ in range(2):
+        value = (
+            F.lit(3.0) * F.sqrt(x)
+            - F.lit(1.0 / 3.0) / F.sqrt(x)
+            - F.lit(3.0) * cube_root_mean * F.pow(x, F.lit(1.0 / 6.0))
+        )
+        slope = (
+            F.lit(1.5) / F.sqrt(x)
+            + F.lit(1.0 / 6.0) / F.pow(x, F.lit(1.5))
+            - F.lit(0.5) * cube_root_mean / F.pow(x, F.lit(5.0 / 6.0))
+        )
+        x = F.greatest(x - (value - z) / slope, F.lit(0.5))
+    return x - F.lit(0.5)
 
 
 def with_history_z(history: DataFrame, base: DataFrame) -> DataFrame:
@@ -147,11 +181,11 @@ def with_history_z(history: DataFrame, base: DataFrame) -> DataFrame:
         base.select("judged_date", "brand", "hour_of_day", "weekday", "p_base"),
         ["judged_date", "brand", "hour_of_day", "weekday"],
     )
-    return fitted.withColumn("_gap", anscombe_gap(F.col("_x"), F.col("_n") * F.col("p_base")))
+    return fitted.withColumn("_gap", count_z(F.col("_x"), F.col("_n") * F.col("p_base")))
 
 
 def without_outliers(history: DataFrame, first_pass: DataFrame) -> DataFrame:
-    """History hours whose purchases are within OUTLIER_Z (Poisson scale) of the first-pass
+    """History hours whose purchases are within OUTLIER_Z (`count_z`) of the first-pass
     baseline; hours under MIN_VIEWS always stay (they cannot be judged)."""
     return (
         with_history_z(history, first_pass)
@@ -161,7 +195,7 @@ def without_outliers(history: DataFrame, first_pass: DataFrame) -> DataFrame:
 
 
 def dispersion(history: DataFrame, base: DataFrame) -> DataFrame:
-    """φ per judged day × brand: the median squared Anscombe residual of its history hours
+    """φ per judged day × brand: the median squared `count_z` of its history hours
     (robust to earlier anomalies) over χ²(1)'s median, at least 1."""
     fitted = with_history_z(history.filter(F.col("views") >= MIN_VIEWS), base)
     residual = F.col("_gap")

@@ -21,8 +21,9 @@ from funnelpulse_dagster.rules import (
     THRESHOLD,
 )
 from funnelpulse_dagster.transforms.anomalies.baselines import (
-    anscombe_gap,
     baselines,
+    count_at_z,
+    count_z,
     dispersion,
     history_for_days,
     with_time_keys,
@@ -144,7 +145,7 @@ def hourly_evidence(judged: DataFrame, base: DataFrame, phi: DataFrame) -> DataF
             "z_hour",
             F.when(
                 (F.col("views") >= MIN_EVIDENCE_VIEWS) & F.col("p_base").isNotNull(),
-                anscombe_gap(F.col("_x"), F.col("expected_purchase_sessions")) / F.sqrt("phi"),
+                count_z(F.col("_x"), F.col("expected_purchase_sessions")) / F.sqrt("phi"),
             ).otherwise(F.lit(0.0)),
         )
     )
@@ -316,15 +317,15 @@ def evidence_for_days(gold: DataFrame, judged_days: list) -> DataFrame:
 
 def with_baseline_band(evidence: DataFrame, z: float = BAND_Z) -> DataFrame:
     """Adds the session conversion band an hour would stay inside to be unremarkable on its own:
-    the purchasing-session counts x whose single-hour evidence |z_hour| is under `z`, i.e.
-    √(x + 3/8) = √(λ + 3/8) ± z·√φ / 2, as rates of the hour's viewing sessions. The detector
-    itself flags on evidence accumulated over hours, so an hour can leave the band without a
-    flag, and a run of hours just inside it can be flagged."""
-    root = F.sqrt(F.col("expected_purchase_sessions") + F.lit(0.375))
-    half_width = F.lit(z / 2) * F.sqrt(F.col("phi"))
+    the purchasing-session counts x whose single-hour evidence `count_z`(x, λ) / √φ lies within
+    ±`z` (`count_at_z`), as rates of the hour's viewing sessions. The detector itself flags on
+    evidence accumulated over hours, so an hour can leave the band without a flag, and a run of
+    hours just inside it can be flagged."""
+    expected = F.col("expected_purchase_sessions")
+    half_width = F.lit(z) * F.sqrt(F.col("phi"))
     sessions = F.nullif(F.col("_n").cast("double"), F.lit(0.0))
-    low = F.greatest(F.pow(F.greatest(root - half_width, F.lit(0.0)), 2) - F.lit(0.375), F.lit(0.0))
-    high = F.pow(root + half_width, 2) - F.lit(0.375)
+    low = count_at_z(expected, -half_width)
+    high = count_at_z(expected, half_width)
     return (
         evidence.withColumn("band_low", low / sessions)
         .withColumn("band_high", F.least(high / sessions, F.lit(1.0)))
