@@ -138,17 +138,23 @@ def baselines(history: DataFrame) -> DataFrame:
     )
 
 
+def _cube_root_z(x: Column, expected: Column) -> Column:
+    """The Wilson–Hilferty normal quantile 3√x · (1 − 1/(9x) − (λ/x)^⅓) of a count plus ½, `x`."""
+    return (
+        F.lit(3.0) * F.sqrt(x) * (F.lit(1.0) - F.lit(1.0 / 9.0) / x - F.pow(expected / x, F.lit(1.0 / 3.0)))
+    )
+
+
 def count_z(observed: Column, expected: Column) -> Column:
     """How far `observed` Poisson counts lie from their mean `expected`, as the normal quantile of
     their mid-p tail probability, by the Wilson–Hilferty cube root (the Poisson tail is a χ²
-    tail): 3√x · (1 − 1/(9x) − (λ/x)^⅓) with x the count plus ½. Within a few hundredths of the
-    exact mid-p z from one session on. A square-root (Anscombe) gap would be symmetric where the
-    tail is not: it reads a drop from 8 to 0 as −4.6 where the tail says −3.6, and a rise from 8
-    to 27 as 4.7 where it says 5.3, so one threshold would flag drops too readily and miss spikes.
+    tail): 3√x · (1 − 1/(9x) − (λ/x)^⅓) with x the count plus ½. Within 0.2 of the exact mid-p
+    z from one session on. A square-root (Anscombe) gap would be symmetric where the tail is
+    not: it reads a drop from 8 to 0 as −4.6 where the tail says −3.6, and a rise from 8 to 27 as
+    4.7 where it says 5.3, so one threshold would flag drops too readily and miss spikes.
     At no session and an expectation under about a tenth the cube root tips the wrong way (a
     count at or below its mean would read as a rise): such a z is 0, what the exact tail nearly is."""
-    x = observed + F.lit(0.5)
-    z = F.lit(3.0) * F.sqrt(x) * (F.lit(1.0) - F.lit(1.0 / 9.0) / x - F.pow(expected / x, F.lit(1.0 / 3.0)))
+    z = _cube_root_z(observed + F.lit(0.5), expected)
     return F.when((observed - expected) * z <= 0, F.lit(0.0)).otherwise(z)
 
 
@@ -157,22 +163,17 @@ def count_at_z(expected: Column, z: Column) -> Column:
     Wilson–Hilferty quantile λ(1 − 1/(9λ) + z/(3√λ))³ as the start, then two Newton steps on
     `count_z` itself, so the report's band and the detector's evidence agree."""
     mean = F.greatest(expected, F.lit(1e-9))
-    cube_root_mean = F.pow(mean, F.lit(1.0 / 3.0))
     start_root = F.lit(1.0) - F.lit(1.0 / 9.0) / mean + z / (F.lit(3.0) * F.sqrt(mean))
     start = mean * F.pow(F.greatest(start_root, F.lit(0.0)), F.lit(3.0))
     x = F.greatest(start, F.lit(0.5))  # the count plus ½, as count_z has it
     for _ in range(2):
-        value = (
-            F.lit(3.0) * F.sqrt(x)
-            - F.lit(1.0 / 3.0) / F.sqrt(x)
-            - F.lit(3.0) * cube_root_mean * F.pow(x, F.lit(1.0 / 6.0))
-        )
+        # d/dx of _cube_root_z: 3/(2√x) + 1/(6x^1.5) − (λ/x)^⅓ / (2√x)
         slope = (
             F.lit(1.5) / F.sqrt(x)
             + F.lit(1.0 / 6.0) / F.pow(x, F.lit(1.5))
-            - F.lit(0.5) * cube_root_mean / F.pow(x, F.lit(5.0 / 6.0))
+            - F.lit(0.5) * F.pow(mean / x, F.lit(1.0 / 3.0)) / F.sqrt(x)
         )
-        x = F.greatest(x - (value - z) / slope, F.lit(0.5))
+        x = F.greatest(x - (_cube_root_z(x, mean) - z) / slope, F.lit(0.5))
     return x - F.lit(0.5)
 
 

@@ -322,10 +322,10 @@ def with_baseline_band(evidence: DataFrame, z: float = BAND_Z) -> DataFrame:
     evidence accumulated over hours, so an hour can leave the band without a flag, and a run of
     hours just inside it can be flagged."""
     expected = F.col("expected_purchase_sessions")
-    half_width = F.lit(z) * F.sqrt(F.col("phi"))
+    reach = F.lit(z) * F.sqrt(F.col("phi"))  # the count_z either end of the band reaches
     sessions = F.nullif(F.col("_n").cast("double"), F.lit(0.0))
-    low = count_at_z(expected, -half_width)
-    high = count_at_z(expected, half_width)
+    low = count_at_z(expected, -reach)
+    high = count_at_z(expected, reach)
     return (
         evidence.withColumn("band_low", low / sessions)
         .withColumn("band_high", F.least(high / sessions, F.lit(1.0)))
