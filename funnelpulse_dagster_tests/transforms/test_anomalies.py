@@ -13,6 +13,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from funnelpulse_dagster.rules import (
     CURRENT_HOUR_Z,
+    MIN_EVIDENCE_VIEWS,
     SHOP_DEPARTURE_Z,
     SHOP_HOURS,
     SHOP_MAX_WEIGHT,
@@ -22,7 +23,7 @@ from funnelpulse_dagster.rules import (
 )
 from funnelpulse_dagster.transforms.anomalies import anomaly_rows, detect, root_cause_hints
 from funnelpulse_dagster.transforms.anomalies.baselines import count_at_z, count_z
-from funnelpulse_dagster.transforms.anomalies.evidence import evidence_for_days, with_shop_factor
+from funnelpulse_dagster.transforms.anomalies.evidence import evidence_for_days, flag, with_shop_factor
 from funnelpulse_evaluation.series import (
     BRANDS,
     FIRST,
@@ -89,11 +90,58 @@ def test_an_hours_evidence_is_its_poisson_tail_and_the_band_inverts_it(spark):
         assert abs(r["z_high"] - 2.0) < 0.02, r
 
 
-def test_a_clear_drop_is_flagged_and_quiet_or_normal_brands_are_not(spark):
-    # big drops 90 % for four evening hours; quiet (≈ 4–12 views an hour) drops all day
+@pytest.fixture(scope="module")
+def clear_drop_evidence(spark):
+    """The evidence of a clear drop, computed once for the tests that read it: big drops 90 %
+    for four evening hours; quiet (≈ 4–12 views an hour) has no purchase all day."""
     rows = series(15, ("big", JUDGED, range(17, 21)))
     rows = [(*r[:4], 0, 0.0, r[6], 0, r[8]) if r[2] == "quiet" and r[8] == JUDGED else r for r in rows]
-    flags = _flags(spark, rows, [JUDGED])
+    return evidence_for_days(gold_frame(spark, rows), [JUDGED]).localCheckpoint()
+
+
+def test_a_runs_evidence_is_the_tail_of_its_pooled_counts(clear_drop_evidence):
+    """S_k is the Poisson tail of the k hours' summed purchasing sessions against their summed
+    expectation (hours too thin to judge add nothing), over √φ: recomputed here exactly, term by
+    term, from each hour's count and expectation."""
+    rows = clear_drop_evidence.filter(F.col("window_date") == F.lit(JUDGED)).filter(
+        F.col("brand").isin("big", "steady", "quiet")
+    )
+    by_brand: dict[str, dict[int, dict]] = {}
+    for r in rows.collect():
+        by_brand.setdefault(r["brand"], {})[r["hour_index"]] = r.asDict()
+    checked = 0
+    for hours in by_brand.values():
+        for last, r in hours.items():
+            for k in range(1, len(r["run_scores"]) + 1):
+                run = [hours.get(h) for h in range(last - k + 1, last + 1)]
+                if None in run:  # the run reaches into the day before, which this test leaves out
+                    continue
+                judged = [h for h in run if h["views"] >= MIN_EVIDENCE_VIEWS and h["p_base"] is not None]
+                x = sum(h["_x"] for h in judged)
+                lam = sum(h["expected_purchase_sessions"] for h in judged)
+                if lam == 0:  # no hour to judge: no evidence
+                    assert r["run_scores"][k - 1] == 0, (r["brand"], last, k)
+                    continue
+                exact = _poisson_mid_p_z(x, lam) / math.sqrt(r["phi"])
+                if abs(exact) > 6:  # past every threshold either way
+                    continue
+                # within what the closed form holds to (`count_z`: coarser at no session)
+                tolerance = 0.4 if x == 0 else 0.2
+                assert abs(r["run_scores"][k - 1] - exact) < tolerance, (r["brand"], last, k, x, lam)
+                checked += 1
+    assert checked > 100
+    # the drop's four hours pooled: 90 % of the sessions gone is far past what any one hour says
+    big = by_brand["big"]
+    end = max(h for h, r in big.items() if r["window_start"].hour == 20)
+    assert big[end]["run_scores"][3] <= -THRESHOLD
+    assert big[end]["run_scores"][3] < min(big[h]["z_hour"] for h in range(end - 3, end + 1))
+
+
+def test_a_clear_drop_is_flagged_and_quiet_or_normal_brands_are_not(clear_drop_evidence):
+    flags = {
+        (r["brand"], r["window_start"].hour, r["anomaly_type"])
+        for r in flag(clear_drop_evidence).filter(F.col("window_date") == F.lit(JUDGED)).collect()
+    }
     drops = {hour for brand, hour, kind in flags if brand == "big" and kind == "drop"}
     # evidence accumulates: the first hour may not be conclusive alone, the rest are flagged
     assert {18, 19, 20} <= drops <= {17, 18, 19, 20}
@@ -101,14 +149,11 @@ def test_a_clear_drop_is_flagged_and_quiet_or_normal_brands_are_not(spark):
 
 
 @pytest.mark.slow  # the evaluation's gates; the quick lane keeps the shipped ones (the clear drop)
-def test_a_flag_passes_both_gates_which_the_evaluation_can_move(spark):
+def test_a_flag_passes_both_gates_which_the_evaluation_can_move(clear_drop_evidence):
     """`flag`'s two gates, as the evaluation sweeps them on the same evidence: a run threshold
     above the strongest flag's run, or an hour's |z| gate above every flagged hour's own, flags
     nothing; by default they are the shipped ones."""
-    from funnelpulse_dagster.transforms.anomalies.evidence import flag
-
-    evidence = evidence_for_days(gold_frame(spark, series(15, ("big", JUDGED, range(17, 21)))), [JUDGED])
-    evidence = evidence.localCheckpoint()
+    evidence = clear_drop_evidence
     judged = F.col("window_date") == F.lit(JUDGED)
     shipped = flag(evidence).filter(judged).collect()
     assert shipped and {r["brand"] for r in shipped} == {"big"}

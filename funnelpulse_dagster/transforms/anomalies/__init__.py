@@ -21,8 +21,9 @@ The detector, per brand-hour t of a judged day D:
   honest for drops and spikes, `baselines.count_z`), divided by √φ, the brand's over-dispersion
   measured on its history (what is left of extra-binomial variation); hours under
   `MIN_EVIDENCE_VIEWS` views carry no evidence and hours under `MIN_VIEWS` are never flagged;
-- accumulated evidence S_k(t) = Σ z over the k hours ending at t / √k, for k = 1..6; a sustained
-  drop of a mid-sized brand adds up even when no single hour is conclusive;
+- accumulated evidence S_k(t): the same tail for the k hours ending at t together, their
+  purchasing sessions summed against their summed λ, over √φ, for k = 1..6; a sustained drop of
+  a mid-sized brand adds up even when no single hour is conclusive;
 - a flag when a run covering the hour passed: max_k |S_k| ≥ `THRESHOLD` at the hour itself, or
   at a later hour of the same day whose run reaches back over it (the first hours of an incident
   rarely pass alone); the hour itself deviates the same way (|z_t| ≥ `CURRENT_HOUR_Z`), so an

@@ -134,6 +134,7 @@ def hourly_evidence(judged: DataFrame, base: DataFrame, phi: DataFrame) -> DataF
         .join(phi, ["judged_date", "brand"], "left")
         .withColumn("phi", F.coalesce("phi", F.lit(1.0)))
     )
+    has_evidence = (F.col("views") >= MIN_EVIDENCE_VIEWS) & F.col("p_base").isNotNull()
     scored = (
         with_baselines.transform(with_shop_factor)
         # the hour's expectation: the brand's baselines moved with the rest of the shop
@@ -141,19 +142,29 @@ def hourly_evidence(judged: DataFrame, base: DataFrame, phi: DataFrame) -> DataF
         .withColumn("p_event", F.col("p_event") * F.col("shop_factor"))
         .withColumn("expected_purchase_sessions", F.col("_n") * F.col("p_base"))
         .withColumn("expected_purchases", F.col("views") * F.col("p_event"))
+        # the counts the evidence reads: an hour too thin to judge, or of a brand without
+        # history, adds nothing to a run
+        .withColumn("_ev_x", F.when(has_evidence, F.col("_x")).otherwise(F.lit(0)))
+        .withColumn(
+            "_ev_mean", F.when(has_evidence, F.col("expected_purchase_sessions")).otherwise(F.lit(0.0))
+        )
         .withColumn(
             "z_hour",
             F.when(
-                (F.col("views") >= MIN_EVIDENCE_VIEWS) & F.col("p_base").isNotNull(),
-                count_z(F.col("_x"), F.col("expected_purchase_sessions")) / F.sqrt("phi"),
+                has_evidence, count_z(F.col("_x"), F.col("expected_purchase_sessions")) / F.sqrt("phi")
             ).otherwise(F.lit(0.0)),
         )
     )
     by_brand = Window.partitionBy("brand").orderBy("hour_index")
-    runs = {
-        k: F.sum("z_hour").over(by_brand.rangeBetween(-(k - 1), 0)) / F.lit(float(k) ** 0.5)
-        for k in range(1, MAX_RUN_HOURS + 1)
-    }
+
+    def run_z(k: int) -> Column:
+        # one tail for the run's pooled counts, not a sum of its hours' z: a sustained drop of
+        # a small brand is a few sessions short every hour, each hour's skewed tail says little,
+        # and the run's total is as far below its expectation as the tail of its total says
+        run = by_brand.rangeBetween(-(k - 1), 0)
+        return count_z(F.sum("_ev_x").over(run), F.sum("_ev_mean").over(run)) / F.sqrt("phi")
+
+    runs = {k: run_z(k) for k in range(1, MAX_RUN_HOURS + 1)}
     for k, column in runs.items():
         scored = scored.withColumn(f"_s{k}", column)
     s = [F.col(f"_s{k}") for k in runs]
@@ -166,7 +177,7 @@ def hourly_evidence(judged: DataFrame, base: DataFrame, phi: DataFrame) -> DataF
             F.array_position(F.array(*[-c for c in s]), F.col("drop_score")).cast("int"),
         )
         .withColumn("spike_hours", F.array_position(F.array(*s), F.col("spike_score")).cast("int"))
-        .drop(*[f"_s{k}" for k in runs])
+        .drop(*[f"_s{k}" for k in runs], "_ev_x", "_ev_mean")
     )
 
 
