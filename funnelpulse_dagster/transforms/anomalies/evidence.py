@@ -148,12 +148,8 @@ def hourly_evidence(judged: DataFrame, base: DataFrame, phi: DataFrame) -> DataF
         .withColumn(
             "_ev_mean", F.when(has_evidence, F.col("expected_purchase_sessions")).otherwise(F.lit(0.0))
         )
-        .withColumn(
-            "z_hour",
-            F.when(
-                has_evidence, count_z(F.col("_x"), F.col("expected_purchase_sessions")) / F.sqrt("phi")
-            ).otherwise(F.lit(0.0)),
-        )
+        # the hour's own evidence: the run of one hour (0 where the hour adds nothing)
+        .withColumn("z_hour", count_z(F.col("_ev_x"), F.col("_ev_mean")) / F.sqrt("phi"))
     )
     by_brand = Window.partitionBy("brand").orderBy("hour_index")
 
