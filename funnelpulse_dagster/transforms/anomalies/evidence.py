@@ -160,7 +160,8 @@ def hourly_evidence(judged: DataFrame, base: DataFrame, phi: DataFrame) -> DataF
         run = by_brand.rangeBetween(-(k - 1), 0)
         return count_z(F.sum("_ev_x").over(run), F.sum("_ev_mean").over(run)) / F.sqrt("phi")
 
-    runs = {k: run_z(k) for k in range(1, MAX_RUN_HOURS + 1)}
+    # a run of one hour is the hour's own z
+    runs = {1: F.col("z_hour")} | {k: run_z(k) for k in range(2, MAX_RUN_HOURS + 1)}
     for k, column in runs.items():
         scored = scored.withColumn(f"_s{k}", column)
     s = [F.col(f"_s{k}") for k in runs]
