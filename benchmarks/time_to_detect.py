@@ -22,7 +22,10 @@ a webhook, through Kafka, the continuous stream with its live judge, and the ale
 6. builds the drop day's hourly gold in batch and gives each drop its *signal*, the z an
    oracle knowing the drop's hours would reach (`scenarios.incidents`): the median time to
    detect is reported over every alerted drop and over the drops within reach (signal ≥ 4),
-   the drops any detector could be asked to find.
+   the drops any detector could be asked to find; and how many of its hours each drop needs
+   before that oracle's signal over them reaches the detector's threshold (`rules.THRESHOLD`),
+   with the signal a first hour without any purchase would give: how soon the data itself
+   shows a drop, whatever judges it.
 
 Figures per drop:
 - *hours to detectable*: from the drop's first event to the incident's earliest
@@ -62,6 +65,7 @@ from funnelpulse_dagster.defs.lakehouse.silver import silver_events
 from funnelpulse_dagster.generator import AnomalySpec, generate
 from funnelpulse_dagster.resources import KafkaResource, LakeResource, SparkResource, StreamingResource
 from funnelpulse_dagster.resources.alerts import AlertsResource
+from funnelpulse_dagster.rules import THRESHOLD
 from funnelpulse_dagster.runtime.services import free_port
 from funnelpulse_dagster.streaming import broker
 from funnelpulse_dagster.tables import GOLD_ANOMALIES_HOURLY_BRAND, GOLD_FUNNEL_HOURLY_BRAND
@@ -247,6 +251,8 @@ def main() -> int:
     gold = lake.read(session, GOLD_FUNNEL_HOURLY_BRAND).filter("brand IS NOT NULL").toPandas()
     gold["window_start"] = pd.to_datetime(gold["window_start"])
     signals = {}  # by drop ("brand HH:MM", as matched_drop names it): a brand may drop twice
+    oracle_hours = {}  # by drop: the hours of it an oracle needs to pass THRESHOLD, None if all fall short
+    outage_signals = []
     for drop in injected.itertuples(index=False):
         hours = pd.DataFrame(
             {
@@ -256,9 +262,17 @@ def main() -> int:
         )
         observed = hours.merge(gold, on=["brand", "window_start"], how="left")["purchase_sessions"].fillna(0)
         usual = usual_purchase_sessions(gold, hours)
-        signals[f"{drop.brand} {drop.window_start:%H:%M}"] = oracle_signal(
-            float(usual.sum()), float(observed.sum()), drop.anomaly_type
-        )
+        # the oracle's signal over the drop's first k hours: how soon the data itself shows the
+        # drop, not a bound on the detector (whose baseline and trials differ from the oracle's)
+        so_far = [
+            oracle_signal(float(usual.iloc[:k].sum()), float(observed.iloc[:k].sum()), drop.anomaly_type)
+            for k in range(1, drop.hours + 1)
+        ]
+        label = f"{drop.brand} {drop.window_start:%H:%M}"
+        signals[label] = so_far[-1]
+        oracle_hours[label] = next((k for k, s in enumerate(so_far, 1) if s >= THRESHOLD), None)
+        # a first hour with no purchase at all would read as √Λ of that hour
+        outage_signals.append(oracle_signal(float(usual.iloc[0]), 0.0, "drop"))
 
     def matched_drop(body: dict) -> str:
         """The planned drop an alert is about: its type and brand, its hours within an hour of
@@ -292,9 +306,12 @@ def main() -> int:
         label = f"{drop.brand} {start:%H:%M}"
         alert = next(((at, body) for at, body in openings if matched_drop(body) == label), None)
         signal = signals[label]
+        oracle = oracle_hours[label] or "–"
         reach = signal >= DETECTABLE_SIGNAL
         if alert is None:
-            rows.append([drop.brand, f"{start:%H:%M}", round(signal, 1), "no alert", "–", "–", "–", "–"])
+            rows.append(
+                [drop.brand, f"{start:%H:%M}", round(signal, 1), oracle, "no alert", "–", "–", "–", "–"]
+            )
             continue
         at, body = alert
         flags = verdicts[
@@ -324,6 +341,7 @@ def main() -> int:
                 drop.brand,
                 f"{start:%H:%M}",
                 round(signal, 1),
+                oracle,
                 f"{body['first_hour'][11:16]} ({body['source']})",
                 round(hours_to_flag, 2),
                 round(pipeline, 1) if pipeline is not None else "–",
@@ -363,6 +381,14 @@ def main() -> int:
         ],
         ["alerted within reach", len(within_reach)],
         [
+            f"drops an oracle passes {THRESHOLD:g} on within their first hour",
+            sum(k == 1 for k in oracle_hours.values()),
+        ],
+        [
+            "highest signal a first hour with no purchase at all would give (√Λ of the drops' first hours)",
+            round(max(outage_signals), 2),
+        ],
+        [
             "time to detect within reach at real time, median / p90 (hours)",
             " / ".join(map(str, spread(within_reach))),
         ],
@@ -381,6 +407,7 @@ def main() -> int:
                 "brand",
                 "drop starts",
                 "signal",
+                f"oracle's hours to {THRESHOLD:g}",
                 "alert's first hour (source)",
                 "hours to detectable",
                 "pipeline seconds",
