@@ -223,8 +223,10 @@ SETTINGS = {
 }
 # The setting kept for each method: `choose` on the tuning seeds (benchmarks/anomalies.py --seeds tuning).
 CHOSEN = {"quasi-Poisson GLM": "residual beyond ±5.0", "S-H-ESD": "α = 0.001"}
-# the precision target a setting must reach first, as the product's detector threshold (rules.THRESHOLD)
-PRECISION_FIRST = 0.95
+# the precision a setting must reach on the tuning seeds first, for every method and our gates
+# (rules.THRESHOLD, rules.CURRENT_HOUR_Z): the alerts' target of 0.95 with a margin, because the
+# held-out seeds have run up to 0.06 below the tuning seeds' precision
+PRECISION_FIRST = 0.98
 
 
 def choose(results: list[dict], keys: tuple[str, ...] = ("alternatives",)) -> dict[str, str]:
