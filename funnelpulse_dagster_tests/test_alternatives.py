@@ -100,3 +100,44 @@ def test_a_kept_work_folder_reuses_the_alternatives_flags_until_the_gold_changes
     scenarios.kept_alternative_flags(changed, judged_from, tmp_path)
     assert len(fits) == 2
     assert len(list(tmp_path.glob("alternative_flags-*.json"))) == 1
+
+
+def _scored(method: str, setting: str, all_counts: tuple[int, int, int], reach: tuple[int, int, int]) -> dict:
+    return {
+        "method": method,
+        "setting": setting,
+        "all": dict(zip(("tp", "fp", "fn"), all_counts)),
+        "within_reach": dict(zip(("tp", "fp", "fn"), reach)),
+    }
+
+
+def test_a_setting_is_chosen_for_precision_first_then_recall_within_reach_summed_over_scenarios():
+    """Two scenarios' counts, summed before any rate (hand-computed): "loose" has the best F1
+    within reach (0.926) but a precision of 97 / 100, under the floor of 0.98; of the two
+    settings at or over it, "middle" (98 / 100, F1 within reach 0.913) beats "strict" (82 / 83,
+    0.835). A method with no setting at the floor keeps its most precise one."""
+    assert alternatives.PRECISION_FIRST == 0.98
+    first = [
+        _scored("ours", "loose", (50, 2, 10), (48, 2, 6)),
+        _scored("ours", "middle", (48, 0, 12), (45, 0, 9)),
+        _scored("ours", "strict", (40, 0, 20), (40, 0, 14)),
+        _scored("other", "a", (30, 20, 10), (30, 20, 5)),
+        _scored("other", "b", (20, 5, 20), (20, 5, 15)),
+    ]
+    second = [
+        _scored("ours", "loose", (47, 1, 13), (46, 1, 6)),
+        _scored("ours", "middle", (50, 2, 10), (49, 2, 7)),
+        _scored("ours", "strict", (42, 1, 18), (41, 1, 17)),
+        _scored("other", "a", (30, 20, 10), (30, 20, 5)),
+        _scored("other", "b", (20, 5, 20), (20, 5, 15)),
+    ]
+    # within reach: loose 94 / 97 precise and 94 / 106 recall, middle 94 / 96 and 94 / 110,
+    # strict 81 / 82 and 81 / 112
+    results = [
+        {"alternatives": first[3:], "gate_sweep": first[:3]},
+        {"alternatives": second[3:], "gate_sweep": second[:3]},
+    ]
+    assert alternatives.choose(results, ("gate_sweep",)) == {"ours": "middle"}
+    assert alternatives.choose(results) == {"other": "b"}  # 40 / 50 against 60 / 100
+    # the first scenario alone: loose's 50 / 52 is under the floor, middle's 48 / 48 is not
+    assert alternatives.choose(results[:1], ("gate_sweep",)) == {"ours": "middle"}
