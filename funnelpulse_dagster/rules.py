@@ -170,11 +170,10 @@ MIN_VIEWS = 20  # a brand-hour with fewer views is never flagged
 # ... but from this many views on an hour adds its (small) evidence to a run
 MIN_EVIDENCE_VIEWS = 5
 MAX_RUN_HOURS = 6
-# a run's score and the hour's own gate: of the settings whose flags reach a precision of 0.98 on
-# the tuning seeds (the held-out seeds have run up to 0.06 below it, and the target is 0.95), the
-# one with the best F1 on the incidents within reach, an on-call engineer's trust before recall
-# (funnelpulse_evaluation.alternatives.choose; benchmarks/anomalies.py --seeds tuning --gates
-# scores both around these values)
+# a run's score and the hour's own gate: the setting funnelpulse_evaluation.alternatives.choose
+# picks on the tuning seeds (precision at least its PRECISION_FIRST, then the best F1 on the
+# incidents within reach), an on-call engineer's trust before recall
+# (benchmarks/anomalies.py --seeds tuning --gates scores both around these values)
 THRESHOLD = 5.0
 CURRENT_HOUR_Z = 1.5
 # a flag's severity by its score, lowest first (every flag is at least THRESHOLD: low)

@@ -117,25 +117,25 @@ def test_a_setting_is_chosen_for_precision_first_then_recall_within_reach_summed
     settings at or over it, "middle" (98 / 100, F1 within reach 0.913) beats "strict" (82 / 83,
     0.835). A method with no setting at the floor keeps its most precise one."""
     assert alternatives.PRECISION_FIRST == 0.98
-    first = [
-        _scored("ours", "loose", (50, 2, 10), (48, 2, 6)),
-        _scored("ours", "middle", (48, 0, 12), (45, 0, 9)),
-        _scored("ours", "strict", (40, 0, 20), (40, 0, 14)),
-        _scored("other", "a", (30, 20, 10), (30, 20, 5)),
-        _scored("other", "b", (20, 5, 20), (20, 5, 15)),
-    ]
-    second = [
-        _scored("ours", "loose", (47, 1, 13), (46, 1, 6)),
-        _scored("ours", "middle", (50, 2, 10), (49, 2, 7)),
-        _scored("ours", "strict", (42, 1, 18), (41, 1, 17)),
-        _scored("other", "a", (30, 20, 10), (30, 20, 5)),
-        _scored("other", "b", (20, 5, 20), (20, 5, 15)),
-    ]
+    # per setting of ours, its counts (all, within reach) in the first and the second scenario;
     # within reach: loose 94 / 97 precise and 94 / 106 recall, middle 94 / 96 and 94 / 110,
     # strict 81 / 82 and 81 / 112
+    ours = {
+        "loose": (((50, 2, 10), (48, 2, 6)), ((47, 1, 13), (46, 1, 6))),
+        "middle": (((48, 0, 12), (45, 0, 9)), ((50, 2, 10), (49, 2, 7))),
+        "strict": (((40, 0, 20), (40, 0, 14)), ((42, 1, 18), (41, 1, 17))),
+    }
+    # another method, the same in both scenarios
+    other = [
+        _scored("other", "a", (30, 20, 10), (30, 20, 5)),
+        _scored("other", "b", (20, 5, 20), (20, 5, 15)),
+    ]
     results = [
-        {"alternatives": first[3:], "gate_sweep": first[:3]},
-        {"alternatives": second[3:], "gate_sweep": second[:3]},
+        {
+            "alternatives": other,
+            "gate_sweep": [_scored("ours", name, *counts[i]) for name, counts in ours.items()],
+        }
+        for i in range(2)
     ]
     assert alternatives.choose(results, ("gate_sweep",)) == {"ours": "middle"}
     assert alternatives.choose(results) == {"other": "b"}  # 40 / 50 against 60 / 100
