@@ -36,6 +36,14 @@ TEST_DATA = Path(__file__).parent / "data"
 
 SPARK_MODE = os.environ.get("FUNNELPULSE_TEST_SPARK", "in-process")
 
+# Most JVMs the tests start live for one short run on a few thousand rows: a CLI run's Spark, a
+# cluster's master, workers and executors, a broker. Their C2 (optimizing) compiler spends more
+# CPU compiling Spark's code than its faster code saves them, and the suite is CPU-bound, so they
+# stop at C1 (`JDK_JAVA_OPTIONS`, read by every `java` launch of the suite's processes). The pass's
+# own Spark runs every test of the pass: its hot code pays C2 back, so it keeps the JVM's default.
+SHORT_LIVED_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+LONG_LIVED_JVM = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=4"}  # after, so it wins
+
 
 @pytest.fixture(scope="session")
 def spark_resource(tmp_path_factory):
@@ -45,7 +53,13 @@ def spark_resource(tmp_path_factory):
     # whole session (≈ 100 tests, the streaming job included); a 2 GB heap ran out once, in the
     # live job's detector after everything before it (Spark keeps ~0.5 GB of plan state)
     if SPARK_MODE == "in-process":
-        yield SparkResource(master="local[2]", driver_memory="3g", shuffle_partitions=2, mode="in-process")
+        yield SparkResource(
+            master="local[2]",
+            driver_memory="3g",
+            shuffle_partitions=2,
+            mode="in-process",
+            spark_config=LONG_LIVED_JVM,
+        )
         return
     if SPARK_MODE != "connect":
         raise ValueError(f"FUNNELPULSE_TEST_SPARK={SPARK_MODE!r}: expected in-process or connect")
@@ -54,7 +68,7 @@ def spark_resource(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("spark_server")
     # the pass's server outlives no test: the session's end stops it, not an idle time
-    server = spark_server.start(home, conf=spark_conf("local[*]", "3g", 2, {}), idle_minutes=0)
+    server = spark_server.start(home, conf=spark_conf("local[*]", "3g", 2, LONG_LIVED_JVM), idle_minutes=0)
     resource = SparkResource(remote=server.url, shuffle_partitions=2)
     try:
         yield resource
@@ -113,6 +127,7 @@ def pytest_configure(config):
     # local server that would outlive the test (the default mode has its own test:
     # runtime/test_spark_connect.py)
     os.environ.setdefault("FUNNELPULSE_SPARK_MODE", "in-process")
+    os.environ.setdefault("JDK_JAVA_OPTIONS", SHORT_LIVED_JVM_OPTIONS)
 
 
 def runs_in_pass(item: pytest.Item, mode: str) -> bool:

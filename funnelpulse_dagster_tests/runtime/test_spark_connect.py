@@ -20,7 +20,7 @@ import pytest
 from funnelpulse_dagster.resources import build_resources
 from funnelpulse_dagster.resources.spark import SparkResource
 from funnelpulse_dagster.runtime.spark_session import SparkUnavailable, _hint, connect_endpoint
-from funnelpulse_dagster_tests.conftest import REPO
+from funnelpulse_dagster_tests.conftest import REPO, SHORT_LIVED_JVM_OPTIONS
 from funnelpulse_dagster_tests.live import free_port
 
 pytestmark = pytest.mark.slow  # starts its own Spark Connect server
@@ -94,12 +94,14 @@ def test_the_profile_sizes_the_settings_and_the_users_settings_win(monkeypatch):
 
 
 def _home_env(home: Path) -> dict[str, str]:
-    """A new shell of `home` with the default Spark configuration (a small heap for tests)."""
+    """A new shell of `home` with the default Spark configuration (a small heap, and the suite's
+    options for its short-lived JVMs: conftest.py)."""
     return {
         "PATH": "/usr/bin:/bin",
         "FUNNELPULSE_HOME": str(home),
         "HOME": str(home),
         "FUNNELPULSE_SPARK_CONF": "spark.driver.memory=1g",
+        "JDK_JAVA_OPTIONS": SHORT_LIVED_JVM_OPTIONS,
     }
 
 
