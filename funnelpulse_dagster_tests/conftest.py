@@ -40,9 +40,13 @@ SPARK_MODE = os.environ.get("FUNNELPULSE_TEST_SPARK", "in-process")
 # cluster's master, workers and executors, a broker. Their C2 (optimizing) compiler spends more
 # CPU compiling Spark's code than its faster code saves them, and the suite is CPU-bound, so they
 # stop at C1 (`JDK_JAVA_OPTIONS`, read by every `java` launch of the suite's processes). The pass's
-# own Spark runs every test of the pass: its hot code pays C2 back, so it keeps the JVM's default.
+# own Spark runs every test of the pass: its hot code pays C2 back, but on small data only its
+# hottest code does, so C2 waits for four times the JVM's default call and loop counts.
 SHORT_LIVED_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
-LONG_LIVED_JVM = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=4"}  # after, so it wins
+LONG_LIVED_JVM = {  # given after JDK_JAVA_OPTIONS, so these win
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=4 -XX:Tier4InvocationThreshold=20000"
+    " -XX:Tier4MinInvocationThreshold=2400 -XX:Tier4CompileThreshold=60000 -XX:Tier4BackEdgeThreshold=160000"
+}
 
 
 @pytest.fixture(scope="session")

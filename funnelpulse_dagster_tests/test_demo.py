@@ -31,6 +31,7 @@ def test_demo_runs_the_named_jobs_over_bounded_partitions(tmp_path, spark_env, r
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FUNNELPULSE_", "DAGSTER_"))} | {
         "FUNNELPULSE_HOME": str(home),
         "DEMO_DAYS": "2",
+        "DEMO_EVENTS_PER_DAY": "10000",  # what it runs, not how much: a small shop's days
         "FUNNELPULSE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         **spark_env,  # the README's `export FUNNELPULSE_SPARK_REMOTE=…` after `funnelpulse spark start`
     }

@@ -20,7 +20,8 @@ export FUNNELPULSE_END_DATE="${FUNNELPULSE_END_DATE:-$END}"
 LAUNCH=(.venv/bin/funnelpulse launch)
 
 if ! ls "$FUNNELPULSE_HOME"/data_raw/*.csv >/dev/null 2>&1; then
-  .venv/bin/funnelpulse generate --start "$START" --days "$DAYS" --anomalies 6 --visible-anomalies
+  .venv/bin/funnelpulse generate --start "$START" --days "$DAYS" --anomalies 6 --visible-anomalies \
+    ${DEMO_EVENTS_PER_DAY:+--events-per-day "$DEMO_EVENTS_PER_DAY"}
 fi
 
 echo "== batch_lakehouse_job: bronze → silver → gold → anomalies for $START...$END (one run)"
