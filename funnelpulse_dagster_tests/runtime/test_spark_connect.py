@@ -152,6 +152,8 @@ def _succeeded(run: subprocess.Popen) -> None:
     assert run.returncode == 0 and "RUN_SUCCESS" in output, output[-3000:]
 
 
+# its own servers, the same in both passes: in the Connect pass, the shorter without it
+@pytest.mark.connect_pass
 def test_runs_with_the_default_configuration_share_one_warm_server(tmp_path, sample_raw_dir):
     """No Spark setting: the first run starts the home's server; `funnelpulse spark` shows it and
     starts it idempotently; a Spark Connect client elsewhere and the next run in a new shell use
