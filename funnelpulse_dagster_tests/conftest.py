@@ -11,7 +11,8 @@ Which tests run in which pass is decided by what their code touches (`pytest_col
   every test that gets a Spark (the `spark_resource` fixture, directly or through another
   fixture), except those marked `spark_mode_independent` (their code under test is a pure
   DataFrame -> DataFrame function, which sends the same plan in both modes, or reads with DuckDB
-  what Spark wrote);
+  what Spark wrote, or they are the variants of a test that differ only in the data one plan
+  reads, one variant running in the Connect pass);
 - the Connect pass alone runs the `connect_pass` tests (the demo and the deployment, as clients
   of the pass's warm server, the README's recipe; a few tests that need running once, placed
   there to even out the two passes, which run side by side) and the embedded broker's tests;

@@ -6,6 +6,10 @@ drives the cluster.
 Driver and executors no longer share a JVM: plans and closures are serialized to other
 processes, the connector jars reach the executors through `spark.jars`, and every table file is
 written by one executor and read by others. The tables must equal the in-process run's.
+
+Both tests are one user's, in order: the batch run starts the home's server on the cluster, the
+stream runs on that same server, kills it mid-stream and resumes on a new one. Both run with the
+`cluster` profile, as a deployment on a cluster would.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from funnelpulse_dagster_tests.live import DAYS, replay
 from funnelpulse_dagster_tests.live import kafka as kafka_for
 from funnelpulse_dagster_tests.streaming.test_streaming import assert_equals_reference
 
-# its own cluster and server: the same in both passes, so the Connect pass leaves it out
+# their own cluster and server: the same in both passes, so the Connect pass leaves them out
 pytestmark = [pytest.mark.slow, pytest.mark.spark_mode_independent]
 
 # columns that say when a row was written, not what it holds
@@ -53,14 +57,27 @@ def cluster(tmp_path_factory):
         assert standalone.stop(root) == 3  # both workers and the master were still running
 
 
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """The user's FUNNELPULSE_HOME: its local Spark Connect server outlives a test (the stream
+    test starts on the batch run's server) and stops with the module."""
+    home = tmp_path_factory.mktemp("cluster_user") / "home"
+    (home / "dagster").mkdir(parents=True)
+    try:
+        yield home
+    finally:
+        spark_server.stop(home)
+
+
 def _user_env(home: Path, cluster, **settings: str) -> dict[str, str]:
     """A user's shell: the default Spark mode (the home's local Spark Connect server) with the
-    cluster as its master."""
-    (home / "dagster").mkdir(parents=True, exist_ok=True)
+    cluster as its master, sized for a cluster (runtime/profiles.py: other shuffles, the same
+    tables). The same static settings in both tests, so they share one server."""
     return {k: v for k, v in os.environ.items() if not k.startswith("FUNNELPULSE_")} | {
         "FUNNELPULSE_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster"),
         "FUNNELPULSE_SPARK_MASTER": cluster.master_url,
+        "FUNNELPULSE_SPARK_PROFILE": "cluster",
         "FUNNELPULSE_SPARK_IDLE_MINUTES": "0",
         "FUNNELPULSE_SPARK_CONF": ",".join(
             [
@@ -69,22 +86,20 @@ def _user_env(home: Path, cluster, **settings: str) -> dict[str, str]:
                 "spark.executor.cores=1",
                 f"spark.driver.host={standalone.HOST}",
                 f"spark.driver.bindAddress={standalone.HOST}",
+                # the profile rebuilds each Delta table's state with a job of 50 tasks, sized
+                # for a production table's log; the tests' logs are a few commits, and two
+                # one-core workers would spend most of a run scheduling those tasks
+                "spark.databricks.delta.snapshotPartitions=2",
             ]
         ),
         **settings,
     }
 
 
-def test_the_batch_chain_on_a_cluster_equals_the_in_process_run(cluster, batch_run, spark, tmp_path):
+def test_the_batch_chain_on_a_cluster_equals_the_in_process_run(cluster, home, batch_run, spark):
     # a user's configuration: the default mode (the home's local Spark Connect server) with the
     # cluster as its master; the CLI run is theirs too
-    home = tmp_path / "home"
-    # sized for a cluster (runtime/profiles.py): other shuffles, the same tables. The profile
-    # rebuilds each Delta table's state with a job of 50 tasks, sized for a production table's
-    # log; the test's logs are a few commits, and two one-core workers would spend most of the
-    # run scheduling those tasks
-    env = _user_env(home, cluster, FUNNELPULSE_RAW=str(batch_run.raw), FUNNELPULSE_SPARK_PROFILE="cluster")
-    env["FUNNELPULSE_SPARK_CONF"] += ",spark.databricks.delta.snapshotPartitions=2"
+    env = _user_env(home, cluster, FUNNELPULSE_RAW=str(batch_run.raw))
     command = [
         str(Path(sys.executable).with_name("dagster")),
         "asset",
@@ -96,17 +111,14 @@ def test_the_batch_chain_on_a_cluster_equals_the_in_process_run(cluster, batch_r
         "--partition-range",
         f"{DAYS[0]}...{DAYS[1]}",
     ]
-    try:
-        proc = subprocess.run(
-            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False
-        )
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        assert "RUN_SUCCESS" in proc.stdout + proc.stderr
-        # the server's jobs ran on both workers' executors, not in its own JVM
-        (app,) = cluster.state()["activeapps"]
-        assert app["cores"] == 2 and len({e["workerid"] for e in _executors(cluster)}) == 2
-    finally:
-        spark_server.stop(home)
+    proc = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "RUN_SUCCESS" in proc.stdout + proc.stderr
+    # the server's jobs ran on both workers' executors, not in its own JVM
+    (app,) = cluster.state()["activeapps"]
+    assert app["cores"] == 2 and len({e["workerid"] for e in _executors(cluster)}) == 2
 
     assert_same_tables(spark, LakeResource(root=str(home / "tables")), batch_run.lake, ignored=WRITE_TIMES)
 
@@ -120,19 +132,20 @@ def _executors(cluster) -> list[dict]:
     return found
 
 
-# independent of the pass's mode (a pandas recount is the reference): in the Connect pass, which
-# is the shorter without it
-@pytest.mark.connect_pass
 def test_a_stream_on_a_cluster_survives_its_driver_killed_exactly_once(
-    cluster, spark, spark_resource, batch_lake, sample_raw_dir, bootstrap, tmp_path
+    cluster, home, spark, spark_resource, batch_lake, sample_raw_dir, bootstrap, tmp_path
 ):
     kafka = kafka_for(bootstrap, f"cluster-{uuid.uuid4().hex[:8]}")
     replay(spark_resource, batch_lake, kafka)
-    home, checkpoints = tmp_path / "home", tmp_path / "checkpoints"
+    checkpoints = tmp_path / "checkpoints"
     lake = Lake(root=str(tmp_path / "tables"))
     env = _user_env(
         home,
         cluster,
+        # the stream's state partitions (a runtime setting of its own session, fixed in its
+        # checkpoint), sized for two one-core workers rather than the profile's tens of executors
+        FUNNELPULSE_SPARK_CONF=_user_env(home, cluster)["FUNNELPULSE_SPARK_CONF"]
+        + ",spark.sql.shuffle.partitions=8",
         FUNNELPULSE_LAKE=lake.root,
         FUNNELPULSE_CHECKPOINTS=str(checkpoints),
         FUNNELPULSE_KAFKA_BOOTSTRAP=bootstrap.servers,

@@ -392,6 +392,7 @@ def test_an_ordinary_hour_at_a_strong_incidents_edge_is_not_part_of_it(spark):
 
 
 @pytest.mark.slow  # a detector run per day of its series: the full suite runs it, the quick lane does not
+@pytest.mark.connect_pass  # runs once (the same plan in both modes): in the shorter pass
 def test_a_flag_is_detectable_when_its_run_passes_and_not_before(spark):
     """`detectable_at` says when a judge seeing every closed hour (the live path) could first
     flag an hour: judging the day with only the hours before a cut-off closed flags exactly the
@@ -470,7 +471,10 @@ def test_root_cause_ranks_the_segment_that_lost_its_purchases(spark):
     assert {h["dimension"] for h in hints} == {"category_root", "price_band", "product_id"}
 
 
+# its Dagster runs go through the pass's Spark like any other asset's; in the Connect pass, which
+# is the shorter without it (the cluster tests run in the in-process pass)
 @pytest.mark.slow
+@pytest.mark.connect_pass
 def test_harness_on_a_small_scenario(spark_resource, tmp_path):
     """The evaluation harness end to end: generate a planned scenario, materialize up to the
     anomaly table with real Dagster runs, score against the ground truth beside the seed's
