@@ -69,10 +69,11 @@ def home(tmp_path_factory):
         spark_server.stop(home)
 
 
-def _user_env(home: Path, cluster, **settings: str) -> dict[str, str]:
+def _user_env(home: Path, cluster, *session_conf: str, **settings: str) -> dict[str, str]:
     """A user's shell: the default Spark mode (the home's local Spark Connect server) with the
     cluster as its master, sized for a cluster (runtime/profiles.py: other shuffles, the same
-    tables). The same static settings in both tests, so they share one server."""
+    tables). The same static settings in both tests, so they share one server; `session_conf`
+    adds runtime settings, which a client sets on its own session."""
     return {k: v for k, v in os.environ.items() if not k.startswith("FUNNELPULSE_")} | {
         "FUNNELPULSE_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster"),
@@ -90,6 +91,7 @@ def _user_env(home: Path, cluster, **settings: str) -> dict[str, str]:
                 # for a production table's log; the tests' logs are a few commits, and two
                 # one-core workers would spend most of a run scheduling those tasks
                 "spark.databricks.delta.snapshotPartitions=2",
+                *session_conf,
             ]
         ),
         **settings,
@@ -142,10 +144,9 @@ def test_a_stream_on_a_cluster_survives_its_driver_killed_exactly_once(
     env = _user_env(
         home,
         cluster,
-        # the stream's state partitions (a runtime setting of its own session, fixed in its
-        # checkpoint), sized for two one-core workers rather than the profile's tens of executors
-        FUNNELPULSE_SPARK_CONF=_user_env(home, cluster)["FUNNELPULSE_SPARK_CONF"]
-        + ",spark.sql.shuffle.partitions=8",
+        # the stream's state partitions (fixed in its checkpoint), sized for two one-core
+        # workers rather than the profile's tens of executors
+        "spark.sql.shuffle.partitions=8",
         FUNNELPULSE_LAKE=lake.root,
         FUNNELPULSE_CHECKPOINTS=str(checkpoints),
         FUNNELPULSE_KAFKA_BOOTSTRAP=bootstrap.servers,
@@ -162,31 +163,26 @@ def test_a_stream_on_a_cluster_survives_its_driver_killed_exactly_once(
         "2500",
         "--no-judge",
     ]
-    try:
-        log = tmp_path / "stream.log"
-        with log.open("w") as out:
-            client = subprocess.Popen(stream, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-        commits = checkpoints / STREAM_INGEST_QUERY / "commits"
-        deadline = time.monotonic() + 300
-        while len(list(commits.glob("[0-9]*"))) < 2 and time.monotonic() < deadline and client.poll() is None:
-            time.sleep(0.05)
-        assert client.poll() is None, (
-            f"the stream ended before its driver was killed:\n{log.read_text()[-3000:]}"
-        )
-        (server,) = spark_server.running(home)
-        # the driver (the Connect server and its JVM) dies mid-stream, and the executors on
-        # the workers lose it; its client is stopped too (it would retry a dead server a while)
-        os.killpg(server.pid, signal.SIGKILL)
-        client.kill()
-        client.wait()
-        assert 2 <= len(list(commits.glob("[0-9]*")))
-        # the same command again: a new server on the same cluster resumes from the checkpoint
-        again = subprocess.run(
-            stream, env=env, cwd=REPO, capture_output=True, text=True, timeout=600, check=False
-        )
-        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    finally:
-        spark_server.stop(home)
+    log = tmp_path / "stream.log"
+    with log.open("w") as out:
+        client = subprocess.Popen(stream, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    commits = checkpoints / STREAM_INGEST_QUERY / "commits"
+    deadline = time.monotonic() + 300
+    while len(list(commits.glob("[0-9]*"))) < 2 and time.monotonic() < deadline and client.poll() is None:
+        time.sleep(0.05)
+    assert client.poll() is None, f"the stream ended before its driver was killed:\n{log.read_text()[-3000:]}"
+    (server,) = spark_server.running(home)
+    # the driver (the Connect server and its JVM) dies mid-stream, and the executors on
+    # the workers lose it; its client is stopped too (it would retry a dead server a while)
+    os.killpg(server.pid, signal.SIGKILL)
+    client.kill()
+    client.wait()
+    assert 2 <= len(list(commits.glob("[0-9]*")))
+    # the same command again: a new server on the same cluster resumes from the checkpoint
+    again = subprocess.run(
+        stream, env=env, cwd=REPO, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     events = lake.read(spark, STREAM_EVENTS)
     assert events.count() == events.select("kafka_partition", "kafka_offset").distinct().count()
     assert events.count() == sum(kafka.end_offsets_now().values())
