@@ -28,12 +28,14 @@ def with_time_keys(gold: DataFrame) -> DataFrame:
     """Adds the clock keys, and the trials and successes the test counts: viewing sessions and
     purchasing sessions (a session that buys twenty items is one success, so the counts are
     binomial-like; purchase events come in such bursts and would look like spikes)."""
-    return (
-        gold.withColumn("_n", F.col("view_sessions"))
-        .withColumn("_x", F.col("purchase_sessions"))
-        .withColumn("hour_of_day", F.hour("window_start"))
-        .withColumn("weekday", F.dayofweek("window_start"))
-        .withColumn("hour_index", (F.unix_seconds("window_start") / 3600).cast("long"))
+    return gold.withColumns(
+        {
+            "_n": F.col("view_sessions"),
+            "_x": F.col("purchase_sessions"),
+            "hour_of_day": F.hour("window_start"),
+            "weekday": F.dayofweek("window_start"),
+            "hour_index": (F.unix_seconds("window_start") / 3600).cast("long"),
+        }
     )
 
 

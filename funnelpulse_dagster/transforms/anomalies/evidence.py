@@ -138,15 +138,25 @@ def hourly_evidence(judged: DataFrame, base: DataFrame, phi: DataFrame) -> DataF
     scored = (
         with_baselines.transform(with_shop_factor)
         # the hour's expectation: the brand's baselines moved with the rest of the shop
-        .withColumn("p_base", F.col("p_base") * F.col("shop_factor"))
-        .withColumn("p_event", F.col("p_event") * F.col("shop_factor"))
-        .withColumn("expected_purchase_sessions", F.col("_n") * F.col("p_base"))
-        .withColumn("expected_purchases", F.col("views") * F.col("p_event"))
+        .withColumns(
+            {
+                "p_base": F.col("p_base") * F.col("shop_factor"),
+                "p_event": F.col("p_event") * F.col("shop_factor"),
+            }
+        )
+        .withColumns(
+            {
+                "expected_purchase_sessions": F.col("_n") * F.col("p_base"),
+                "expected_purchases": F.col("views") * F.col("p_event"),
+            }
+        )
         # the counts the evidence reads: an hour too thin to judge, or of a brand without
         # history, adds nothing to a run
-        .withColumn("_ev_x", F.when(has_evidence, F.col("_x")).otherwise(F.lit(0)))
-        .withColumn(
-            "_ev_mean", F.when(has_evidence, F.col("expected_purchase_sessions")).otherwise(F.lit(0.0))
+        .withColumns(
+            {
+                "_ev_x": F.when(has_evidence, F.col("_x")).otherwise(F.lit(0)),
+                "_ev_mean": F.when(has_evidence, F.col("expected_purchase_sessions")).otherwise(F.lit(0.0)),
+            }
         )
         # the hour's own evidence: the run of one hour (0 where the hour adds nothing)
         .withColumn("z_hour", count_z(F.col("_ev_x"), F.col("_ev_mean")) / F.sqrt("phi"))
@@ -162,18 +172,22 @@ def hourly_evidence(judged: DataFrame, base: DataFrame, phi: DataFrame) -> DataF
 
     # a run of one hour is the hour's own z
     runs = {1: F.col("z_hour")} | {k: run_z(k) for k in range(2, MAX_RUN_HOURS + 1)}
-    for k, column in runs.items():
-        scored = scored.withColumn(f"_s{k}", column)
     s = [F.col(f"_s{k}") for k in runs]
     return (
-        scored.withColumn("run_scores", F.array(*s))  # S_1 .. S_MAX_RUN_HOURS ending at this hour
-        .withColumn("drop_score", -F.least(*s))
-        .withColumn("spike_score", F.greatest(*s))
-        .withColumn(
-            "drop_hours",
-            F.array_position(F.array(*[-c for c in s]), F.col("drop_score")).cast("int"),
+        scored.withColumns({f"_s{k}": column for k, column in runs.items()})
+        .withColumns(
+            {
+                "run_scores": F.array(*s),  # S_1 .. S_MAX_RUN_HOURS ending at this hour
+                "drop_score": -F.least(*s),
+                "spike_score": F.greatest(*s),
+            }
         )
-        .withColumn("spike_hours", F.array_position(F.array(*s), F.col("spike_score")).cast("int"))
+        .withColumns(
+            {
+                "drop_hours": F.array_position(F.array(*[-c for c in s]), F.col("drop_score")).cast("int"),
+                "spike_hours": F.array_position(F.array(*s), F.col("spike_score")).cast("int"),
+            }
+        )
         .drop(*[f"_s{k}" for k in runs], "_ev_x", "_ev_mean")
     )
 
@@ -271,10 +285,8 @@ def flag(
     can flag it then, and no earlier (a run ending at hour u needs only hours up to u, and a
     day's baselines only earlier days). The gates default to the shipped ones (rules.py); the
     evaluation tries others on the same evidence (funnelpulse_evaluation/scenarios.py)."""
-    scored = (
-        evidence.withColumn("_nearby_runs", _nearby_runs())
-        .withColumn("_drop_run", _covering_run("drop", threshold))
-        .withColumn("_spike_run", _covering_run("spike", threshold))
+    scored = evidence.withColumn("_nearby_runs", _nearby_runs()).withColumns(
+        {"_drop_run": _covering_run("drop", threshold), "_spike_run": _covering_run("spike", threshold)}
     )
     traffic = F.col("views") >= MIN_VIEWS
     is_drop = traffic & (F.col("z_hour") <= -current_hour_z) & F.col("_drop_run.score").isNotNull()
@@ -287,17 +299,21 @@ def flag(
     return (
         scored.filter(is_drop | is_spike)
         .drop("run_scores", "_nearby_runs")
-        .withColumn("anomaly_type", F.when(is_drop, F.lit("drop")).otherwise(F.lit("spike")))
-        .withColumn("score", score)
-        .withColumn("evidence_hours", run["hours"])
-        .withColumn("detectable_at", F.timestamp_seconds((run["first_known_hour"] + 1) * 3600))
-        .withColumn("severity", _severity(score))
-        .withColumn("expected_conversion_rate", F.col("p_event"))
-        .withColumn("expected_session_conversion_rate", F.col("p_base"))
-        .withColumn("z_brand", z_brand)
-        .withColumn("z_brand_hour", z_brand_hour)
-        .withColumn("is_drop_anomaly", F.coalesce((z_brand <= -2) | (z_brand_hour <= -2), F.lit(False)))
-        .withColumn("is_spike_anomaly", F.coalesce((z_brand >= 2) | (z_brand_hour >= 2), F.lit(False)))
+        .withColumns(
+            {
+                "anomaly_type": F.when(is_drop, F.lit("drop")).otherwise(F.lit("spike")),
+                "score": score,
+                "evidence_hours": run["hours"],
+                "detectable_at": F.timestamp_seconds((run["first_known_hour"] + 1) * 3600),
+                "severity": _severity(score),
+                "expected_conversion_rate": F.col("p_event"),
+                "expected_session_conversion_rate": F.col("p_base"),
+                "z_brand": z_brand,
+                "z_brand_hour": z_brand_hour,
+                "is_drop_anomaly": F.coalesce((z_brand <= -2) | (z_brand_hour <= -2), F.lit(False)),
+                "is_spike_anomaly": F.coalesce((z_brand >= 2) | (z_brand_hour >= 2), F.lit(False)),
+            }
+        )
     )
 
 
