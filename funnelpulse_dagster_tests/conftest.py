@@ -5,21 +5,26 @@ classic local session in the test process) or `connect` (a real local Spark Conn
 started here as `funnelpulse spark start` starts it; the tests are its clients, and so are the
 CLI subprocesses some tests launch).
 
-Which tests run in which pass is decided by what their code touches (`pytest_collection_modifyitems`):
-- the in-process pass runs every test but the few the Connect pass runs alone (below);
-- the Connect pass runs the tests whose code can behave differently as a Spark Connect client:
-  every test that gets a Spark (the `spark_resource` fixture, directly or through another
-  fixture), except those marked `spark_mode_independent` (their code under test is a pure
-  DataFrame -> DataFrame function, which sends the same plan in both modes, or reads with DuckDB
-  what Spark wrote, or they are the variants of a test that differ only in the data one plan
-  reads, one variant running in the Connect pass);
+Which tests run in which pass is decided by what their code touches (`pytest_collection_modifyitems`);
+a test runs in one pass unless it guards both modes:
+- the Connect pass runs the tests whose code can behave differently as a Spark Connect client
+  (the product's default Spark, the home's warm server, is one): every test that gets a Spark
+  (the `spark_resource` fixture, directly or through another fixture), except those marked
+  `spark_mode_independent` (their code under test is a pure DataFrame -> DataFrame function,
+  which sends the same plan in both modes, or reads with DuckDB what Spark wrote, or they are
+  the variants of a test that differ only in the data one plan reads, one variant running in the
+  Connect pass);
+- the in-process pass runs the rest, and again the `both_passes` tests of the Connect pass (the
+  batch range run end to end, and what checks each pass's own session), which guard the
+  in-process mode (`FUNNELPULSE_SPARK_MODE=in-process`, a session in the run's own process);
 - the Connect pass alone runs the `connect_pass` tests (the demo and the deployment, as clients
   of the pass's warm server, the README's recipe; a few tests that need running once, placed
   there to even out the two passes, which run side by side) and the embedded broker's tests;
 - a test run on each broker kind (the `broker` fixture) runs each variant once: a broker's kind
   and the Spark mode never meet (only Kafka clients talk to the broker), so the Apache Kafka
   variant runs in the in-process pass and the embedded broker's in the Connect pass;
-- `slow` tests are left out of the quick lane (`scripts/test.sh --quick`)."""
+- the quick lane (`scripts/test.sh --quick`, FUNNELPULSE_TEST_LANE=quick) is one in-process
+  pass of every test but the `slow` ones and those the Connect pass runs alone."""
 
 from __future__ import annotations
 
@@ -135,22 +140,26 @@ def pytest_configure(config):
     os.environ.setdefault("JDK_JAVA_OPTIONS", SHORT_LIVED_JVM_OPTIONS)
 
 
-def runs_in_pass(item: pytest.Item, mode: str) -> bool:
+def runs_in_pass(item: pytest.Item, mode: str, quick_lane: bool = False) -> bool:
     """Whether the pass of Spark `mode` runs `item` (the module docstring says why)."""
     callspec = getattr(item, "callspec", None)
     broker_kind = callspec.params.get("broker") if callspec is not None else None
     embedded = "embedded_broker" in item.fixturenames or broker_kind == "embedded"
     if item.get_closest_marker("connect_pass") or embedded:
         return mode == "connect"
-    if mode != "connect":
-        return True
-    if broker_kind == "kafka":
-        return False
-    return "spark_resource" in item.fixturenames and not item.get_closest_marker("spark_mode_independent")
+    connect_client_code = (
+        broker_kind != "kafka"
+        and "spark_resource" in item.fixturenames
+        and not item.get_closest_marker("spark_mode_independent")
+    )
+    if mode == "connect":
+        return connect_client_code
+    return not connect_client_code or quick_lane or item.get_closest_marker("both_passes") is not None
 
 
 def pytest_collection_modifyitems(config, items):
-    chosen = [item for item in items if runs_in_pass(item, SPARK_MODE)]
+    quick_lane = os.environ.get("FUNNELPULSE_TEST_LANE") == "quick"
+    chosen = [item for item in items if runs_in_pass(item, SPARK_MODE, quick_lane)]
     if len(chosen) < len(items):
         config.hook.pytest_deselected(items=[item for item in items if item not in chosen])
         items[:] = chosen

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Sets everything up and runs the test suite in its two Spark passes, side by side: in-process
-# (every test), and as the clients of a real local Spark Connect server (the tests whose code
-# can behave differently there; funnelpulse_dagster_tests/conftest.py says how they are chosen).
+# Sets everything up and runs the test suite in its two Spark passes, side by side: as the
+# clients of a real local Spark Connect server (the tests whose code can behave differently
+# there), and in-process (the rest, and the few that guard both modes);
+# funnelpulse_dagster_tests/conftest.py says how they are chosen.
 # Real Spark, real Kafka, real Dagster runs; expectations from an independent pandas reference.
 #
 #   scripts/test.sh [pytest args]          the whole suite (what CI runs)
@@ -29,7 +30,7 @@ no_leftovers() {
 if [ "$quick" = 1 ]; then
   base="$(mktemp -d)"
   status=0
-  FUNNELPULSE_TEST_SPARK=in-process .venv/bin/python -m pytest --basetemp "$base" -m "not slow and not connect_pass" "${args[@]}" || status=$?
+  FUNNELPULSE_TEST_LANE=quick FUNNELPULSE_TEST_SPARK=in-process .venv/bin/python -m pytest --basetemp "$base" -m "not slow and not connect_pass" "${args[@]}" || status=$?
   no_leftovers "$base" || status=1
   exit "$status"
 fi

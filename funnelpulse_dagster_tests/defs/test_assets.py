@@ -71,6 +71,7 @@ def _day_counts(lake: LakeResource, table) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.both_passes  # the batch chain end to end in each mode
 def test_a_range_run_materializes_and_reconciles(spark, spark_resource, batch_run):
     """The suite's shared range run (conftest.batch_run, 2019-10-01...03): every check, every
     table against the reference, each partition's figures; then a day run again changes nothing."""

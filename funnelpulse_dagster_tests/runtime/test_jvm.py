@@ -13,11 +13,11 @@ from funnelpulse_dagster.runtime.jvm import (
     java_cache_root,
     with_local_file_system,
 )
-from funnelpulse_dagster_tests.conftest import SPARK_MODE
 
 LOCAL = {"spark.master": "local[2]"}
 
 
+@pytest.mark.both_passes  # each pass's own session
 def test_every_session_of_the_pass_writes_local_files_through_it(spark, tmp_path):
     """Both modes: the in-process session and the local Connect server run with it, and a
     write through it lands with the permissions Hadoop gives files: 0666 less Hadoop's own
@@ -31,7 +31,7 @@ def test_every_session_of_the_pass_writes_local_files_through_it(spark, tmp_path
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path.name
 
 
-@pytest.mark.skipif(SPARK_MODE != "in-process", reason="drives both classes through the test's own JVM")
+@pytest.mark.spark_mode_independent  # the same class in both modes, driven through the test's own JVM
 def test_it_sets_the_same_permission_bits_as_hadoops_own(spark, tmp_path):
     """The reference is Hadoop's RawLocalFileSystem, which runs `chmod` for each call."""
     jvm = spark._jvm

@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 from funnelpulse_dagster.runtime.spark_session import side_by_side
 
 
+@pytest.mark.both_passes  # threads share one session in-process, and one client in Connect
 def test_each_actions_result_comes_back_in_order_and_a_failure_is_raised_after_all_ended(spark):
     frame = spark.range(1000)
     finished = []

@@ -392,7 +392,6 @@ def test_an_ordinary_hour_at_a_strong_incidents_edge_is_not_part_of_it(spark):
 
 
 @pytest.mark.slow  # a detector run per day of its series: the full suite runs it, the quick lane does not
-@pytest.mark.connect_pass  # runs once (the same plan in both modes): in the shorter pass
 def test_a_flag_is_detectable_when_its_run_passes_and_not_before(spark):
     """`detectable_at` says when a judge seeing every closed hour (the live path) could first
     flag an hour: judging the day with only the hours before a cut-off closed flags exactly the
