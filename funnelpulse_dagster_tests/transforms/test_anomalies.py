@@ -470,10 +470,9 @@ def test_root_cause_ranks_the_segment_that_lost_its_purchases(spark):
     assert {h["dimension"] for h in hints} == {"category_root", "price_band", "product_id"}
 
 
-# its Dagster runs go through the pass's Spark like any other asset's; in the Connect pass, which
-# is the shorter without it (the cluster tests run in the in-process pass)
+# its Dagster runs go through the pass's Spark like any other asset's (the module's mark: the
+# in-process pass runs it)
 @pytest.mark.slow
-@pytest.mark.connect_pass
 def test_harness_on_a_small_scenario(spark_resource, tmp_path):
     """The evaluation harness end to end: generate a planned scenario, materialize up to the
     anomaly table with real Dagster runs, score against the ground truth beside the seed's
