@@ -470,8 +470,8 @@ def test_root_cause_ranks_the_segment_that_lost_its_purchases(spark):
     assert {h["dimension"] for h in hints} == {"category_root", "price_band", "product_id"}
 
 
-# its Dagster runs go through the pass's Spark like any other asset's (the module's mark: the
-# in-process pass runs it)
+# its Dagster runs are the range run's assets on a generated scenario (test_assets runs those in
+# both passes): once, in-process
 @pytest.mark.slow
 def test_harness_on_a_small_scenario(spark_resource, tmp_path):
     """The evaluation harness end to end: generate a planned scenario, materialize up to the
